@@ -1,0 +1,3 @@
+from tokenhub.cli import main
+
+main()

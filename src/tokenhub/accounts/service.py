@@ -1,0 +1,194 @@
+"""Users and API keys. Functions take an open connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tokenhub.accounts.secrets import display_prefix, hash_api_key, hash_password, new_api_key
+from tokenhub.errors import Conflict, InvalidRequest, NotFound
+from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
+from tokenhub.storage.tables import api_keys, users
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MODEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:/*?\[\]-]+$")
+MIN_PASSWORD = 8
+
+
+def normalize_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if len(email) > 320 or not EMAIL_RE.match(email):
+        raise InvalidRequest(f"'{email}' is not a valid email address", param="email")
+    return email
+
+
+async def create_user(conn: AsyncConnection, email: str, *, password: str | None = None, is_admin: bool = False) -> dict[str, Any]:
+    email = normalize_email(email)
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"the password must have at least {MIN_PASSWORD} characters", param="password")
+    try:
+        async with conn.begin_nested():
+            result = await conn.execute(
+                insert(users)
+                .values(
+                    email=email,
+                    password_hash=hash_password(password) if password else None,
+                    is_admin=is_admin,
+                    disabled=False,
+                    balance=0,
+                    created_at=utc_now(),
+                )
+                .returning(users.c.id)
+            )
+    except IntegrityError:
+        raise Conflict(f"a user with email {email} already exists", code="user_exists", param="email") from None
+    await bump_config_version(conn)
+    return user_dict(await get_user(conn, result.scalar_one()))
+
+
+async def get_user(conn: AsyncConnection, ref: str | int) -> Row[Any]:
+    """A user by id or email."""
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        query = select(users).where(users.c.id == int(ref))
+    else:
+        query = select(users).where(users.c.email == str(ref).strip().lower())
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no user {ref}", code="user_not_found")
+    return row
+
+
+async def count_admins(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(select(func.count()).select_from(users).where(users.c.is_admin)) or 0)
+
+
+async def list_users(conn: AsyncConnection, query: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    stmt = select(users).order_by(users.c.id).limit(min(max(limit, 1), 1000))
+    if query:
+        escaped = query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(users.c.email.like(f"%{escaped}%", escape="\\"))
+    return [user_dict(row) for row in await conn.execute(stmt)]
+
+
+def user_dict(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "email": row.email,
+        "is_admin": bool(row.is_admin),
+        "disabled": bool(row.disabled),
+        "balance_nanos": row.balance,
+        "created_at": as_utc(row.created_at),
+    }
+
+
+def parse_model_patterns(raw: str | list[str] | None) -> str | None:
+    if raw is None:
+        return None
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    patterns = [str(p).strip() for p in items if str(p).strip()]
+    if not patterns:
+        return None
+    for pattern in patterns:
+        if not MODEL_PATTERN_RE.match(pattern) or len(pattern) > 200:
+            raise InvalidRequest(f"'{pattern}' is not a model id or pattern (like openai/* or gpt-4.1)", param="models")
+    return ",".join(patterns)
+
+
+def parse_expiry(value: str | date | None) -> datetime | None:
+    """``YYYY-MM-DD``: the key works through that whole day (UTC) and stops at the next midnight."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidRequest(f"'{value}' is not a date like 2026-12-31", param="expires") from None
+    expires = datetime.combine(value + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    if expires <= utc_now():
+        raise InvalidRequest(f"the expiry date {value.isoformat()} is in the past", param="expires")
+    return expires
+
+
+async def create_key(
+    conn: AsyncConnection,
+    user_ref: str | int,
+    *,
+    name: str | None = None,
+    limit_nanos: int | None = None,
+    models: str | list[str] | None = None,
+    expires: str | date | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Create a key; returns the plaintext (shown once, never stored) and the stored record."""
+    user = await get_user(conn, user_ref)
+    name = (name or "default").strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("the key name must have 1 to 200 characters", param="name")
+    if limit_nanos is not None and limit_nanos < 0:
+        raise InvalidRequest("the spending limit cannot be negative", param="limit")
+    plaintext = new_api_key()
+    result = await conn.execute(
+        insert(api_keys)
+        .values(
+            user_id=user.id,
+            name=name,
+            key_hash=hash_api_key(plaintext),
+            key_prefix=display_prefix(plaintext),
+            limit_nanos=limit_nanos,
+            used_nanos=0,
+            held_nanos=0,
+            models=parse_model_patterns(models),
+            expires_at=parse_expiry(expires),
+            created_at=utc_now(),
+        )
+        .returning(api_keys.c.id)
+    )
+    key_id = result.scalar_one()
+    await bump_config_version(conn)
+    return plaintext, await get_key(conn, key_id)
+
+
+async def get_key(conn: AsyncConnection, key_id: int | str) -> dict[str, Any]:
+    try:
+        kid = int(key_id)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"'{key_id}' is not a key id (a number; see `tokenhub key list`)", param="key_id") from None
+    row = (await conn.execute(select(api_keys).where(api_keys.c.id == kid))).first()
+    if row is None:
+        raise NotFound(f"no key with id {kid}", code="key_not_found")
+    return key_dict(row)
+
+
+async def list_keys(conn: AsyncConnection, user_ref: str | int) -> list[dict[str, Any]]:
+    user = await get_user(conn, user_ref)
+    rows = await conn.execute(select(api_keys).where(api_keys.c.user_id == user.id).order_by(api_keys.c.id))
+    return [key_dict(row) for row in rows]
+
+
+async def revoke_key(conn: AsyncConnection, key_id: int | str) -> dict[str, Any]:
+    key = await get_key(conn, key_id)
+    if key["revoked_at"] is None:
+        await conn.execute(update(api_keys).where(api_keys.c.id == key["id"]).values(revoked_at=utc_now()))
+        await bump_config_version(conn)
+    return await get_key(conn, key["id"])
+
+
+def key_dict(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "name": row.name,
+        "prefix": row.key_prefix,
+        "limit_nanos": row.limit_nanos,
+        "used_nanos": row.used_nanos,
+        "held_nanos": row.held_nanos,
+        "models": row.models.split(",") if row.models else None,
+        "expires_at": as_utc(row.expires_at),
+        "revoked_at": as_utc(row.revoked_at),
+        "created_at": as_utc(row.created_at),
+    }

@@ -1,0 +1,1 @@
+"""The operators' JSON API under /api/admin (the console and the CLI share its services)."""

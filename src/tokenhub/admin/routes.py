@@ -1,0 +1,288 @@
+"""/api/admin: the same operations as the CLI, for an admin user's API key.
+
+Amounts travel as decimal strings of USD (``"12.5"``); request bodies are parsed with exact
+decimals, so a JSON number like ``12.5`` is also read exactly, never as a float.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tokenhub.accounts import service as accounts
+from tokenhub.api.requests import authenticate
+from tokenhub.api.routes import GATEWAY
+from tokenhub.billing import service as billing
+from tokenhub.catalog import service as catalog_service
+from tokenhub.channels import service as channels
+from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
+from tokenhub.gateway import Gateway
+from tokenhub.money import MoneyError, format_usd, usd_to_nanos
+
+MAX_ADMIN_BODY = 1024 * 1024
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, default=_encode), status=status, content_type="application/json")
+
+
+def usd(value: Any, field: str, *, allow_none: bool = False) -> int | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise InvalidRequest(f"'{field}' is required (USD, e.g. \"10.00\")", param=field)
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise InvalidRequest(f"'{field}' must be a USD amount such as \"10.00\"", param=field)
+    try:
+        return usd_to_nanos(value)
+    except MoneyError as exc:
+        raise InvalidRequest(f"'{field}': {exc}", param=field) from None
+
+
+def _money_view(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k.removesuffix("_nanos"): format_usd(v) if k.endswith("_nanos") else v for k, v in summary.items()}
+
+
+def _int_field(body: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = body.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"'{name}' must be a whole number", param=name)
+    return value
+
+
+class AdminAPI:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    @property
+    def gw(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/admin/users", self.list_users),
+            web.post("/api/admin/users", self.create_user),
+            web.get("/api/admin/users/{user}", self.show_user),
+            web.get("/api/admin/users/{user}/keys", self.list_keys),
+            web.post("/api/admin/users/{user}/keys", self.create_key),
+            web.delete("/api/admin/keys/{key_id}", self.revoke_key),
+            web.get("/api/admin/users/{user}/credits", self.show_credits),
+            web.post("/api/admin/users/{user}/credits", self.add_credits),
+            web.get("/api/admin/channels", self.list_channels),
+            web.post("/api/admin/channels", self.add_channel),
+            web.delete("/api/admin/channels/{channel}", self.remove_channel),
+            web.get("/api/admin/models", self.list_models),
+            web.post("/api/admin/models", self.add_model),
+            web.patch("/api/admin/models/{model:.+}", self.set_model),
+            web.get("/api/admin/ledger/check", self.check_ledger),
+        ]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _admin(self, request: web.Request) -> None:
+        key = authenticate(request, self.gw.directory)
+        if not key.is_admin:
+            raise PermissionDenied("this endpoint needs the API key of an admin user", code="admin_only")
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if len(raw) > MAX_ADMIN_BODY:
+            raise PayloadTooLarge("the request body is too large")
+        try:
+            body = json.loads(raw or b"{}", parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        return body
+
+    async def _write(self, fn: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+        """Run a change in one transaction, then reload this process's directory at once."""
+        async with self.gw.engine.begin() as conn:
+            result = await fn(conn)
+        await self.gw.directory.refresh_if_changed()
+        return result
+
+    async def _read(self, fn: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+        async with self.gw.engine.connect() as conn:
+            return await fn(conn)
+
+    # -- users and keys ------------------------------------------------------------------------
+
+    async def list_users(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        query = request.query.get("q")
+        users = await self._read(lambda c: accounts.list_users(c, query))
+        return _json({"data": [_money_view(u) for u in users]})
+
+    async def create_user(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        password = body.get("password")
+        if password is not None and not isinstance(password, str):
+            raise InvalidRequest("'password' must be a string", param="password")
+        user = await self._write(
+            lambda c: accounts.create_user(c, str(body.get("email") or ""), password=password, is_admin=body.get("is_admin") is True)
+        )
+        return _json({"data": _money_view(user)}, status=201)
+
+    async def show_user(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        user = await self._read(lambda c: accounts.get_user(c, request.match_info["user"]))
+        return _json({"data": _money_view(accounts.user_dict(user))})
+
+    async def list_keys(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        keys = await self._read(lambda c: accounts.list_keys(c, request.match_info["user"]))
+        return _json({"data": [_money_view(k) for k in keys]})
+
+    async def create_key(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        limit = usd(body.get("limit"), "limit", allow_none=True)
+        models = body.get("models")
+        if models is not None and not isinstance(models, (str, list)):
+            raise InvalidRequest("'models' is a list of model ids or patterns", param="models")
+        expires = body.get("expires")
+        if expires is not None and not isinstance(expires, str):
+            raise InvalidRequest("'expires' is a date like 2026-12-31", param="expires")
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequest("'name' must be a string", param="name")
+        plaintext, key = await self._write(
+            lambda c: accounts.create_key(c, request.match_info["user"], name=name, limit_nanos=limit, models=models, expires=expires)
+        )
+        return _json({"data": {**_money_view(key), "key": plaintext}}, status=201)
+
+    async def revoke_key(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        key = await self._write(lambda c: accounts.revoke_key(c, request.match_info["key_id"]))
+        return _json({"data": _money_view(key)})
+
+    # -- credits and ledger --------------------------------------------------------------------
+
+    async def show_credits(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        summary = await self._read(lambda c: billing.credits_summary(c, request.match_info["user"]))
+        return _json({"data": _money_view(summary)})
+
+    async def add_credits(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        amount = usd(body.get("amount"), "amount")
+        note = body.get("note")
+        if note is not None and not isinstance(note, str):
+            raise InvalidRequest("'note' must be a string", param="note")
+        assert amount is not None
+        summary = await self._write(lambda c: billing.add_credits(c, request.match_info["user"], amount, note=note))
+        return _json({"data": _money_view(summary)})
+
+    async def check_ledger(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        await self.gw.ledger.flush()
+        report = await self._read(billing.check_ledger)
+        return _json(
+            {"ok": report.ok, "users_checked": report.users_checked, "keys_checked": report.keys_checked, "problems": report.problems}
+        )
+
+    # -- channels ------------------------------------------------------------------------------
+
+    async def list_channels(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        return _json({"data": await self._read(channels.list_channels)})
+
+    async def add_channel(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        for name in ("provider", "api_key", "base_url", "name"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise InvalidRequest(f"'{name}' must be a string", param=name)
+        models = body.get("models")
+        if models is not None and not isinstance(models, (str, list, dict)):
+            raise InvalidRequest("'models' is a list of catalog ids (optionally ID=UPSTREAM_ID)", param="models")
+        priority = _int_field(body, "priority", 0)
+        weight = _int_field(body, "weight", 1)
+        catalog = self.gw.directory.catalog
+        channel = await self._write(
+            lambda c: channels.add_channel(
+                c,
+                self.gw.box,
+                catalog,
+                provider=str(body.get("provider") or ""),
+                api_key=str(body.get("api_key") or ""),
+                base_url=body.get("base_url"),
+                name=body.get("name"),
+                models=models,
+                priority=priority or 0,
+                weight=weight if weight is not None else 1,
+            )
+        )
+        return _json({"data": channel}, status=201)
+
+    async def remove_channel(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        channel = await self._write(lambda c: channels.remove_channel(c, request.match_info["channel"]))
+        return _json({"data": channel})
+
+    # -- models --------------------------------------------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        catalog = self.gw.directory.catalog
+        return _json({"data": [catalog_service.model_public(m) for m in catalog.models.values()]})
+
+    async def add_model(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        for name in ("id", "provider", "upstream_id", "name", "kind"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise InvalidRequest(f"'{name}' must be a string", param=name)
+        model = await self._write(
+            lambda c: catalog_service.add_model(
+                c,
+                str(body.get("id") or ""),
+                provider=str(body.get("provider") or ""),
+                upstream_id=body.get("upstream_id"),
+                name=body.get("name"),
+                input_price=usd(body.get("input_price"), "input_price", allow_none=True),
+                output_price=usd(body.get("output_price"), "output_price", allow_none=True),
+                cached_input_price=usd(body.get("cached_input_price"), "cached_input_price", allow_none=True),
+                context_length=_int_field(body, "context_length", None),
+                max_output_tokens=_int_field(body, "max_output_tokens", None),
+                kind=str(body.get("kind") or "chat"),
+            )
+        )
+        return _json({"data": catalog_service.model_public(model)}, status=201)
+
+    async def set_model(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        enabled = body.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise InvalidRequest("'enabled' must be true or false", param="enabled")
+        model = await self._write(
+            lambda c: catalog_service.set_model(
+                c,
+                request.match_info["model"],
+                input_price=usd(body.get("input_price"), "input_price", allow_none=True),
+                output_price=usd(body.get("output_price"), "output_price", allow_none=True),
+                cached_input_price=usd(body.get("cached_input_price"), "cached_input_price", allow_none=True),
+                enabled=enabled,
+            )
+        )
+        return _json({"data": catalog_service.model_public(model)})

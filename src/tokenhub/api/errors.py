@@ -1,0 +1,48 @@
+"""Render every failure once, in the OpenAI error format; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+
+from tokenhub.api.requests import REQUEST_ID
+from tokenhub.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+
+log = logging.getLogger("tokenhub.api")
+
+MAX_BODY = web.AppKey("max_body_bytes", int)
+
+
+
+def error_response(err: GatewayError, request: web.Request | None = None) -> web.Response:
+    headers = dict(err.headers)
+    if request is not None and request.get(REQUEST_ID):
+        headers["X-Request-Id"] = request[REQUEST_ID]
+    return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), content_type="application/json", headers=headers)
+
+
+def _from_http_exception(exc: web.HTTPException, request: web.Request) -> GatewayError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge(f"the request body is larger than {request.app[MAX_BODY]} bytes")
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound(f"no route {request.method} {request.path}", code="route_not_found")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return InvalidRequest(f"{request.method} is not allowed on {request.path}", code="method_not_allowed", status=405)
+    return GatewayError(exc.reason or "error", status=exc.status, code=None)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except GatewayError as err:
+        return error_response(err, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(exc, request), request)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(GatewayError("internal error; the request id helps the operator find it"), request)

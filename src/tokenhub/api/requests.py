@@ -1,0 +1,43 @@
+"""Reading requests: the caller's key and a JSON body, with the errors the API promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tokenhub.directory import Directory, KeyInfo
+from tokenhub.errors import InvalidRequest, PayloadTooLarge
+
+REQUEST_ID = web.RequestKey("request_id", str)
+CALLER = web.RequestKey("caller", KeyInfo)
+
+
+def bearer_token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    return request.headers.get("x-api-key") or None
+
+
+def authenticate(request: web.Request, directory: Directory) -> KeyInfo:
+    key = directory.authenticate(bearer_token(request))
+    request[CALLER] = key
+    return key
+
+
+async def read_json(request: web.Request, max_bytes: int) -> tuple[Any, int]:
+    """The parsed body and its size in bytes; 413 over the limit, 400 for anything not JSON."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
+    body = await request.read()
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body), len(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc.msg}") from None

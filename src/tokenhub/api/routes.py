@@ -1,0 +1,126 @@
+"""Public routes under /api/v1."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+from sqlalchemy import select
+
+from tokenhub.api.presenters import iso, models_list, usd_number
+from tokenhub.api.requests import authenticate, read_json
+from tokenhub.billing.service import credits_summary
+from tokenhub.errors import InvalidRequest, NotFound
+from tokenhub.gateway import Gateway
+from tokenhub.relay.chat import ChatRelay
+from tokenhub.storage.engine import as_utc
+from tokenhub.storage.tables import api_keys, requests
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def _json(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+class PublicAPI:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self._models_cache: tuple[int, bytes] = (-2, b"")
+
+    @property
+    def gw(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v1/models", self.list_models),
+            web.post("/api/v1/chat/completions", self.chat_completions),
+            web.get("/api/v1/credits", self.credits),
+            web.get("/api/v1/key", self.key),
+            web.get("/api/v1/generation", self.generation),
+        ]
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        directory = self.gw.directory
+        if self._models_cache[0] != directory.version:
+            self._models_cache = (directory.version, models_list(directory.catalog))
+        return web.Response(body=self._models_cache[1], content_type="application/json")
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        gw = self.gw
+        key = authenticate(request, gw.directory)
+        payload, size = await read_json(request, gw.settings.max_body_bytes)
+        return await ChatRelay(gw).handle(request, key, payload, size)
+
+    async def credits(self, request: web.Request) -> web.Response:
+        key = authenticate(request, self.gw.directory)
+        async with self.gw.engine.connect() as conn:
+            summary = await credits_summary(conn, key.user_id)
+        return _json(
+            {
+                "data": {
+                    "total_credits": usd_number(summary["total_credits_nanos"]),
+                    "total_usage": usd_number(summary["total_usage_nanos"]),
+                    "balance": usd_number(summary["balance_nanos"]),
+                    "held": usd_number(summary["held_nanos"]),
+                }
+            }
+        )
+
+    async def key(self, request: web.Request) -> web.Response:
+        key = authenticate(request, self.gw.directory)
+        async with self.gw.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key.id))).one()
+        limit = row.limit_nanos
+        return _json(
+            {
+                "data": {
+                    "id": row.id,
+                    "label": row.key_prefix,
+                    "name": row.name,
+                    "limit": usd_number(limit) if limit is not None else None,
+                    "usage": usd_number(row.used_nanos),
+                    "held": usd_number(row.held_nanos),
+                    "limit_remaining": usd_number(max(limit - row.used_nanos - row.held_nanos, 0)) if limit is not None else None,
+                    "models": row.models.split(",") if row.models else None,
+                    "expires_at": iso(as_utc(row.expires_at)),
+                    "created_at": iso(as_utc(row.created_at)),
+                }
+            }
+        )
+
+    async def generation(self, request: web.Request) -> web.Response:
+        key = authenticate(request, self.gw.directory)
+        gen_id = request.query.get("id", "").strip()
+        if not gen_id:
+            raise InvalidRequest("give the request id: /generation?id=gen-...", param="id")
+        if len(gen_id) > 40:
+            raise NotFound(f"no request {gen_id[:40]}… in this account", code="generation_not_found")
+        async with self.gw.engine.connect() as conn:
+            row = (await conn.execute(select(requests).where(requests.c.id == gen_id, requests.c.user_id == key.user_id))).first()
+        if row is None:
+            raise NotFound(f"no request {gen_id} in this account", code="generation_not_found")
+        return _json(
+            {
+                "data": {
+                    "id": row.id,
+                    "model": row.model,
+                    "created_at": iso(as_utc(row.created_at)),
+                    "state": row.state,
+                    "status": row.status,
+                    "streamed": bool(row.stream),
+                    "tokens_prompt": row.prompt_tokens,
+                    "tokens_completion": row.completion_tokens,
+                    "tokens_cached": row.cached_tokens,
+                    "tokens_reasoning": row.reasoning_tokens,
+                    "usage_estimated": bool(row.estimated),
+                    "total_cost": usd_number(row.cost_nanos),
+                    "latency": row.latency_ms,
+                    "time_to_first_byte": row.ttfb_ms,
+                    "finish_reason": row.finish_reason,
+                    "http_status": row.http_status,
+                    "error": row.error,
+                    "api_key_id": row.key_id,
+                }
+            }
+        )

@@ -1,0 +1,32 @@
+"""The app factory: one aiohttp application serving the public API and the admin API."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from tokenhub.admin.routes import AdminAPI
+from tokenhub.api.errors import MAX_BODY, error_middleware
+from tokenhub.api.routes import GATEWAY, PublicAPI
+from tokenhub.config import Settings
+from tokenhub.gateway import Gateway
+
+SETTINGS = web.AppKey("settings", Settings)
+
+
+async def _lifespan(app: web.Application) -> AsyncIterator[None]:
+    gateway = await Gateway.start(app[SETTINGS])
+    app[GATEWAY] = gateway
+    yield
+    await gateway.stop()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[MAX_BODY] = settings.max_body_bytes
+    app.cleanup_ctx.append(_lifespan)
+    app.add_routes(PublicAPI(app).routes())
+    app.add_routes(AdminAPI(app).routes())
+    return app

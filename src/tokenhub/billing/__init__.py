@@ -1,0 +1,1 @@
+"""Money movements: prices and costs, holds and settlements (the ledger), credits."""

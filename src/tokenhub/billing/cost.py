@@ -1,0 +1,47 @@
+"""What a request costs: from its usage and its model's prices, and at most (for the hold)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenhub.catalog.model import Pricing
+from tokenhub.money import tokens_cost
+
+
+@dataclass
+class Usage:
+    """Token counts in OpenAI's semantics: cached and cache-write tokens are part of
+    ``prompt_tokens``; reasoning tokens are part of ``completion_tokens``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+
+def usage_cost(usage: Usage, pricing: Pricing) -> int:
+    """Nanos for what the upstream reports, each token class at its own price, rounded once."""
+    cached = min(max(usage.cached_tokens, 0), max(usage.prompt_tokens, 0))
+    cache_write = min(max(usage.cache_write_tokens, 0), max(usage.prompt_tokens, 0) - cached)
+    uncached = max(usage.prompt_tokens, 0) - cached - cache_write
+    reasoning = min(max(usage.reasoning_tokens, 0), max(usage.completion_tokens, 0))
+    visible_output = max(usage.completion_tokens, 0) - reasoning
+    return tokens_cost(
+        [
+            (uncached, pricing.input),
+            (cached, pricing.input if pricing.cached_input is None else pricing.cached_input),
+            (cache_write, pricing.input if pricing.cache_write is None else pricing.cache_write),
+            (visible_output, pricing.output),
+            (reasoning, pricing.output if pricing.reasoning is None else pricing.reasoning),
+        ]
+    )
+
+
+def max_cost(prompt_tokens: int, output_tokens: int, pricing: Pricing) -> int:
+    """The most a request can cost: every prompt token at the dearest input price and every
+    possible output token at the dearest output price."""
+    input_price = max(pricing.input, pricing.cached_input or 0, pricing.cache_write or 0)
+    output_price = max(pricing.output, pricing.reasoning or 0)
+    return tokens_cost([(prompt_tokens, input_price), (output_tokens, output_price)])

@@ -1,0 +1,78 @@
+"""Token estimates, used where no upstream count exists.
+
+Two different questions, two functions:
+
+* ``prompt_upper_bound`` sizes the *hold*: it must never be below the real prompt count. A BPE
+  token is at least one byte of text, so the UTF-8 size of the request (minus inline image/audio
+  data, which is priced per item instead) bounds the text tokens; each media part adds a fixed
+  allowance above what any supported vendor charges for one image.
+* ``estimate_tokens`` is a fair *guess* for text that was delivered but never counted by the
+  upstream (a client that hung up, a vendor that sent no usage): about 4 characters per token for
+  ASCII, one token per other character. Such charges are flagged ``estimated``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MEDIA_PART_ALLOWANCE = 6_000  # tokens held per image/audio/file part
+MESSAGE_OVERHEAD = 8  # framing tokens per message
+
+
+def estimate_tokens(text: str) -> int:
+    if not text:
+        return 0
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    other = len(text) - ascii_chars
+    return -(-ascii_chars // 4) + other
+
+
+def prompt_upper_bound(payload: dict[str, Any], body_size: int) -> int:
+    """At least the prompt's token count, for a request body of ``body_size`` bytes."""
+    media_parts = 0
+    media_bytes = 0
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(content, list):
+                continue
+            for part in content:
+                if isinstance(part, dict) and part.get("type") not in (None, "text"):
+                    media_parts += 1
+                    media_bytes += _inline_data_size(part)
+        body_tokens = max(body_size - media_bytes, 0) + MESSAGE_OVERHEAD * len(messages)
+    else:
+        body_tokens = body_size
+    return body_tokens + media_parts * MEDIA_PART_ALLOWANCE
+
+
+def _inline_data_size(part: dict[str, Any]) -> int:
+    for value in part.values():
+        if isinstance(value, dict):
+            for field in ("url", "data", "file_data"):
+                data = value.get(field)
+                if isinstance(data, str) and (field != "url" or data.startswith("data:")):
+                    return len(data)
+    return 0
+
+
+def prompt_estimate(payload: dict[str, Any]) -> int:
+    """A fair guess of the prompt's tokens when the upstream never said."""
+    total = 0
+    messages = payload.get("messages") or []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        total += MESSAGE_OVERHEAD
+        content = message.get("content")
+        if isinstance(content, str):
+            total += estimate_tokens(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    if part.get("type") == "text":
+                        total += estimate_tokens(str(part.get("text", "")))
+                    else:
+                        total += 1_000
+    return total

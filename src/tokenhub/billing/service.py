@@ -1,0 +1,128 @@
+"""Credits and ledger checks. Functions take an open connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tokenhub.accounts.service import get_user
+from tokenhub.errors import InvalidRequest
+from tokenhub.money import format_usd
+from tokenhub.storage.engine import utc_now
+from tokenhub.storage.tables import api_keys, ledger_entries, requests, users
+
+REQUEST_KINDS = ("hold", "release", "charge")
+MAX_NOTE = 500
+
+
+async def add_credits(
+    conn: AsyncConnection, user_ref: str | int, amount_nanos: int, *, note: str | None = None, kind: str = "adjustment"
+) -> dict[str, Any]:
+    """Credit (or, with a negative amount, debit) a user; one ledger entry, atomically."""
+    if amount_nanos == 0:
+        raise InvalidRequest("the amount must not be zero", param="amount")
+    if note is not None and len(note) > MAX_NOTE:
+        raise InvalidRequest(f"the note must have at most {MAX_NOTE} characters", param="note")
+    user = await get_user(conn, user_ref)
+    result = await conn.execute(
+        update(users)
+        .where(users.c.id == user.id, users.c.balance + amount_nanos >= 0)
+        .values(balance=users.c.balance + amount_nanos)
+        .returning(users.c.balance)
+    )
+    balance = result.scalar_one_or_none()
+    if balance is None:
+        raise InvalidRequest(
+            f"a debit of ${format_usd(-amount_nanos)} would take the balance of {user.email} below zero", param="amount"
+        )
+    await conn.execute(
+        insert(ledger_entries).values(
+            user_id=user.id, kind=kind, amount=amount_nanos, balance_after=balance, note=note, created_at=utc_now()
+        )
+    )
+    return await credits_summary(conn, user.id)
+
+
+async def credits_summary(conn: AsyncConnection, user_ref: str | int) -> dict[str, Any]:
+    """Balance (spendable), open holds, everything credited and everything charged, in nanos."""
+    user = await get_user(conn, user_ref)
+    sums = (
+        await conn.execute(
+            select(
+                func.coalesce(func.sum(case((ledger_entries.c.kind.not_in(REQUEST_KINDS), ledger_entries.c.amount), else_=0)), 0),
+                func.coalesce(func.sum(case((ledger_entries.c.kind == "charge", -ledger_entries.c.amount), else_=0)), 0),
+            ).where(ledger_entries.c.user_id == user.id)
+        )
+    ).one()
+    held = await conn.scalar(
+        select(func.coalesce(func.sum(requests.c.hold_nanos), 0)).where(requests.c.user_id == user.id, requests.c.state == "held")
+    )
+    return {
+        "user_id": user.id,
+        "email": user.email,
+        "balance_nanos": user.balance,
+        "held_nanos": int(held or 0),
+        "total_credits_nanos": int(sums[0]),
+        "total_usage_nanos": int(sums[1]),
+    }
+
+
+@dataclass
+class LedgerReport:
+    users_checked: int
+    keys_checked: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def check_ledger(conn: AsyncConnection) -> LedgerReport:
+    """Every balance equals the sum of its entries; every key's counters equal its requests'."""
+    problems: list[str] = []
+    entry_sums = dict(
+        (await conn.execute(select(ledger_entries.c.user_id, func.sum(ledger_entries.c.amount)).group_by(ledger_entries.c.user_id))).all()
+    )
+    all_users = (await conn.execute(select(users.c.id, users.c.email, users.c.balance))).all()
+    for user in all_users:
+        expected = int(entry_sums.get(user.id) or 0)
+        if user.balance != expected:
+            problems.append(
+                f"user {user.email}: balance {format_usd(user.balance)} != sum of ledger entries {format_usd(expected)}"
+            )
+    open_holds = dict(
+        (
+            await conn.execute(
+                select(requests.c.key_id, func.sum(requests.c.hold_nanos)).where(requests.c.state == "held").group_by(requests.c.key_id)
+            )
+        ).all()
+    )
+    charged = dict(
+        (await conn.execute(select(requests.c.key_id, func.sum(requests.c.cost_nanos)).group_by(requests.c.key_id))).all()
+    )
+    all_keys = (await conn.execute(select(api_keys.c.id, api_keys.c.used_nanos, api_keys.c.held_nanos))).all()
+    for key in all_keys:
+        if key.held_nanos != int(open_holds.get(key.id) or 0):
+            problems.append(f"key {key.id}: held {format_usd(key.held_nanos)} != open holds {format_usd(int(open_holds.get(key.id) or 0))}")
+        if key.used_nanos != int(charged.get(key.id) or 0):
+            problems.append(f"key {key.id}: used {format_usd(key.used_nanos)} != charged requests {format_usd(int(charged.get(key.id) or 0))}")
+    per_request = (
+        await conn.execute(
+            select(requests.c.id, requests.c.state, requests.c.hold_nanos, requests.c.cost_nanos).where(requests.c.state != "held")
+        )
+    ).all()
+    entries_by_request: dict[str, dict[str, int]] = {}
+    for rid, kind, amount in await conn.execute(
+        select(ledger_entries.c.request_id, ledger_entries.c.kind, ledger_entries.c.amount).where(ledger_entries.c.request_id.is_not(None))
+    ):
+        bucket = entries_by_request.setdefault(rid, {})
+        bucket[kind] = bucket.get(kind, 0) + amount
+    for req in per_request:
+        got = entries_by_request.get(req.id, {})
+        if got.get("hold", 0) != -req.hold_nanos or got.get("release", 0) != req.hold_nanos or got.get("charge", 0) != -req.cost_nanos:
+            problems.append(f"request {req.id}: ledger entries {got} do not match hold {req.hold_nanos} and cost {req.cost_nanos}")
+    return LedgerReport(users_checked=len(all_users), keys_checked=len(all_keys), problems=problems)

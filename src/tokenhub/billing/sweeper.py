@@ -1,0 +1,135 @@
+"""No hold outlives its request: release the holds of gateway processes that died.
+
+Each process registers itself in ``instances`` (host, pid) and refreshes a heartbeat. A hold
+belongs to a dead process when its instance row is gone, its heartbeat is stale, or it ran on
+this host under a pid that no longer exists (which is how a restart after ``kill -9`` cleans up
+at once). Such holds are released through the ledger writer's compare-and-swap, so a hold that
+its own process settles at the same moment is still resolved exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from datetime import timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenhub.billing.ledger import LedgerWriter, Settlement
+from tokenhub.storage.engine import as_utc, utc_now
+from tokenhub.storage.tables import instances, requests
+
+log = logging.getLogger("tokenhub.sweeper")
+
+
+def new_instance_id() -> str:
+    return f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Sweeper:
+    def __init__(self, engine: AsyncEngine, ledger: LedgerWriter, instance_id: str, stale_after: float) -> None:
+        self._engine = engine
+        self._ledger = ledger
+        self.instance_id = instance_id
+        self._stale_after = stale_after
+        self._host = socket.gethostname()[:255]
+        self._task: asyncio.Task[None] | None = None
+
+    async def register(self) -> None:
+        now = utc_now()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(instances).values(id=self.instance_id, host=self._host, pid=os.getpid(), started_at=now, heartbeat_at=now)
+            )
+
+    async def unregister(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(instances).where(instances.c.id == self.instance_id))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hold-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        interval = max(self._stale_after / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.heartbeat()
+                await self.sweep()
+            except Exception as exc:  # keep sweeping; storage may come back
+                log.warning("hold sweep failed: %s", type(exc).__name__)
+
+    async def heartbeat(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(instances).where(instances.c.id == self.instance_id).values(heartbeat_at=utc_now()))
+
+    async def sweep(self) -> int:
+        """Release every open hold of a dead process; returns how many were released."""
+        dead = await self._dead_instances()
+        if not dead:
+            return 0
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(requests.c.id, requests.c.user_id, requests.c.key_id, requests.c.hold_nanos).where(
+                        requests.c.state == "held", requests.c.instance_id.in_(dead)
+                    )
+                )
+            ).all()
+        for row in rows:
+            self._ledger.settle(
+                Settlement(
+                    request_id=row.id,
+                    user_id=row.user_id,
+                    key_id=row.key_id,
+                    hold=row.hold_nanos,
+                    cost=0,
+                    status="interrupted",
+                    error="the gateway process handling this request stopped; the hold was released",
+                )
+            )
+        await self._ledger.flush()
+        if rows:
+            log.info("released %d holds of stopped gateway processes", len(rows))
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(instances).where(instances.c.id.in_(dead)))
+        return len(rows)
+
+    async def _dead_instances(self) -> list[str]:
+        cutoff = utc_now() - timedelta(seconds=self._stale_after)
+        async with self._engine.connect() as conn:
+            known = {row.id: row for row in await conn.execute(select(instances))}
+            holders = {
+                r[0]
+                for r in await conn.execute(select(requests.c.instance_id).where(requests.c.state == "held").distinct())
+            }
+        dead: list[str] = []
+        for instance_id in holders | set(known):
+            if instance_id == self.instance_id:
+                continue
+            row = known.get(instance_id)
+            if row is None or as_utc(row.heartbeat_at) < cutoff or (row.host == self._host and not _pid_alive(row.pid)):
+                dead.append(instance_id)
+        return dead

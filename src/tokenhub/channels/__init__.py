@@ -1,0 +1,1 @@
+"""Upstream channels: a provider, a base URL and an (encrypted) upstream key."""

@@ -1,0 +1,195 @@
+"""Channels. Functions take an open connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tokenhub.catalog.model import Catalog
+from tokenhub.errors import Conflict, InvalidRequest, NotFound
+from tokenhub.providers.registry import PROVIDERS
+from tokenhub.secrets_box import SecretBox
+from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
+from tokenhub.storage.tables import channels
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def validate_base_url(url: str) -> str:
+    url = (url or "").strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"'{url}' is not an http(s) URL", param="base_url")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidRequest("the base URL must not carry credentials, a query or a fragment", param="base_url")
+    return url
+
+
+def parse_channel_models(raw: str | list[str] | dict[str, str] | None, catalog: Catalog, provider: str) -> dict[str, str] | None:
+    """``ID[=UPSTREAM_ID],...`` -> {catalog id: upstream id}; every id must be in the catalog."""
+    if raw is None or raw == "" or raw == []:
+        return None
+    if isinstance(raw, dict):
+        pairs = [(str(k).strip(), str(v).strip()) for k, v in raw.items()]
+    else:
+        items = raw.split(",") if isinstance(raw, str) else raw
+        pairs = []
+        for item in items:
+            item = str(item).strip()
+            if not item:
+                continue
+            model_id, _, upstream = item.partition("=")
+            pairs.append((model_id.strip(), upstream.strip()))
+    mapping: dict[str, str] = {}
+    for model_id, upstream in pairs:
+        model = catalog.get(model_id)
+        if model is None:
+            raise InvalidRequest(
+                f"'{model_id}' is not in the catalog; add it first with `tokenhub model add {model_id} --provider {provider}`",
+                param="models",
+            )
+        mapping[model.id] = upstream or model.upstream_id
+    return mapping or None
+
+
+async def add_channel(
+    conn: AsyncConnection,
+    box: SecretBox,
+    catalog: Catalog,
+    *,
+    provider: str,
+    api_key: str,
+    base_url: str | None = None,
+    name: str | None = None,
+    models: str | list[str] | dict[str, str] | None = None,
+    priority: int = 0,
+    weight: int = 1,
+) -> dict[str, Any]:
+    spec = PROVIDERS.get(provider)
+    if spec is None:
+        raise InvalidRequest(f"unknown provider '{provider}'; one of: {', '.join(PROVIDERS)}", param="provider")
+    if not base_url:
+        if spec.base_url is None:
+            raise InvalidRequest(f"provider '{provider}' needs --base-url", param="base_url")
+        base_url = spec.base_url
+    base_url = validate_base_url(base_url)
+    api_key = (api_key or "").strip()
+    if not api_key:
+        raise InvalidRequest("the upstream API key is empty", param="api_key")
+    if provider == "kling" and (":" not in api_key or not all(api_key.split(":", 1))):
+        raise InvalidRequest("a Kling key is ACCESS_KEY:SECRET_KEY", param="api_key")
+    if not isinstance(weight, int) or weight < 1 or weight > 1000:
+        raise InvalidRequest("the weight must be a whole number from 1 to 1000", param="weight")
+    if not isinstance(priority, int) or abs(priority) > 1_000_000:
+        raise InvalidRequest("the priority must be a whole number", param="priority")
+    mapping = parse_channel_models(models, catalog, provider)
+    name = await _free_name(conn, name, provider)
+    result = await conn.execute(
+        insert(channels)
+        .values(
+            name=name,
+            provider=provider,
+            base_url=base_url,
+            api_key_enc=box.encrypt(api_key),
+            models=orjson.dumps(mapping).decode() if mapping else None,
+            priority=priority,
+            weight=weight,
+            enabled=True,
+            created_at=utc_now(),
+        )
+        .returning(channels.c.id)
+    )
+    await bump_config_version(conn)
+    return channel_dict(await _get_row(conn, result.scalar_one()))
+
+
+async def _free_name(conn: AsyncConnection, name: str | None, provider: str) -> str:
+    if name:
+        name = name.strip()
+        if not NAME_RE.match(name) or name.isdigit():
+            raise InvalidRequest(
+                "a channel name has letters, digits, '-', '_' or '.', is not only digits, and has at most 100 characters",
+                param="name",
+            )
+        if await conn.scalar(select(channels.c.id).where(channels.c.name == name)) is not None:
+            raise Conflict(f"a channel named '{name}' exists already", code="channel_exists", param="name")
+        return name
+    taken = {r[0] for r in await conn.execute(select(channels.c.name).where(channels.c.name.like(f"{provider}%")))}
+    candidate, n = provider, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{provider}-{n}"
+    return candidate
+
+
+async def _get_row(conn: AsyncConnection, ref: str | int) -> Row[Any]:
+    ref = str(ref).strip()
+    query = select(channels).where(channels.c.id == int(ref)) if ref.isdigit() else select(channels).where(channels.c.name == ref)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no channel '{ref}'", code="channel_not_found")
+    return row
+
+
+async def list_channels(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return [channel_dict(row) for row in await conn.execute(select(channels).order_by(channels.c.id))]
+
+
+async def remove_channel(conn: AsyncConnection, ref: str | int) -> dict[str, Any]:
+    row = await _get_row(conn, ref)
+    await conn.execute(delete(channels).where(channels.c.id == row.id))
+    await bump_config_version(conn)
+    return channel_dict(row)
+
+
+async def set_channel_enabled(conn: AsyncConnection, ref: str | int, enabled: bool) -> dict[str, Any]:
+    row = await _get_row(conn, ref)
+    await conn.execute(update(channels).where(channels.c.id == row.id).values(enabled=enabled))
+    await bump_config_version(conn)
+    return channel_dict(await _get_row(conn, row.id))
+
+
+async def upsert_env_channel(conn: AsyncConnection, box: SecretBox, provider: str, api_key: str) -> None:
+    """A channel for a key found in the environment (name ``env-<provider>``), kept in step with it."""
+    name = f"env-{provider}"
+    row = (await conn.execute(select(channels).where(channels.c.name == name))).first()
+    if row is None:
+        spec = PROVIDERS[provider]
+        await conn.execute(
+            insert(channels).values(
+                name=name,
+                provider=provider,
+                base_url=spec.base_url,
+                api_key_enc=box.encrypt(api_key),
+                models=None,
+                priority=0,
+                weight=1,
+                enabled=True,
+                created_at=utc_now(),
+            )
+        )
+        await bump_config_version(conn)
+    elif box.decrypt(row.api_key_enc) != api_key:
+        await conn.execute(update(channels).where(channels.c.id == row.id).values(api_key_enc=box.encrypt(api_key)))
+        await bump_config_version(conn)
+
+
+def channel_dict(row: Row[Any]) -> dict[str, Any]:
+    """A channel as operators may see it: the upstream key is write-only and never shown."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "provider": row.provider,
+        "base_url": row.base_url,
+        "models": orjson.loads(row.models) if row.models else None,
+        "priority": row.priority,
+        "weight": row.weight,
+        "enabled": bool(row.enabled),
+        "created_at": as_utc(row.created_at),
+    }

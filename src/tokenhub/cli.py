@@ -1,0 +1,380 @@
+"""The ``tokenhub`` command: serve the gateway, and the operator's commands.
+
+Every operator command works directly on the configured database (TOKENHUB_DATABASE_URL, or the
+embedded SQLite file under TOKENHUB_HOME) through the same service layer as the admin API, and
+running gateways pick the change up within a second. Bad input prints ``error: …`` on stderr and
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any, Awaitable, Callable, NoReturn
+
+import click
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tokenhub.config import Settings
+from tokenhub.errors import GatewayError
+from tokenhub.money import MoneyError, format_usd, usd_to_nanos
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def run_db(fn: Callable[[AsyncConnection, Settings], Awaitable[Any]], *, write: bool = True) -> Any:
+    """Open the database (migrating it on first use), run ``fn`` in one transaction, close."""
+    from tokenhub.storage import migrate
+    from tokenhub.storage.engine import create_engine
+
+    settings = Settings.from_env()
+
+    async def main() -> Any:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            await migrate.upgrade(engine)
+            async with engine.begin() if write else engine.connect() as conn:
+                return await fn(conn, settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except GatewayError as err:
+        fail(err.message)
+    except MoneyError as err:
+        fail(str(err))
+
+
+def usd_option(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return usd_to_nanos(value)
+    except MoneyError as err:
+        fail(f"{name}: {err}")
+
+
+def table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@click.group()
+@click.version_option(package_name="tokenhub")
+def main() -> None:
+    """TokenHub: one OpenAI-compatible API and one key for every model."""
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--access-log/--no-access-log", default=False, help="Log every request (costs some throughput).")
+def serve(host: str, port: int, access_log: bool) -> None:
+    """Serve the gateway (creates and migrates the database on first start)."""
+    from aiohttp import web
+
+    from tokenhub.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        pass
+    settings = Settings.from_env()
+    click.echo(f"TokenHub: API at http://{host}:{port}/api/v1  (database: {_describe_db(settings)})")
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        print=None,
+        shutdown_timeout=30,
+    )
+
+
+def _describe_db(settings: Settings) -> str:
+    if settings.is_sqlite:
+        return settings.database_url.split("///", 1)[-1]
+    return settings.database_url.split("@")[-1]
+
+
+# -- users and keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option("--password", help="Lets the user log in to the console (at least 8 characters).")
+@click.option("--admin", is_flag=True, help="Make the user an operator.")
+def user_create(email: str, password: str | None, admin: bool) -> None:
+    """Create a user."""
+    from tokenhub.accounts.service import create_user
+
+    created = run_db(lambda c, s: create_user(c, email, password=password, is_admin=admin))
+    role = "admin" if created["is_admin"] else "user"
+    click.echo(f"created {role} {created['email']} (id {created['id']})")
+
+
+@main.group()
+def key() -> None:
+    """Manage API keys."""
+
+
+@key.command("create")
+@click.argument("email")
+@click.option("--name", help="A name to recognise the key by.")
+@click.option("--limit", "limit_usd", help="Total spending limit in USD.")
+@click.option("--models", help="Comma-separated model ids or patterns the key may use (e.g. openai/*,deepseek/*).")
+@click.option("--expires", help="Last day the key works, YYYY-MM-DD (UTC).")
+def key_create(email: str, name: str | None, limit_usd: str | None, models: str | None, expires: str | None) -> None:
+    """Create an API key; it is printed once and only its hash is kept."""
+    from tokenhub.accounts.service import create_key
+
+    limit = usd_option(limit_usd, "--limit")
+    plaintext, created = run_db(lambda c, s: create_key(c, email, name=name, limit_nanos=limit, models=models, expires=expires))
+    click.echo(plaintext)
+    click.echo(
+        f"key {created['id']} '{created['name']}' for {email}; store it now, it cannot be shown again", err=True
+    )
+
+
+@key.command("list")
+@click.argument("email")
+def key_list(email: str) -> None:
+    """List a user's keys."""
+    from tokenhub.accounts.service import list_keys
+
+    keys = run_db(lambda c, s: list_keys(c, email), write=False)
+    rows = [
+        [
+            str(k["id"]),
+            k["name"],
+            k["prefix"],
+            "revoked" if k["revoked_at"] else "active",
+            "-" if k["limit_nanos"] is None else f"${format_usd(k['limit_nanos'])}",
+            f"${format_usd(k['used_nanos'])}",
+            ",".join(k["models"]) if k["models"] else "*",
+            k["expires_at"].date().isoformat() if k["expires_at"] else "-",
+        ]
+        for k in keys
+    ]
+    table(rows, ["ID", "NAME", "KEY", "STATE", "LIMIT", "USED", "MODELS", "EXPIRES"])
+
+
+@key.command("revoke")
+@click.argument("key_id")
+def key_revoke(key_id: str) -> None:
+    """Revoke a key (gateways stop accepting it within a second)."""
+    from tokenhub.accounts.service import revoke_key
+
+    revoked = run_db(lambda c, s: revoke_key(c, key_id))
+    click.echo(f"revoked key {revoked['id']} '{revoked['name']}'")
+
+
+# -- credits and ledger -----------------------------------------------------------------------
+
+
+@main.group()
+def credits() -> None:
+    """Manage prepaid credits."""
+
+
+@credits.command("add")
+@click.argument("email")
+@click.argument("amount_usd")
+@click.option("--note", help="Why; kept in the ledger.")
+def credits_add(email: str, amount_usd: str, note: str | None) -> None:
+    """Add AMOUNT_USD to a user's balance (a negative amount takes credit away)."""
+    from tokenhub.billing.service import add_credits
+
+    amount = usd_option(amount_usd, "AMOUNT_USD")
+    assert amount is not None
+    summary = run_db(lambda c, s: add_credits(c, email, amount, note=note))
+    click.echo(f"{summary['email']}: balance ${format_usd(summary['balance_nanos'])}")
+
+
+@credits.command("show")
+@click.argument("email")
+def credits_show(email: str) -> None:
+    """Show a user's balance, open holds, credits and usage."""
+    from tokenhub.billing.service import credits_summary
+
+    s = run_db(lambda c, _: credits_summary(c, email), write=False)
+    click.echo(f"user:          {s['email']}")
+    click.echo(f"balance:       ${format_usd(s['balance_nanos'])}")
+    click.echo(f"held:          ${format_usd(s['held_nanos'])}")
+    click.echo(f"total credits: ${format_usd(s['total_credits_nanos'])}")
+    click.echo(f"total usage:   ${format_usd(s['total_usage_nanos'])}")
+
+
+@main.group()
+def ledger() -> None:
+    """Inspect the ledger."""
+
+
+@ledger.command("check")
+def ledger_check() -> None:
+    """Verify that every balance equals the sum of its ledger entries (exit 1 if not)."""
+    from tokenhub.billing.service import check_ledger
+
+    report = run_db(lambda c, s: check_ledger(c), write=False)
+    for problem in report.problems:
+        click.echo(f"MISMATCH {problem}")
+    if not report.ok:
+        click.echo(f"ledger check FAILED: {len(report.problems)} problems", err=True)
+        sys.exit(1)
+    click.echo(f"ledger OK: {report.users_checked} balances and {report.keys_checked} keys match their entries")
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+@main.group()
+def channel() -> None:
+    """Manage upstream channels."""
+
+
+@channel.command("add")
+@click.argument("provider")
+@click.option("--base-url", help="The prefix the vendor's SDK takes (default: the vendor's official one).")
+@click.option("--api-key", required=True, help="The upstream key (kling: ACCESS_KEY:SECRET_KEY). Stored encrypted.")
+@click.option("--name", help="A unique name (default: the provider's name).")
+@click.option("--models", help="ID[=UPSTREAM_ID],... (default: every catalog model of this provider).")
+@click.option("--priority", default=0, show_default=True, type=int, help="Higher is tried first.")
+@click.option("--weight", default=1, show_default=True, type=int, help="Share of traffic among equal priorities.")
+def channel_add(provider: str, base_url: str | None, api_key: str, name: str | None, models: str | None, priority: int, weight: int) -> None:
+    """Add an upstream channel."""
+    from tokenhub.catalog.service import load_catalog
+    from tokenhub.channels.service import add_channel
+    from tokenhub.secrets_box import SecretBox, load_or_create_secret
+
+    async def add(conn: AsyncConnection, settings: Settings) -> dict[str, Any]:
+        box = SecretBox(load_or_create_secret(settings.home, settings.secret_key))
+        return await add_channel(
+            conn, box, await load_catalog(conn), provider=provider, api_key=api_key, base_url=base_url,
+            name=name, models=models, priority=priority, weight=weight,
+        )
+
+    created = run_db(add)
+    served = ", ".join(created["models"]) if created["models"] else f"every {provider} model in the catalog"
+    click.echo(f"added channel {created['id']} '{created['name']}' -> {created['base_url']} serving {served}")
+
+
+@channel.command("list")
+def channel_list() -> None:
+    """List channels (upstream keys are never shown)."""
+    from tokenhub.channels.service import list_channels
+
+    chans = run_db(lambda c, s: list_channels(c), write=False)
+    rows = [
+        [
+            str(ch["id"]),
+            ch["name"],
+            ch["provider"],
+            ch["base_url"],
+            ",".join(f"{k}={v}" if k.split("/", 1)[-1] != v else k for k, v in ch["models"].items()) if ch["models"] else "*",
+            str(ch["priority"]),
+            str(ch["weight"]),
+            "enabled" if ch["enabled"] else "disabled",
+        ]
+        for ch in chans
+    ]
+    table(rows, ["ID", "NAME", "PROVIDER", "BASE URL", "MODELS", "PRIORITY", "WEIGHT", "STATE"])
+
+
+@channel.command("remove")
+@click.argument("name_or_id")
+def channel_remove(name_or_id: str) -> None:
+    """Remove a channel."""
+    from tokenhub.channels.service import remove_channel
+
+    removed = run_db(lambda c, s: remove_channel(c, name_or_id))
+    click.echo(f"removed channel {removed['id']} '{removed['name']}'")
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+@main.group()
+def model() -> None:
+    """Change prices and add models (the shipped catalog stays as it is)."""
+
+
+@model.command("set")
+@click.argument("model_id")
+@click.option("--input-price", help="USD per 1M input tokens.")
+@click.option("--output-price", help="USD per 1M output tokens.")
+@click.option("--cached-input-price", help="USD per 1M cached input tokens.")
+@click.option("--disable", "enabled", flag_value=False, default=None, help="Hide the model and refuse requests for it.")
+@click.option("--enable", "enabled", flag_value=True, help="Serve the model again.")
+def model_set(model_id: str, input_price: str | None, output_price: str | None, cached_input_price: str | None, enabled: bool | None) -> None:
+    """Change a model's prices or availability."""
+    from tokenhub.catalog.service import set_model
+
+    prices = {
+        "input_price": usd_option(input_price, "--input-price"),
+        "output_price": usd_option(output_price, "--output-price"),
+        "cached_input_price": usd_option(cached_input_price, "--cached-input-price"),
+    }
+    changed = run_db(lambda c, s: set_model(c, model_id, enabled=enabled, **prices))
+    _print_model(changed)
+
+
+@model.command("add")
+@click.argument("model_id")
+@click.option("--provider", required=True, help="The channel provider that serves it (e.g. openai-compatible).")
+@click.option("--upstream-id", help="The id the upstream takes (default: the part after the slash).")
+@click.option("--name", help="Display name.")
+@click.option("--input-price", help="USD per 1M input tokens.")
+@click.option("--output-price", help="USD per 1M output tokens.")
+@click.option("--cached-input-price", help="USD per 1M cached input tokens.")
+@click.option("--context", "context_length", type=int, help="Context length in tokens.")
+@click.option("--max-output", "max_output_tokens", type=int, help="Most output tokens per request.")
+def model_add(
+    model_id: str, provider: str, upstream_id: str | None, name: str | None, input_price: str | None,
+    output_price: str | None, cached_input_price: str | None, context_length: int | None, max_output_tokens: int | None,
+) -> None:
+    """Add a chat model to the catalog."""
+    from tokenhub.catalog.service import add_model
+
+    prices = {
+        "input_price": usd_option(input_price, "--input-price"),
+        "output_price": usd_option(output_price, "--output-price"),
+        "cached_input_price": usd_option(cached_input_price, "--cached-input-price"),
+    }
+    added = run_db(
+        lambda c, s: add_model(
+            c, model_id, provider=provider, upstream_id=upstream_id, name=name,
+            context_length=context_length, max_output_tokens=max_output_tokens, **prices,
+        )
+    )
+    _print_model(added)
+
+
+def _print_model(m: Any) -> None:
+    p = m.pricing
+    cached = f", cached input ${format_usd(p.cached_input)}" if p.cached_input is not None else ""
+    state = "enabled" if m.enabled else "disabled"
+    click.echo(
+        f"{m.id} ({state}): input ${format_usd(p.input)}, output ${format_usd(p.output)}{cached} per 1M tokens; "
+        f"upstream id {m.upstream_id}"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,80 @@
+"""Settings, read once from the environment (``TOKENHUB_*``).
+
+Nothing here is mutable after start: the app factory takes a ``Settings`` and everything else
+hangs off the app, so two gateways can live in one test process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URL forms operators write and pick the async driver for each."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    secret_key: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    refresh_interval: float = 1.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    hold_sweep_after: float = 60.0
+    upstream_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("TOKENHUB_HOME") or Path.home() / ".tokenhub").expanduser()
+        db_url = env.get("TOKENHUB_DATABASE_URL") or f"sqlite:///{home / 'tokenhub.db'}"
+        return cls(
+            home=home,
+            database_url=normalize_database_url(db_url),
+            secret_key=env.get("TOKENHUB_SECRET_KEY") or None,
+            admin_email=env.get("TOKENHUB_ADMIN_EMAIL") or None,
+            admin_password=env.get("TOKENHUB_ADMIN_PASSWORD") or None,
+            max_body_bytes=_env_int(env, "TOKENHUB_MAX_BODY_BYTES", 32 * 1024 * 1024),
+            refresh_interval=_env_float(env, "TOKENHUB_REFRESH_INTERVAL", 1.0),
+            connect_timeout=_env_float(env, "TOKENHUB_CONNECT_TIMEOUT", 10.0),
+            read_timeout=_env_float(env, "TOKENHUB_READ_TIMEOUT", 300.0),
+            hold_sweep_after=_env_float(env, "TOKENHUB_HOLD_SWEEP_AFTER", 60.0),
+            upstream_env={k: v for k, v in env.items() if k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY")) and v},
+        )

@@ -1,0 +1,197 @@
+"""The in-memory directory the hot path reads: keys, users' flags, the catalog and the routes.
+
+Nothing on the request path queries storage for these. Every change to keys, users, channels or
+models bumps ``meta.config_version`` in the same transaction; each gateway process polls that
+one integer (every ``TOKENHUB_REFRESH_INTERVAL`` seconds, 1 s by default) and reloads the whole
+directory when it moves, so a revoked key, a new price or a new channel takes effect everywhere
+within about a second. A change made through this process's own admin API reloads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenhub.accounts.secrets import KEY_PREFIX, hash_api_key
+from tokenhub.catalog.model import Catalog, Model
+from tokenhub.catalog.service import load_catalog
+from tokenhub.errors import AuthenticationFailed, PermissionDenied
+from tokenhub.providers.registry import PROVIDERS
+from tokenhub.secrets_box import SecretBox
+from tokenhub.storage.engine import as_utc, config_version
+from tokenhub.storage.tables import api_keys, channels, users
+
+log = logging.getLogger("tokenhub.directory")
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    user_id: int
+    name: str
+    email: str
+    is_admin: bool
+    limit_nanos: int | None
+    models: tuple[str, ...] | None
+    expires_at: float | None  # unix seconds
+
+    def allows(self, model: Model) -> bool:
+        if self.models is None:
+            return True
+        return any(fnmatch.fnmatchcase(model.id, p) or fnmatch.fnmatchcase(model.short_name, p) for p in self.models)
+
+    def check_model(self, model: Model) -> None:
+        if not self.allows(model):
+            raise PermissionDenied(f"this API key may not use the model '{model.id}'", code="model_not_allowed", param="model")
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: int
+    name: str
+    provider: str
+    protocol: str
+    base_url: str
+    api_key: str
+    priority: int
+    weight: int
+
+    def redact(self, text: str) -> str:
+        """Remove this channel's secrets and address from text bound for a client."""
+        for secret in (self.api_key, *self.api_key.split(":"), self.base_url):
+            if secret and len(secret) >= 6:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+@dataclass(frozen=True)
+class Route:
+    channel: Channel
+    upstream_id: str
+
+
+class Directory:
+    def __init__(self, engine: AsyncEngine, box: SecretBox, refresh_interval: float) -> None:
+        self._engine = engine
+        self._box = box
+        self._refresh_interval = refresh_interval
+        self.version = -1
+        self.catalog = Catalog([], [])
+        self._keys: dict[str, KeyInfo] = {}
+        self._routes: dict[str, list[Route]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+
+    # -- reading (hot path) -------------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> KeyInfo:
+        if not token:
+            raise AuthenticationFailed(
+                "Missing API key: send 'Authorization: Bearer th-...'", code="missing_api_key"
+            )
+        key = self._keys.get(hash_api_key(token)) if token.startswith(KEY_PREFIX) else None
+        if key is None:
+            raise AuthenticationFailed("Invalid API key (unknown, revoked, or of a disabled account)")
+        if key.expires_at is not None and key.expires_at <= time.time():
+            raise AuthenticationFailed("This API key has expired", code="expired_api_key")
+        return key
+
+    def routes(self, model_id: str) -> list[Route]:
+        return self._routes.get(model_id, [])
+
+    # -- loading -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        async with self._reload_lock:
+            async with self._engine.connect() as conn:
+                version = await config_version(conn)
+                catalog = await load_catalog(conn)
+                key_rows = (
+                    await conn.execute(
+                        select(api_keys, users.c.email, users.c.is_admin)
+                        .join(users, users.c.id == api_keys.c.user_id)
+                        .where(api_keys.c.revoked_at.is_(None), users.c.disabled.is_(False))
+                    )
+                ).all()
+                channel_rows = (await conn.execute(select(channels).where(channels.c.enabled))).all()
+            self._keys = {row.key_hash: _key_info(row) for row in key_rows}
+            self.catalog = catalog
+            self._routes = _build_routes(catalog, [_channel(row, self._box) for row in channel_rows], channel_rows)
+            self.version = version
+
+    async def refresh_if_changed(self) -> bool:
+        async with self._engine.connect() as conn:
+            version = await config_version(conn)
+        if version != self.version:
+            await self.load()
+            return True
+        return False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="directory-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_interval)
+            try:
+                await self.refresh_if_changed()
+            except Exception as exc:  # keep serving the last good directory
+                log.warning("directory refresh failed: %s", type(exc).__name__)
+
+
+def _key_info(row: Any) -> KeyInfo:
+    expires = as_utc(row.expires_at)
+    return KeyInfo(
+        id=row.id,
+        user_id=row.user_id,
+        name=row.name,
+        email=row.email,
+        is_admin=bool(row.is_admin),
+        limit_nanos=row.limit_nanos,
+        models=tuple(row.models.split(",")) if row.models else None,
+        expires_at=expires.timestamp() if expires else None,
+    )
+
+
+def _channel(row: Any, box: SecretBox) -> Channel:
+    spec = PROVIDERS.get(row.provider)
+    return Channel(
+        id=row.id,
+        name=row.name,
+        provider=row.provider,
+        protocol=spec.protocol if spec else "unknown",
+        base_url=row.base_url,
+        api_key=box.decrypt(row.api_key_enc),
+        priority=row.priority,
+        weight=row.weight,
+    )
+
+
+def _build_routes(catalog: Catalog, chans: list[Channel], rows: list[Any]) -> dict[str, list[Route]]:
+    routes: dict[str, list[Route]] = {}
+    for channel, row in zip(chans, rows):
+        mapping: dict[str, str] | None = orjson.loads(row.models) if row.models else None
+        if mapping is None:
+            mapping = {m.id: m.upstream_id for m in catalog.models.values() if m.provider == channel.provider}
+        for model_id, upstream_id in mapping.items():
+            if model_id in catalog.models:
+                routes.setdefault(model_id, []).append(Route(channel, upstream_id))
+    for model_routes in routes.values():
+        model_routes.sort(key=lambda r: -r.channel.priority)
+    return routes

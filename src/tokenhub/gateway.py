@@ -1,0 +1,89 @@
+"""The process-wide parts of a running gateway, built by the app factory and torn down with it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenhub.accounts.service import count_admins, create_user
+from tokenhub.billing.ledger import LedgerWriter
+from tokenhub.billing.sweeper import Sweeper, new_instance_id
+from tokenhub.channels.service import upsert_env_channel
+from tokenhub.config import Settings
+from tokenhub.directory import Directory
+from tokenhub.errors import Conflict
+from tokenhub.providers.registry import env_channel_keys
+from tokenhub.secrets_box import SecretBox, load_or_create_secret
+from tokenhub.storage import migrate
+from tokenhub.storage.engine import create_engine
+
+log = logging.getLogger("tokenhub")
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: AsyncEngine
+    box: SecretBox
+    directory: Directory
+    ledger: LedgerWriter
+    sweeper: Sweeper
+    http: aiohttp.ClientSession
+    instance_id: str = field(default="")
+
+    @classmethod
+    async def start(cls, settings: Settings) -> "Gateway":
+        engine = create_engine(settings.database_url)
+        await migrate.upgrade(engine)
+        box = SecretBox(load_or_create_secret(settings.home, settings.secret_key))
+        await bootstrap(engine, box, settings)
+        directory = Directory(engine, box, settings.refresh_interval)
+        await directory.load()
+        instance_id = new_instance_id()
+        ledger = LedgerWriter(engine, instance_id)
+        ledger.start()
+        sweeper = Sweeper(engine, ledger, instance_id, settings.hold_sweep_after)
+        await sweeper.register()
+        await sweeper.sweep()
+        sweeper.start()
+        directory.start()
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout),
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+        return cls(settings, engine, box, directory, ledger, sweeper, http, instance_id)
+
+    async def stop(self) -> None:
+        await self.directory.stop()
+        await self.sweeper.stop()
+        await self.ledger.close()
+        try:
+            await self.sweeper.unregister()
+        except Exception as exc:  # the sweeper of the next start cleans up instead
+            log.warning("could not unregister this process: %s", type(exc).__name__)
+        await self.http.close()
+        await self.engine.dispose()
+
+
+async def bootstrap(engine: AsyncEngine, box: SecretBox, settings: Settings) -> None:
+    """First-start duties: channels for upstream keys in the environment, and the first admin."""
+    async with engine.begin() as conn:
+        for provider, key in env_channel_keys(settings.upstream_env).items():
+            await upsert_env_channel(conn, box, provider, key)
+        if await count_admins(conn) == 0:
+            if settings.admin_email and settings.admin_password:
+                try:
+                    await create_user(conn, settings.admin_email, password=settings.admin_password, is_admin=True)
+                    log.info("created the first admin, %s, from TOKENHUB_ADMIN_EMAIL", settings.admin_email)
+                except Conflict:
+                    log.warning("TOKENHUB_ADMIN_EMAIL names an existing user who is not an admin; no admin was created")
+            else:
+                log.warning(
+                    "No admin exists yet. Create one with:  tokenhub user create you@example.com --admin --password '...'"
+                    "  (or start with TOKENHUB_ADMIN_EMAIL and TOKENHUB_ADMIN_PASSWORD set)"
+                )

@@ -1,0 +1,1 @@
+"""Upstream providers: a registry of vendors (data) and one module per wire protocol."""

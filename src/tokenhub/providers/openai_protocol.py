@@ -1,0 +1,270 @@
+"""OpenAI Chat Completions, spoken by OpenAI and every OpenAI-compatible vendor.
+
+Pure translation, no I/O: build the upstream request, read a complete response, and look at a
+stream one event at a time. The stream is relayed as bytes — each event's payload is forwarded
+as it came, with only the ``model`` field rewritten in place — except the one usage event, which
+gains ``cost`` (and is dropped for clients that did not ask for usage).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tokenhub.billing.cost import Usage
+from tokenhub.billing.estimate import estimate_tokens
+from tokenhub.directory import Channel
+from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
+from tokenhub.relay.sse import frame
+
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def build_request(payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest:
+    """The client's request, unchanged but for the model id and, when streaming, a usage request."""
+    body = dict(payload)
+    body["model"] = upstream_model
+    if stream:
+        options = body.get("stream_options")
+        body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+    return UpstreamRequest(
+        url=f"{channel.base_url}/chat/completions",
+        headers={
+            "Authorization": f"Bearer {channel.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+        },
+        body=orjson.dumps(body),
+    )
+
+
+def read_usage(raw: Any) -> Usage | None:
+    """OpenAI usage, including the vendors' spellings of cached tokens (DeepSeek's cache hits)."""
+    if not isinstance(raw, dict):
+        return None
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    cached = _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else 0
+    if not cached:
+        cached = _int(raw.get("prompt_cache_hit_tokens"))
+    return Usage(
+        prompt_tokens=_int(raw.get("prompt_tokens")),
+        completion_tokens=_int(raw.get("completion_tokens")),
+        cached_tokens=cached,
+        cache_write_tokens=_int(prompt_details.get("cache_write_tokens")) if isinstance(prompt_details, dict) else 0,
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")) if isinstance(completion_details, dict) else 0,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_object(usage: Usage, cost_text: str) -> dict[str, Any]:
+    """A usage object in OpenAI's shape, with our ``cost`` (exact USD) added."""
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "cost": orjson.Fragment(cost_text.encode()),
+    }
+    if usage.estimated:
+        out["estimated"] = True
+    return out
+
+
+def with_cost(raw: Any, usage: Usage, cost_text: str) -> dict[str, Any]:
+    """The upstream's usage object as it came (all its details), plus ``cost``."""
+    if isinstance(raw, dict):
+        merged = dict(raw)
+        merged["cost"] = orjson.Fragment(cost_text.encode())
+        return merged
+    return usage_object(usage, cost_text)
+
+
+def message_text(obj: dict[str, Any]) -> str:
+    """All generated text of a complete response (for estimating when usage is missing)."""
+    pieces: list[str] = []
+    for choice in obj.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            _collect(message, pieces)
+    return "".join(pieces)
+
+
+def _collect(part: dict[str, Any], pieces: list[str]) -> None:
+    for field in ("content", "reasoning_content", "refusal"):
+        value = part.get(field)
+        if isinstance(value, str):
+            pieces.append(value)
+    for call in part.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for field in ("name", "arguments"):
+                value = function.get(field)
+                if isinstance(value, str):
+                    pieces.append(value)
+
+
+def finish_reason_of(obj: dict[str, Any]) -> str | None:
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            return str(choice["finish_reason"])
+    return None
+
+
+def error_from_response(status: int, body: bytes, channel: Channel, retry_after: str | None = None) -> GatewayError:
+    """An upstream's error, in our terms, without its secrets or address."""
+    detail = _error_message(body)
+    detail = channel.redact(detail)[:1000]
+    if status in (401, 403):
+        return UpstreamError(
+            "The upstream provider rejected the gateway's credentials for this model; the operator must check the channel.",
+            code="upstream_auth_failed",
+        )
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after and retry_after.isdigit() else {}
+        return RateLimited(f"The upstream provider is rate limiting: {detail}", code="upstream_rate_limited", headers=headers)
+    if status in (400, 409, 413, 422):
+        return InvalidRequest(f"The upstream provider rejected the request: {detail}", code="upstream_bad_request", status=status)
+    if status == 404:
+        return UpstreamError(f"The upstream provider does not know this model: {detail}", code="upstream_model_not_found")
+    if status in (503, 529):
+        return ServiceUnavailable(f"The upstream provider is overloaded: {detail}", code="upstream_overloaded")
+    return UpstreamError(f"The upstream provider failed (HTTP {status}): {detail}", code="upstream_error")
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip() or "no details"
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+    return "no details"
+
+
+class StreamMeter:
+    """Looks at each upstream event of a stream: meters it, and says what to forward.
+
+    ``on_data`` returns the bytes to send to the client (possibly none). After the stream,
+    ``usage`` is what the upstream reported (None if it never did), ``finished`` says whether the
+    stream reached a terminal signal, and ``error`` holds an upstream error event, if one came.
+    """
+
+    def __init__(self, client_model: str, include_usage: bool) -> None:
+        self._model_json = b'"model":' + orjson.dumps(client_model)
+        self._client_model = client_model
+        self._include_usage = include_usage
+        self._pieces: list[str] = []
+        self.usage: Usage | None = None
+        self.usage_sent = False
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error: dict[str, Any] | None = None
+        self.chunk_id: Any = None
+        self.created: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.finish_reason is not None
+
+    def delivered_tokens(self) -> int:
+        return estimate_tokens("".join(self._pieces))
+
+    def on_data(self, data: bytes, cost_of: Any) -> bytes | None:
+        """``cost_of(usage) -> str`` gives the exact USD text of a usage's cost."""
+        if data == b"[DONE]":
+            self.done = True
+            return None
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise MalformedChunk("the upstream sent a malformed stream chunk") from None
+        if not isinstance(obj, dict):
+            raise MalformedChunk("the upstream sent a malformed stream chunk")
+        if obj.get("error"):
+            err = obj["error"]
+            self.error = err if isinstance(err, dict) else {"message": str(err)}
+            return None
+        if self.chunk_id is None:
+            self.chunk_id, self.created = obj.get("id"), obj.get("created")
+        choices = obj.get("choices") or ()
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                _collect(delta, self._pieces)
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        raw_usage = obj.get("usage")
+        if isinstance(raw_usage, dict):
+            self.usage = read_usage(raw_usage)
+            if self._include_usage:
+                obj["usage"] = with_cost(raw_usage, self.usage, cost_of(self.usage))
+                self.usage_sent = True
+            elif choices:
+                obj["usage"] = None
+            else:
+                return None
+            obj["model"] = self._client_model
+            return frame(orjson.dumps(obj))
+        return frame(_MODEL_FIELD.sub(self._rewrite_model, data, count=1))
+
+    def _rewrite_model(self, _match: re.Match[bytes]) -> bytes:
+        return self._model_json
+
+    def final_usage_chunk(self, usage: Usage, cost_text: str) -> bytes:
+        """A usage chunk for a client that asked for usage when the upstream sent none."""
+        return frame(
+            orjson.dumps(
+                {
+                    "id": self.chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self._client_model,
+                    "choices": [],
+                    "usage": usage_object(usage, cost_text),
+                }
+            )
+        )
+
+
+class MalformedChunk(UpstreamError):
+    code = "upstream_malformed_chunk"
+
+
+def error_event(err: GatewayError | dict[str, Any], channel: Channel | None = None) -> bytes:
+    """An error inside a stream, as the OpenAI SDK raises it (``data: {"error": {...}}``)."""
+    if isinstance(err, GatewayError):
+        body = err.to_openai()
+    else:
+        message = str(err.get("message") or "the upstream reported an error")
+        if channel is not None:
+            message = channel.redact(message)
+        body = {
+            "error": {
+                "message": message[:1000],
+                "type": str(err.get("type") or "upstream_error"),
+                "code": err.get("code") if isinstance(err.get("code"), (str, type(None))) else str(err.get("code")),
+                "param": None,
+            }
+        }
+    return frame(orjson.dumps(body))

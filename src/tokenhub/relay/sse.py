@@ -1,0 +1,81 @@
+"""Server-sent events, at the byte level.
+
+The relay forwards OpenAI-protocol events without re-serialising them, so it needs the event
+boundaries and the ``data`` payload as bytes, not decoded text: this decoder does exactly that and
+no more (``event:`` names are kept for protocols that use them). It follows the WHATWG rules that
+matter here: CR, LF and CRLF line endings (also split across reads), comment lines (``:``),
+several ``data:`` lines joined by LF, one optional space after the colon.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Event(NamedTuple):
+    name: bytes  # b"" when the event has no `event:` line
+    data: bytes
+
+
+class SSEDecoder:
+    __slots__ = ("_buf", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):  # may be the first half of a CRLF
+                chunk = chunk[:-1]
+                self._pending_cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf + chunk if self._buf else chunk
+        events: list[Event] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            event = _parse_block(buf[start:end])
+            if event is not None:
+                events.append(event)
+            start = end + 2
+        self._buf = buf[start:]
+        return events
+
+    def close(self) -> list[Event]:
+        """Whatever an unterminated final block held (a stream cut without its blank line)."""
+        block, self._buf = self._buf, b""
+        event = _parse_block(block.strip(b"\n")) if block.strip() else None
+        return [event] if event is not None else []
+
+
+def _parse_block(block: bytes) -> Event | None:
+    if block.startswith(b"data: ") and b"\n" not in block:  # the common case: one data line
+        return Event(b"", block[6:])
+    name = b""
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value
+    if not data:
+        return None
+    return Event(name, b"\n".join(data))
+
+
+def frame(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,1 @@
+"""Storage: one SQLAlchemy Core schema on SQLite (default) or PostgreSQL, migrated by Alembic."""

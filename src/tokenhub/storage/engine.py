@@ -1,0 +1,72 @@
+"""Engines: SQLite (WAL, immediate write transactions) or PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from tokenhub.storage.tables import meta
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def create_engine(database_url: str, *, pool_size: int = 8) -> AsyncEngine:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _make_sqlite_transactions_immediate(engine)
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
+    """WAL for concurrent readers; every transaction takes the write lock up front.
+
+    A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
+    another process wrote meanwhile; ``BEGIN IMMEDIATE`` waits for the lock instead (busy
+    timeout), which is what makes the conditional balance update safe across processes.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def bump_config_version(conn: AsyncConnection) -> None:
+    """Tell every gateway process that keys, users, channels or models changed."""
+    result = await conn.execute(
+        update(meta).where(meta.c.name == "config_version").values(value=meta.c.value + 1)
+    )
+    if result.rowcount == 0:
+        await conn.execute(insert(meta).values(name="config_version", value=1))
+
+
+async def config_version(conn: AsyncConnection) -> int:
+    value = await conn.scalar(select(meta.c.value).where(meta.c.name == "config_version"))
+    return int(value or 0)

@@ -1,0 +1,160 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create exactly this.
+
+Money columns are BIGINT nano-dollars (see ``tokenhub.money``). Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for the ledger.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255)),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    # Spendable balance: always the sum of the user's ledger entries (holds already deducted).
+    Column("balance", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(32), nullable=False),
+    Column("limit_nanos", BigInteger),  # total spending limit, NULL = none
+    Column("used_nanos", BigInteger, nullable=False, default=0),  # charged so far
+    Column("held_nanos", BigInteger, nullable=False, default=0),  # open holds
+    Column("models", Text),  # comma-separated fnmatch patterns, NULL = every model
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    # hold | release | charge | adjustment | topup | refund | redeem
+    Column("kind", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # signed nanos
+    Column("balance_after", BigInteger, nullable=False),
+    Column("request_id", String(40)),  # the usage record this entry belongs to, if any
+    Column("note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ledger_user_id_id", "user_id", "id"),
+    Index("ix_ledger_request", "request_id"),
+)
+
+# One row per API request: created with the hold, completed at settlement.
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", String(40), primary_key=True),  # gen-...: the request id clients see
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("key_id", Integer, ForeignKey("api_keys.id"), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("channel_id", Integer),
+    Column("upstream_model", String(200)),
+    Column("endpoint", String(32), nullable=False, default="chat"),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("state", String(16), nullable=False),  # held -> settled | released
+    Column("status", String(24)),  # ok | client_closed | upstream_error | truncated | interrupted
+    Column("http_status", Integer),
+    Column("hold_nanos", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=False, default=0),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cached_tokens", Integer, nullable=False, default=0),
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("reasoning_tokens", Integer, nullable=False, default=0),
+    Column("estimated", Boolean, nullable=False, default=False),
+    Column("finish_reason", String(32)),
+    Column("latency_ms", Integer),
+    Column("ttfb_ms", Integer),
+    Column("error", Text),
+    Column("prices", Text),  # JSON: the prices (nanos per 1M) the cost was computed with
+    Column("instance_id", String(40), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True)),
+    Index("ix_requests_user_created", "user_id", "created_at"),
+    Index("ix_requests_state_instance", "state", "instance_id"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("provider", String(40), nullable=False),
+    Column("base_url", String(500), nullable=False),
+    Column("api_key_enc", Text, nullable=False),  # Fernet token; never leaves the server
+    Column("models", Text),  # JSON object {catalog id: upstream id}; NULL = the provider's catalog
+    Column("priority", Integer, nullable=False, default=0),
+    Column("weight", Integer, nullable=False, default=1),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Operator changes to the shipped catalog: overrides of a shipped model's fields (NULL = keep the
+# shipped value) or whole models the operator added.
+model_overrides = Table(
+    "model_overrides",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("provider", String(40)),
+    Column("upstream_id", String(200)),
+    Column("name", String(200)),
+    Column("kind", String(16)),
+    Column("context_length", Integer),
+    Column("max_output_tokens", Integer),
+    Column("input_price", BigInteger),  # nanos per 1M tokens
+    Column("cached_input_price", BigInteger),
+    Column("output_price", BigInteger),
+    Column("enabled", Boolean),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Small counters: `config_version` is bumped by every change to keys, users, channels or models,
+# and every gateway process reloads its in-memory directory when it sees a new value.
+meta = Table(
+    "meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# Live gateway processes: a process whose heartbeat is stale is dead, and its holds are released.
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,71 @@
+"""Shared fixtures: a fake OpenAI upstream, databases (SQLite and PostgreSQL), gateways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.support.harness import Harness, create_pg_database, drop_pg_database, test_settings
+from tests.support.servers import ServerThread
+from tokenhub.simulator.openai_protocol import FakeOpenAIState, create_app as create_fake_openai
+
+UPSTREAM_KEY = "sk-upstream"
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[ServerThread]:
+    server = ServerThread(create_fake_openai(api_keys={UPSTREAM_KEY})).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: ServerThread) -> FakeOpenAIState:
+    state: FakeOpenAIState = fake_openai_server.app["state"]
+    state.reset()
+    return state
+
+
+@pytest.fixture
+def upstream_url(fake_openai_server: ServerThread, fake_openai: FakeOpenAIState) -> str:
+    return f"{fake_openai_server.url}/v1"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each billing-relevant test runs on both databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tokenhub.db'}"
+        return
+    name = create_pg_database()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tokenhub.db'}"
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    started: list[Harness] = []
+
+    def make(database_url: str, **overrides: object) -> Harness:
+        harness = Harness(test_settings(tmp_path / f"home{len(started)}", database_url, **overrides))
+        started.append(harness)
+        return harness
+
+    yield make
+    for harness in reversed(started):
+        harness.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Harness], sqlite_url: str) -> Harness:
+    """A gateway on SQLite (for tests about the API rather than storage)."""
+    return make_gateway(sqlite_url)
