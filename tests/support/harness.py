@@ -67,12 +67,15 @@ class Harness:
         self.settings = settings
         self.server = ServerThread(create_app(settings), shutdown_timeout=2).start()
         self.base_url = f"{self.server.url}/api/v1"
+        self._clients: list[openai.OpenAI] = []
 
     @property
     def gw(self) -> Gateway:
         return self.server.app[GATEWAY]
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
         self.server.stop()
 
     def run(self, coro: Awaitable[Any]) -> Any:
@@ -123,4 +126,6 @@ class Harness:
         return self.read(billing.check_ledger)
 
     def client(self, key: str, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, **kwargs)
+        client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, **kwargs)
+        self._clients.append(client)
+        return client

@@ -232,7 +232,8 @@ class LedgerWriter:
                 else:
                     outcomes.append(None)
                     if op.request_id not in settling:
-                        continue  # already resolved by someone else: never twice
+                        continue  # already resolved (by another party, or earlier in this batch): never twice
+                    settling.discard(op.request_id)
                     balance[op.user_id] += op.hold
                     if op.hold:
                         entries.append(_entry(op.user_id, "release", op.hold, balance[op.user_id], op.request_id, now))

@@ -280,6 +280,9 @@ class ChatRelay:
 
         usage = meter.usage or Usage(prompt_estimate(call.payload), meter.delivered_tokens(), estimated=True)
         outcome.usage, outcome.cost = usage, usage_cost(usage, model.pricing)
+        upstream_failed = failure is not None or meter.error is not None
+        if upstream_failed and meter.usage is None and usage.completion_tokens == 0:
+            outcome.cost = 0  # the upstream failed before generating anything: nothing to charge
         outcome.finish_reason = meter.finish_reason
         if client_gone:
             outcome.status = "client_closed"

@@ -1,0 +1,151 @@
+"""The ledger writer and the sweeper, directly, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, select, update
+
+from tokenhub.accounts.service import create_key, create_user
+from tokenhub.billing.cost import Usage
+from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
+from tokenhub.billing.service import add_credits, check_ledger, credits_summary
+from tokenhub.billing.sweeper import Sweeper
+from tokenhub.config import normalize_database_url
+from tokenhub.errors import InsufficientCredits
+from tokenhub.storage import migrate
+from tokenhub.storage.engine import create_engine, utc_now
+from tokenhub.storage.tables import instances, ledger_entries, requests, users
+
+
+async def _setup(url: str, balance: int = 1_000_000):
+    engine = create_engine(normalize_database_url(url))
+    await migrate.upgrade(engine)
+    async with engine.begin() as conn:
+        user = await create_user(conn, "l@example.com")
+        await add_credits(conn, user["id"], balance)
+        _, key = await create_key(conn, user["id"])
+    return engine, user["id"], key["id"]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_hold_charge_and_release_are_entries_summing_to_the_balance(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-a", uid, kid, 400_000, "m"))
+        await ledger.hold(Hold("gen-b", uid, kid, 500_000, "m"))
+        with pytest.raises(InsufficientCredits):
+            await ledger.hold(Hold("gen-c", uid, kid, 100_001, "m"))  # 100,000 left
+        ledger.settle(Settlement("gen-a", uid, kid, 400_000, 123_456, "ok", Usage(10, 20)))
+        ledger.settle(Settlement("gen-b", uid, kid, 500_000, 0, "upstream_error"))
+        await ledger.flush()
+        async with engine.connect() as conn:
+            summary = await credits_summary(conn, uid)
+            kinds = [r.kind for r in await conn.execute(select(ledger_entries.c.kind).order_by(ledger_entries.c.id))]
+            report = await check_ledger(conn)
+        assert summary["balance_nanos"] == 1_000_000 - 123_456
+        assert summary["total_usage_nanos"] == 123_456
+        assert kinds == ["adjustment", "hold", "hold", "release", "charge", "release"]
+        assert report.ok, report.problems
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_a_hold_is_settled_exactly_once(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-x", uid, kid, 300_000, "m"))
+        settle = Settlement("gen-x", uid, kid, 300_000, 100_000, "ok")
+        ledger.settle(settle)
+        ledger.settle(settle)  # same batch
+        await ledger.flush()
+        ledger.settle(Settlement("gen-x", uid, kid, 300_000, 0, "interrupted"))  # a later batch
+        await ledger.flush()
+        async with engine.connect() as conn:
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+            charges = (await conn.execute(select(ledger_entries).where(ledger_entries.c.kind == "charge"))).all()
+            report = await check_ledger(conn)
+        assert balance == 900_000 and len(charges) == 1
+        assert report.ok, report.problems
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_the_balance_check_locks_rows_on_postgres(database_url: str):
+    """The admission decision reads balances under a lock (FOR UPDATE) or SQLite's write lock."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        statements: list[str] = []
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-l", uid, kid, 1, "m"))
+        await ledger.close()
+        await engine.dispose()
+        balance_reads = [s for s in statements if "FROM users" in s and "balance" in s]
+        assert balance_reads
+        if engine.dialect.name == "postgresql":
+            assert all("FOR UPDATE" in s for s in balance_reads)
+        else:
+            assert "BEGIN IMMEDIATE" in statements
+
+    run(scenario())
+
+
+def test_sweeper_releases_holds_of_a_dead_process_once(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        dead = LedgerWriter(engine, "dead-instance")
+        dead.start()
+        await dead.hold(Hold("gen-orphan", uid, kid, 250_000, "m"))
+        await dead.close()  # the process "dies" with the hold open
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(instances).values(id="dead-instance", host="elsewhere", pid=1, started_at=utc_now(), heartbeat_at=utc_now())
+            )
+            await conn.execute(update(instances).where(instances.c.id == "dead-instance").values(heartbeat_at=utc_now().replace(year=2020)))
+
+        live = LedgerWriter(engine, "live-instance")
+        live.start()
+        sweeper = Sweeper(engine, live, "live-instance", stale_after=30)
+        await sweeper.register()
+        assert await sweeper.sweep() == 1
+        assert await sweeper.sweep() == 0
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(requests).where(requests.c.id == "gen-orphan"))).one()
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+            report = await check_ledger(conn)
+        assert (row.state, row.status) == ("released", "interrupted")
+        assert balance == 1_000_000
+        assert report.ok, report.problems
+        await live.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_ledger_check_finds_a_tampered_balance(database_url: str):
+    async def scenario() -> None:
+        engine, uid, _ = await _setup(database_url)
+        async with engine.begin() as conn:
+            await conn.execute(update(users).where(users.c.id == uid).values(balance=users.c.balance + 1))
+        async with engine.connect() as conn:
+            report = await check_ledger(conn)
+        assert not report.ok and "l@example.com" in report.problems[0]
+        await engine.dispose()
+
+    run(scenario())
