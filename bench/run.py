@@ -1,0 +1,610 @@
+"""TokenHub benchmark: direct vs bare Python proxy vs the real gateway, in one run.
+
+    .venv/bin/python bench/run.py            # full run (~5 min): 3 x 5 s per point, medians
+    .venv/bin/python bench/run.py --quick    # ~1 min: 1 x 2 s per point
+    .venv/bin/python bench/run.py --postgres # also the gateway on PostgreSQL (127.0.0.1:5432)
+
+See bench/README.md for the method.  Every server is a subprocess of this script, stopped at
+the end, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MODEL = "openai/gpt-4.1"
+MESSAGES = [{"role": "user", "content": "Say hello in one short sentence, please."}]
+BODY = json.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": 64}, separators=(",", ":"))
+STREAM_BODY = json.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": 64, "stream": True,
+                          "stream_options": {"include_usage": True}}, separators=(",", ":"))
+
+LOUD = "!" * 78
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+class Procs:
+    """Every server this script starts; stop_all() ends them by pid (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              cpus: str | None = None) -> subprocess.Popen:
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
+        logf = open(self.logdir / f"{name}.log", "wb")
+        # A new session, so a Ctrl-C in the terminal reaches only this script, which then stops
+        # the servers in order (the gateway gets a SIGTERM and shuts down cleanly).
+        p = subprocess.Popen(argv, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        logf.close()
+        self.procs[name] = p
+        return p
+
+    def stop(self, name: str, timeout: float = 30.0) -> None:
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"{name} (pid {p.pid}) did not stop in {timeout:.0f} s: SIGKILL")
+            p.kill()
+            p.wait()
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name, timeout=10)
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.logdir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, procs: Procs, name: str, timeout: float = 60.0) -> None:
+    """Wait until the server answers anything at all on URL (any HTTP status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{procs.tail(name)}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not come up on {url} in {timeout:.0f} s:\n{procs.tail(name)}")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+
+def check_tools(args: argparse.Namespace) -> dict[str, str]:
+    """Find what is needed; explain and exit when something essential is missing."""
+    problems, notes = [], {}
+    for mod in ("aiohttp", "uvloop", "orjson"):
+        try:
+            __import__(mod)
+        except ImportError:
+            problems.append(f"Python module {mod!r} is missing from {PY} (run with the project venv: "
+                            f".venv/bin/python bench/run.py)")
+    tokenhub = Path(PY).parent / "tokenhub"
+    if not tokenhub.exists():
+        found = shutil.which("tokenhub")
+        if found:
+            tokenhub = Path(found)
+        else:
+            problems.append("the `tokenhub` CLI is not next to this Python nor on PATH "
+                            "(pip install -e . into the venv)")
+    notes["tokenhub"] = str(tokenhub)
+    wrk = shutil.which("wrk")
+    if args.loadgen == "wrk" and not wrk:
+        problems.append("--loadgen wrk, but wrk is not installed (Debian: apt-get install -y wrk)")
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if wrk else "python"
+        if not wrk:
+            log("NOTE: wrk is not installed, so the non-streaming runs use bench/loadgen.py (Python, "
+                "aiohttp+uvloop), which saturates near 4-5k req/s on one core and so caps the direct and "
+                "bare-proxy figures.  For the real numbers: apt-get install -y wrk")
+    if args.pin and not shutil.which("taskset"):
+        log("NOTE: taskset (util-linux) is missing: running without CPU pinning")
+        args.pin = False
+    if args.pin and (os.cpu_count() or 1) < 2:
+        log("NOTE: fewer than 2 CPUs: running without CPU pinning")
+        args.pin = False
+    if args.postgres:
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            problems.append("--postgres needs asyncpg in this Python (it is a tokenhub dependency)")
+    if problems:
+        log("Cannot run the benchmark:\n  - " + "\n  - ".join(problems))
+        sys.exit(2)
+    notes["wrk"] = wrk or ""
+    return notes
+
+
+# -- load -----------------------------------------------------------------------------------------
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+function done(s, lat, req)
+  io.write(string.format(
+    'BENCHJSON {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p99_us":%%d}\\n',
+    s.requests, s.duration, s.errors.connect, s.errors.read, s.errors.write, s.errors.status, s.errors.timeout,
+    lat:percentile(50), lat:percentile(99)))
+end
+"""
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.cpus = "0" if args.pin else None
+
+    def _cmd(self, argv: list[str]) -> list[str]:
+        return ["taskset", "-c", self.cpus, *argv] if self.cpus else argv
+
+    def wrk(self, url: str, key: str, conc: int, seconds: int, pids: list[int]) -> dict:
+        script = self.workdir / f"wrk-{abs(hash(key))}.lua"
+        if not script.exists():
+            script.write_text(WRK_LUA % {"body": BODY, "key": key})
+        cpu0 = [cpu_seconds(p) for p in pids]
+        out = subprocess.run(self._cmd(["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "10s",
+                                        "-s", str(script), url]),
+                             capture_output=True, text=True, timeout=seconds + 60)
+        cpu1 = [cpu_seconds(p) for p in pids]
+        m = re.search(r"^BENCHJSON (.*)$", out.stdout, re.M)
+        if out.returncode != 0 or not m:
+            raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        r = json.loads(m.group(1))
+        dur = r["duration_us"] / 1e6
+        kinds = {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]}
+        n_bad = r["status"]  # non-2xx/3xx answers are also counted in "requests" by wrk
+        ok = r["requests"] - n_bad
+        return {"requests": ok, "duration_s": round(dur, 3), "rps": ok / dur, "errors": sum(kinds.values()),
+                "error_kinds": kinds, "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+                "cpu_s": {str(p): round(b - a, 3) for p, a, b in zip(pids, cpu0, cpu1)}}
+
+    def python(self, url: str, key: str, body: str, conc: int, seconds: float, warmup: float,
+               pids: list[int]) -> dict:
+        argv = [PY, str(BENCH / "loadgen.py"), "--url", url, "--key", key, "--body", body,
+                "--concurrency", str(conc), "--duration", str(seconds), "--warmup", str(warmup)]
+        for p in pids:
+            argv += ["--cpu-pid", str(p)]
+        out = subprocess.run(self._cmd(argv), capture_output=True, text=True, timeout=seconds + warmup + 120)
+        if out.returncode != 0:
+            raise RuntimeError(f"loadgen failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def point(self, url: str, key: str, stream: bool, conc: int, pids: list[int]) -> dict:
+        """Warm up, then REPEATS measured runs; medians plus the raw runs."""
+        a = self.args
+        runs = []
+        if not stream and a.loadgen == "wrk":
+            self.wrk(url, key, conc, a.warmup, [])
+            for _ in range(a.repeats):
+                runs.append(self.wrk(url, key, conc, a.duration, pids))
+        else:
+            for _ in range(a.repeats):
+                runs.append(self.python(url, key, STREAM_BODY if stream else BODY, conc, a.duration, a.warmup, pids))
+        med = lambda k: None if runs[0].get(k) is None else round(statistics.median(r[k] for r in runs), 3)  # noqa: E731
+        res = {"rps": round(statistics.median(r["rps"] for r in runs), 1),
+               "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+               "errors": sum(r["errors"] for r in runs), "requests": sum(r["requests"] for r in runs)}
+        if stream:
+            res["ttfb_p50_ms"], res["ttfb_p99_ms"] = med("ttfb_p50_ms"), med("ttfb_p99_ms")
+        kinds: dict[str, int] = {}
+        for r in runs:
+            for k, v in r["error_kinds"].items():
+                kinds[k] = kinds.get(k, 0) + v
+        if kinds:
+            res["error_kinds"] = kinds
+        for p in pids:
+            per = [r["cpu_s"][str(p)] / r["requests"] * 1e6 for r in runs if r["requests"]]
+            res["cpu_us_per_req"] = round(statistics.median(per), 1) if per else None
+        res["runs"] = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                        if k in ("rps", "p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms", "errors")} for r in runs]
+        return res
+
+
+# -- targets ------------------------------------------------------------------------------------
+
+
+def verify(url: str, key: str) -> None:
+    """One request of each kind, checked by hand, before any load."""
+    hdrs = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    for body in (BODY, STREAM_BODY):
+        req = urllib.request.Request(url, data=body.encode(), headers=hdrs, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=15) as r:
+                status, data = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, data = e.code, e.read()
+        if status != 200:
+            raise RuntimeError(f"{url} answered {status}: {data[:500]!r}")
+        if '"stream":true' in body:
+            if not data.rstrip().endswith(b"data: [DONE]") or b'"usage":{' not in data:
+                raise RuntimeError(f"{url}: the stream is not a complete OpenAI SSE stream with usage: {data[-300:]!r}")
+        elif b'"choices"' not in data or b'"usage"' not in data:
+            raise RuntimeError(f"{url}: unexpected answer: {data[:300]!r}")
+
+
+def measure_target(name: str, url: str, key: str, pids: list[int], load: Load, args: argparse.Namespace) -> dict:
+    verify(url, key)
+    out: dict = {"url": url, "nonstream": {}, "stream": {}}
+    for c in args.concurrency:
+        log(f"  {name}: non-stream c={c}")
+        out["nonstream"][str(c)] = load.point(url, key, False, c, pids)
+    for c in args.stream_concurrency:
+        log(f"  {name}: stream c={c}")
+        out["stream"][str(c)] = load.point(url, key, True, c, pids)
+    if pids:
+        out["peak_rss_mb"] = peak_rss_mb(pids[0])
+    return out
+
+
+def th_env(home: Path, db_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_")}
+    env.update(TOKENHUB_HOME=str(home), TOKENHUB_SECRET_KEY="bench-secret-key-not-for-production")
+    if db_url:
+        env["TOKENHUB_DATABASE_URL"] = db_url
+    return env
+
+
+def cli(tokenhub: str, env: dict[str, str], *argv: str) -> str:
+    r = subprocess.run([tokenhub, *argv], env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"tokenhub {' '.join(argv)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def run_gateway(label: str, tools: dict, args: argparse.Namespace, procs: Procs, load: Load, upstream_port: int,
+                workdir: Path, db_url: str | None) -> dict:
+    home = workdir / f"home-{label}"
+    home.mkdir()
+    env = th_env(home, db_url)
+    th = tools["tokenhub"]
+    email = "bench@example.com"
+    cli(th, env, "user", "create", email)
+    cli(th, env, "credits", "add", email, "1000000")
+    m = re.search(r"\bth-[A-Za-z0-9_\-]+", cli(th, env, "key", "create", email, "--name", "bench"))
+    if not m:
+        raise RuntimeError("tokenhub key create printed no th- key")
+    key = m.group(0)
+    cli(th, env, "channel", "add", "openai-compatible", "--base-url", f"http://127.0.0.1:{upstream_port}/v1",
+        "--api-key", "sk-bench", "--name", "bench", "--models", "openai/gpt-4.1=gpt-4.1")
+    port = free_port()
+    p = procs.start(label, [th, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                    cpus="1" if args.pin else None)
+    wait_http(f"http://127.0.0.1:{port}/api/v1/models", p, procs, label)
+    try:
+        res = measure_target(label, f"http://127.0.0.1:{port}/api/v1/chat/completions", key, [p.pid], load, args)
+    finally:
+        rss = peak_rss_mb(p.pid)
+        procs.stop(label)
+    res["peak_rss_mb"] = rss
+    res["database"] = "postgresql" if db_url else "sqlite"
+    chk = subprocess.run([th, "ledger", "check"], env=env, capture_output=True, text=True, timeout=300)
+    res["ledger_check"] = {"ok": chk.returncode == 0, "output": (chk.stdout + chk.stderr).strip()[-1000:]}
+    res["request_rows"] = count_request_rows(home, db_url)
+    return res
+
+
+def count_request_rows(home: Path, db_url: str | None) -> dict | None:
+    """requests rows by state (settled/held/released): every served request should be settled."""
+    query = "SELECT state, count(*) FROM requests GROUP BY state"
+    try:
+        if db_url is None:
+            import sqlite3
+            con = sqlite3.connect(home / "tokenhub.db")
+            try:
+                return dict(con.execute(query).fetchall())
+            finally:
+                con.close()
+        import asyncio
+
+        import asyncpg
+
+        async def q() -> dict:
+            con = await asyncpg.connect(db_url)
+            try:
+                return {r[0]: r[1] for r in await con.fetch(query)}
+            finally:
+                await con.close()
+        return asyncio.run(q())
+    except Exception as e:  # noqa: BLE001 - informative only
+        return {"error": str(e)}
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pg_admin(sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        con = await asyncpg.connect(PG_ADMIN)
+        try:
+            await con.execute(sql)
+        finally:
+            await con.close()
+    asyncio.run(go())
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def fmt(v, nd=2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}"
+
+
+def report(result: dict) -> str:
+    lines = []
+    a = result["config"]
+    lines.append(f"TokenHub benchmark  {result['date']}  ({result['machine']['cpus']} CPUs, "
+                 f"{result['machine']['cpu_model']}; loadgen: {a['loadgen']} non-stream, python stream; "
+                 f"{a['repeats']} x {a['duration_s']} s per point, medians; pinning: {a['pinning']})")
+    lines.append("")
+    lines.append("Non-streaming chat completions")
+    lines.append(f"{'target':<14}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
+    for name, t in result["targets"].items():
+        for c, r in t["nonstream"].items():
+            lines.append(f"{name:<14}{c:>4}{fmt(r['rps'], 0):>10}{fmt(r['p50_ms']):>9}{fmt(r['p99_ms']):>9}"
+                         f"{r['errors']:>8}{fmt(r.get('cpu_us_per_req'), 0):>12}")
+    lines.append("")
+    lines.append(f"Streaming chat completions (22 chunks + usage + [DONE]; chunk delay {a['chunk_delay_s']} s)")
+    lines.append(f"{'target':<14}{'c':>4}{'streams/s':>10}{'TTFB p50':>10}{'TTFB p99':>10}{'total p50':>10}"
+                 f"{'total p99':>10}{'errors':>8}{'CPU us/req':>12}")
+    for name, t in result["targets"].items():
+        for c, r in t["stream"].items():
+            lines.append(f"{name:<14}{c:>4}{fmt(r['rps'], 0):>10}{fmt(r['ttfb_p50_ms']):>10}{fmt(r['ttfb_p99_ms']):>10}"
+                         f"{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}{r['errors']:>8}"
+                         f"{fmt(r.get('cpu_us_per_req'), 0):>12}")
+    lines.append("")
+    for name, t in result["targets"].items():
+        extra = []
+        if t.get("peak_rss_mb") is not None:
+            extra.append(f"peak RSS {t['peak_rss_mb']} MB")
+        if "ledger_check" in t:
+            extra.append(f"ledger check {'OK' if t['ledger_check']['ok'] else 'FAILED'}")
+            extra.append(f"request rows {t.get('request_rows')}")
+        if extra:
+            lines.append(f"{name}: " + "; ".join(extra))
+    d = result.get("derived", {})
+    if d:
+        lines.append("")
+        for k, v in d.items():
+            lines.append(f"{v['label']}: {fmt(v['value'])}{v['unit']}  (target {v['target']})  "
+                         f"{'MET' if v['met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def derive(targets: dict, args: argparse.Namespace) -> dict:
+    d = {}
+    try:
+        g, b = targets["gateway"]["nonstream"]["16"]["rps"], targets["bare-proxy"]["nonstream"]["16"]["rps"]
+        v = 100 * g / b
+        d["gateway_rps_c16_pct_of_bare"] = {"label": "gateway req/s at c=16 as % of bare proxy", "value": v,
+                                            "unit": " %", "target": ">= 40 %", "met": v >= 40}
+    except KeyError:
+        pass
+    try:
+        v = targets["gateway"]["nonstream"]["1"]["p50_ms"] - targets["direct"]["nonstream"]["1"]["p50_ms"]
+        d["gateway_p50_c1_minus_direct_ms"] = {"label": "gateway p50 at c=1 minus direct p50", "value": v,
+                                               "unit": " ms", "target": "<= 1 ms", "met": v <= 1}
+    except KeyError:
+        pass
+    return d
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Benchmark direct vs bare proxy vs TokenHub gateway.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="~1 minute: --duration 2 --repeats 1 --warmup 1")
+    ap.add_argument("--duration", type=int, default=5, help="seconds per measured run (whole seconds: wrk)")
+    ap.add_argument("--repeats", type=int, default=3, help="measured runs per point (the median is reported)")
+    ap.add_argument("--warmup", type=int, default=1, help="warmup seconds before each point")
+    ap.add_argument("--concurrency", default="1,16,64", help="non-streaming concurrencies")
+    ap.add_argument("--stream-concurrency", default="1,16", help="streaming concurrencies")
+    ap.add_argument("--chunk-delay", type=float, default=0.0, help="fake upstream: seconds between SSE chunks")
+    ap.add_argument("--targets", default="direct,bare-proxy,gateway",
+                    help="which of direct,bare-proxy,gateway to run")
+    ap.add_argument("--postgres", action="store_true",
+                    help="also run the gateway on PostgreSQL at 127.0.0.1:5432 (a fresh database, dropped after)")
+    ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                    help="non-streaming load generator (auto: wrk when installed); streams always use loadgen.py")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="don't pin: by default load generator + upstream run on CPU 0, the proxy/gateway on CPU 1")
+    ap.add_argument("--out", help="result JSON path (default bench/results/YYYY-MM-DD-HHMM.json)")
+    ap.add_argument("--no-save", action="store_true", help="don't write the JSON result")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (the temp dir is printed)")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.repeats, args.warmup = 2, 1, 1
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    args.stream_concurrency = [int(c) for c in args.stream_concurrency.split(",") if c]
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    bad = set(args.targets) - {"direct", "bare-proxy", "gateway"}
+    if bad:
+        ap.error(f"unknown targets: {', '.join(sorted(bad))}")
+    if args.duration < 1 or args.warmup < 1 or args.repeats < 1:
+        ap.error("--duration and --warmup must be >= 1 s, --repeats >= 1")
+    return args
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import aiohttp
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "aiohttp": aiohttp.__version__, "kernel": platform.release()}
+
+
+def main() -> int:
+    args = parse_args()
+    tools = check_tools(args)
+    # SIGTERM (and SIGHUP) behave like Ctrl-C: unwind and stop every server.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+    workdir = Path(tempfile.mkdtemp(prefix="tokenhub-bench-"))
+    procs = Procs(workdir)
+    load = Load(args, workdir)
+    pg_db = None
+    targets: dict = {}
+    started = time.monotonic()
+    try:
+        up_port = free_port()
+        up = procs.start("upstream", [PY, str(BENCH / "fake_upstream.py"), "--port", str(up_port),
+                                      "--chunk-delay", str(args.chunk_delay)], cpus="0" if args.pin else None)
+        wait_http(f"http://127.0.0.1:{up_port}/", up, procs, "upstream")
+        if "direct" in args.targets:
+            log("direct (load generator -> fake upstream)")
+            targets["direct"] = measure_target("direct", f"http://127.0.0.1:{up_port}/v1/chat/completions",
+                                               "sk-bench", [], load, args)
+        if "bare-proxy" in args.targets:
+            log("bare proxy (aiohttp + one ClientSession, uvloop)")
+            bp_port = free_port()
+            bp = procs.start("bare-proxy", [PY, str(BENCH / "bare_proxy.py"), "--port", str(bp_port), "--upstream",
+                                            f"http://127.0.0.1:{up_port}"], cpus="1" if args.pin else None)
+            wait_http(f"http://127.0.0.1:{bp_port}/", bp, procs, "bare-proxy")
+            targets["bare-proxy"] = measure_target("bare-proxy", f"http://127.0.0.1:{bp_port}/v1/chat/completions",
+                                                   "sk-bench", [bp.pid], load, args)
+            targets["bare-proxy"]["peak_rss_mb"] = peak_rss_mb(bp.pid)
+            procs.stop("bare-proxy")
+        if "gateway" in args.targets:
+            log("gateway (tokenhub serve, SQLite)")
+            targets["gateway"] = run_gateway("gateway", tools, args, procs, load, up_port, workdir, None)
+        if args.postgres:
+            pg_db = f"tokenhub_bench_{os.getpid()}_{int(time.time())}"
+            log(f"gateway on PostgreSQL (database {pg_db})")
+            pg_admin(f'CREATE DATABASE "{pg_db}"')
+            targets["gateway-pg"] = run_gateway("gateway-pg", tools, args, procs, load, up_port, workdir,
+                                                f"postgresql://postgres@127.0.0.1:5432/{pg_db}")
+    except KeyboardInterrupt:
+        log("\ninterrupted: stopping every server")
+        return 130
+    finally:
+        procs.stop_all()
+        if pg_db:
+            try:
+                pg_admin(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+            except Exception as e:  # noqa: BLE001
+                log(f"could not drop database {pg_db}: {e}")
+        if args.keep_logs:
+            log(f"server logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    now = datetime.now()
+    result = {
+        "date": now.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "config": {"duration_s": args.duration, "repeats": args.repeats, "warmup_s": args.warmup,
+                   "concurrency": args.concurrency, "stream_concurrency": args.stream_concurrency,
+                   "chunk_delay_s": args.chunk_delay, "loadgen": args.loadgen,
+                   "pinning": "loadgen+upstream on CPU 0, proxy/gateway on CPU 1" if args.pin else "none",
+                   "wall_s": round(time.monotonic() - started, 1)},
+        "targets": targets,
+    }
+    result["derived"] = derive(targets, args)
+    print(report(result))
+    errors = {f"{n} {kind} c={c}": r["errors"] for n, t in targets.items() for kind in ("nonstream", "stream")
+              for c, r in t[kind].items() if r["errors"]}
+    failed = False
+    if errors:
+        print(f"\n{LOUD}\nERRORS DURING THE RUN - the figures above are not trustworthy:")
+        for k, v in errors.items():
+            print(f"  {k}: {v} failed requests")
+        print(LOUD)
+        failed = True
+    for n, t in targets.items():
+        if "ledger_check" in t:
+            print(f"\n`tokenhub ledger check` after {n}: {'PASSED' if t['ledger_check']['ok'] else 'FAILED'}")
+            print("  " + t["ledger_check"]["output"].replace("\n", "\n  "))
+            if not t["ledger_check"]["ok"]:
+                print(f"{LOUD}\nLEDGER CHECK FAILED after {n}\n{LOUD}")
+                failed = True
+    if not args.no_save:
+        out = Path(args.out) if args.out else BENCH / "results" / f"{now.strftime('%Y-%m-%d-%H%M')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\nresult written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The README's walk-through, run as a newcomer would: the CLI and `tokenhub serve` as processes,
+then the README's curl and Python examples against it (the upstream is the fake DeepSeek)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def block_after(marker: str) -> str:
+    match = re.search(re.escape(marker) + r".*?```\w*\n(.*?)```", README, re.S)
+    assert match, marker
+    return match.group(1)
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_") and not k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY"))}
+    env["TOKENHUB_HOME"] = str(home)
+    return env
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tokenhub", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("tokenhub serve did not start")
+
+
+@pytest.fixture
+def serve(tmp_path: Path):
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str]) -> tuple[str, subprocess.Popen[str]]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenhub", "serve", "--port", str(port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}/api/v1"
+        wait_until_serving(f"{base}/models", proc)
+        return base, proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=30)
+        if proc.stdout and not proc.stdout.closed:
+            proc.stdout.close()
+
+
+def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThread):
+    env = clean_env(tmp_path / "home")
+    env["DEEPSEEK_API_KEY"] = "sk-upstream"
+    key = None
+    for line in block_after("<!-- quickstart:start -->").splitlines():
+        line = line.split("  #")[0].strip()
+        if not line.startswith("tokenhub ") or line == "tokenhub serve":
+            continue
+        args = shlex.split(os.path.expandvars(line.replace('"$DEEPSEEK_API_KEY"', env["DEEPSEEK_API_KEY"])))[1:]
+        if args[:2] == ["channel", "add"]:
+            args += ["--base-url", f"{fake_openai_server.url}/v1"]  # the fake DeepSeek instead of the real one
+        result = cli(args, env)
+        assert result.returncode == 0, (line, result.stderr)
+        if args[:2] == ["key", "create"]:
+            key = result.stdout.strip()
+    assert key and key.startswith("th-")
+    env.pop("DEEPSEEK_API_KEY")  # the channel was added explicitly, as the README shows
+
+    base, proc = serve(env)
+    port = base.split(":")[2].split("/")[0]
+    example_env = {**env, "TOKENHUB_KEY": key}
+
+    if shutil.which("curl"):
+        curl = block_after("<!-- example:curl -->").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        out = subprocess.run(["bash", "-c", curl], env=example_env, capture_output=True, text=True, timeout=30)
+        assert '"content":"Hello! This is a fake reply."' in out.stdout, out.stdout + out.stderr
+
+    python = block_after("<!-- example:python -->").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    out = subprocess.run([sys.executable, "-c", python], env=example_env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "Hello! This is a fake reply."
+    assert lines[1].startswith("cost in USD: ") and float(lines[1].split(": ")[1]) > 0
+    assert lines[-1].startswith("cost in USD: ")
+
+    shown = cli(["credits", "show", "dev@example.com"], env)
+    assert "total usage:   $0.0" in shown.stdout and "balance:       $9.9" in shown.stdout
+    assert cli(["ledger", "check"], env).returncode == 0
+
+
+def test_first_start_explains_how_to_create_an_admin(tmp_path: Path, serve):
+    env = clean_env(tmp_path / "home")
+    base, proc = serve(env)
+    proc.terminate()
+    output = proc.communicate(timeout=30)[0]
+    assert "No admin exists yet" in output and "tokenhub user create" in output
+    assert (tmp_path / "home" / "tokenhub.db").exists()
+    assert oct((tmp_path / "home" / "secret.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_first_start_creates_the_admin_from_the_environment(tmp_path: Path, serve):
+    env = clean_env(tmp_path / "home")
+    env["TOKENHUB_ADMIN_EMAIL"] = "ops@example.com"
+    env["TOKENHUB_ADMIN_PASSWORD"] = "a-long-password"
+    base, proc = serve(env)
+    key = cli(["key", "create", "ops@example.com"], env).stdout.strip()
+    req = urllib.request.Request(f"{base.removesuffix('/api/v1')}/api/admin/users", headers={"Authorization": f"Bearer {key}"})
+    deadline = time.monotonic() + 5
+    while True:  # the new key reaches the running gateway within a second
+        try:
+            body = urllib.request.urlopen(req, timeout=5).read().decode()
+            break
+        except urllib.error.HTTPError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert '"email":"ops@example.com"' in body and '"is_admin":true' in body
+    assert "a-long-password" not in (tmp_path / "home" / "tokenhub.db").read_bytes().decode("latin-1")
