@@ -174,6 +174,12 @@ def check_tools(args: argparse.Namespace) -> dict[str, str]:
     if problems:
         log("Cannot run the benchmark:\n  - " + "\n  - ".join(problems))
         sys.exit(2)
+    if args.py_spy:
+        found = shutil.which(args.py_spy)
+        if not found:
+            problems.append(f"--py-spy: {args.py_spy!r} not found (pip install py-spy, e.g. into a separate venv, "
+                            "and pass its path: --py-spy /path/to/py-spy)")
+        args.py_spy = found
     notes["wrk"] = wrk or ""
     return notes
 
@@ -299,7 +305,58 @@ def measure_target(name: str, url: str, key: str, pids: list[int], load: Load, a
         out["stream"][str(c)] = load.point(url, key, True, c, pids)
     if pids:
         out["peak_rss_mb"] = peak_rss_mb(pids[0])
+        if args.py_spy and name.startswith("gateway"):
+            out["profile"] = {c: profile(args.py_spy, pids[0], url, key, int(c), load, args)
+                              for c in ("1", "16")}
     return out
+
+
+# Where a py-spy stack sample belongs (first match wins).  SQLAlchemy's async engine runs its
+# sync code in greenlets, which py-spy shows as separate roots: they are all ledger work here.
+PROFILE_BUCKETS = [
+    ("ledger: SQLAlchemy + DB driver (hold/settle transactions)",
+     lambda s, root, leaf: "LedgerWriter" in s or "aiosqlite" in s or "asyncpg" in s or "sqlalchemy" in root or "greenlet" in root),
+    ("relay: upstream call (aiohttp client)",
+     lambda s, root, leaf: "ChatRelay" in s and ("aiohttp/client" in s or "aiohttp/connector" in s)),
+    ("relay: tokenhub code (parse, route, meter, serialize)", lambda s, root, leaf: "ChatRelay" in s),
+    ("auth, routing, middleware (before the relay)",
+     lambda s, root, leaf: "tokenhub/api" in s or "web_app.py" in s or "tokenhub/accounts" in s),
+    ("event loop: uvloop C code (epoll, socket I/O)", lambda s, root, leaf: leaf.startswith("run_app")),
+    ("aiohttp protocol: HTTP parsing and writes (server + client)", lambda s, root, leaf: "aiohttp/" in s),
+]
+
+
+def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, args: argparse.Namespace) -> dict:
+    """py-spy (GIL-holding samples only) while wrk drives `conc` non-streaming connections."""
+    log(f"  profiling pid {pid} with py-spy at c={conc}")
+    raw = load.workdir / f"pyspy-{pid}-{conc}.txt"
+    spy = subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(args.duration), "-r", "200", "--gil",
+                            "--nonblocking", "-f", "raw", "-o", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if args.loadgen == "wrk":
+            r = load.wrk(url, key, conc, args.duration, [pid])
+        else:
+            r = load.python(url, key, BODY, conc, args.duration, 0.5, [pid])
+    finally:
+        try:
+            spy.wait(args.duration + 30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+    buckets: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines() if raw.exists() else []:
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(n)
+        bucket = next((b for b, f in PROFILE_BUCKETS if f(stack, frames[0], frames[-1])), "other")
+        buckets[bucket] = buckets.get(bucket, 0) + int(n)
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + int(n)
+    pc = lambda d: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])}  # noqa: E731
+    return {"samples": total, "rps_while_profiled": round(r["rps"], 1), "buckets_pct": pc(buckets),
+            "top_leaves_pct": dict(list(pc(leaves).items())[:12])}
 
 
 def th_env(home: Path, db_url: str | None) -> dict[str, str]:
@@ -435,6 +492,12 @@ def report(result: dict) -> str:
             extra.append(f"request rows {t.get('request_rows')}")
         if extra:
             lines.append(f"{name}: " + "; ".join(extra))
+    for name, t in result["targets"].items():
+        for c, p in (t.get("profile") or {}).items():
+            lines.append(f"\n{name} py-spy profile at c={c} ({p['samples']} GIL samples, "
+                         f"{p['rps_while_profiled']:,.0f} req/s while profiled): share of the GIL-holding time")
+            for k, v in p["buckets_pct"].items():
+                lines.append(f"  {v:5.1f} %  {k}")
     d = result.get("derived", {})
     if d:
         lines.append("")
@@ -483,6 +546,8 @@ def parse_args() -> argparse.Namespace:
                     help="non-streaming load generator (auto: wrk when installed); streams always use loadgen.py")
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="don't pin: by default load generator + upstream run on CPU 0, the proxy/gateway on CPU 1")
+    ap.add_argument("--py-spy", metavar="PATH", nargs="?", const="py-spy",
+                    help="after measuring the gateway, profile it with py-spy at c=1 and c=16 (GIL samples)")
     ap.add_argument("--out", help="result JSON path (default bench/results/YYYY-MM-DD-HHMM.json)")
     ap.add_argument("--no-save", action="store_true", help="don't write the JSON result")
     ap.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (the temp dir is printed)")
@@ -517,8 +582,8 @@ def machine() -> dict:
 def main() -> int:
     args = parse_args()
     tools = check_tools(args)
-    # SIGTERM (and SIGHUP) behave like Ctrl-C: unwind and stop every server.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGTERM and SIGHUP behave like Ctrl-C (SIGINT is set too, in case a shell started us ignoring it).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="tokenhub-bench-"))
     procs = Procs(workdir)

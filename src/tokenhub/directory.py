@@ -25,6 +25,7 @@ from tokenhub.catalog.model import Catalog, Model
 from tokenhub.catalog.service import load_catalog
 from tokenhub.errors import AuthenticationFailed, PermissionDenied
 from tokenhub.providers.registry import PROVIDERS
+from tokenhub.periodic import Periodic
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage.engine import as_utc, config_version
 from tokenhub.storage.tables import api_keys, channels, users
@@ -82,12 +83,11 @@ class Directory:
     def __init__(self, engine: AsyncEngine, box: SecretBox, refresh_interval: float) -> None:
         self._engine = engine
         self._box = box
-        self._refresh_interval = refresh_interval
         self.version = -1
         self.catalog = Catalog([], [])
         self._keys: dict[str, KeyInfo] = {}
         self._routes: dict[str, list[Route]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._watch = Periodic("directory refresh", refresh_interval, self.refresh_if_changed)
         self._reload_lock = asyncio.Lock()
 
     # -- reading (hot path) -------------------------------------------------------------------
@@ -136,23 +136,10 @@ class Directory:
         return False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="directory-watch")
+        self._watch.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_interval)
-            try:
-                await self.refresh_if_changed()
-            except Exception as exc:  # keep serving the last good directory
-                log.warning("directory refresh failed: %s", type(exc).__name__)
+        await self._watch.stop()
 
 
 def _key_info(row: Any) -> KeyInfo:

@@ -9,7 +9,6 @@ its own process settles at the same moment is still resolved exactly once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -20,6 +19,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.ledger import LedgerWriter, Settlement
+from tokenhub.periodic import Periodic
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import instances, requests
 
@@ -47,7 +47,7 @@ class Sweeper:
         self.instance_id = instance_id
         self._stale_after = stale_after
         self._host = socket.gethostname()[:255]
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("hold sweep", max(stale_after / 3, 0.2), self._beat_and_sweep)
 
     async def register(self) -> None:
         now = utc_now()
@@ -61,25 +61,14 @@ class Sweeper:
             await conn.execute(delete(instances).where(instances.c.id == self.instance_id))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hold-sweeper")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        interval = max(self._stale_after / 3, 0.2)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.heartbeat()
-                await self.sweep()
-            except Exception as exc:  # keep sweeping; storage may come back
-                log.warning("hold sweep failed: %s", type(exc).__name__)
+    async def _beat_and_sweep(self) -> None:
+        await self.heartbeat()
+        await self.sweep()
 
     async def heartbeat(self) -> None:
         async with self._engine.begin() as conn:
