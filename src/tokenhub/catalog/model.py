@@ -73,12 +73,11 @@ class Catalog:
     def __init__(self, families: list[Family], models: list[Model]) -> None:
         self.families = families
         self.models: dict[str, Model] = {m.id: m for m in models}
-        short: dict[str, list[Model]] = {}
+        self._by_short: dict[str, list[Model]] = {}
+        self._by_upstream: dict[str, list[Model]] = {}
         for m in models:
-            short.setdefault(m.short_name, []).append(m)
-            if m.upstream_id != m.short_name:
-                short.setdefault(m.upstream_id, []).append(m)
-        self._by_short = {name: ms for name, ms in short.items()}
+            self._by_short.setdefault(m.short_name, []).append(m)
+            self._by_upstream.setdefault(m.upstream_id, []).append(m)
 
     def get(self, model_id: str) -> Model | None:
         return self.models.get(model_id)
@@ -87,7 +86,10 @@ class Catalog:
         """The model a client means, or NotFound with the closest ids."""
         model = self.models.get(name)
         if model is None and "/" not in name:
+            # the name after the vendor prefix first; the vendor's own id only if that finds nothing
             candidates = [m for m in self._by_short.get(name, ()) if m.enabled]
+            if not candidates:
+                candidates = [m for m in self._by_upstream.get(name, ()) if m.enabled]
             if len(candidates) == 1:
                 model = candidates[0]
             elif len(candidates) > 1:

@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import Served, clean_env, cli
 from tests.support.servers import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,56 +29,18 @@ def block_after(marker: str) -> str:
     return match.group(1)
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_") and not k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY"))}
-    env["TOKENHUB_HOME"] = str(home)
-    return env
-
-
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tokenhub", *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("tokenhub serve did not start")
-
-
 @pytest.fixture
-def serve(tmp_path: Path):
-    procs: list[subprocess.Popen[str]] = []
+def serve():
+    started: list[Served] = []
 
-    def start(env: dict[str, str]) -> tuple[str, subprocess.Popen[str]]:
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tokenhub", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        procs.append(proc)
-        base = f"http://127.0.0.1:{port}/api/v1"
-        wait_until_serving(f"{base}/models", proc)
-        return base, proc
+    def start(env: dict[str, str]) -> Served:
+        started.append(Served(env))
+        return started[-1]
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.communicate(timeout=30)
-        if proc.stdout and not proc.stdout.closed:
-            proc.stdout.close()
+    for served in started:
+        if served.proc.returncode is None:
+            served.stop()
 
 
 def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThread):
@@ -99,8 +61,8 @@ def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThr
     assert key and key.startswith("th-")
     env.pop("DEEPSEEK_API_KEY")  # the channel was added explicitly, as the README shows
 
-    base, proc = serve(env)
-    port = base.split(":")[2].split("/")[0]
+    served = serve(env)
+    port = served.port
     example_env = {**env, "TOKENHUB_KEY": key}
 
     if shutil.which("curl"):
@@ -123,9 +85,7 @@ def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThr
 
 def test_first_start_explains_how_to_create_an_admin(tmp_path: Path, serve):
     env = clean_env(tmp_path / "home")
-    base, proc = serve(env)
-    proc.terminate()
-    output = proc.communicate(timeout=30)[0]
+    output = serve(env).stop()
     assert "No admin exists yet" in output and "tokenhub user create" in output
     assert (tmp_path / "home" / "tokenhub.db").exists()
     assert oct((tmp_path / "home" / "secret.key").stat().st_mode & 0o777) == "0o600"
@@ -135,7 +95,7 @@ def test_first_start_creates_the_admin_from_the_environment(tmp_path: Path, serv
     env = clean_env(tmp_path / "home")
     env["TOKENHUB_ADMIN_EMAIL"] = "ops@example.com"
     env["TOKENHUB_ADMIN_PASSWORD"] = "a-long-password"
-    base, proc = serve(env)
+    base = serve(env).base_url
     key = cli(["key", "create", "ops@example.com"], env).stdout.strip()
     req = urllib.request.Request(f"{base.removesuffix('/api/v1')}/api/admin/users", headers={"Authorization": f"Bearer {key}"})
     deadline = time.monotonic() + 5
