@@ -24,8 +24,8 @@ from tokenhub.accounts.secrets import KEY_PREFIX, hash_api_key
 from tokenhub.catalog.model import Catalog, Model
 from tokenhub.catalog.service import load_catalog
 from tokenhub.errors import AuthenticationFailed, PermissionDenied
-from tokenhub.providers.registry import PROVIDERS
 from tokenhub.periodic import Periodic
+from tokenhub.providers.registry import PROVIDERS
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage.engine import as_utc, config_version
 from tokenhub.storage.tables import api_keys, channels, users

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import openai
 import pytest
 
 from tests.support.harness import Harness

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 
 from tests.support.servers import ServerThread
 from tokenhub.simulator.openai_protocol import FakeOpenAIState, create_app
