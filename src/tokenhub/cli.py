@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, NoReturn
 
 import click
@@ -57,6 +58,11 @@ def usd_option(value: str | None, name: str) -> int | None:
         return usd_to_nanos(value)
     except MoneyError as err:
         fail(f"{name}: {err}")
+
+
+def last_day(expires_at: datetime) -> str:
+    """A key stops at midnight UTC after the last day it works; show that day, as it was given."""
+    return (expires_at - timedelta(microseconds=1)).date().isoformat()
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:
@@ -169,11 +175,11 @@ def key_list(email: str) -> None:
             "-" if k["limit_nanos"] is None else f"${format_usd(k['limit_nanos'])}",
             f"${format_usd(k['used_nanos'])}",
             ",".join(k["models"]) if k["models"] else "*",
-            k["expires_at"].date().isoformat() if k["expires_at"] else "-",
+            last_day(k["expires_at"]) if k["expires_at"] else "-",
         ]
         for k in keys
     ]
-    table(rows, ["ID", "NAME", "KEY", "STATE", "LIMIT", "USED", "MODELS", "EXPIRES"])
+    table(rows, ["ID", "NAME", "KEY", "STATE", "LIMIT", "USED", "MODELS", "LAST DAY"])
 
 
 @key.command("revoke")
@@ -194,7 +200,7 @@ def credits() -> None:
     """Manage prepaid credits."""
 
 
-@credits.command("add")
+@credits.command("add", context_settings={"ignore_unknown_options": True})
 @click.argument("email")
 @click.argument("amount_usd")
 @click.option("--note", help="Why; kept in the ledger.")

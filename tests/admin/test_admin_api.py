@@ -248,7 +248,6 @@ def test_users_create_list_search_show(admin: AdminClient) -> None:
     assert len(admin.get("/api/admin/users").data) == 5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: admin create_user treats a non-boolean is_admin (\"yes\", 1) as false instead of 400")
 def test_create_user_rejects_non_boolean_is_admin(admin: AdminClient) -> None:
     assert_error(admin.post("/api/admin/users", {"email": "yes@example.com", "is_admin": "yes"}), 400, param="is_admin")
 
@@ -323,10 +322,6 @@ def test_key_create_refusals(gateway: Harness, admin: AdminClient) -> None:
     assert admin.get(path).data == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: admin/routes.py _money_view calls format_usd(None) for a key without a spending limit -> 500",
-)
 def test_key_without_limit(gateway: Harness, admin: AdminClient) -> None:
     gateway.user("bob@x.io", "10")
     created = admin.post("/api/admin/users/bob@x.io/keys", {"name": "unlimited"})

@@ -53,7 +53,9 @@ def usd(value: Any, field: str, *, allow_none: bool = False) -> int | None:
 
 
 def _money_view(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k.removesuffix("_nanos"): format_usd(v) if k.endswith("_nanos") else v for k, v in summary.items()}
+    return {
+        k.removesuffix("_nanos"): format_usd(v) if k.endswith("_nanos") and v is not None else v for k, v in summary.items()
+    }
 
 
 def _int_field(body: dict[str, Any], name: str, default: int | None) -> int | None:
@@ -136,8 +138,11 @@ class AdminAPI:
         password = body.get("password")
         if password is not None and not isinstance(password, str):
             raise InvalidRequest("'password' must be a string", param="password")
+        is_admin = body.get("is_admin", False)
+        if not isinstance(is_admin, bool):
+            raise InvalidRequest("'is_admin' must be true or false", param="is_admin")
         user = await self._write(
-            lambda c: accounts.create_user(c, str(body.get("email") or ""), password=password, is_admin=body.get("is_admin") is True)
+            lambda c: accounts.create_user(c, str(body.get("email") or ""), password=password, is_admin=is_admin)
         )
         return _json({"data": _money_view(user)}, status=201)
 
@@ -156,7 +161,7 @@ class AdminAPI:
         body = await self._body(request)
         limit = usd(body.get("limit"), "limit", allow_none=True)
         models = body.get("models")
-        if models is not None and not isinstance(models, (str, list)):
+        if models is not None and not (isinstance(models, str) or (isinstance(models, list) and all(isinstance(m, str) for m in models))):
             raise InvalidRequest("'models' is a list of model ids or patterns", param="models")
         expires = body.get("expires")
         if expires is not None and not isinstance(expires, str):

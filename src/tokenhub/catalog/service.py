@@ -29,9 +29,9 @@ async def load_catalog(conn: AsyncConnection) -> Catalog:
     return apply_overrides(families, models, rows)
 
 
-def _check_price(name: str, value: int | None) -> None:
+def _check_price(field: str, value: int | None) -> None:
     if value is not None and value < 0:
-        raise InvalidRequest(f"the {name} price cannot be negative", param=name)
+        raise InvalidRequest(f"{field} cannot be negative", param=field)
 
 
 async def set_model(
@@ -87,7 +87,7 @@ async def add_model(
     for field, value in (("context", context_length), ("max_output_tokens", max_output_tokens)):
         if value is not None and value < 1:
             raise InvalidRequest(f"{field} must be a positive number of tokens", param=field)
-    for price_name, price in (("input", input_price), ("output", output_price), ("cached_input", cached_input_price)):
+    for price_name, price in (("input_price", input_price), ("output_price", output_price), ("cached_input_price", cached_input_price)):
         _check_price(price_name, price)
     catalog = await load_catalog(conn)
     if catalog.get(model_id) is not None:
