@@ -10,7 +10,8 @@ import pytest
 
 from tests.support.harness import Harness, create_pg_database, drop_pg_database, test_settings
 from tests.support.servers import ServerThread
-from tokenhub.simulator.openai_protocol import FakeOpenAIState, create_app as create_fake_openai
+from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai_protocol import create_app as create_fake_openai
 
 UPSTREAM_KEY = "sk-upstream"
 
