@@ -79,6 +79,7 @@ def test_bad_requests_are_400_naming_the_field(setup, body: bytes, param: str | 
     gw, cust, _ = setup
     status, headers, payload = post_raw(gw, body, cust.key)
     assert status == 400
+    assert headers["X-Request-Id"].startswith("gen-")
     err = assert_openai_error(payload)
     assert err["type"] == "invalid_request_error"
     if param:
@@ -89,8 +90,9 @@ def test_bad_requests_are_400_naming_the_field(setup, body: bytes, param: str | 
 def test_authentication_errors(setup):
     gw, cust, _ = setup
     body = json.dumps({"model": MODEL, "messages": MSG}).encode()
-    status, _, payload = post_raw(gw, body, None)
+    status, headers, payload = post_raw(gw, body, None)
     assert status == 401 and assert_openai_error(payload, "missing_api_key")
+    assert headers["X-Request-Id"].startswith("gen-")
     status, _, payload = post_raw(gw, body, "th-" + "x" * 43)
     assert status == 401 and assert_openai_error(payload, "invalid_api_key")
     status, _, payload = post_raw(gw, body, None, {"Authorization": "Basic Zm9vOmJhcg=="})

@@ -7,7 +7,7 @@ import logging
 import orjson
 from aiohttp import web
 
-from tokenhub.api.requests import REQUEST_ID
+from tokenhub.api.requests import REQUEST_ID, new_request_id
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 
 log = logging.getLogger("tokenhub.api")
@@ -16,11 +16,8 @@ MAX_BODY = web.AppKey("max_body_bytes", int)
 
 
 
-def error_response(err: GatewayError, request: web.Request | None = None) -> web.Response:
-    headers = dict(err.headers)
-    if request is not None and request.get(REQUEST_ID):
-        headers["X-Request-Id"] = request[REQUEST_ID]
-    return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), content_type="application/json", headers=headers)
+def error_response(err: GatewayError) -> web.Response:
+    return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), content_type="application/json", headers=err.headers)
 
 
 def _from_http_exception(exc: web.HTTPException, request: web.Request) -> GatewayError:
@@ -35,14 +32,15 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> Gatewa
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    request[REQUEST_ID] = new_request_id()
     try:
         return await handler(request)
     except GatewayError as err:
-        return error_response(err, request)
+        return error_response(err)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http_exception(exc, request), request)
+        return error_response(_from_http_exception(exc, request))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(GatewayError("internal error; the request id helps the operator find it"), request)
+        return error_response(GatewayError("internal error; the request id helps the operator find it"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
@@ -12,6 +13,18 @@ from tokenhub.errors import InvalidRequest, PayloadTooLarge
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", KeyInfo)
+
+
+def new_request_id() -> str:
+    """``gen-`` + 96 random bits: the id of a request, in X-Request-Id and in the usage records."""
+    return "gen-" + secrets.token_hex(12)
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response says which request it answers."""
+    request_id = request.get(REQUEST_ID)
+    if request_id and "X-Request-Id" not in response.headers:
+        response.headers["X-Request-Id"] = request_id
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +36,6 @@ from tokenhub.relay.sse import DONE, SSEDecoder
 DEFAULT_MAX_OUTPUT = 16_384
 MAX_N = 128
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def new_request_id() -> str:
-    return "gen-" + secrets.token_hex(12)
 
 
 @dataclass
@@ -122,7 +117,7 @@ class ChatRelay:
         key.check_model(model)
         route = pick_route(directory.routes(model.id), model)
         hold = self._hold_amount(call, model, body_size)
-        request_id = new_request_id()
+        request_id = request[REQUEST_ID]
         await self.gw.ledger.hold(
             Hold(
                 request_id=request_id,
@@ -135,13 +130,12 @@ class ChatRelay:
                 upstream_model=route.upstream_id,
             )
         )
-        request[REQUEST_ID] = request_id
         outcome = Outcome()
         try:
             upstream = oai.build_request(call.payload, route.upstream_id, route.channel, stream=call.stream)
             if call.stream:
-                return await self._stream(request, call, model, route, upstream, outcome, started)
-            return await self._complete(call, model, route, upstream, outcome, request_id, started)
+                return await self._stream(request, call, model, route, upstream, outcome)
+            return await self._complete(model, route, upstream, outcome, call)
         except GatewayError as err:
             outcome.error = err.message
             outcome.http_status = outcome.http_status or err.status
@@ -178,7 +172,7 @@ class ChatRelay:
     # -- non-streaming -------------------------------------------------------------------------
 
     async def _complete(
-        self, call: ChatCall, model: Model, route: Route, upstream: oai.UpstreamRequest, outcome: Outcome, request_id: str, started: float
+        self, model: Model, route: Route, upstream: oai.UpstreamRequest, outcome: Outcome, call: ChatCall
     ) -> web.Response:
         try:
             async with self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers) as resp:
@@ -209,12 +203,12 @@ class ChatRelay:
         outcome.finish_reason = oai.finish_reason_of(obj)
         obj["model"] = model.id
         obj["usage"] = oai.with_cost(obj.get("usage"), usage, format_usd(cost))
-        return web.Response(body=orjson.dumps(obj), content_type="application/json", headers={"X-Request-Id": request_id})
+        return web.Response(body=orjson.dumps(obj), content_type="application/json")
 
     # -- streaming -----------------------------------------------------------------------------
 
     async def _stream(
-        self, request: web.Request, call: ChatCall, model: Model, route: Route, upstream: oai.UpstreamRequest, outcome: Outcome, started: float
+        self, request: web.Request, call: ChatCall, model: Model, route: Route, upstream: oai.UpstreamRequest, outcome: Outcome
     ) -> web.StreamResponse:
         try:
             upstream_resp = await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers)
@@ -231,7 +225,7 @@ class ChatRelay:
         async def send(data: bytes) -> None:
             nonlocal client
             if client is None:
-                client = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-Id": request[REQUEST_ID]})
+                client = web.StreamResponse(headers=SSE_HEADERS)
                 await client.prepare(request)
                 outcome.ttfb = time.monotonic()
             await client.write(data)
