@@ -463,7 +463,9 @@ def fmt(v, nd=2) -> str:
 def report(result: dict) -> str:
     lines = []
     a = result["config"]
-    lines.append(f"TokenHub benchmark  {result['date']}  ({result['machine']['cpus']} CPUs, "
+    code = result.get("code", {})
+    lines.append(f"TokenHub benchmark  {result['date']}  commit {code.get('commit')}"
+                 f"{' + uncommitted changes in src/' if code.get('src_dirty') else ''}  ({result['machine']['cpus']} CPUs, "
                  f"{result['machine']['cpu_model']}; loadgen: {a['loadgen']} non-stream, python stream; "
                  f"{a['repeats']} x {a['duration_s']} s per point, medians; pinning: {a['pinning']})")
     lines.append("")
@@ -501,7 +503,7 @@ def report(result: dict) -> str:
     d = result.get("derived", {})
     if d:
         lines.append("")
-        for k, v in d.items():
+        for v in d.values():
             lines.append(f"{v['label']}: {fmt(v['value'])}{v['unit']}  (target {v['target']})  "
                          f"{'MET' if v['met'] else 'MISSED'}")
     return "\n".join(lines)
@@ -565,6 +567,15 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def git_state() -> dict:
+    """The commit measured, and whether src/ had uncommitted changes (the gateway runs from src/)."""
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=30)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    return {"commit": git("rev-parse", "--short=12", "HEAD") or "unknown",
+            "src_dirty": bool(git("status", "--porcelain", "--", "src"))}
+
+
 def machine() -> dict:
     model = ""
     try:
@@ -585,6 +596,7 @@ def main() -> int:
     # SIGTERM and SIGHUP behave like Ctrl-C (SIGINT is set too, in case a shell started us ignoring it).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
+    code = git_state()  # before the run: what the gateway processes import
     workdir = Path(tempfile.mkdtemp(prefix="tokenhub-bench-"))
     procs = Procs(workdir)
     load = Load(args, workdir)
@@ -638,6 +650,7 @@ def main() -> int:
     result = {
         "date": now.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
+        "code": code,
         "config": {"duration_s": args.duration, "repeats": args.repeats, "warmup_s": args.warmup,
                    "concurrency": args.concurrency, "stream_concurrency": args.stream_concurrency,
                    "chunk_delay_s": args.chunk_delay, "loadgen": args.loadgen,

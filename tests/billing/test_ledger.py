@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import insert, select, update
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
+from tokenhub.billing.ledger_store import PostgresLedgerStore, SqliteLedgerStore
 from tokenhub.billing.service import add_credits, check_ledger, credits_summary
 from tokenhub.billing.sweeper import Sweeper
 from tokenhub.config import normalize_database_url
@@ -84,24 +85,29 @@ def test_a_hold_is_settled_exactly_once(database_url: str):
     run(scenario())
 
 
-def test_the_balance_check_locks_rows_on_postgres(database_url: str):
-    """The admission decision reads balances under a lock (FOR UPDATE) or SQLite's write lock."""
+def test_the_balance_is_read_under_a_lock(database_url: str):
+    """The admission decision reads balances under a row lock (PostgreSQL) or SQLite's write lock."""
 
     async def scenario() -> None:
         engine, uid, kid = await _setup(database_url)
-        statements: list[str] = []
-        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
         ledger = LedgerWriter(engine, "test-instance")
+        store = ledger._store
+        statements: list[str] = []
+        if isinstance(store, SqliteLedgerStore):
+            store._connect().set_trace_callback(statements.append)
+        else:
+            assert isinstance(store, PostgresLedgerStore)
+            (await store._connect()).add_query_logger(lambda record: statements.append(record.query))
         ledger.start()
         await ledger.hold(Hold("gen-l", uid, kid, 1, "m"))
         await ledger.close()
         await engine.dispose()
         balance_reads = [s for s in statements if "FROM users" in s and "balance" in s]
         assert balance_reads
-        if engine.dialect.name == "postgresql":
+        if isinstance(store, PostgresLedgerStore):
             assert all("FOR UPDATE" in s for s in balance_reads)
         else:
-            assert "BEGIN IMMEDIATE" in statements
+            assert statements.index("BEGIN IMMEDIATE") < statements.index(balance_reads[0])
 
     run(scenario())
 

@@ -29,17 +29,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InsufficientCredits, ServiceUnavailable
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import utc_now
-from tokenhub.storage.tables import api_keys, ledger_entries, requests, users
 
 log = logging.getLogger("tokenhub.ledger")
 
@@ -87,11 +84,21 @@ class Settlement:
 Op = Hold | Settlement
 
 
+class LedgerStore(Protocol):
+    """Runs one group as one transaction (see ``ledger_store``); ``plan_group`` decides what to write."""
+
+    async def commit(self, batch: list[Op]) -> list[Exception | None]: ...
+
+    def is_retryable(self, exc: Exception) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class LedgerWriter:
     def __init__(self, engine: AsyncEngine, instance_id: str) -> None:
-        self._engine = engine
-        self._instance_id = instance_id
-        self._lock_rows = engine.dialect.name != "sqlite"
+        from tokenhub.billing.ledger_store import store_for
+
+        self._store: LedgerStore = store_for(engine, instance_id)
         self._queue: list[Op] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -114,6 +121,7 @@ class LedgerWriter:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        await self._store.close()
 
     async def hold(self, hold: Hold) -> None:
         """Commit a hold, or raise ``InsufficientCredits`` / ``ServiceUnavailable``."""
@@ -172,10 +180,10 @@ class LedgerWriter:
     async def _commit(self, batch: list[Op]) -> None:
         for attempt in range(5):
             try:
-                outcomes = await self._transaction(batch)
+                outcomes = await self._store.commit(batch)
                 break
-            except DBAPIError as exc:
-                if attempt < 4 and _is_retryable(exc):
+            except Exception as exc:
+                if attempt < 4 and self._store.is_retryable(exc):
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
                 raise
@@ -186,111 +194,63 @@ class LedgerWriter:
                 else:
                     op.future.set_exception(outcome)
 
-    async def _transaction(self, batch: list[Op]) -> list[Exception | None]:
-        now = utc_now()
-        user_ids = sorted({op.user_id for op in batch})
-        key_ids = sorted({op.key_id for op in batch})
-        settlements = [op for op in batch if isinstance(op, Settlement)]
-        async with self._engine.begin() as conn:
-            user_q = select(users.c.id, users.c.balance).where(users.c.id.in_(user_ids)).order_by(users.c.id)
-            key_q = (
-                select(api_keys.c.id, api_keys.c.limit_nanos, api_keys.c.used_nanos, api_keys.c.held_nanos)
-                .where(api_keys.c.id.in_(key_ids))
-                .order_by(api_keys.c.id)
-            )
-            if self._lock_rows:
-                user_q = user_q.with_for_update()
-                key_q = key_q.with_for_update()
-            balance = {row.id: row.balance for row in await conn.execute(user_q)}
-            keys = {row.id: [row.limit_nanos, row.used_nanos, row.held_nanos] for row in await conn.execute(key_q)}
 
-            settling: set[str] = set()
-            if settlements:
-                result = await conn.execute(
-                    update(requests)
-                    .where(requests.c.id.in_([s.request_id for s in settlements]), requests.c.state == "held")
-                    .values(state="settling")
-                    .returning(requests.c.id)
-                )
-                settling = {row[0] for row in result}
+@dataclass
+class GroupPlan:
+    """What one group writes: decided in memory against the locked balances and key counters."""
 
-            outcomes: list[Exception | None] = []
-            entries: list[dict[str, Any]] = []
-            new_requests: list[dict[str, Any]] = []
-            settled_rows: list[dict[str, Any]] = []
-            for op in batch:
-                if isinstance(op, Hold):
-                    refusal = _refuse(op, balance.get(op.user_id), keys.get(op.key_id))
-                    outcomes.append(refusal)
-                    if refusal is not None:
-                        continue
-                    balance[op.user_id] -= op.amount
-                    keys[op.key_id][2] += op.amount
-                    if op.amount:
-                        entries.append(_entry(op.user_id, "hold", -op.amount, balance[op.user_id], op.request_id, now))
-                    new_requests.append(_request_row(op, self._instance_id))
-                else:
-                    outcomes.append(None)
-                    if op.request_id not in settling:
-                        continue  # already resolved (by another party, or earlier in this batch): never twice
-                    settling.discard(op.request_id)
-                    balance[op.user_id] += op.hold
-                    if op.hold:
-                        entries.append(_entry(op.user_id, "release", op.hold, balance[op.user_id], op.request_id, now))
-                    balance[op.user_id] -= op.cost
-                    if op.cost:
-                        entries.append(_entry(op.user_id, "charge", -op.cost, balance[op.user_id], op.request_id, now))
-                    key = keys[op.key_id]
-                    key[1] += op.cost
-                    key[2] -= op.hold
-                    settled_rows.append(_settled_row(op, now))
-
-            if new_requests:
-                await conn.execute(insert(requests), new_requests)
-            if settled_rows:
-                await conn.execute(_SETTLE_REQUEST, settled_rows)
-            if entries:
-                await conn.execute(insert(ledger_entries), entries)
-            await conn.execute(_SET_BALANCE, [{"uid": uid, "bal": bal} for uid, bal in balance.items()])
-            await conn.execute(
-                _SET_KEY_COUNTERS, [{"kid": kid, "used": k[1], "held": k[2]} for kid, k in keys.items()]
-            )
-        return outcomes
+    outcomes: list[Exception | None]
+    entries: list[dict[str, Any]]  # ledger rows: user_id, kind, amount, balance_after, request_id
+    new_requests: list[Hold]
+    settled: list[Settlement]
+    balances: dict[int, int]  # user id -> new balance
+    key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
 
 
-_SET_BALANCE = update(users).where(users.c.id == bindparam("uid")).values(balance=bindparam("bal"))
-_SET_KEY_COUNTERS = (
-    update(api_keys)
-    .where(api_keys.c.id == bindparam("kid"))
-    .values(used_nanos=bindparam("used"), held_nanos=bindparam("held"))
-)
-_SETTLE_REQUEST = (
-    update(requests)
-    .where(requests.c.id == bindparam("rid"))
-    .values(
-        state=bindparam("new_state"),
-        status=bindparam("new_status"),
-        http_status=bindparam("new_http_status"),
-        cost_nanos=bindparam("cost"),
-        prompt_tokens=bindparam("pt"),
-        completion_tokens=bindparam("ct"),
-        cached_tokens=bindparam("cached"),
-        cache_write_tokens=bindparam("cache_write"),
-        reasoning_tokens=bindparam("reasoning"),
-        estimated=bindparam("est"),
-        finish_reason=bindparam("finish"),
-        latency_ms=bindparam("latency"),
-        ttfb_ms=bindparam("ttfb"),
-        error=bindparam("err"),
-        prices=bindparam("price_json"),
-        channel_id=bindparam("chan"),
-        upstream_model=bindparam("up_model"),
-        settled_at=bindparam("at"),
-    )
-)
+def plan_group(
+    batch: list[Op], balances: dict[int, int], keys: dict[int, tuple[int | None, int, int]], settling: set[str]
+) -> GroupPlan:
+    """Decide a group: holds in arrival order against the locked figures; each settlement once.
+
+    ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` is the set of request ids
+    whose state this transaction flipped from ``held`` (the compare-and-swap).
+    """
+    balance = dict(balances)
+    deltas: dict[int, list[int]] = {}
+    plan = GroupPlan([], [], [], [], balance, deltas)
+    settling = set(settling)
+    for op in batch:
+        delta = deltas.setdefault(op.key_id, [0, 0])
+        if isinstance(op, Hold):
+            key = keys.get(op.key_id)
+            limit_state = None if key is None else (key[0], key[1] + delta[0], key[2] + delta[1])
+            refusal = _refuse(op, balance.get(op.user_id), limit_state)
+            plan.outcomes.append(refusal)
+            if refusal is not None:
+                continue
+            balance[op.user_id] -= op.amount
+            delta[1] += op.amount
+            if op.amount:
+                plan.entries.append(_entry(op.user_id, "hold", -op.amount, balance[op.user_id], op.request_id))
+            plan.new_requests.append(op)
+        else:
+            plan.outcomes.append(None)
+            if op.request_id not in settling:
+                continue  # already resolved (by another party, or earlier in this group): never twice
+            settling.discard(op.request_id)
+            balance[op.user_id] += op.hold
+            if op.hold:
+                plan.entries.append(_entry(op.user_id, "release", op.hold, balance[op.user_id], op.request_id))
+            balance[op.user_id] -= op.cost
+            if op.cost:
+                plan.entries.append(_entry(op.user_id, "charge", -op.cost, balance[op.user_id], op.request_id))
+            delta[0] += op.cost
+            delta[1] -= op.hold
+            plan.settled.append(op)
+    return plan
 
 
-def _refuse(op: Hold, balance: int | None, key: list[Any] | None) -> Exception | None:
+def _refuse(op: Hold, balance: int | None, key: tuple[int | None, int, int] | None) -> Exception | None:
     if balance is None or key is None:
         return InsufficientCredits("the account or key no longer exists", code="account_missing")
     if balance < op.amount:
@@ -309,67 +269,5 @@ def _refuse(op: Hold, balance: int | None, key: list[Any] | None) -> Exception |
     return None
 
 
-def _entry(user_id: int, kind: str, amount: int, balance_after: int, request_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "kind": kind,
-        "amount": amount,
-        "balance_after": balance_after,
-        "request_id": request_id,
-        "note": None,
-        "created_at": now,
-    }
-
-
-def _request_row(op: Hold, instance_id: str) -> dict[str, Any]:
-    return {
-        "id": op.request_id,
-        "user_id": op.user_id,
-        "key_id": op.key_id,
-        "model": op.model,
-        "channel_id": op.channel_id,
-        "upstream_model": op.upstream_model,
-        "endpoint": op.endpoint,
-        "stream": op.stream,
-        "state": "held",
-        "hold_nanos": op.amount,
-        "cost_nanos": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "cached_tokens": 0,
-        "cache_write_tokens": 0,
-        "reasoning_tokens": 0,
-        "estimated": False,
-        "instance_id": instance_id,
-        "created_at": op.created_at,
-    }
-
-
-def _settled_row(op: Settlement, now: datetime) -> dict[str, Any]:
-    u = op.usage
-    return {
-        "rid": op.request_id,
-        "new_state": "settled" if op.cost else "released",
-        "new_status": op.status,
-        "new_http_status": op.http_status,
-        "cost": op.cost,
-        "pt": u.prompt_tokens,
-        "ct": u.completion_tokens,
-        "cached": u.cached_tokens,
-        "cache_write": u.cache_write_tokens,
-        "reasoning": u.reasoning_tokens,
-        "est": u.estimated,
-        "finish": op.finish_reason,
-        "latency": op.latency_ms,
-        "ttfb": op.ttfb_ms,
-        "err": op.error,
-        "price_json": op.prices,
-        "chan": op.channel_id,
-        "up_model": op.upstream_model,
-        "at": now,
-    }
-
-
-def _is_retryable(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
-    return "deadlock" in text or "database is locked" in text or "could not serialize" in text
+def _entry(user_id: int, kind: str, amount: int, balance_after: int, request_id: str) -> dict[str, Any]:
+    return {"user_id": user_id, "kind": kind, "amount": amount, "balance_after": balance_after, "request_id": request_id}

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Engine, event, insert, select, update
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -35,7 +36,15 @@ def create_engine(database_url: str, *, pool_size: int = 8) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
+def create_sync_sqlite_engine(database_url: str) -> Engine:
+    """A synchronous engine on the same SQLite file, for work done whole in one worker thread."""
+    url = make_url(database_url).set(drivername="sqlite+pysqlite")
+    engine = sa_create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1, max_overflow=0)
+    _make_sqlite_transactions_immediate(engine)
+    return engine
+
+
+def _make_sqlite_transactions_immediate(engine: AsyncEngine | Engine) -> None:
     """WAL for concurrent readers; every transaction takes the write lock up front.
 
     A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
@@ -43,7 +52,9 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
     timeout), which is what makes the conditional balance update safe across processes.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
@@ -53,7 +64,7 @@ def _make_sqlite_transactions_immediate(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 

@@ -1,0 +1,257 @@
+"""The ledger writer's transactions, in plain SQL on the raw drivers.
+
+This is the one place on the hot path that talks to storage, so it skips the ORM layer: the
+SQL below is written once, and each database runs it the cheapest way it can —
+
+* **SQLite**: a dedicated ``sqlite3`` connection in one worker thread; a whole group is one call
+  into that thread (one hand-off per group, not several per statement).
+* **PostgreSQL**: a dedicated ``asyncpg`` connection; row locks with ``FOR UPDATE`` in id order,
+  so processes sharing the database lock in the same order.
+
+Both run the same steps (see ``ledger.py``): lock and read the balances and key counters, flip the
+settled requests' state with one compare-and-swap, let ``plan_group`` decide, write. The tables
+are those of ``storage/tables.py`` (the SQLAlchemy schema that Alembic creates); the column lists
+here must follow it, and the tests read everything back through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenhub.billing.ledger import Hold, Op, Settlement, plan_group
+from tokenhub.storage.engine import utc_now
+
+_REQUEST_COLUMNS = (
+    "id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, state, hold_nanos, cost_nanos, "
+    "prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, instance_id, created_at"
+)
+_SETTLE_SET = (
+    "state = {p}, status = {p}, http_status = {p}, cost_nanos = {p}, prompt_tokens = {p}, completion_tokens = {p}, "
+    "cached_tokens = {p}, cache_write_tokens = {p}, reasoning_tokens = {p}, estimated = {p}, finish_reason = {p}, "
+    "latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = {p}, channel_id = {p}, upstream_model = {p}, settled_at = {p}"
+)
+
+
+def _request_values(op: Hold, instance_id: str) -> tuple[Any, ...]:
+    return (
+        op.request_id, op.user_id, op.key_id, op.model, op.channel_id, op.upstream_model, op.endpoint, op.stream,
+        "held", op.amount, 0, 0, 0, 0, 0, 0, False, instance_id, op.created_at,
+    )  # fmt: skip
+
+
+def _settle_values(op: Settlement, now: datetime) -> tuple[Any, ...]:
+    u = op.usage
+    return (
+        "settled" if op.cost else "released", op.status, op.http_status, op.cost, u.prompt_tokens, u.completion_tokens,
+        u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated, op.finish_reason, op.latency_ms,
+        op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, now, op.request_id,
+    )  # fmt: skip
+
+
+def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str]]:
+    user_ids = sorted({op.user_id for op in batch})
+    key_ids = sorted({op.key_id for op in batch})
+    settle_ids = [op.request_id for op in batch if isinstance(op, Settlement)]
+    return user_ids, key_ids, settle_ids
+
+
+class SqliteLedgerStore:
+    def __init__(self, path: str, instance_id: str) -> None:
+        self._path = path
+        self._instance_id = instance_id
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+                db.execute(f"PRAGMA {pragma}")
+            self._db = db
+        return self._db
+
+    async def commit(self, batch: list[Op]) -> list[Exception | None]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, batch)
+
+    def is_retryable(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
+        self._thread.shutdown(wait=True)
+
+    def _transaction(self, batch: list[Op]) -> list[Exception | None]:
+        db = self._connect()
+        user_ids, key_ids, settle_ids = _ids(batch)
+        now = utc_now()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            balances = dict(db.execute(f"SELECT id, balance FROM users WHERE id IN ({_marks(user_ids)})", user_ids).fetchall())
+            keys = {
+                row[0]: (row[1], row[2], row[3])
+                for row in db.execute(
+                    f"SELECT id, limit_nanos, used_nanos, held_nanos FROM api_keys WHERE id IN ({_marks(key_ids)})", key_ids
+                )
+            }
+            settling: set[str] = set()
+            if settle_ids:
+                settling = {
+                    row[0]
+                    for row in db.execute(
+                        f"UPDATE requests SET state = 'settling' WHERE state = 'held' AND id IN ({_marks(settle_ids)}) RETURNING id",
+                        settle_ids,
+                    ).fetchall()
+                }
+            plan = plan_group(batch, balances, keys, settling)
+            stamp = _sqlite_time(now)
+            if plan.new_requests:
+                db.executemany(
+                    f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({_marks(range(19))})",
+                    [_sqlite_row(_request_values(op, self._instance_id)) for op in plan.new_requests],
+                )
+            if plan.settled:
+                db.executemany(
+                    f"UPDATE requests SET {_SETTLE_SET.format(p='?')} WHERE id = ?",
+                    [_sqlite_row(_settle_values(op, now)) for op in plan.settled],
+                )
+            if plan.entries:
+                db.executemany(
+                    "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(e["user_id"], e["kind"], e["amount"], e["balance_after"], e["request_id"], stamp) for e in plan.entries],
+                )
+            db.executemany("UPDATE users SET balance = ? WHERE id = ?", [(bal, uid) for uid, bal in plan.balances.items()])
+            db.executemany(
+                "UPDATE api_keys SET used_nanos = used_nanos + ?, held_nanos = held_nanos + ? WHERE id = ?",
+                [(d[0], d[1], kid) for kid, d in plan.key_deltas.items() if d[0] or d[1]],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return plan.outcomes
+
+
+def _marks(items: Any) -> str:
+    return ", ".join("?" for _ in items)
+
+
+def _sqlite_time(value: datetime) -> str:
+    """The text form SQLAlchemy uses for DateTime columns on SQLite (naive UTC)."""
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _sqlite_row(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_sqlite_time(v) if isinstance(v, datetime) else v for v in values)
+
+
+class PostgresLedgerStore:
+    def __init__(self, dsn: str, instance_id: str) -> None:
+        self._dsn = dsn
+        self._instance_id = instance_id
+        self._conn: asyncpg.Connection | None = None
+        self._statements_ready = False
+
+    async def _connect(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn)
+        return self._conn
+
+    async def commit(self, batch: list[Op]) -> list[Exception | None]:
+        conn = await self._connect()
+        user_ids, key_ids, settle_ids = _ids(batch)
+        now = utc_now()
+        try:
+            async with conn.transaction():
+                balances = {
+                    r[0]: r[1]
+                    for r in await conn.fetch(
+                        "SELECT id, balance FROM users WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE", user_ids
+                    )
+                }
+                keys = {
+                    r[0]: (r[1], r[2], r[3])
+                    for r in await conn.fetch(
+                        "SELECT id, limit_nanos, used_nanos, held_nanos FROM api_keys WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE",
+                        key_ids,
+                    )
+                }
+                settling: set[str] = set()
+                if settle_ids:
+                    settling = {
+                        r[0]
+                        for r in await conn.fetch(
+                            "UPDATE requests SET state = 'settling' WHERE state = 'held' AND id = ANY($1::text[]) RETURNING id",
+                            settle_ids,
+                        )
+                    }
+                plan = plan_group(batch, balances, keys, settling)
+                if plan.new_requests:
+                    await conn.executemany(
+                        f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({_dollars(19)})",
+                        [_request_values(op, self._instance_id) for op in plan.new_requests],
+                    )
+                if plan.settled:
+                    await conn.executemany(
+                        f"UPDATE requests SET {_numbered(_SETTLE_SET)} WHERE id = $19",
+                        [_settle_values(op, now) for op in plan.settled],
+                    )
+                if plan.entries:
+                    await conn.executemany(
+                        "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at) "
+                        "VALUES ($1, $2, $3, $4, $5, $6)",
+                        [(e["user_id"], e["kind"], e["amount"], e["balance_after"], e["request_id"], now) for e in plan.entries],
+                    )
+                await conn.executemany(
+                    "UPDATE users SET balance = $1 WHERE id = $2", [(bal, uid) for uid, bal in plan.balances.items()]
+                )
+                changed = [(d[0], d[1], kid) for kid, d in plan.key_deltas.items() if d[0] or d[1]]
+                if changed:
+                    await conn.executemany(
+                        "UPDATE api_keys SET used_nanos = used_nanos + $1, held_nanos = held_nanos + $2 WHERE id = $3", changed
+                    )
+        except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError):
+            await self._drop()
+            raise
+        return plan.outcomes
+
+    def is_retryable(self, exc: Exception) -> bool:
+        return isinstance(exc, (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError))
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+def _dollars(n: int) -> str:
+    return ", ".join(f"${i}" for i in range(1, n + 1))
+
+
+def _numbered(template: str) -> str:
+    """``{p}`` placeholders -> $1, $2, ... in order."""
+    parts = template.split("{p}")
+    return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, start=1))
+
+
+def store_for(engine: AsyncEngine, instance_id: str) -> SqliteLedgerStore | PostgresLedgerStore:
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return SqliteLedgerStore(url.database or ":memory:", instance_id)
+    return PostgresLedgerStore(url.set(drivername="postgresql").render_as_string(hide_password=False), instance_id)
