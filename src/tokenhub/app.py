@@ -24,7 +24,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware()])
     app[SETTINGS] = settings
     app[MAX_BODY] = settings.max_body_bytes
     app.cleanup_ctx.append(_lifespan)

@@ -85,6 +85,7 @@ class Directory:
         self._box = box
         self.version = -1
         self.catalog = Catalog([], [])
+        self.prices_json: dict[str, str] = {}  # model id -> the prices a settlement records
         self._keys: dict[str, KeyInfo] = {}
         self._routes: dict[str, list[Route]] = {}
         self._watch = Periodic("directory refresh", refresh_interval, self.refresh_if_changed)
@@ -124,6 +125,7 @@ class Directory:
                 channel_rows = (await conn.execute(select(channels).where(channels.c.enabled))).all()
             self._keys = {row.key_hash: _key_info(row) for row in key_rows}
             self.catalog = catalog
+            self.prices_json = {m.id: orjson.dumps(m.pricing.as_dict()).decode() for m in catalog.models.values()}
             self._routes = _build_routes(catalog, [_channel(row, self._box) for row in channel_rows], channel_rows)
             self.version = version
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tokenhub.api.requests import REQUEST_ID, new_request_id
+from tokenhub.api.requests import REQUEST_ID, RequestIds
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 
 log = logging.getLogger("tokenhub.api")
@@ -30,17 +31,23 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> Gatewa
     return GatewayError(exc.reason or "error", status=exc.status, code=None)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    request[REQUEST_ID] = new_request_id()
-    try:
-        return await handler(request)
-    except GatewayError as err:
-        return error_response(err)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error_response(_from_http_exception(exc, request))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(GatewayError("internal error; the request id helps the operator find it"))
+def error_middleware() -> Any:
+    """Mint the request id, and render every failure once."""
+    new_request_id = RequestIds()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        request[REQUEST_ID] = new_request_id()
+        try:
+            return await handler(request)
+        except GatewayError as err:
+            return error_response(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(_from_http_exception(exc, request))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(GatewayError("internal error; the request id helps the operator find it"))
+
+    return middleware

@@ -87,6 +87,8 @@ Op = Hold | Settlement
 class LedgerStore(Protocol):
     """Runs one group as one transaction (see ``ledger_store``); ``plan_group`` decides what to write."""
 
+    def start(self) -> None: ...
+
     async def commit(self, batch: list[Op]) -> list[Exception | None]: ...
 
     def is_retryable(self, exc: Exception) -> bool: ...
@@ -109,6 +111,7 @@ class LedgerWriter:
     # -- public -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._store.start()
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def close(self) -> None:

@@ -155,7 +155,7 @@ class ChatRelay:
                     latency_ms=int((time.monotonic() - started) * 1000),
                     ttfb_ms=int((outcome.ttfb - started) * 1000) if outcome.ttfb else None,
                     error=outcome.error,
-                    prices=orjson.dumps(model.pricing.as_dict()).decode(),
+                    prices=directory.prices_json.get(model.id),
                     channel_id=route.channel.id,
                     upstream_model=route.upstream_id,
                 )

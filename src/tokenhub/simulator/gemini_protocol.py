@@ -657,6 +657,11 @@ def current_turn_start(contents: list[Any]) -> int:
     return 0
 
 
+def normalize_signature(value: Any) -> str:
+    """Proto ``bytes`` JSON accepts standard and URL-safe base64, padded or not (the SDK re-encodes)."""
+    return str(value).replace("-", "+").replace("_", "/").rstrip("=")
+
+
 def validate_thought_signatures(contents: list[Any], model: str, state: FakeGeminiState) -> None:
     if not is_gemini_3(model):
         return
@@ -673,9 +678,10 @@ def validate_thought_signatures(contents: list[Any], model: str, state: FakeGemi
                 "to work correctly, and missing thought_signature may lead to degraded model performance. "
                 f"Additional data, function call `default_api:{name}` , position {i + 1}. Please refer to "
                 "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+        issued = {normalize_signature(s) for s in state.signatures}
         for call in calls:
             value = get(call, "thoughtSignature")
-            if value and value != SKIP_SIGNATURE and value not in state.signatures:
+            if value and value != SKIP_SIGNATURE and normalize_signature(value) not in issued:
                 raise invalid("Corrupted thought signature.")
 
 
