@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -67,7 +68,6 @@ ledger_entries = Table(
     Column("note", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_ledger_user_id_id", "user_id", "id"),
-    Index("ix_ledger_request", "request_id"),
 )
 
 # One row per API request: created with the hold, completed at settlement.
@@ -102,7 +102,13 @@ requests = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
     Index("ix_requests_user_created", "user_id", "created_at"),
-    Index("ix_requests_state_instance", "state", "instance_id"),
+    # Only open holds are indexed (the sweeper's question); settled rows never touch this index.
+    Index(
+        "ix_requests_held",
+        "instance_id",
+        sqlite_where=text("state = 'held'"),
+        postgresql_where=text("state = 'held'"),
+    ),
 )
 
 channels = Table(

@@ -100,7 +100,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
-        batch_op.create_index('ix_ledger_request', ['request_id'], unique=False)
         batch_op.create_index('ix_ledger_user_id_id', ['user_id', 'id'], unique=False)
 
     op.create_table('requests',
@@ -136,7 +135,10 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('requests', schema=None) as batch_op:
-        batch_op.create_index('ix_requests_state_instance', ['state', 'instance_id'], unique=False)
+        batch_op.create_index(
+            'ix_requests_held', ['instance_id'], unique=False,
+            sqlite_where=sa.text("state = 'held'"), postgresql_where=sa.text("state = 'held'"),
+        )
         batch_op.create_index('ix_requests_user_created', ['user_id', 'created_at'], unique=False)
 
 
@@ -144,12 +146,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('requests', schema=None) as batch_op:
         batch_op.drop_index('ix_requests_user_created')
-        batch_op.drop_index('ix_requests_state_instance')
+        batch_op.drop_index('ix_requests_held')
 
     op.drop_table('requests')
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_ledger_user_id_id')
-        batch_op.drop_index('ix_ledger_request')
 
     op.drop_table('ledger_entries')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
