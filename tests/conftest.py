@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.support.harness import Harness, create_pg_database, drop_pg_database, test_settings
+from tests.support.harness import Harness, create_pg_database, drop_pg_database, gateway_settings
 from tests.support.servers import ServerThread
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
 from tokenhub.simulator.openai_protocol import create_app as create_fake_openai
@@ -63,7 +63,7 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
     started: list[Harness] = []
 
     def make(database_url: str, **overrides: object) -> Harness:
-        harness = Harness(test_settings(tmp_path / f"home{len(started)}", database_url, **overrides))
+        harness = Harness(gateway_settings(tmp_path / f"home{len(started)}", database_url, **overrides))
         started.append(harness)
         return harness
 

@@ -49,7 +49,7 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(drop())
 
 
-def test_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
+def gateway_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "home": home,
         "database_url": normalize_database_url(database_url),

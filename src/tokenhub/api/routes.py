@@ -11,7 +11,9 @@ from tokenhub.api.requests import authenticate, read_json
 from tokenhub.billing.service import credits_summary
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.gateway import Gateway
-from tokenhub.relay.chat import ChatRelay
+from tokenhub.relay.call import ChatCall
+from tokenhub.relay.openai_responder import OpenAIResponder
+from tokenhub.relay.relay import Relay
 from tokenhub.storage.engine import as_utc
 from tokenhub.storage.tables import api_keys, requests
 
@@ -50,7 +52,11 @@ class PublicAPI:
         gw = self.gw
         key = authenticate(request, gw.directory)
         payload, size = await read_json(request, gw.settings.max_body_bytes)
-        return await ChatRelay(gw).handle(request, key, payload, size)
+        call = ChatCall.parse(payload)
+        relay = Relay(gw)
+        model, route = relay.resolve(call.model_name, key)
+        responder = OpenAIResponder(model.id, call.include_usage)
+        return await relay.handle(request, key, call, size, responder, resolved=(model, route))
 
     async def credits(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)

@@ -110,6 +110,7 @@ class LedgerWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopped = False
 
     # -- public -----------------------------------------------------------------------------
 
@@ -121,12 +122,10 @@ class LedgerWriter:
         """Commit everything queued, then stop."""
         self._closing = True
         await self.flush()
+        self._stopped = True
+        self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
         await self._store.close()
 
     async def hold(self, hold: Hold) -> None:
@@ -160,16 +159,18 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         backoff = 0.05
+        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if self._stopped:
+                return
             if not self._commit_now.is_set() and not self._closing:
                 # Only settlements are queued: give the next hold a moment to join them, so
                 # one commit carries both (at low concurrency this halves the commits).
-                try:
-                    await asyncio.wait_for(self._commit_now.wait(), SETTLE_DELAY)
-                except asyncio.TimeoutError:
-                    pass
+                timer = loop.call_later(SETTLE_DELAY, self._commit_now.set)
+                await self._commit_now.wait()
+                timer.cancel()
             self._commit_now.clear()
             while self._queue:
                 batch = self._queue[:MAX_BATCH]

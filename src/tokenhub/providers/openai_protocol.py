@@ -9,7 +9,6 @@ gains ``cost`` (and is dropped for clients that did not ask for usage).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,17 +16,11 @@ import orjson
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.directory import Channel
-from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
-from tokenhub.relay.sse import frame
+from tokenhub.errors import GatewayError, UpstreamError
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest
+from tokenhub.relay.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
-
-
-@dataclass(frozen=True)
-class UpstreamRequest:
-    url: str
-    headers: dict[str, str]
-    body: bytes
 
 
 def build_request(payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest:
@@ -100,11 +93,11 @@ def message_text(obj: dict[str, Any]) -> str:
     for choice in obj.get("choices") or []:
         message = choice.get("message") if isinstance(choice, dict) else None
         if isinstance(message, dict):
-            _collect(message, pieces)
+            collect_text(message, pieces)
     return "".join(pieces)
 
 
-def _collect(part: dict[str, Any], pieces: list[str]) -> None:
+def collect_text(part: dict[str, Any], pieces: list[str]) -> None:
     for field in ("content", "reasoning_content", "refusal"):
         value = part.get(field)
         if isinstance(value, str):
@@ -125,28 +118,8 @@ def finish_reason_of(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def error_from_response(status: int, body: bytes, channel: Channel, retry_after: str | None = None) -> GatewayError:
-    """An upstream's error, in our terms, without its secrets or address."""
-    detail = _error_message(body)
-    detail = channel.redact(detail)[:1000]
-    if status in (401, 403):
-        return UpstreamError(
-            "The upstream provider rejected the gateway's credentials for this model; the operator must check the channel.",
-            code="upstream_auth_failed",
-        )
-    if status == 429:
-        headers = {"Retry-After": retry_after} if retry_after and retry_after.isdigit() else {}
-        return RateLimited(f"The upstream provider is rate limiting: {detail}", code="upstream_rate_limited", headers=headers)
-    if status in (400, 409, 413, 422):
-        return InvalidRequest(f"The upstream provider rejected the request: {detail}", code="upstream_bad_request", status=status)
-    if status == 404:
-        return UpstreamError(f"The upstream provider does not know this model: {detail}", code="upstream_model_not_found")
-    if status in (503, 529):
-        return ServiceUnavailable(f"The upstream provider is overloaded: {detail}", code="upstream_overloaded")
-    return UpstreamError(f"The upstream provider failed (HTTP {status}): {detail}", code="upstream_error")
-
-
-def _error_message(body: bytes) -> str:
+def error_detail(body: bytes) -> str:
+    """The message of an OpenAI-style error body (or the start of whatever the body is)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -211,7 +184,7 @@ class StreamMeter:
                 continue
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                _collect(delta, self._pieces)
+                collect_text(delta, self._pieces)
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         raw_usage = obj.get("usage")
@@ -247,10 +220,6 @@ class StreamMeter:
         )
 
 
-class MalformedChunk(UpstreamError):
-    code = "upstream_malformed_chunk"
-
-
 def error_event(err: GatewayError | dict[str, Any], channel: Channel | None = None) -> bytes:
     """An error inside a stream, as the OpenAI SDK raises it (``data: {"error": {...}}``)."""
     if isinstance(err, GatewayError):
@@ -268,3 +237,74 @@ def error_event(err: GatewayError | dict[str, Any], channel: Channel | None = No
             }
         }
     return frame(orjson.dumps(body))
+
+
+class OpenAIChunkStream:
+    """OpenAI chunks as dicts (for inbound protocols that are not OpenAI's, e.g. /messages)."""
+
+    def __init__(self, client_model: str) -> None:
+        self._model = client_model
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.done = False
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.finish_reason is not None
+
+    def feed(self, event: Event) -> list[dict[str, Any]]:
+        if event.data == b"[DONE]":
+            self.done = True
+            return []
+        try:
+            obj = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise MalformedChunk("the upstream sent a malformed stream chunk") from None
+        if not isinstance(obj, dict):
+            raise MalformedChunk("the upstream sent a malformed stream chunk")
+        if obj.get("error"):
+            err = obj["error"]
+            self.error = err if isinstance(err, dict) else {"message": str(err)}
+            return []
+        if isinstance(obj.get("usage"), dict):
+            self.usage = read_usage(obj["usage"])
+        obj.pop("usage", None)
+        choices = obj.get("choices") or []
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        if not choices:
+            return []
+        obj["model"] = self._model
+        return [obj]
+
+    def close(self) -> list[dict[str, Any]]:
+        return []
+
+
+class OpenAIAdapter:
+    """The OpenAI protocol as a ``ChatAdapter``; the relay also has a byte-level fast path for it."""
+
+    protocol = "openai"
+    capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
+
+    def build_request(self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest:
+        return build_request(payload, upstream_model, channel, stream=stream)
+
+    def parse_response(self, body: bytes) -> Completion:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+            if isinstance(obj, dict) and obj.get("error"):
+                raise UpstreamError(f"The upstream provider failed: {error_detail(body)}", code="upstream_error")
+            raise UpstreamError("the upstream provider sent a response that is not a chat completion", code="upstream_bad_response")
+        return Completion(obj, read_usage(obj.get("usage")))
+
+    def error_detail(self, body: bytes) -> str:
+        return error_detail(body)
+
+    def chunk_stream(self, client_model: str) -> OpenAIChunkStream:
+        return OpenAIChunkStream(client_model)

@@ -40,9 +40,6 @@ PROVIDERS: dict[str, Provider] = {
     ]
 }
 
-# Protocols whose adapters this build serves; channels of the others are stored and answer 503.
-SERVED_PROTOCOLS = frozenset({"openai"})
-
 KLING_ENV = ("KLING_ACCESS_KEY", "KLING_SECRET_KEY")
 
 

@@ -628,9 +628,9 @@ def validate_thinking(body: dict[str, Any], turns: list[Turn], need_max_tokens: 
     thinking = body.get("thinking")
     if thinking is None:
         return
-    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled", "adaptive", "between_tools"):
         raise invalid("thinking: Input tag found using 'type' does not match any of the expected tags: "
-                      "'enabled', 'disabled', 'adaptive'")
+                      "'enabled', 'disabled', 'adaptive', 'between_tools'")
     if thinking["type"] == "enabled":
         budget = thinking.get("budget_tokens")
         if not _is_int(budget):

@@ -1,0 +1,10 @@
+"""One place to register: wire protocol name -> chat adapter."""
+
+from __future__ import annotations
+
+from tokenhub.providers.base import ChatAdapter
+from tokenhub.providers.openai_protocol import OpenAIAdapter
+
+CHAT_ADAPTERS: dict[str, ChatAdapter] = {
+    "openai": OpenAIAdapter(),
+}

@@ -1,0 +1,899 @@
+"""Anthropic Messages API, spoken from the gateway's OpenAI chat shape and read back into it.
+
+Pure translation, no I/O (see :mod:`tokenhub.providers.base`). Decisions worth knowing:
+
+Request (OpenAI chat -> ``POST {base_url}/v1/messages``)
+  * Headers: ``x-api-key``, ``anthropic-version`` (:data:`ANTHROPIC_VERSION`, the current version;
+    ``anthropic_version=`` pins another per channel), ``content-type``; ``extra_headers=`` is merged
+    last (``anthropic-beta`` pass-through).
+  * ``system``/``developer`` messages, wherever they are, become ``system`` text blocks in order
+    (``cache_control`` on a part is kept). Consecutive same-role turns are merged; ``tool`` messages
+    become ``tool_result`` blocks and every user turn lists its tool results before anything else.
+    Empty and whitespace-only text never becomes a block; an empty user message is dropped; a
+    conversation that would start with the assistant gets a one-character user turn first; the
+    final assistant turn (a prefill) loses trailing whitespace, which the API rejects.
+  * ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens=`` (the model's cap, from
+    the relay), else :data:`DEFAULT_MAX_TOKENS`.
+  * Sampling: API version 2026-10-21 removed ``temperature``/``top_p``/``top_k`` (400 even at their
+    defaults), so they are dropped. Pinned to 2023-06-01 they are sent (temperature clamped to
+    [0, 1]) unless thinking is on, which forbids them.
+  * ``stop`` -> ``stop_sequences`` (whitespace-only entries dropped); ``user`` (or
+    ``safety_identifier``) -> ``metadata.user_id`` unless it looks like an e-mail or phone number.
+  * Images: data URLs -> base64 source (``application/pdf`` -> a ``document``), http(s) -> url source.
+    ``input_audio``, file ids and ``n`` > 1 are refused with 400; logprobs, seed and penalties
+    are dropped.
+  * Tools: ``{name, description, input_schema: parameters}`` (schema passed through unchanged,
+    ``strict`` kept); tool_choice auto/none/required(any)/named(tool); ``parallel_tool_calls:
+    false`` -> ``disable_parallel_tool_use``. Assistant ``tool_calls`` -> ``tool_use`` with the
+    arguments parsed; arguments that are not a JSON object (invalid or truncated JSON included)
+    are sent as ``{}`` rather than failing the whole conversation. Ids outside
+    ``^[a-zA-Z0-9_-]+$`` are rewritten deterministically (cleaned + hash), so a tool_use and its
+    tool_result still match.
+  * ``reasoning_effort`` (or OpenRouter's ``reasoning.effort``): models from Claude 4.6 on (and
+    ids without a version, e.g. ``claude-mythos-preview``) get ``thinking: {"type": "adaptive",
+    "display": "summarized"}`` + ``output_config.effort`` (minimal -> low; ``xhigh`` and ``max``
+    step down to what the model accepts: xhigh on Opus 4.7+ and 5+, max on 4.6+, neither on
+    Haiku). Older models get ``{"type": "enabled", "budget_tokens": N}`` with N a share of
+    max_tokens (:data:`BUDGET_SHARE`), at least 1024; when that does not fit, max_tokens is raised to
+    N + the client's figure. ``none`` means no thinking.
+  * Thinking is switched off for the request when the client forces a tool (tool_choice
+    required/named) or when the last assistant turn with tool_use carries no signed thinking
+    (the API would answer 400); thinking blocks are then not sent at all (the effort, on models
+    that take one, is still sent).
+  * Reasoning replay: an assistant message's ``reasoning_details`` (OpenRouter's shape) become
+    ``thinking`` (``reasoning.text`` with a signature) and ``redacted_thinking``
+    (``reasoning.encrypted``) blocks, first in the turn; LiteLLM's ``thinking_blocks`` are read
+    too. Reasoning without a signature, or of another vendor's ``format``, is dropped.
+  * ``response_format``: ``json_schema`` -> ``output_config.format`` (structured outputs, GA on
+    Claude 4.5+); ``json_object`` has no schema to give, so it becomes a system instruction.
+
+Response: text -> ``content`` (null when there is none); tool_use -> ``tool_calls`` (compact JSON
+arguments); thinking -> ``reasoning_content`` + ``reasoning_details`` entries ``{"type":
+"reasoning.text", "text", "signature", "format": "anthropic-claude-v1", "index"}``;
+redacted_thinking -> ``{"type": "reasoning.encrypted", "data", ...}``. Usage in OpenAI semantics:
+prompt = input + cache read + cache creation, cached = cache read, cache write = cache creation,
+completion = output (thinking included), reasoning = ``output_tokens_details.thinking_tokens``.
+
+Stream: see :class:`AnthropicChunkStream`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Any
+
+import orjson
+
+from tokenhub.billing.cost import Usage
+from tokenhub.directory import Channel
+from tokenhub.errors import InvalidRequest, UpstreamError
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now
+from tokenhub.relay.sse import Event
+
+ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
+LEGACY_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096  # when neither the client nor the relay (default_max_tokens=) gives a figure
+MIN_THINKING_BUDGET = 1024
+# Budget-form thinking (models before Claude 4.6): the share of max_tokens given to thinking.
+BUDGET_SHARE = {"minimal": 0.1, "low": 0.2, "medium": 0.5, "high": 0.8, "xhigh": 0.9, "max": 0.95}
+EFFORTS = ("none", *BUDGET_SHARE)
+REASONING_FORMAT = "anthropic-claude-v1"
+JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else: no prose, no code fences."
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+_TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+_TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]+")
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[^,;]*)*),(.*)$", re.DOTALL)
+_VERSION = re.compile(r"claude-(?:[a-z]+-)?(\d{1,2})(?:[-.](\d{1,2})(?!\d))?")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_version(model: str) -> tuple[int, int] | None:
+    """(major, minor) of a Claude model id (``claude-opus-4-6`` -> (4, 6)); None when it has none."""
+    match = _VERSION.search(model.lower())
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def uses_adaptive_thinking(model: str) -> bool:
+    """Claude 4.6 and later (and unversioned ids) take adaptive thinking + effort, not a budget."""
+    version = model_version(model)
+    return version is None or version >= (4, 6)
+
+
+def adaptive_effort(model: str, effort: str) -> str:
+    """The ``output_config.effort`` the model accepts closest to the client's ``reasoning_effort``."""
+    if effort == "minimal":
+        return "low"
+    version = model_version(model)
+    haiku = "haiku" in model.lower()
+    supports_max = not haiku and (version is None or version >= (4, 6))
+    supports_xhigh = not haiku and (
+        (version is not None and (version >= (5, 0) or ("opus" in model.lower() and version >= (4, 7))))
+        or (version is None and "preview" not in model.lower())
+    )
+    if effort == "xhigh" and not supports_xhigh:
+        effort = "max"
+    if effort == "max" and not supports_max:
+        effort = "high"
+    return effort
+
+
+# --------------------------------------------------------------------------- request
+
+
+def build_request(
+    payload: dict[str, Any],
+    upstream_model: str,
+    channel: Channel,
+    *,
+    stream: bool,
+    default_max_tokens: int | None = None,
+    extra_headers: dict[str, str] | None = None,
+    anthropic_version: str | None = None,
+) -> UpstreamRequest:
+    version = anthropic_version or ANTHROPIC_VERSION
+    body = translate_request(payload, upstream_model, default_max_tokens=default_max_tokens, version=version)
+    if stream:
+        body["stream"] = True
+    headers = {
+        "x-api-key": channel.api_key,
+        "anthropic-version": version,
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+    }
+    headers.update(extra_headers or {})
+    return UpstreamRequest(url=messages_url(channel.base_url), headers=headers, body=orjson.dumps(body))
+
+
+def messages_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+
+def translate_request(
+    payload: dict[str, Any], model: str, *, default_max_tokens: int | None = None, version: str = ANTHROPIC_VERSION
+) -> dict[str, Any]:
+    """The Anthropic Messages body for an OpenAI chat payload (without ``stream``)."""
+    n = payload.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        raise InvalidRequest("this model returns one choice per request: 'n' must be 1", param="n")
+
+    max_tokens = _positive_int(payload.get("max_completion_tokens")) or _positive_int(payload.get("max_tokens"))
+    max_tokens = max_tokens or _positive_int(default_max_tokens) or DEFAULT_MAX_TOKENS
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+
+    tools = _tools(payload.get("tools"))
+    tool_choice = _tool_choice(payload.get("tool_choice")) if tools else None
+    if tools and payload.get("parallel_tool_calls") is False:
+        tool_choice = tool_choice or {"type": "auto"}
+        if tool_choice["type"] != "none":
+            tool_choice["disable_parallel_tool_use"] = True
+    forced = tool_choice is not None and tool_choice["type"] in ("any", "tool")
+
+    effort = _effort(payload)
+    thinking = effort is not None and effort != "none" and not forced
+
+    system, messages = _messages(payload.get("messages"), keep_thinking=thinking)
+    if thinking and not _last_tool_turn_signed(messages):
+        thinking = False
+        messages = _strip_thinking(messages)
+
+    output_config: dict[str, Any] = {}
+    if effort is not None and effort != "none" and uses_adaptive_thinking(model):
+        output_config["effort"] = adaptive_effort(model, effort)  # effort also applies without thinking
+    if thinking and effort is not None:
+        if uses_adaptive_thinking(model):
+            body["thinking"] = {"type": "adaptive", "display": "summarized"}
+        else:
+            budget = max(MIN_THINKING_BUDGET, int(max_tokens * BUDGET_SHARE[effort]))
+            if budget >= max_tokens:
+                body["max_tokens"] = budget + max_tokens
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+    response_format = payload.get("response_format")
+    if isinstance(response_format, dict):
+        kind = response_format.get("type")
+        if kind == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise InvalidRequest("response_format.json_schema.schema must be a JSON schema object", param="response_format")
+            output_config["format"] = {"type": "json_schema", "schema": schema}
+        elif kind == "json_object":
+            system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
+
+    if system:
+        body["system"] = system
+    body["messages"] = messages
+    if tools:
+        body["tools"] = tools
+        if tool_choice is not None:
+            body["tool_choice"] = tool_choice
+    if output_config:
+        body["output_config"] = output_config
+
+    if version < ANTHROPIC_VERSION and not thinking:  # sampling parameters exist only before 2026-10-21
+        temperature = payload.get("temperature")
+        if _is_number(temperature):
+            body["temperature"] = min(max(float(temperature), 0.0), 1.0)
+        top_p = payload.get("top_p")
+        if _is_number(top_p):
+            body["top_p"] = top_p
+
+    stops = payload.get("stop")
+    stops = [stops] if isinstance(stops, str) else stops if isinstance(stops, list) else []
+    stop_sequences = [s for s in stops if isinstance(s, str) and s.strip()]
+    if stop_sequences:
+        body["stop_sequences"] = stop_sequences
+
+    user = payload.get("user") or payload.get("safety_identifier")
+    if isinstance(user, str) and user.strip() and not _EMAIL.match(user.strip()) and not _PHONE.match(user.strip()):
+        body["metadata"] = {"user_id": user}
+    return body
+
+
+def _effort(payload: dict[str, Any]) -> str | None:
+    effort = payload.get("reasoning_effort")
+    reasoning = payload.get("reasoning")
+    if effort is None and isinstance(reasoning, dict):
+        effort = reasoning.get("effort")
+    if effort is None:
+        return None
+    if effort not in EFFORTS:
+        raise InvalidRequest(f"reasoning_effort must be one of {', '.join(EFFORTS)}", param="reasoning_effort")
+    return str(effort)
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def tool_use_id(value: Any) -> str:
+    """A tool call id as Anthropic accepts it; the same input always gives the same id."""
+    text = value if isinstance(value, str) else ""
+    if _TOOL_ID.match(text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    cleaned = _TOOL_ID_BAD.sub("_", text).strip("_")[:40]
+    return f"{cleaned}_{digest}" if cleaned else f"toolu_{digest}"
+
+
+def _tools(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        return []
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
+            raise InvalidRequest(f"tools[{i}]: only function tools can be sent to this model", param="tools")
+        function = tool["function"]
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(f"tools[{i}].function.name is required", param="tools")
+        schema = function.get("parameters")
+        schema = dict(schema) if isinstance(schema, dict) else {}
+        if "type" not in schema:
+            schema["type"] = "object"
+        if schema["type"] == "object" and "properties" not in schema:
+            schema["properties"] = {}
+        out: dict[str, Any] = {"name": name}
+        if isinstance(function.get("description"), str) and function["description"]:
+            out["description"] = function["description"]
+        out["input_schema"] = schema
+        if function.get("strict") is True:
+            out["strict"] = True
+        cache_control = tool.get("cache_control") or function.get("cache_control")
+        if isinstance(cache_control, dict):
+            out["cache_control"] = cache_control
+        tools.append(out)
+    return tools
+
+
+def _tool_choice(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if raw == "auto":
+        return {"type": "auto"}
+    if raw == "none":
+        return {"type": "none"}
+    if raw == "required":
+        return {"type": "any"}
+    if isinstance(raw, dict):
+        function = raw.get("function")
+        if raw.get("type") == "function" and isinstance(function, dict) and isinstance(function.get("name"), str):
+            return {"type": "tool", "name": function["name"]}
+        if raw.get("type") == "allowed_tools":  # no subset restriction upstream: keep the mode
+            mode = (raw.get("allowed_tools") or {}).get("mode") if isinstance(raw.get("allowed_tools"), dict) else None
+            return {"type": "any"} if mode == "required" else {"type": "auto"}
+    raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or a named function", param="tool_choice")
+
+
+def _text_block(text: Any, part: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if part is not None and isinstance(part.get("cache_control"), dict):
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _texts(content: Any, where: str) -> list[dict[str, Any]]:
+    """Text blocks of a system/developer/assistant content (string or text parts)."""
+    if isinstance(content, str):
+        block = _text_block(content)
+        return [block] if block else []
+    blocks: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else []:
+        if isinstance(part, dict) and part.get("type") == "text":
+            block = _text_block(part.get("text"), part)
+            if block:
+                blocks.append(block)
+        elif isinstance(part, dict) and part.get("type") == "refusal":
+            continue
+        else:
+            raise InvalidRequest(f"{where}: only text content is allowed here", param="messages")
+    return blocks
+
+
+def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(content, str) or content is None:
+        return _texts(content or "", where)
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content must be a string or a list of parts", param="messages")
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            block = _text_block(part.get("text"), part)
+            if block:
+                blocks.append(block)
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            blocks.append(_image_block(url, f"{where}.content[{j}]", part))
+        elif kind == "file":
+            blocks.append(_file_block(part.get("file"), f"{where}.content[{j}]"))
+        elif kind == "input_audio":
+            raise InvalidRequest(f"{where}.content[{j}]: audio input is not supported by this model", param="messages")
+        else:
+            raise InvalidRequest(f"{where}.content[{j}]: unsupported content part type {kind!r}", param="messages")
+    return blocks
+
+
+def _image_block(url: Any, where: str, part: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"{where}: image_url.url is required", param="messages")
+    block: dict[str, Any]
+    if url.startswith("data:"):
+        media_type, data = _data_url(url, where)
+        if media_type == "application/pdf":
+            block = {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        elif media_type in IMAGE_TYPES:
+            block = {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        else:
+            raise InvalidRequest(f"{where}: image type {media_type} is not supported (jpeg, png, gif, webp)", param="messages")
+    elif url.lower().startswith(("http://", "https://")):
+        block = {"type": "image", "source": {"type": "url", "url": url}}
+    else:
+        raise InvalidRequest(f"{where}: image_url.url must be an http(s) URL or a base64 data URL", param="messages")
+    if isinstance(part.get("cache_control"), dict):
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _data_url(url: str, where: str) -> tuple[str, str]:
+    match = _DATA_URL.match(url)
+    if match is None or ";base64" not in match.group(2).lower():
+        raise InvalidRequest(f"{where}: a data URL must be base64-encoded (data:<type>;base64,...)", param="messages")
+    return match.group(1).lower(), match.group(3).strip()
+
+
+def _file_block(file: Any, where: str) -> dict[str, Any]:
+    data = file.get("file_data") if isinstance(file, dict) else None
+    if not isinstance(data, str) or not data:
+        raise InvalidRequest(f"{where}: only inline files (file_data) are supported, not file ids", param="messages")
+    media_type, payload = _data_url(data, where) if data.startswith("data:") else ("application/pdf", data)
+    if media_type != "application/pdf":
+        raise InvalidRequest(f"{where}: only PDF files are supported", param="messages")
+    return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": payload}}
+
+
+def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id(message.get("tool_call_id"))}
+    content = message.get("content")
+    if isinstance(content, str):
+        if content.strip():
+            block["content"] = content
+    elif isinstance(content, list):
+        inner = _user_blocks(content, where)
+        if inner:
+            block["content"] = inner
+    return block
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    """A tool call's arguments as an object; anything that is not a JSON object gives ``{}``."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str) and raw.strip():
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+        if isinstance(parsed, dict):
+            return parsed
+    return {}
+
+
+def _reasoning_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Signed thinking of an earlier answer, from ``reasoning_details`` (or LiteLLM's ``thinking_blocks``)."""
+    blocks: list[dict[str, Any]] = []
+    details = message.get("reasoning_details")
+    if isinstance(details, list) and details:
+        for entry in details:
+            if not isinstance(entry, dict):
+                continue
+            fmt = entry.get("format")
+            if isinstance(fmt, str) and fmt and not fmt.startswith("anthropic"):
+                continue
+            signature = entry.get("signature")
+            if entry.get("type") == "reasoning.text" and isinstance(signature, str) and signature:
+                text = entry.get("text")
+                blocks.append({"type": "thinking", "thinking": text if isinstance(text, str) else "", "signature": signature})
+            elif entry.get("type") == "reasoning.encrypted" and isinstance(entry.get("data"), str) and entry["data"]:
+                blocks.append({"type": "redacted_thinking", "data": entry["data"]})
+        return blocks
+    for entry in message.get("thinking_blocks") or ():
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("type") == "thinking" and isinstance(entry.get("signature"), str) and entry["signature"]:
+            text = entry.get("thinking")
+            blocks.append(
+                {"type": "thinking", "thinking": text if isinstance(text, str) else "", "signature": entry["signature"]}
+            )
+        elif entry.get("type") == "redacted_thinking" and isinstance(entry.get("data"), str) and entry["data"]:
+            blocks.append({"type": "redacted_thinking", "data": entry["data"]})
+    return blocks
+
+
+def _messages(raw: Any, *, keep_thinking: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest("messages must be a non-empty list", param="messages")
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": list(blocks)})
+
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"{where} must be an object", param="messages")
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            system.extend(_texts(content, where))
+        elif role == "user":
+            add("user", _user_blocks(content, where))
+        elif role == "tool":
+            add("user", [_tool_result(message, where)])
+        elif role == "assistant":
+            blocks = _reasoning_blocks(message) if keep_thinking else []
+            blocks += _texts(content, where)
+            for k, call in enumerate(message.get("tool_calls") or ()):
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                    raise InvalidRequest(f"{where}.tool_calls[{k}].function.name is required", param="messages")
+                call_id = call.get("id") or f"call_{i}_{k}"
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": tool_use_id(call_id),
+                        "name": function["name"],
+                        "input": _arguments(function.get("arguments")),
+                    }
+                )
+            add("assistant", blocks)
+        else:
+            raise InvalidRequest(f"{where}: unsupported role {role!r}", param="messages")
+
+    if not turns:
+        raise InvalidRequest("messages must contain at least one user or assistant message with content", param="messages")
+    if turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": "."}]})
+    for turn in turns:
+        if turn["role"] == "user":  # tool results first, in their order, then everything else
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    last = turns[-1]
+    if last["role"] == "assistant" and last["content"] and last["content"][-1]["type"] == "text":
+        stripped = last["content"][-1]["text"].rstrip()
+        last["content"][-1] = {**last["content"][-1], "text": stripped}
+    return system, turns
+
+
+def _last_tool_turn_signed(messages: list[dict[str, Any]]) -> bool:
+    """False when the last assistant turn calls tools without starting with (signed) thinking."""
+    for turn in reversed(messages):
+        if turn["role"] != "assistant":
+            continue
+        blocks = turn["content"]
+        if not any(b["type"] == "tool_use" for b in blocks):
+            return True
+        return blocks[0]["type"] in ("thinking", "redacted_thinking")
+    return True
+
+
+def _strip_thinking(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for turn in messages:
+        if turn["role"] == "assistant":
+            blocks = [b for b in turn["content"] if b["type"] not in ("thinking", "redacted_thinking")]
+            if not blocks:
+                continue
+            turn = {"role": "assistant", "content": blocks}
+        if out and out[-1]["role"] == turn["role"]:
+            out[-1] = {"role": turn["role"], "content": out[-1]["content"] + turn["content"]}
+        else:
+            out.append(turn)
+    return out
+
+
+# --------------------------------------------------------------------------- response
+
+
+def read_usage(raw: Any) -> Usage | None:
+    """Anthropic usage (additive cache fields) in OpenAI semantics."""
+    if not isinstance(raw, dict):
+        return None
+    return _usage(raw, _int(raw.get("input_tokens")), _int(raw.get("output_tokens")))
+
+
+def _usage(raw: dict[str, Any], input_tokens: int, output_tokens: int) -> Usage:
+    cache_read = _int(raw.get("cache_read_input_tokens"))
+    cache_write = _int(raw.get("cache_creation_input_tokens"))
+    details = raw.get("output_tokens_details")
+    thinking = _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+    return Usage(
+        prompt_tokens=input_tokens + cache_read + cache_write,
+        completion_tokens=output_tokens,
+        cached_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=min(thinking, output_tokens),
+    )
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def finish_reason(stop_reason: Any) -> str | None:
+    if stop_reason is None:
+        return None
+    return FINISH_REASONS.get(str(stop_reason), "stop")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value if value is not None else {}).decode()
+
+
+def parse_message(obj: dict[str, Any]) -> Completion:
+    texts: list[str] = []
+    thinking: list[str] = []
+    details: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    for block in obj.get("content") or ():
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": _json(block.get("input"))},
+                }
+            )
+        elif kind == "thinking":
+            text = block.get("thinking") if isinstance(block.get("thinking"), str) else ""
+            thinking.append(text)
+            entry = {"type": "reasoning.text", "text": text, "signature": block.get("signature"), "format": REASONING_FORMAT}
+            details.append({**entry, "index": len(details)})
+        elif kind == "redacted_thinking":
+            details.append(
+                {"type": "reasoning.encrypted", "data": block.get("data"), "format": REASONING_FORMAT, "index": len(details)}
+            )
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    if details:
+        message["reasoning_details"] = details
+    usage = read_usage(obj.get("usage"))
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{obj.get('id') or secrets.token_hex(12)}",
+        "object": "chat.completion",
+        "created": now(),
+        "model": obj.get("model"),
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(obj.get("stop_reason")) or "stop"}
+        ],
+    }
+    if usage is not None:
+        body["usage"] = usage_dict(usage)
+    return Completion(body, usage)
+
+
+def error_detail(body: bytes) -> str:
+    """The message of Anthropic's ``{"type": "error", "error": {"type", "message"}}`` (or the body's start)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip() or "no details"
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+    return "no details"
+
+
+# --------------------------------------------------------------------------- stream
+
+
+class AnthropicChunkStream:
+    """Anthropic SSE events -> OpenAI ``chat.completion.chunk`` dicts.
+
+    * ``message_start`` -> the role chunk (``{"role": "assistant", "content": ""}``), always first.
+    * text -> ``content``; thinking -> ``reasoning_content`` and, for the SDK's accumulator to
+      rebuild signed blocks, ``reasoning_details: [{"index": k, "type": "reasoning.text", "text"}]``
+      (``format`` once, in the entry's first delta; ``signature`` in its own delta); a
+      redacted_thinking block -> one ``reasoning.encrypted`` entry. ``k`` counts reasoning blocks.
+    * tool_use -> ``tool_calls`` with a running index from 0: id, name and ``arguments: ""`` first,
+      then each non-empty ``partial_json`` in order; a tool whose input never streamed gets ``"{}"``
+      at its ``content_block_stop``.
+    * ``message_delta`` -> ``{"delta": {}, "finish_reason"}`` (once) and usage (output cumulative);
+      ``message_stop`` -> finished; ``ping`` and unknown events -> nothing; ``error`` -> ``.error``,
+      after which nothing more is produced. ``usage`` stays None until ``message_delta``.
+    """
+
+    def __init__(self, client_model: str) -> None:
+        self._model = client_model
+        self._id = f"chatcmpl-{secrets.token_hex(12)}"
+        self._created = now()
+        self._started = False
+        self._blocks: dict[int, str] = {}  # block index -> kind
+        self._tools: dict[int, int] = {}  # block index -> tool call index
+        self._args_seen: set[int] = set()
+        self._reasoning: dict[int, int] = {}  # block index -> reasoning_details index
+        self._reasoning_open: set[int] = set()  # reasoning entries already announced
+        self._input: dict[str, Any] = {}
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.done = False
+
+    @property
+    def finished(self) -> bool:
+        return self.done
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return new_chunk(self._id, self._created, self._model, delta, finish)
+
+    def feed(self, event: Event) -> list[dict[str, Any]]:
+        if self.error is not None:
+            return []
+        try:
+            obj = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise MalformedChunk("the upstream sent a malformed stream event") from None
+        if not isinstance(obj, dict):
+            raise MalformedChunk("the upstream sent a malformed stream event")
+        kind = obj.get("type") or event.name.decode("utf-8", "replace")
+        out: list[dict[str, Any]] = []
+        if kind != "message_start" and kind not in ("ping", "error") and not self._started:
+            out.append(self._start())
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            out += handler(obj)
+        return out
+
+    def close(self) -> list[dict[str, Any]]:
+        return []
+
+    def _start(self) -> dict[str, Any]:
+        self._started = True
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _on_error(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        err = obj.get("error")
+        err = err if isinstance(err, dict) else {}
+        kind = str(err.get("type") or "api_error")
+        self.error = {"message": str(err.get("message") or "the upstream reported an error"), "type": kind, "code": kind}
+        return []
+
+    def _on_message_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        message = obj.get("message")
+        message = message if isinstance(message, dict) else {}
+        if isinstance(message.get("id"), str) and not self._started:
+            self._id = f"chatcmpl-{message['id']}"
+        if isinstance(message.get("usage"), dict):
+            self._input = dict(message["usage"])
+        return [] if self._started else [self._start()]
+
+    def _on_content_block_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        index = obj.get("index")
+        block = obj.get("content_block")
+        if not isinstance(index, int) or not isinstance(block, dict):
+            raise MalformedChunk("the upstream sent a malformed content_block_start")
+        kind = str(block.get("type"))
+        self._blocks[index] = kind
+        if kind == "text" and isinstance(block.get("text"), str) and block["text"]:
+            return [self._chunk({"content": block["text"]})]
+        if kind == "tool_use":
+            tool_index = len(self._tools)
+            self._tools[index] = tool_index
+            call = {
+                "index": tool_index,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            return [self._chunk({"tool_calls": [call]})]
+        if kind == "thinking":
+            self._reasoning[index] = len(self._reasoning)
+            text = block.get("thinking")
+            if isinstance(text, str) and text:
+                return [self._chunk({"reasoning_content": text, "reasoning_details": [self._reasoning_entry(index, text=text)]})]
+        if kind == "redacted_thinking":
+            self._reasoning[index] = len(self._reasoning)
+            entry = self._reasoning_entry(index, kind="reasoning.encrypted", data=block.get("data"))
+            return [self._chunk({"reasoning_details": [entry]})]
+        return []
+
+    def _reasoning_entry(self, block_index: int, kind: str = "reasoning.text", **fields: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"index": self._reasoning[block_index], "type": kind}
+        if block_index not in self._reasoning_open:  # `format` only once: the SDK concatenates strings
+            self._reasoning_open.add(block_index)
+            entry["format"] = REASONING_FORMAT
+            if kind == "reasoning.text":
+                fields.setdefault("text", "")
+        entry.update(fields)
+        return entry
+
+    def _on_content_block_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        index = obj.get("index")
+        delta = obj.get("delta")
+        if not isinstance(index, int) or not isinstance(delta, dict):
+            raise MalformedChunk("the upstream sent a malformed content_block_delta")
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            return [self._chunk({"content": text})] if isinstance(text, str) and text else []
+        if kind == "input_json_delta":
+            fragment = delta.get("partial_json")
+            if index not in self._tools or not isinstance(fragment, str) or not fragment:
+                return []
+            self._args_seen.add(index)
+            return [self._chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": fragment}}]})]
+        if kind in ("thinking_delta", "signature_delta") and index not in self._reasoning:
+            self._reasoning[index] = len(self._reasoning)
+        if kind == "thinking_delta":
+            text = delta.get("thinking")
+            if not isinstance(text, str) or not text:
+                return []
+            return [self._chunk({"reasoning_content": text, "reasoning_details": [self._reasoning_entry(index, text=text)]})]
+        if kind == "signature_delta":
+            signature = delta.get("signature")
+            if not isinstance(signature, str) or not signature:
+                return []
+            return [self._chunk({"reasoning_details": [self._reasoning_entry(index, signature=signature)]})]
+        return []  # citations_delta and future delta types
+
+    def _on_content_block_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        index = obj.get("index")
+        if index in self._tools and index not in self._args_seen:
+            self._args_seen.add(index)
+            return [self._chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": "{}"}}]})]
+        return []
+
+    def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            merged = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
+            self.usage = _usage(merged, _int(merged.get("input_tokens")), _int(merged.get("output_tokens")))
+        delta = obj.get("delta")
+        stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+        if stop_reason is None or self.finish_reason is not None:
+            return []
+        self.finish_reason = finish_reason(stop_reason)
+        return [self._chunk({}, self.finish_reason)]
+
+    def _on_message_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        self.done = True
+        return []
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+class AnthropicAdapter:
+    """The Anthropic Messages protocol as a ``ChatAdapter``."""
+
+    protocol = "anthropic"
+    capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
+
+    def build_request(
+        self,
+        payload: dict[str, Any],
+        upstream_model: str,
+        channel: Channel,
+        *,
+        stream: bool,
+        default_max_tokens: int | None = None,
+        extra_headers: dict[str, str] | None = None,
+        anthropic_version: str | None = None,
+    ) -> UpstreamRequest:
+        return build_request(
+            payload,
+            upstream_model,
+            channel,
+            stream=stream,
+            default_max_tokens=default_max_tokens,
+            extra_headers=extra_headers,
+            anthropic_version=anthropic_version,
+        )
+
+    def parse_response(self, body: bytes) -> Completion:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict) and (obj.get("type") == "error" or isinstance(obj.get("error"), dict)):
+            raise UpstreamError(f"The upstream provider failed: {error_detail(body)}", code="upstream_error")
+        if not isinstance(obj, dict) or obj.get("type", "message") != "message" or not isinstance(obj.get("content"), list):
+            raise UpstreamError("the upstream provider sent a response that is not a message", code="upstream_bad_response")
+        return parse_message(obj)
+
+    def error_detail(self, body: bytes) -> str:
+        return error_detail(body)
+
+    def chunk_stream(self, client_model: str) -> AnthropicChunkStream:
+        return AnthropicChunkStream(client_model)

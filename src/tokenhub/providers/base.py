@@ -1,0 +1,121 @@
+"""What every chat adapter answers, and the pieces adapters share.
+
+The gateway's canonical shape is OpenAI Chat Completions: a request arrives as (or is translated
+to) an OpenAI chat payload, and every upstream's answer leaves its adapter as an OpenAI
+``chat.completion`` object or as OpenAI ``chat.completion.chunk`` dicts. An adapter is pure
+translation: it builds requests and reads bytes; it never opens a socket and never touches money.
+
+    ChatAdapter
+      build_request(payload, upstream_model, channel, stream)  -> UpstreamRequest
+      parse_response(body bytes)                                -> Completion (OpenAI dict + Usage)
+      error_detail(body bytes)                                  -> the upstream's own error message
+      chunk_stream(client_model)                                -> ChunkStream
+    ChunkStream  (one per streamed response)
+      feed(sse Event) -> [OpenAI chunk dicts]   close() -> [...]   .usage .finish_reason .finished .error
+
+Usage is reported in OpenAI's semantics (cached and cache-write tokens inside ``prompt_tokens``,
+reasoning tokens inside ``completion_tokens``); chunks carry no usage — the relay adds the usage
+chunk, with the cost, itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tokenhub.billing.cost import Usage
+from tokenhub.directory import Channel
+from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
+from tokenhub.relay.sse import Event
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Completion:
+    """A complete answer: an OpenAI ``chat.completion`` dict and the upstream's usage (None if absent)."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+
+
+class ChunkStream(Protocol):
+    usage: Usage | None  # the upstream's final usage, once known
+    finish_reason: str | None  # OpenAI vocabulary: stop | length | tool_calls | content_filter
+    error: dict[str, Any] | None  # an error the upstream sent inside the stream: {"message", "type", "code"}
+
+    @property
+    def finished(self) -> bool:
+        """The upstream's terminal signal arrived (``[DONE]``, ``message_stop``, a finish reason)."""
+        ...
+
+    def feed(self, event: Event) -> list[dict[str, Any]]:
+        """OpenAI chunk dicts for one upstream event; raise ``MalformedChunk`` on garbage."""
+        ...
+
+    def close(self) -> list[dict[str, Any]]:
+        """Chunks still pending when the upstream stream ends."""
+        ...
+
+
+class ChatAdapter(Protocol):
+    protocol: str
+    capabilities: frozenset[str]  # of: stream, tools, vision, json_schema, reasoning
+
+    def build_request(self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest: ...
+
+    def parse_response(self, body: bytes) -> Completion: ...
+
+    def error_detail(self, body: bytes) -> str: ...
+
+    def chunk_stream(self, client_model: str) -> ChunkStream: ...
+
+
+class MalformedChunk(UpstreamError):
+    code = "upstream_malformed_chunk"
+
+
+def upstream_error(status: int, detail: str, channel: Channel, retry_after: str | None = None) -> GatewayError:
+    """An upstream's HTTP error in our terms, without its secrets or address.
+
+    The client's own mistakes keep their status; the upstream refusing *our* credentials or not
+    knowing the model is the operator's problem (502, without the upstream's words); overload is
+    503 and rate limiting 429 (both retryable elsewhere).
+    """
+    detail = channel.redact(detail or "no details")[:1000]
+    if status in (401, 403):
+        return UpstreamError(
+            "The upstream provider rejected the gateway's credentials for this model; the operator must check the channel.",
+            code="upstream_auth_failed",
+        )
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after and retry_after.isdigit() else {}
+        return RateLimited(f"The upstream provider is rate limiting: {detail}", code="upstream_rate_limited", headers=headers)
+    if status in (400, 409, 413, 422):
+        return InvalidRequest(f"The upstream provider rejected the request: {detail}", code="upstream_bad_request", status=status)
+    if status == 404:
+        return UpstreamError(f"The upstream provider does not know this model: {detail}", code="upstream_model_not_found")
+    if status in (503, 529):
+        return ServiceUnavailable(f"The upstream provider is overloaded: {detail}", code="upstream_overloaded")
+    return UpstreamError(f"The upstream provider failed (HTTP {status}): {detail}", code="upstream_error")
+
+
+def new_chunk(chunk_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    """One OpenAI ``chat.completion.chunk`` with a single choice (index 0)."""
+    return {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def now() -> int:
+    return int(time.time())

@@ -1,0 +1,59 @@
+"""A chat request in OpenAI's shape: the few fields the relay reads, validated; the rest is forwarded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokenhub.errors import InvalidRequest
+
+MAX_N = 128
+
+
+@dataclass
+class ChatCall:
+    """What the relay needs to know of a chat request; the rest is forwarded untouched."""
+
+    payload: dict[str, Any]
+    model_name: str
+    stream: bool
+    include_usage: bool
+    max_output: int | None
+    n: int
+
+    @classmethod
+    def parse(cls, payload: Any) -> "ChatCall":
+        if not isinstance(payload, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        model = payload.get("model")
+        if not isinstance(model, str) or not model.strip() or len(model) > 200:
+            raise InvalidRequest("'model' is required: a model id such as openai/gpt-4.1", param="model")
+        messages = payload.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("'messages' is required: a non-empty array of messages", param="messages")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise InvalidRequest(f"messages[{i}] must be an object with a 'role'", param=f"messages[{i}]")
+        stream = payload.get("stream", False)
+        if stream is None:
+            stream = False
+        if not isinstance(stream, bool):
+            raise InvalidRequest("'stream' must be true or false", param="stream")
+        options = payload.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidRequest("'stream_options' must be an object", param="stream_options")
+        include_usage = bool(options and options.get("include_usage") is True)
+        max_output = None
+        for name in ("max_completion_tokens", "max_tokens"):
+            value = payload.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
+            max_output = value if max_output is None else min(max_output, value)
+        n = payload.get("n", 1)
+        if n is None:
+            n = 1
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+            raise InvalidRequest(f"'n' must be an integer from 1 to {MAX_N}", param="n")
+        return cls(payload, model.strip(), stream, include_usage, max_output, n)

@@ -1,0 +1,300 @@
+"""The hot path, for every chat endpoint and every upstream protocol.
+
+    resolve the model and a route (memory) -> hold the most the request can cost (the one storage
+    round trip, group-committed) -> the adapter builds the upstream request -> call it -> the
+    responder answers in the client's protocol -> settle in ``finally`` (queued, group-committed)
+
+The settlement runs in ``finally``, so every exit — success, upstream failure, client gone,
+cancellation — resolves the hold exactly once. Response headers go out with the first event worth
+sending, not before: until then any failure is still a plain HTTP error and nothing is charged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from tokenhub.api.requests import REQUEST_ID
+from tokenhub.billing.cost import Usage, max_cost, usage_cost
+from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_upper_bound
+from tokenhub.billing.ledger import Hold, Settlement
+from tokenhub.catalog.model import Model
+from tokenhub.directory import Channel, KeyInfo, Route
+from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from tokenhub.gateway import Gateway
+from tokenhub.money import format_usd
+from tokenhub.providers import openai_protocol as oai
+from tokenhub.providers.adapters import CHAT_ADAPTERS
+from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, upstream_error
+from tokenhub.relay.call import ChatCall
+from tokenhub.relay.routing import pick_route
+from tokenhub.relay.sse import Event, SSEDecoder
+
+DEFAULT_MAX_OUTPUT = 16_384
+
+
+class StreamPipe(Protocol):
+    """Upstream SSE events in, bytes for the client out (see openai_responder.py)."""
+
+    usage: Usage | None
+    finish_reason: str | None
+    error: dict[str, Any] | None
+    finished: bool
+
+    def feed(self, event: Event) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+    def delivered_tokens(self) -> int: ...
+
+    def ending(self, usage: Usage, cost_text: str) -> bytes: ...
+
+    def error_tail(self, err: GatewayError | dict[str, Any]) -> bytes: ...
+
+
+class Responder(Protocol):
+    """Speaks the client's protocol (OpenAI chat, Anthropic messages)."""
+
+    sse_headers: dict[str, str]
+
+    def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response: ...
+
+    def pipe(self, adapter: ChatAdapter, cost_text: Any, channel: Channel) -> StreamPipe: ...
+
+
+@dataclass
+class Outcome:
+    """How the request ended, filled in as it goes; turned into the settlement in ``finally``."""
+
+    status: str = "error"
+    http_status: int | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    ttfb: float | None = None
+
+
+class Relay:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    def resolve(self, model_name: str, key: KeyInfo) -> tuple[Model, Route]:
+        """The catalog model a client means, checked against its key, and the route to serve it."""
+        model = self.gw.directory.catalog.resolve(model_name)
+        if model.kind != "chat":
+            raise InvalidRequest(
+                f"'{model.id}' is a {model.kind} model; use /api/v1/{'images' if model.kind == 'image' else 'videos'}/generations",
+                param="model",
+            )
+        key.check_model(model)
+        return model, pick_route(self.gw.directory.routes(model.id), model)
+
+    async def handle(
+        self,
+        request: web.Request,
+        key: KeyInfo,
+        call: ChatCall,
+        body_size: int,
+        responder: Responder,
+        *,
+        resolved: tuple[Model, Route] | None = None,
+        upstream: UpstreamRequest | None = None,
+    ) -> web.StreamResponse:
+        """Serve one chat request. ``upstream`` overrides the adapter's request (native pass-through)."""
+        started = time.monotonic()
+        model, route = resolved or self.resolve(call.model_name, key)
+        adapter = CHAT_ADAPTERS[route.channel.protocol]
+        hold = self._hold_amount(call, model, body_size)
+        request_id = request[REQUEST_ID]
+        await self.gw.ledger.hold(
+            Hold(
+                request_id=request_id,
+                user_id=key.user_id,
+                key_id=key.id,
+                amount=hold,
+                model=model.id,
+                stream=call.stream,
+                channel_id=route.channel.id,
+                upstream_model=route.upstream_id,
+            )
+        )
+        outcome = Outcome()
+        try:
+            if upstream is None:
+                upstream = adapter.build_request(call.payload, route.upstream_id, route.channel, stream=call.stream)
+            if call.stream:
+                return await self._stream(request, call, model, route, adapter, upstream, responder, outcome)
+            return await self._complete(call, model, route, adapter, upstream, responder, outcome)
+        except GatewayError as err:
+            outcome.error = err.message
+            outcome.http_status = outcome.http_status or err.status
+            raise
+        finally:
+            self.gw.ledger.settle(
+                Settlement(
+                    request_id=request_id,
+                    user_id=key.user_id,
+                    key_id=key.id,
+                    hold=hold,
+                    cost=outcome.cost,
+                    status=outcome.status,
+                    usage=outcome.usage,
+                    http_status=outcome.http_status,
+                    finish_reason=outcome.finish_reason,
+                    latency_ms=int((time.monotonic() - started) * 1000),
+                    ttfb_ms=int((outcome.ttfb - started) * 1000) if outcome.ttfb else None,
+                    error=outcome.error,
+                    prices=self.gw.directory.prices_json.get(model.id),
+                    channel_id=route.channel.id,
+                    upstream_model=route.upstream_id,
+                )
+            )
+
+    def _hold_amount(self, call: ChatCall, model: Model, body_size: int) -> int:
+        prompt = prompt_upper_bound(call.payload, body_size)
+        if model.context_length:
+            prompt = min(prompt, model.context_length)
+        cap = model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
+        output = min(call.max_output, cap) if call.max_output else cap
+        return max_cost(prompt, output * call.n, model.pricing)
+
+    async def _post(self, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
+        try:
+            return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers)
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout("the upstream provider did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"could not reach the upstream provider ({type(exc).__name__})", code="upstream_unreachable") from None
+
+    async def _error(self, resp: aiohttp.ClientResponse, adapter: ChatAdapter, channel: Channel) -> GatewayError:
+        raw = await resp.read()
+        return upstream_error(resp.status, adapter.error_detail(raw), channel, resp.headers.get("Retry-After"))
+
+    # -- non-streaming -------------------------------------------------------------------------
+
+    async def _complete(
+        self, call: ChatCall, model: Model, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest,
+        responder: Responder, outcome: Outcome,
+    ) -> web.Response:  # fmt: skip
+        resp = await self._post(upstream)
+        try:
+            outcome.ttfb = time.monotonic()
+            outcome.http_status = resp.status
+            if resp.status != 200:
+                raise await self._error(resp, adapter, route.channel)
+            try:
+                raw = await resp.read()
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout("the upstream provider stopped sending in the middle of the answer") from None
+            except aiohttp.ClientError:
+                raise UpstreamError("the upstream connection broke in the middle of the answer", code="upstream_reset") from None
+        finally:
+            resp.release()
+        completion = adapter.parse_response(raw)
+        usage = completion.usage
+        if usage is None:
+            usage = Usage(prompt_estimate(call.payload), estimate_tokens(oai.message_text(completion.body)), estimated=True)
+        cost = usage_cost(usage, model.pricing)
+        outcome.status, outcome.usage, outcome.cost = "ok", usage, cost
+        outcome.finish_reason = oai.finish_reason_of(completion.body)
+        return responder.completion(completion.body, usage, format_usd(cost))
+
+    # -- streaming -----------------------------------------------------------------------------
+
+    async def _stream(
+        self, request: web.Request, call: ChatCall, model: Model, route: Route, adapter: ChatAdapter,
+        upstream: UpstreamRequest, responder: Responder, outcome: Outcome,
+    ) -> web.StreamResponse:  # fmt: skip
+        upstream_resp = await self._post(upstream)
+
+        def cost_text(usage: Usage) -> str:
+            return format_usd(usage_cost(usage, model.pricing))
+
+        pipe = responder.pipe(adapter, cost_text, route.channel)
+        client: web.StreamResponse | None = None
+
+        async def send(data: bytes) -> None:
+            nonlocal client
+            if not data:
+                return
+            if client is None:
+                client = web.StreamResponse(headers=responder.sse_headers)
+                await client.prepare(request)
+                outcome.ttfb = time.monotonic()
+            await client.write(data)
+
+        failure: GatewayError | None = None
+        client_gone = False
+        try:
+            outcome.http_status = upstream_resp.status
+            if upstream_resp.status != 200:
+                raise await self._error(upstream_resp, adapter, route.channel)
+            decoder = SSEDecoder()
+            try:
+                async for chunk in upstream_resp.content.iter_any():
+                    for event in decoder.feed(chunk):
+                        out = pipe.feed(event)
+                        if pipe.error is not None:
+                            break
+                        await send(out)
+                    if pipe.error is not None or (pipe.finished and pipe.usage is not None):
+                        break
+                else:
+                    for event in decoder.close():
+                        out = pipe.feed(event)
+                        if pipe.error is None:
+                            await send(out)
+                    if pipe.error is None:
+                        await send(pipe.close())
+            except ConnectionResetError:
+                client_gone = True
+            except asyncio.TimeoutError:
+                failure = UpstreamTimeout("the upstream provider stopped sending in the middle of the answer")
+            except aiohttp.ClientError:
+                failure = UpstreamError("the upstream connection broke in the middle of the answer", code="upstream_reset")
+            except MalformedChunk as exc:
+                failure = exc
+            if failure is None and not client_gone and pipe.error is None and not pipe.finished:
+                failure = UpstreamError("the upstream stream ended before the answer was complete", code="upstream_truncated")
+            if client is None and not client_gone:
+                # Nothing reached the client yet: answer with a plain HTTP error, charge nothing.
+                if pipe.error is not None:
+                    raise UpstreamError(
+                        f"The upstream provider failed: {route.channel.redact(str(pipe.error.get('message', '')))}",
+                        code="upstream_error",
+                    )
+                if failure is not None:
+                    raise failure
+        finally:
+            upstream_resp.close()  # stops the upstream generating if we left early
+
+        usage = pipe.usage or Usage(prompt_estimate(call.payload), pipe.delivered_tokens(), estimated=True)
+        outcome.usage, outcome.cost = usage, usage_cost(usage, model.pricing)
+        upstream_failed = failure is not None or pipe.error is not None
+        if upstream_failed and pipe.usage is None and usage.completion_tokens == 0:
+            outcome.cost = 0  # the upstream failed before generating anything: nothing to charge
+        outcome.finish_reason = pipe.finish_reason
+        if client_gone:
+            outcome.status = "client_closed"
+            return client if client is not None else web.Response(status=499)
+        assert client is not None
+        try:
+            if pipe.error is not None:
+                outcome.status, outcome.error = "upstream_error", str(pipe.error.get("message", ""))[:500]
+                await client.write(pipe.error_tail(pipe.error))
+            elif failure is not None:
+                outcome.status, outcome.error = "truncated", failure.message
+                await client.write(pipe.error_tail(failure))
+            else:
+                outcome.status = "ok"
+                await client.write(pipe.ending(usage, format_usd(outcome.cost)))
+            await client.write_eof()
+        except ConnectionResetError:
+            outcome.status = "client_closed" if outcome.status == "ok" else outcome.status
+        return client
