@@ -242,9 +242,9 @@ def test_no_channel_and_unserved_protocol_are_503(gateway: Harness, upstream_url
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="openai/gpt-4.1", messages=MSG)
     assert exc.value.status_code == 503 and exc.value.code == "no_channel"
-    gateway.channel("anthropic", upstream_url, name="claude")
+    gateway.channel("ark", upstream_url, name="ark-misused", models=["openai/gpt-4.1"])  # a media protocol cannot chat
     with pytest.raises(openai.InternalServerError) as exc:
-        client.chat.completions.create(model="anthropic/claude-sonnet-4-6", messages=MSG)
+        client.chat.completions.create(model="openai/gpt-4.1", messages=MSG)
     assert exc.value.status_code == 503 and exc.value.code == "protocol_not_served"
     assert_nothing_charged(gateway, cust.email)
 

@@ -160,7 +160,9 @@ def build_request(
         "accept": "text/event-stream" if stream else "application/json",
     }
     headers.update(extra_headers or {})
-    return UpstreamRequest(url=messages_url(channel.base_url), headers=headers, body=orjson.dumps(body))
+    return UpstreamRequest(
+        url=messages_url(channel.base_url), headers=headers, body=orjson.dumps(body), max_output=body.get("max_tokens")
+    )
 
 
 def messages_url(base_url: str) -> str:
@@ -870,6 +872,7 @@ class AnthropicAdapter:
         default_max_tokens: int | None = None,
         extra_headers: dict[str, str] | None = None,
         anthropic_version: str | None = None,
+        **_unused: Any,
     ) -> UpstreamRequest:
         return build_request(
             payload,

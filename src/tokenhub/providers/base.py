@@ -35,6 +35,7 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    max_output: int | None = None  # the output cap the adapter sent, when it chose one (for the hold)
 
 
 @dataclass
@@ -68,7 +69,19 @@ class ChatAdapter(Protocol):
     protocol: str
     capabilities: frozenset[str]  # of: stream, tools, vision, json_schema, reasoning
 
-    def build_request(self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest: ...
+    def build_request(
+        self,
+        payload: dict[str, Any],
+        upstream_model: str,
+        channel: Channel,
+        *,
+        stream: bool,
+        default_max_tokens: int | None = None,  # the model's output cap, for protocols that require one
+        images: dict[str, tuple[str, bytes]] | None = None,  # remote images the relay fetched, by URL
+        extra_headers: dict[str, str] | None = None,  # client headers the upstream should see (anthropic-beta)
+    ) -> UpstreamRequest:
+        """Adapters take the keyword arguments they use and ignore the others."""
+        ...
 
     def parse_response(self, body: bytes) -> Completion: ...
 

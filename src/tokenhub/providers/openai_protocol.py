@@ -289,7 +289,9 @@ class OpenAIAdapter:
     protocol = "openai"
     capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
 
-    def build_request(self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest:
+    def build_request(
+        self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool, **_unused: Any
+    ) -> UpstreamRequest:
         return build_request(payload, upstream_model, channel, stream=stream)
 
     def parse_response(self, body: bytes) -> Completion:

@@ -105,12 +105,22 @@ class Relay:
         *,
         resolved: tuple[Model, Route] | None = None,
         upstream: UpstreamRequest | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
         """Serve one chat request. ``upstream`` overrides the adapter's request (native pass-through)."""
         started = time.monotonic()
         model, route = resolved or self.resolve(call.model_name, key)
         adapter = CHAT_ADAPTERS[route.channel.protocol]
-        hold = self._hold_amount(call, model, body_size)
+        if upstream is None:
+            upstream = adapter.build_request(
+                call.payload,
+                route.upstream_id,
+                route.channel,
+                stream=call.stream,
+                default_max_tokens=model.max_output_tokens,
+                extra_headers=extra_headers,
+            )
+        hold = self._hold_amount(call, model, body_size, upstream.max_output)
         request_id = request[REQUEST_ID]
         await self.gw.ledger.hold(
             Hold(
@@ -126,8 +136,6 @@ class Relay:
         )
         outcome = Outcome()
         try:
-            if upstream is None:
-                upstream = adapter.build_request(call.payload, route.upstream_id, route.channel, stream=call.stream)
             if call.stream:
                 return await self._stream(request, call, model, route, adapter, upstream, responder, outcome)
             return await self._complete(call, model, route, adapter, upstream, responder, outcome)
@@ -156,12 +164,14 @@ class Relay:
                 )
             )
 
-    def _hold_amount(self, call: ChatCall, model: Model, body_size: int) -> int:
+    def _hold_amount(self, call: ChatCall, model: Model, body_size: int, adapter_cap: int | None) -> int:
         prompt = prompt_upper_bound(call.payload, body_size)
         if model.context_length:
             prompt = min(prompt, model.context_length)
         cap = model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
         output = min(call.max_output, cap) if call.max_output else cap
+        if adapter_cap:  # the adapter raised the cap (e.g. room for thinking): hold for what it asked
+            output = max(output, adapter_cap)
         return max_cost(prompt, output * call.n, model.pricing)
 
     async def _post(self, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
