@@ -10,6 +10,9 @@ import pytest
 
 from tests.support.harness import Harness, create_pg_database, drop_pg_database, gateway_settings
 from tests.support.servers import ServerThread
+from tokenhub.simulator.anthropic_protocol import STATE_KEY as ANTHROPIC_STATE
+from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
+from tokenhub.simulator.anthropic_protocol import create_app as create_fake_anthropic
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
 from tokenhub.simulator.openai_protocol import create_app as create_fake_openai
 
@@ -33,6 +36,25 @@ def fake_openai(fake_openai_server: ServerThread) -> FakeOpenAIState:
 @pytest.fixture
 def upstream_url(fake_openai_server: ServerThread, fake_openai: FakeOpenAIState) -> str:
     return f"{fake_openai_server.url}/v1"
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic_server() -> Iterator[ServerThread]:
+    server = ServerThread(create_fake_anthropic(api_keys={UPSTREAM_KEY})).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def anthropic_url(fake_anthropic_server: ServerThread) -> str:
+    """Base URL of the fake Anthropic API (its state reset for the test)."""
+    fake_anthropic_server.app[ANTHROPIC_STATE].reset()
+    return fake_anthropic_server.url
+
+
+@pytest.fixture
+def fake_anthropic(fake_anthropic_server: ServerThread, anthropic_url: str) -> FakeAnthropicState:
+    return fake_anthropic_server.app[ANTHROPIC_STATE]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
