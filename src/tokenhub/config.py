@@ -54,6 +54,7 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     hold_sweep_after: float = 60.0
+    fetch_allow_private: bool = False  # let image URLs reach private addresses (tests, closed networks)
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -76,5 +77,6 @@ class Settings:
             connect_timeout=_env_float(env, "TOKENHUB_CONNECT_TIMEOUT", 10.0),
             read_timeout=_env_float(env, "TOKENHUB_READ_TIMEOUT", 300.0),
             hold_sweep_after=_env_float(env, "TOKENHUB_HOLD_SWEEP_AFTER", 60.0),
+            fetch_allow_private=env.get("TOKENHUB_FETCH_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             upstream_env={k: v for k, v in env.items() if k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY")) and v},
         )

@@ -16,6 +16,7 @@ from tokenhub.config import Settings
 from tokenhub.directory import Directory
 from tokenhub.errors import Conflict
 from tokenhub.providers.registry import env_channel_keys
+from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine
@@ -32,6 +33,7 @@ class Gateway:
     ledger: LedgerWriter
     sweeper: Sweeper
     http: aiohttp.ClientSession
+    fetcher: ImageFetcher
     instance_id: str = field(default="")
 
     @classmethod
@@ -56,7 +58,8 @@ class Gateway:
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
         )
-        return cls(settings, engine, box, directory, ledger, sweeper, http, instance_id)
+        fetcher = ImageFetcher(allow_private=settings.fetch_allow_private)
+        return cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id)
 
     async def stop(self) -> None:
         await self.directory.stop()
@@ -67,6 +70,7 @@ class Gateway:
         except Exception as exc:  # the sweeper of the next start cleans up instead
             log.warning("could not unregister this process: %s", type(exc).__name__)
         await self.http.close()
+        await self.fetcher.close()
         await self.engine.dispose()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from tokenhub.providers.anthropic_protocol import AnthropicAdapter
 from tokenhub.providers.base import ChatAdapter
+from tokenhub.providers.gemini_protocol import GeminiAdapter
 from tokenhub.providers.openai_protocol import OpenAIAdapter
 
 CHAT_ADAPTERS: dict[str, ChatAdapter] = {
     "openai": OpenAIAdapter(),
     "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
 }

@@ -68,8 +68,8 @@ import orjson
 
 from tokenhub.billing.cost import Usage
 from tokenhub.directory import Channel
-from tokenhub.errors import InvalidRequest, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now
+from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now, upstream_error
 from tokenhub.relay.sse import Event
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
@@ -897,6 +897,12 @@ class AnthropicAdapter:
 
     def error_detail(self, body: bytes) -> str:
         return error_detail(body)
+
+    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
+        return upstream_error(status, error_detail(body), channel, retry_after)
+
+    def remote_images(self, payload: dict[str, Any]) -> list[str]:
+        return []
 
     def chunk_stream(self, client_model: str) -> AnthropicChunkStream:
         return AnthropicChunkStream(client_model)

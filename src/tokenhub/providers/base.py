@@ -9,6 +9,8 @@ translation: it builds requests and reads bytes; it never opens a socket and nev
       build_request(payload, upstream_model, channel, stream)  -> UpstreamRequest
       parse_response(body bytes)                                -> Completion (OpenAI dict + Usage)
       error_detail(body bytes)                                  -> the upstream's own error message
+      error(status, body, channel, retry_after)                 -> GatewayError
+      remote_images(payload)                                    -> URLs the relay must fetch first
       chunk_stream(client_model)                                -> ChunkStream
     ChunkStream  (one per streamed response)
       feed(sse Event) -> [OpenAI chunk dicts]   close() -> [...]   .usage .finish_reason .finished .error
@@ -86,6 +88,14 @@ class ChatAdapter(Protocol):
     def parse_response(self, body: bytes) -> Completion: ...
 
     def error_detail(self, body: bytes) -> str: ...
+
+    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
+        """An HTTP error answer in our terms (most adapters: ``upstream_error`` on ``error_detail``)."""
+        ...
+
+    def remote_images(self, payload: dict[str, Any]) -> list[str]:
+        """Image URLs the gateway must download for this upstream (it cannot take URLs); usually none."""
+        ...
 
     def chunk_stream(self, client_model: str) -> ChunkStream: ...
 

@@ -56,8 +56,8 @@ import orjson
 
 from tokenhub.billing.cost import Usage
 from tokenhub.directory import Channel
-from tokenhub.errors import InvalidRequest, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now
+from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now, upstream_error
 from tokenhub.relay.sse import Event
 
 THOUGHT_SEPARATOR = "__thought__"
@@ -128,6 +128,7 @@ def build_request(
 ) -> UpstreamRequest:
     body = to_gemini(payload, upstream_model, stream=stream, images=images)
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    max_output = body.get("generationConfig", {}).get("maxOutputTokens")
     return UpstreamRequest(
         url=f"{channel.base_url.rstrip('/')}/v1beta/models/{quote(upstream_model, safe='-._~')}:{method}",
         headers={
@@ -136,6 +137,7 @@ def build_request(
             "Accept": "text/event-stream" if stream else "application/json",
         },
         body=orjson.dumps(body),
+        max_output=max_output if isinstance(max_output, int) else None,
     )
 
 
@@ -622,7 +624,7 @@ def error_detail(body: bytes) -> str:
     return body[:300].decode("utf-8", "replace").strip() or "no details"
 
 
-def retry_after(body: bytes) -> str | None:
+def retry_after_from_body(body: bytes) -> str | None:
     """Whole seconds from a 429's ``RetryInfo.retryDelay`` ("37s" -> "37"): Gemini sends no Retry-After header."""
     err = _google_error(_load(body))
     for detail in (err or {}).get("details") or ():
@@ -728,7 +730,14 @@ class GeminiAdapter:
     capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
 
     def build_request(
-        self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool, images: Images | None = None
+        self,
+        payload: dict[str, Any],
+        upstream_model: str,
+        channel: Channel,
+        *,
+        stream: bool,
+        images: Images | None = None,
+        **_unused: Any,  # default_max_tokens (Gemini needs no cap), extra_headers (nothing to pass on)
     ) -> UpstreamRequest:
         return build_request(payload, upstream_model, channel, stream=stream, images=images)
 
@@ -737,6 +746,14 @@ class GeminiAdapter:
 
     def error_detail(self, body: bytes) -> str:
         return error_detail(body)
+
+    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
+        if credentials_rejected(status, body):
+            status = 401  # Google refuses a bad key with 400: it is our credential, not the client's request
+        return upstream_error(status, error_detail(body), channel, retry_after or retry_after_from_body(body))
+
+    def remote_images(self, payload: dict[str, Any]) -> list[str]:
+        return remote_image_urls(payload)
 
     def chunk_stream(self, client_model: str) -> GeminiChunkStream:
         return GeminiChunkStream(client_model)

@@ -17,7 +17,7 @@ from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, upstream_error
 from tokenhub.relay.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
@@ -307,6 +307,12 @@ class OpenAIAdapter:
 
     def error_detail(self, body: bytes) -> str:
         return error_detail(body)
+
+    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
+        return upstream_error(status, error_detail(body), channel, retry_after)
+
+    def remote_images(self, payload: dict[str, Any]) -> list[str]:
+        return []
 
     def chunk_stream(self, client_model: str) -> OpenAIChunkStream:
         return OpenAIChunkStream(client_model)

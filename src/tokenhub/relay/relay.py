@@ -30,12 +30,13 @@ from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
-from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, upstream_error
+from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.routing import pick_route
 from tokenhub.relay.sse import Event, SSEDecoder
 
 DEFAULT_MAX_OUTPUT = 16_384
+MAX_REMOTE_IMAGES = 16
 
 
 class StreamPipe(Protocol):
@@ -112,6 +113,9 @@ class Relay:
         model, route = resolved or self.resolve(call.model_name, key)
         adapter = CHAT_ADAPTERS[route.channel.protocol]
         if upstream is None:
+            urls = adapter.remote_images(call.payload)
+            if len(urls) > MAX_REMOTE_IMAGES:
+                raise InvalidRequest(f"at most {MAX_REMOTE_IMAGES} image URLs per request", param="messages")
             upstream = adapter.build_request(
                 call.payload,
                 route.upstream_id,
@@ -119,6 +123,7 @@ class Relay:
                 stream=call.stream,
                 default_max_tokens=model.max_output_tokens,
                 extra_headers=extra_headers,
+                images=await self.gw.fetcher.fetch_all(urls) if urls else None,
             )
         hold = self._hold_amount(call, model, body_size, upstream.max_output)
         request_id = request[REQUEST_ID]
@@ -184,7 +189,7 @@ class Relay:
 
     async def _error(self, resp: aiohttp.ClientResponse, adapter: ChatAdapter, channel: Channel) -> GatewayError:
         raw = await resp.read()
-        return upstream_error(resp.status, adapter.error_detail(raw), channel, resp.headers.get("Retry-After"))
+        return adapter.error(resp.status, raw, channel, resp.headers.get("Retry-After"))
 
     # -- non-streaming -------------------------------------------------------------------------
 
@@ -275,10 +280,10 @@ class Relay:
             if client is None and not client_gone:
                 # Nothing reached the client yet: answer with a plain HTTP error, charge nothing.
                 if pipe.error is not None:
-                    raise UpstreamError(
-                        f"The upstream provider failed: {route.channel.redact(str(pipe.error.get('message', '')))}",
-                        code="upstream_error",
-                    )
+                    message = route.channel.redact(str(pipe.error.get("message", "")))
+                    if pipe.error.get("code") == "content_filter":  # the upstream refused the prompt itself
+                        raise InvalidRequest(message, code="content_filter")
+                    raise UpstreamError(f"The upstream provider failed: {message}", code="upstream_error")
                 if failure is not None:
                     raise failure
         finally:
