@@ -13,6 +13,9 @@ from tests.support.servers import ServerThread
 from tokenhub.simulator.anthropic_protocol import STATE_KEY as ANTHROPIC_STATE
 from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
 from tokenhub.simulator.anthropic_protocol import create_app as create_fake_anthropic
+from tokenhub.simulator.gemini_protocol import STATE_KEY as GEMINI_STATE
+from tokenhub.simulator.gemini_protocol import FakeGeminiState
+from tokenhub.simulator.gemini_protocol import create_app as create_fake_gemini
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
 from tokenhub.simulator.openai_protocol import create_app as create_fake_openai
 
@@ -55,6 +58,25 @@ def anthropic_url(fake_anthropic_server: ServerThread) -> str:
 @pytest.fixture
 def fake_anthropic(fake_anthropic_server: ServerThread, anthropic_url: str) -> FakeAnthropicState:
     return fake_anthropic_server.app[ANTHROPIC_STATE]
+
+
+@pytest.fixture(scope="session")
+def fake_gemini_server() -> Iterator[ServerThread]:
+    server = ServerThread(create_fake_gemini(api_keys={UPSTREAM_KEY})).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gemini_url(fake_gemini_server: ServerThread) -> str:
+    """Base URL of the fake Gemini API (its state reset for the test)."""
+    fake_gemini_server.app[GEMINI_STATE].reset()
+    return fake_gemini_server.url
+
+
+@pytest.fixture
+def fake_gemini(fake_gemini_server: ServerThread, gemini_url: str) -> FakeGeminiState:
+    return fake_gemini_server.app[GEMINI_STATE]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
