@@ -371,6 +371,10 @@ def count_prompt_tokens(messages: list[Any]) -> int:
 
 
 def last_user_text(messages: list[Any]) -> str:
+    """The directives' text: the last user message, unless tool results came after it (a tool loop's
+    next step answers in plain text, as the Anthropic and Gemini fakes do)."""
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        return ""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             return message_text(message)

@@ -1,0 +1,61 @@
+"""The three chat protocols, declared once: how to reach each fake, and how each spells a scenario.
+
+A conformance case asks for a scenario ("two parallel tool calls", "cut at max tokens") in the
+words of the upstream it runs against; everything else — the client, the assertions — is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class ProviderCase:
+    name: str
+    provider: str  # channel provider
+    model: str  # catalog id
+    url_fixture: str  # the conftest fixture giving the fake's base URL
+    state_fixture: str
+    directives: dict[str, str] = field(default_factory=dict)
+    # where each feature lands in the upstream request: a function of the recorded JSON body
+    json_schema_sent: Callable[[dict[str, Any]], Any] = lambda body: None
+    stop_sent: Callable[[dict[str, Any]], Any] = lambda body: None
+    capabilities: frozenset[str] = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
+
+    def say(self, scenario: str) -> str:
+        return self.directives.get(scenario, f"#fake:{scenario}")
+
+
+PROVIDERS = [
+    ProviderCase(
+        "openai",
+        "deepseek",
+        "deepseek/deepseek-v4-pro",
+        "upstream_url",
+        "fake_openai",
+        directives={"reasoning": "#fake:reasoning=5", "cut": "#fake:length", "cached": "#fake:cached=3"},
+        json_schema_sent=lambda body: body.get("response_format", {}).get("json_schema", {}).get("schema"),
+        stop_sent=lambda body: body.get("stop"),
+    ),
+    ProviderCase(
+        "anthropic",
+        "anthropic",
+        "anthropic/claude-sonnet-4-6",
+        "anthropic_url",
+        "fake_anthropic",
+        directives={"reasoning": "#fake:thinking=5", "cut": "#fake:max_tokens", "cached": "#fake:cache_read=3"},
+        json_schema_sent=lambda body: (body.get("output_config") or {}).get("format", {}).get("schema"),
+        stop_sent=lambda body: body.get("stop_sequences"),
+    ),
+    ProviderCase(
+        "gemini",
+        "gemini",
+        "google/gemini-2.5-pro",
+        "gemini_url",
+        "fake_gemini",
+        directives={"reasoning": "#fake:thinking=5", "cut": "#fake:max_tokens", "cached": "#fake:cached=3"},
+        json_schema_sent=lambda body: body.get("generationConfig", {}).get("responseJsonSchema"),
+        stop_sent=lambda body: body.get("generationConfig", {}).get("stopSequences"),
+    ),
+]
