@@ -8,6 +8,7 @@ from aiohttp import web
 
 from tokenhub.admin.routes import AdminAPI
 from tokenhub.api.errors import MAX_BODY, error_middleware
+from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.requests import echo_request_id
 from tokenhub.api.routes import GATEWAY, PublicAPI
 from tokenhub.config import Settings
@@ -30,5 +31,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_lifespan)
     app.on_response_prepare.append(echo_request_id)
     app.add_routes(PublicAPI(app).routes())
+    app.add_routes(MessagesAPI(app).routes())
     app.add_routes(AdminAPI(app).routes())
     return app
