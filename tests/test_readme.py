@@ -78,6 +78,11 @@ def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThr
     assert lines[1].startswith("cost in USD: ") and float(lines[1].split(": ")[1]) > 0
     assert lines[-1].startswith("cost in USD: ")
 
+    anthropic_example = block_after("<!-- example:anthropic -->").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    out = subprocess.run([sys.executable, "-c", anthropic_example], env=example_env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Hello! This is a fake reply."
+
     shown = cli(["credits", "show", "dev@example.com"], env)
     assert "total usage:   $0.0" in shown.stdout and "balance:       $9.9" in shown.stdout
     assert cli(["ledger", "check"], env).returncode == 0

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,7 +36,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InsufficientCredits, ServiceUnavailable
 from tokenhub.money import format_usd
-from tokenhub.storage.engine import utc_now
 
 log = logging.getLogger("tokenhub.ledger")
 
@@ -58,7 +56,6 @@ class Hold:
     stream: bool = False
     channel_id: int | None = None
     upstream_model: str | None = None
-    created_at: datetime = field(default_factory=utc_now)
     future: asyncio.Future[None] | None = None
 
 
@@ -172,6 +169,7 @@ class LedgerWriter:
                 await self._commit_now.wait()
                 timer.cancel()
             self._commit_now.clear()
+            await asyncio.sleep(0)  # one loop turn: requests that arrived together share the group
             while self._queue:
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]

@@ -40,14 +40,14 @@ _SETTLE_SET = (
 )
 
 
-def _request_values(op: Hold, instance_id: str) -> tuple[Any, ...]:
+def _request_values(op: Hold, instance_id: str, created_at: Any) -> tuple[Any, ...]:
     return (
         op.request_id, op.user_id, op.key_id, op.model, op.channel_id, op.upstream_model, op.endpoint, op.stream,
-        "held", op.amount, 0, 0, 0, 0, 0, 0, False, instance_id, op.created_at,
+        "held", op.amount, 0, 0, 0, 0, 0, 0, False, instance_id, created_at,
     )  # fmt: skip
 
 
-def _settle_values(op: Settlement, now: datetime) -> tuple[Any, ...]:
+def _settle_values(op: Settlement, now: Any) -> tuple[Any, ...]:
     u = op.usage
     return (
         "settled" if op.cost else "released", op.status, op.http_status, op.cost, u.prompt_tokens, u.completion_tokens,
@@ -158,12 +158,12 @@ class SqliteLedgerStore:
             if plan.new_requests:
                 db.executemany(
                     f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({_marks(range(19))})",
-                    [_sqlite_row(_request_values(op, self._instance_id)) for op in plan.new_requests],
+                    [_request_values(op, self._instance_id, stamp) for op in plan.new_requests],
                 )
             if plan.settled:
                 db.executemany(
                     f"UPDATE requests SET {_SETTLE_SET.format(p='?')} WHERE id = ?",
-                    [_sqlite_row(_settle_values(op, now)) for op in plan.settled],
+                    [_settle_values(op, stamp) for op in plan.settled],
                 )
             if plan.entries:
                 db.executemany(
@@ -194,10 +194,6 @@ def _marks(items: Any) -> str:
 def _sqlite_time(value: datetime) -> str:
     """The text form SQLAlchemy uses for DateTime columns on SQLite (naive UTC)."""
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
-def _sqlite_row(values: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(_sqlite_time(v) if isinstance(v, datetime) else v for v in values)
 
 
 class PostgresLedgerStore:
@@ -244,7 +240,7 @@ class PostgresLedgerStore:
                 if plan.new_requests:
                     await conn.executemany(
                         f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({_dollars(19)})",
-                        [_request_values(op, self._instance_id) for op in plan.new_requests],
+                        [_request_values(op, self._instance_id, now) for op in plan.new_requests],
                     )
                 if plan.settled:
                     await conn.executemany(
