@@ -5,8 +5,9 @@ SQL below is written once, and each database runs it the cheapest way it can —
 
 * **SQLite**: a dedicated ``sqlite3`` connection in one worker thread; a whole group is one call
   into that thread (one hand-off per group, not several per statement).
-* **PostgreSQL**: a dedicated ``asyncpg`` connection; row locks with ``FOR UPDATE`` in id order,
-  so processes sharing the database lock in the same order.
+* **PostgreSQL**: a dedicated ``asyncpg`` connection and three round trips per group: one locking
+  read (``FOR UPDATE``, users and keys in id order, so processes sharing the database lock in the
+  same order), the compare-and-swap, and one statement carrying every write as arrays.
 
 Both run the same steps (see ``ledger.py``): lock and read the balances and key counters, flip the
 settled requests' state with one compare-and-swap, let ``plan_group`` decide, write. The tables
@@ -25,7 +26,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenhub.billing.ledger import Hold, Op, Settlement, plan_group
+from tokenhub.billing.ledger import GroupPlan, Hold, Op, Settlement, plan_group
 from tokenhub.periodic import Periodic
 from tokenhub.storage.engine import utc_now
 
@@ -201,7 +202,6 @@ class PostgresLedgerStore:
         self._dsn = dsn
         self._instance_id = instance_id
         self._conn: asyncpg.Connection | None = None
-        self._statements_ready = False
 
     async def _connect(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -209,63 +209,46 @@ class PostgresLedgerStore:
         return self._conn
 
     async def commit(self, batch: list[Op]) -> list[Exception | None]:
+        """Three round trips: lock and read, compare-and-swap the settlements, write everything."""
         conn = await self._connect()
-        user_ids, key_ids, settle_ids = _ids(batch)
+        _, key_ids, settle_ids = _ids(batch)
         now = utc_now()
         try:
             async with conn.transaction():
-                balances = {
-                    r[0]: r[1]
-                    for r in await conn.fetch(
-                        "SELECT id, balance FROM users WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE", user_ids
-                    )
-                }
-                keys = {
-                    r[0]: (r[1], r[2], r[3])
-                    for r in await conn.fetch(
-                        "SELECT id, limit_nanos, used_nanos, held_nanos FROM api_keys WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE",
-                        key_ids,
-                    )
-                }
+                balances: dict[int, int] = {}
+                keys: dict[int, tuple[int | None, int, int]] = {}
+                for r in await conn.fetch(_PG_LOCK, key_ids):
+                    balances[r[0]] = r[1]
+                    keys[r[2]] = (r[3], r[4], r[5])
                 settling: set[str] = set()
                 if settle_ids:
-                    settling = {
-                        r[0]
-                        for r in await conn.fetch(
-                            "UPDATE requests SET state = 'settling' WHERE state = 'held' AND id = ANY($1::text[]) RETURNING id",
-                            settle_ids,
-                        )
-                    }
+                    settling = {r[0] for r in await conn.fetch(_PG_CAS, settle_ids)}
                 plan = plan_group(batch, balances, keys, settling)
-                if plan.new_requests:
-                    await conn.executemany(
-                        f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({_dollars(19)})",
-                        [_request_values(op, self._instance_id, now) for op in plan.new_requests],
-                    )
-                if plan.settled:
-                    await conn.executemany(
-                        f"UPDATE requests SET {_numbered(_SETTLE_SET)} WHERE id = $19",
-                        [_settle_values(op, now) for op in plan.settled],
-                    )
-                if plan.entries:
-                    await conn.executemany(
-                        "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at) "
-                        "VALUES ($1, $2, $3, $4, $5, $6)",
-                        [(e["user_id"], e["kind"], e["amount"], e["balance_after"], e["request_id"], now) for e in plan.entries],
-                    )
-                await conn.executemany(
-                    "UPDATE users SET balance = $1 WHERE id = $2", [(bal, uid) for uid, bal in plan.balances.items()]
-                )
-                changed = [(d[0], d[1], kid) for kid, d in plan.key_deltas.items() if d[0] or d[1]]
-                if changed:
-                    await conn.executemany(
-                        "UPDATE api_keys SET used_nanos = used_nanos + $1, held_nanos = held_nanos + $2 WHERE id = $3", changed
-                    )
+                await conn.execute(_PG_WRITE, *self._write_arguments(plan, now))
         except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError):
             await self._drop()
             raise
         return plan.outcomes
 
+    def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[Any]:
+        holds = plan.new_requests
+        settled = plan.settled
+        entries = plan.entries
+        changed = [(kid, d[0], d[1]) for kid, d in plan.key_deltas.items() if d[0] or d[1]]
+        columns: list[Any] = [
+            [h.request_id for h in holds], [h.user_id for h in holds], [h.key_id for h in holds], [h.model for h in holds],
+            [h.channel_id for h in holds], [h.upstream_model for h in holds], [h.endpoint for h in holds],
+            [h.stream for h in holds], [h.amount for h in holds],
+        ]  # fmt: skip
+        settle_rows = [_settle_values(op, now) for op in settled]
+        columns += [[row[i] for row in settle_rows] for i in range(19) if i != 17]  # 17 is settled_at: $now
+        columns += [
+            [e["user_id"] for e in entries], [e["kind"] for e in entries], [e["amount"] for e in entries],
+            [e["balance_after"] for e in entries], [e["request_id"] for e in entries],
+            list(plan.balances), list(plan.balances.values()),
+            [c[0] for c in changed], [c[1] for c in changed], [c[2] for c in changed],
+        ]  # fmt: skip
+        return [self._instance_id, now, *columns]
     def start(self) -> None:
         pass
 
@@ -283,14 +266,51 @@ class PostgresLedgerStore:
             self._conn = None
 
 
-def _dollars(n: int) -> str:
-    return ", ".join(f"${i}" for i in range(1, n + 1))
-
-
-def _numbered(template: str) -> str:
-    """``{p}`` placeholders -> $1, $2, ... in order."""
-    parts = template.split("{p}")
-    return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, start=1))
+# Lock every user and key of the group in one statement, in id order (the same order everywhere,
+# so processes sharing the database never deadlock), and read the figures admission needs.
+_PG_LOCK = """
+SELECT u.id, u.balance, k.id, k.limit_nanos, k.used_nanos, k.held_nanos
+FROM api_keys k JOIN users u ON u.id = k.user_id
+WHERE k.id = ANY($1::int[])
+ORDER BY u.id, k.id
+FOR UPDATE
+"""
+_PG_CAS = "UPDATE requests SET state = 'settling' WHERE state = 'held' AND id = ANY($1::text[]) RETURNING id"
+# Every write of the group in one statement: arrays in, one row per element through unnest().
+_PG_WRITE = """
+WITH new_requests AS (
+    INSERT INTO requests (id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, state, hold_nanos,
+        cost_nanos, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated,
+        instance_id, created_at)
+    SELECT t.id, t.user_id, t.key_id, t.model, t.channel_id, t.upstream_model, t.endpoint, t.stream, 'held', t.hold,
+        0, 0, 0, 0, 0, 0, false, $1, $2
+    FROM unnest($3::text[], $4::int[], $5::int[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bool[], $11::bigint[])
+        AS t(id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, hold)
+), settled AS (
+    UPDATE requests r SET state = s.state, status = s.status, http_status = s.http_status, cost_nanos = s.cost,
+        prompt_tokens = s.pt, completion_tokens = s.ct, cached_tokens = s.cached, cache_write_tokens = s.cache_write,
+        reasoning_tokens = s.reasoning, estimated = s.est, finish_reason = s.finish, latency_ms = s.latency,
+        ttfb_ms = s.ttfb, error = s.err, prices = s.prices, channel_id = s.channel_id, upstream_model = s.upstream_model,
+        settled_at = $2
+    FROM unnest($12::text[], $13::text[], $14::int[], $15::bigint[], $16::int[], $17::int[], $18::int[], $19::int[],
+        $20::int[], $21::bool[], $22::text[], $23::int[], $24::int[], $25::text[], $26::text[], $27::int[], $28::text[],
+        $29::text[])
+        AS s(state, status, http_status, cost, pt, ct, cached, cache_write, reasoning, est, finish, latency, ttfb, err,
+             prices, channel_id, upstream_model, id)
+    WHERE r.id = s.id
+), entries AS (
+    INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)
+    SELECT e.user_id, e.kind, e.amount, e.balance_after, e.request_id, $2
+    FROM unnest($30::int[], $31::text[], $32::bigint[], $33::bigint[], $34::text[])
+        AS e(user_id, kind, amount, balance_after, request_id)
+), balances AS (
+    UPDATE users u SET balance = b.balance FROM unnest($35::int[], $36::bigint[]) AS b(id, balance) WHERE u.id = b.id
+), key_counters AS (
+    UPDATE api_keys k SET used_nanos = k.used_nanos + d.used, held_nanos = k.held_nanos + d.held
+    FROM unnest($37::int[], $38::bigint[], $39::bigint[]) AS d(id, used, held) WHERE k.id = d.id
+)
+SELECT 1
+"""
 
 
 def store_for(engine: AsyncEngine, instance_id: str) -> SqliteLedgerStore | PostgresLedgerStore:
