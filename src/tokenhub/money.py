@@ -55,13 +55,6 @@ def format_usd(nanos: int) -> str:
     return text or "0"
 
 
-def format_usd_fixed(nanos: int, places: int = 6) -> str:
-    """For humans: at least ``places`` decimals, more when the amount needs them to stay exact."""
-    exact = format_usd(nanos)
-    whole, _, frac = exact.partition(".")
-    return f"{whole}.{frac.ljust(places, '0')}"
-
-
 def tokens_cost(parts: Iterable[tuple[int, int]]) -> int:
     """Cost in nanos of ``(tokens, nanos per 1M tokens)`` pairs, rounded once, half up."""
     exact = sum(tokens * price for tokens, price in parts)
