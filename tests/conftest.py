@@ -13,9 +13,12 @@ from tests.support.servers import ServerThread
 from tokenhub.simulator.anthropic_protocol import STATE_KEY as ANTHROPIC_STATE
 from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
 from tokenhub.simulator.anthropic_protocol import create_app as create_fake_anthropic
+from tokenhub.simulator.ark_protocol import create_app as create_fake_ark
+from tokenhub.simulator.dashscope_protocol import create_app as create_fake_dashscope
 from tokenhub.simulator.gemini_protocol import STATE_KEY as GEMINI_STATE
 from tokenhub.simulator.gemini_protocol import FakeGeminiState
 from tokenhub.simulator.gemini_protocol import create_app as create_fake_gemini
+from tokenhub.simulator.kling_protocol import create_app as create_fake_kling
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
 from tokenhub.simulator.openai_protocol import create_app as create_fake_openai
 
@@ -77,6 +80,22 @@ def gemini_url(fake_gemini_server: ServerThread) -> str:
 @pytest.fixture
 def fake_gemini(fake_gemini_server: ServerThread, gemini_url: str) -> FakeGeminiState:
     return fake_gemini_server.app[GEMINI_STATE]
+
+
+KLING_AK, KLING_SK = "ak-test-0001", "sk-test-secret-that-is-long-enough-0001"
+
+
+@pytest.fixture(scope="session")
+def media_servers() -> Iterator[dict[str, ServerThread]]:
+    """Fake Ark, Kling and DashScope, one each for the session."""
+    servers = {
+        "ark": ServerThread(create_fake_ark(api_keys={UPSTREAM_KEY})).start(),
+        "kling": ServerThread(create_fake_kling(credentials={KLING_AK: KLING_SK})).start(),
+        "dashscope": ServerThread(create_fake_dashscope(api_keys={UPSTREAM_KEY})).start(),
+    }
+    yield servers
+    for server in servers.values():
+        server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,11 +8,13 @@ from aiohttp import web
 
 from tokenhub.admin.routes import AdminAPI
 from tokenhub.api.errors import MAX_BODY, error_middleware
+from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.requests import echo_request_id
 from tokenhub.api.routes import GATEWAY, PublicAPI
 from tokenhub.config import Settings
 from tokenhub.gateway import Gateway
+from tokenhub.tasks.poller import TaskPoller
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -20,7 +22,10 @@ SETTINGS = web.AppKey("settings", Settings)
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     gateway = await Gateway.start(app[SETTINGS])
     app[GATEWAY] = gateway
+    poller = TaskPoller(gateway)
+    poller.start()
     yield
+    await poller.stop()
     await gateway.stop()
 
 
@@ -32,5 +37,6 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(echo_request_id)
     app.add_routes(PublicAPI(app).routes())
     app.add_routes(MessagesAPI(app).routes())
+    app.add_routes(MediaAPI(app).routes())
     app.add_routes(AdminAPI(app).routes())
     return app

@@ -55,6 +55,8 @@ class Settings:
     read_timeout: float = 300.0
     hold_sweep_after: float = 60.0
     fetch_allow_private: bool = False  # let image URLs reach private addresses (tests, closed networks)
+    task_poll_base: float = 2.0  # seconds to the first poll of a video task; doubles per poll, up to 30 s
+    task_timeout: float = 2 * 3600.0  # an open video task older than this fails and is refunded
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -78,5 +80,7 @@ class Settings:
             read_timeout=_env_float(env, "TOKENHUB_READ_TIMEOUT", 300.0),
             hold_sweep_after=_env_float(env, "TOKENHUB_HOLD_SWEEP_AFTER", 60.0),
             fetch_allow_private=env.get("TOKENHUB_FETCH_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
+            task_poll_base=_env_float(env, "TOKENHUB_TASK_POLL_BASE", 2.0),
+            task_timeout=_env_float(env, "TOKENHUB_TASK_TIMEOUT", 2 * 3600.0),
             upstream_env={k: v for k, v in env.items() if k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY")) and v},
         )

@@ -53,6 +53,8 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return  # stopped already
         if self._error is None:
             asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(60)
             self.loop.call_soon_threadsafe(self.loop.stop)

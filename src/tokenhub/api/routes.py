@@ -16,6 +16,7 @@ from tokenhub.relay.openai_responder import OpenAIResponder
 from tokenhub.relay.relay import Relay
 from tokenhub.storage.engine import as_utc
 from tokenhub.storage.tables import api_keys, requests
+from tokenhub.tasks.service import ensure_webhook_secret
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -75,8 +76,9 @@ class PublicAPI:
 
     async def key(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
-        async with self.gw.engine.connect() as conn:
+        async with self.gw.engine.begin() as conn:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key.id))).one()
+            webhook_secret = await ensure_webhook_secret(conn, key.user_id)
         limit = row.limit_nanos
         return _json(
             {
@@ -91,6 +93,7 @@ class PublicAPI:
                     "models": row.models.split(",") if row.models else None,
                     "expires_at": iso(as_utc(row.expires_at)),
                     "created_at": iso(as_utc(row.created_at)),
+                    "webhook_secret": webhook_secret,  # verifies video task callbacks (X-TokenHub-Signature)
                 }
             }
         )

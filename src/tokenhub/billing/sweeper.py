@@ -83,7 +83,9 @@ class Sweeper:
             rows = (
                 await conn.execute(
                     select(requests.c.id, requests.c.user_id, requests.c.key_id, requests.c.hold_nanos).where(
-                        requests.c.state == "held", requests.c.instance_id.in_(dead)
+                        requests.c.state == "held",
+                        requests.c.instance_id.in_(dead),
+                        requests.c.endpoint != "video",  # a video task outlives its process: the poller settles it
                     )
                 )
             ).all()

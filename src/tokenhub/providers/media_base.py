@@ -3,7 +3,8 @@
     VideoAdapter                                   (an asynchronous upstream task)
       build_submit(job, upstream_model, channel)   -> UpstreamRequest
       parse_submit(body bytes)                     -> the upstream's task id
-      build_poll(upstream_task_id, job, channel)   -> UpstreamRequest (method GET unless said)
+      build_poll(upstream_task_id, job, channel, upstream_model)
+                                                   -> UpstreamRequest (a GET: empty body)
       parse_poll(body bytes)                       -> TaskUpdate
       error(status, body, channel, retry_after)    -> GatewayError
     ImageAdapter                                   (synchronous)
@@ -112,7 +113,9 @@ class VideoAdapter(Protocol):
 
     def parse_submit(self, body: bytes) -> str: ...
 
-    def build_poll(self, upstream_task_id: str, job: VideoJob, channel: Channel) -> UpstreamRequest: ...
+    def build_poll(
+        self, upstream_task_id: str, job: VideoJob, channel: Channel, upstream_model: str | None = None
+    ) -> UpstreamRequest: ...
 
     def parse_poll(self, body: bytes) -> TaskUpdate: ...
 

@@ -337,6 +337,27 @@ class ImageFetcher:
                 raise self._refuse(shown, "the image could not be downloaded") from None
         raise self._refuse(shown, f"more than {self.max_redirects} redirects")
 
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST to a client-chosen URL (task callbacks) under the same address policy; no redirects.
+
+        Returns the HTTP status, or raises ``InvalidRequest`` when the URL is refused or unreachable.
+        """
+        target = self._parse(url)
+        shown = _display_host(target)
+        self._check_url(target, shown, redirected=False)
+        session = self._get_session()
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with session.post(target, data=body, headers=headers, allow_redirects=False) as resp:
+                    await resp.read()
+                    return resp.status
+        except TimeoutError:
+            raise self._refuse(shown, f"the request took longer than {self.timeout:g} s") from None
+        except _Blocked:
+            raise self._refuse(shown, self._blocked_reason(0)) from None
+        except aiohttp.ClientError:
+            raise self._refuse(shown, "the URL could not be reached") from None
+
     @staticmethod
     def _blocked_reason(hop: int) -> str:
         return "it redirected to a URL that is not allowed" if hop else "the host resolves to an address that is not allowed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Container
 
 from tokenhub.catalog.model import Model
 from tokenhub.directory import Route
@@ -10,9 +11,9 @@ from tokenhub.errors import ServiceUnavailable
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 
 
-def pick_route(routes: list[Route], model: Model) -> Route:
-    """The highest-priority channels first; weighted random among them."""
-    served = [r for r in routes if r.channel.protocol in CHAT_ADAPTERS]
+def pick_route(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> Route:
+    """The highest-priority channels whose protocol can serve the request; weighted random among them."""
+    served = [r for r in routes if r.channel.protocol in protocols]
     if not served:
         if routes:
             raise ServiceUnavailable(

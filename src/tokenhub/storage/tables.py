@@ -35,6 +35,7 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     # Spendable balance: always the sum of the user's ledger entries (holds already deducted).
     Column("balance", BigInteger, nullable=False, default=0),
+    Column("webhook_secret", String(64)),  # signs task callbacks; made on first use
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -109,6 +110,43 @@ requests = Table(
         sqlite_where=text("state = 'held'"),
         postgresql_where=text("state = 'held'"),
     ),
+)
+
+# Asynchronous media jobs (video). The hold is the ``requests`` row with the same id; the poller
+# resolves it when the task ends, exactly once (see tasks/poller.py).
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),  # tsk-...: unguessable
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("key_id", Integer, ForeignKey("api_keys.id"), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("channel_id", Integer),
+    Column("upstream_model", String(200), nullable=False),
+    Column("upstream_task_id", String(200)),
+    Column("status", String(16), nullable=False),  # queued | running | succeeded | failed | cancelled | expired
+    Column("job", Text, nullable=False),  # JSON: the validated VideoJob
+    Column("price_nanos", BigInteger, nullable=False),  # per second, for the job's mode and audio
+    Column("hold_nanos", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=False, default=0),
+    Column("duration_seconds", String(32)),  # as the upstream reported it (decimal text)
+    Column("video_url", Text),
+    Column("error", Text),  # JSON {"code", "message"}
+    Column("callback_url", Text),
+    Column("callback_state", String(16)),  # pending | delivered | failed
+    Column("callback_attempts", Integer, nullable=False, default=0),
+    Column("next_callback_at", DateTime(timezone=True)),
+    Column("poll_attempts", Integer, nullable=False, default=0),
+    Column("next_poll_at", DateTime(timezone=True)),
+    Column("lease_owner", String(40)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Index("ix_tasks_user_created", "user_id", "created_at"),
+    Index("ix_tasks_open", "next_poll_at", sqlite_where=text("status IN ('queued', 'running')"),
+          postgresql_where=text("status IN ('queued', 'running')")),
 )
 
 channels = Table(

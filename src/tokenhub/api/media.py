@@ -1,0 +1,86 @@
+"""Media endpoints: POST /images/generations (synchronous) and /videos/generations (asynchronous tasks)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from tokenhub.api.requests import authenticate, read_json
+from tokenhub.api.routes import GATEWAY
+from tokenhub.catalog.model import Model
+from tokenhub.directory import KeyInfo, Route
+from tokenhub.errors import InvalidRequest
+from tokenhub.gateway import Gateway
+from tokenhub.providers.media_adapters import IMAGE_ADAPTERS, VIDEO_ADAPTERS
+from tokenhub.relay.images import generate_images, parse_image_job
+from tokenhub.relay.routing import pick_route
+from tokenhub.tasks.request import parse_callback_url, parse_video_job, price_per_second
+from tokenhub.tasks.service import create_task, get_task, list_tasks
+
+MAX_PAGE = 100
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+class MediaAPI:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    @property
+    def gw(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/v1/images/generations", self.images),
+            web.post("/api/v1/videos/generations", self.create_video),
+            web.get("/api/v1/videos/generations", self.list_videos),
+            web.get("/api/v1/videos/generations/{task_id}", self.get_video),
+        ]
+
+    def _resolve(self, payload: object, key: KeyInfo, kind: str, protocols: dict[str, object]) -> tuple[Model, Route]:
+        if not isinstance(payload, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        name = payload.get("model")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidRequest(f"'model' is required: a {kind} model id", param="model")
+        model = self.gw.directory.catalog.resolve(name.strip())
+        if model.kind != kind:
+            raise InvalidRequest(f"'{model.id}' is a {model.kind} model, not a {kind} model", param="model")
+        key.check_model(model)
+        return model, pick_route(self.gw.directory.routes(model.id), model, protocols)
+
+    async def images(self, request: web.Request) -> web.Response:
+        gw = self.gw
+        key = authenticate(request, gw.directory)
+        payload, _ = await read_json(request, gw.settings.max_body_bytes)
+        model, route = self._resolve(payload, key, "image", IMAGE_ADAPTERS)
+        job = parse_image_job(payload, model)
+        return await generate_images(request, gw, key, model, route, IMAGE_ADAPTERS[route.channel.protocol], job)
+
+    async def create_video(self, request: web.Request) -> web.Response:
+        gw = self.gw
+        key = authenticate(request, gw.directory)
+        payload, _ = await read_json(request, gw.settings.max_body_bytes)
+        model, route = self._resolve(payload, key, "video", VIDEO_ADAPTERS)
+        assert isinstance(payload, dict)
+        job = parse_video_job(payload, model)
+        callback_url = parse_callback_url(payload.get("callback_url"))
+        task = await create_task(
+            gw, key, model, route, VIDEO_ADAPTERS[route.channel.protocol], job, price_per_second(model, job), callback_url
+        )
+        return _json(task)
+
+    async def get_video(self, request: web.Request) -> web.Response:
+        key = authenticate(request, self.gw.directory)
+        return _json(await get_task(self.gw, key, request.match_info["task_id"]))
+
+    async def list_videos(self, request: web.Request) -> web.Response:
+        key = authenticate(request, self.gw.directory)
+        raw_limit = request.query.get("limit", "20")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+            raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}", param="limit")
+        before = request.query.get("before") or None
+        return _json(await list_tasks(self.gw, key, limit=int(raw_limit), before=before))

@@ -1,0 +1,122 @@
+"""POST /api/v1/images/generations: hold n images, call the upstream, charge the images returned.
+
+Priced per image (by size where the catalog has a size table). The hold covers all ``n``; the
+charge counts the images that actually came back; a failure before any image releases it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tokenhub.api.presenters import usd_number
+from tokenhub.api.requests import REQUEST_ID
+from tokenhub.billing.ledger import Hold, Settlement
+from tokenhub.catalog.model import Model
+from tokenhub.directory import KeyInfo, Route
+from tokenhub.errors import GatewayError, InvalidRequest
+from tokenhub.gateway import Gateway
+from tokenhub.providers.media_base import GeneratedImage, ImageAdapter, ImageJob
+from tokenhub.tasks.service import send
+
+MAX_N = 10
+
+
+def parse_image_job(payload: Any, model: Model) -> ImageJob:
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    prompt = payload.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequest("'prompt' is required: a description of the image", param="prompt")
+    n = payload.get("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise InvalidRequest(f"'n' must be a whole number from 1 to {MAX_N}", param="n")
+    sizes = [str(s) for s in (model.image or {}).get("sizes") or []]
+    size = payload.get("size")
+    if size is not None and (not isinstance(size, str) or (sizes and size not in sizes and not _is_pixels(size))):
+        allowed = ", ".join(sizes) + " or WIDTHxHEIGHT" if sizes else "WIDTHxHEIGHT"
+        raise InvalidRequest(f"'size' must be one of {allowed} for {model.id}", param="size")
+    response_format = payload.get("response_format", "url")
+    if response_format not in ("url", "b64_json"):
+        raise InvalidRequest("'response_format' must be 'url' or 'b64_json'", param="response_format")
+    images = payload.get("image") or []
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise InvalidRequest("'image' must be a URL or a list of URLs", param="image")
+    return ImageJob(prompt.strip(), n, size, response_format, tuple(images))
+
+
+def _is_pixels(size: str) -> bool:
+    width, _, height = size.lower().partition("x")
+    return width.isdigit() and height.isdigit() and 64 <= int(width) <= 8192 and 64 <= int(height) <= 8192
+
+
+def price_per_image(model: Model, size: str | None) -> int:
+    pricing = model.pricing
+    if size and size in pricing.per_image_by_size:
+        return pricing.per_image_by_size[size]
+    if pricing.per_image is not None:
+        return pricing.per_image
+    if pricing.per_image_by_size:
+        return max(pricing.per_image_by_size.values())
+    raise InvalidRequest(f"{model.id} has no per-image price; the operator must set one", param="model")
+
+
+async def generate_images(
+    request: web.Request, gw: Gateway, key: KeyInfo, model: Model, route: Route, adapter: ImageAdapter, job: ImageJob
+) -> web.Response:
+    price = price_per_image(model, job.size)
+    request_id = request[REQUEST_ID]
+    hold = price * job.n
+    started = time.monotonic()
+    await gw.ledger.hold(
+        Hold(request_id, key.user_id, key.id, hold, model.id, endpoint="image", channel_id=route.channel.id, upstream_model=route.upstream_id)
+    )
+    images: list[GeneratedImage] = []
+    status, error = "error", None
+    try:
+        calls = adapter.build_request(job, route.upstream_id, route.channel)
+        results = await asyncio.gather(*(send(gw, call) for call in calls), return_exceptions=True)
+        failures: list[GatewayError] = []
+        for result in results:
+            if isinstance(result, GatewayError):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                code, body, retry_after = result
+                if code != 200:
+                    failures.append(adapter.error(code, body, route.channel, retry_after))
+                else:
+                    images.extend(adapter.parse_response(body))
+        images = images[: job.n]
+        if not images:
+            raise failures[0] if failures else InvalidRequest("the upstream returned no image for this prompt", code="no_image")
+        status = "ok"
+        cost = price * len(images)
+        data = [{"url": i.url} if job.response_format == "url" else {"b64_json": i.b64_json} for i in images]
+        return web.json_response(
+            {"created": int(time.time()), "data": data, "usage": {"generated_images": len(images), "cost": usd_number(cost)}},
+            dumps=_dumps,
+        )
+    except GatewayError as err:
+        error = err.message
+        raise
+    finally:
+        charged = price * len(images) if status == "ok" else 0
+        gw.ledger.settle(
+            Settlement(
+                request_id, key.user_id, key.id, hold, charged, status,
+                latency_ms=int((time.monotonic() - started) * 1000), error=error,
+                channel_id=route.channel.id, upstream_model=route.upstream_id,
+            )
+        )  # fmt: skip
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()

@@ -1,0 +1,1 @@
+"""Asynchronous media jobs (video): validation, creation with a hold, polling, settlement, callbacks."""

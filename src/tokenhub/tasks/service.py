@@ -1,0 +1,177 @@
+"""Video tasks: create (hold, store, submit), read (owner only), and the public task object.
+
+Create order, so that nothing is lost on any exit:
+1. hold the price of the requested duration (402 if it cannot be covered);
+2. store the task (status ``queued``, no upstream id yet) — the hold and the task share its id;
+3. submit upstream; on success record the upstream id, on failure mark the task failed and release
+   the hold, and answer with the error. A crash between 2 and 3 leaves a task without an upstream
+   id, which the poller's timeout sweep fails and refunds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Row
+
+from tokenhub.billing.ledger import Hold, Settlement
+from tokenhub.catalog.model import Model
+from tokenhub.directory import KeyInfo, Route
+from tokenhub.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout
+from tokenhub.gateway import Gateway
+from tokenhub.money import format_usd
+from tokenhub.providers.base import UpstreamRequest
+from tokenhub.providers.media_base import VideoAdapter, VideoJob
+from tokenhub.storage.engine import as_utc, utc_now
+from tokenhub.storage.tables import tasks, users
+
+URL_LIFETIME = {"ark": timedelta(hours=24), "dashscope": timedelta(hours=24), "kling": timedelta(days=30)}
+
+
+def new_task_id() -> str:
+    return "tsk-" + secrets.token_urlsafe(18)
+
+
+def cost_of(seconds: Decimal, price_per_second: int) -> int:
+    """Nanos for a duration, rounded half up once (the ledger's rule)."""
+    return int((seconds * price_per_second).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+async def send(gw: Gateway, request: UpstreamRequest) -> tuple[int, bytes, str | None]:
+    """One upstream call (POST with a body, GET without); network failures in our error tree."""
+    method = "POST" if request.body else "GET"
+    try:
+        async with gw.http.request(method, request.url, data=request.body or None, headers=request.headers) as resp:
+            return resp.status, await resp.read(), resp.headers.get("Retry-After")
+    except TimeoutError:
+        raise UpstreamTimeout("the upstream provider did not answer in time") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"could not reach the upstream provider ({type(exc).__name__})", code="upstream_unreachable") from None
+
+
+async def create_task(
+    gw: Gateway, key: KeyInfo, model: Model, route: Route, adapter: VideoAdapter, job: VideoJob, price: int, callback_url: str | None
+) -> dict[str, Any]:
+    task_id = new_task_id()
+    hold = job.duration * price
+    await gw.ledger.hold(
+        Hold(task_id, key.user_id, key.id, hold, model.id, endpoint="video", channel_id=route.channel.id, upstream_model=route.upstream_id)
+    )
+    now = utc_now()
+    try:
+        async with gw.engine.begin() as conn:
+            if callback_url:
+                await ensure_webhook_secret(conn, key.user_id)
+            await conn.execute(
+                insert(tasks).values(
+                    id=task_id, user_id=key.user_id, key_id=key.id, model=model.id, channel_id=route.channel.id,
+                    upstream_model=route.upstream_id, status="queued", job=orjson.dumps(job.to_dict()).decode(),
+                    price_nanos=price, hold_nanos=hold, cost_nanos=0, callback_url=callback_url,
+                    callback_attempts=0, poll_attempts=0, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+    except Exception:
+        await _release(gw, task_id, key, hold, "error", "the task could not be stored")
+        raise
+    try:
+        status, body, retry_after = await send(gw, adapter.build_submit(job, route.upstream_id, route.channel))
+        if status not in (200, 201, 202):
+            raise adapter.error(status, body, route.channel, retry_after)
+        upstream_id = adapter.parse_submit(body)
+    except GatewayError as err:
+        await _fail(gw, task_id, key, hold, {"code": err.code, "message": err.message})
+        raise
+    async with gw.engine.begin() as conn:
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id)
+            .values(
+                upstream_task_id=upstream_id,
+                next_poll_at=utc_now() + timedelta(seconds=gw.settings.task_poll_base),
+                updated_at=utc_now(),
+            )
+        )
+        row = (await conn.execute(select(tasks).where(tasks.c.id == task_id))).one()
+    return task_view(row)
+
+
+async def _release(gw: Gateway, task_id: str, key: KeyInfo, hold: int, status: str, error: str) -> None:
+    gw.ledger.settle(Settlement(task_id, key.user_id, key.id, hold, 0, status, error=error))
+    await gw.ledger.flush()
+
+
+async def _fail(gw: Gateway, task_id: str, key: KeyInfo, hold: int, error: dict[str, Any]) -> None:
+    await _release(gw, task_id, key, hold, "upstream_error", str(error.get("message")))
+    async with gw.engine.begin() as conn:
+        now = utc_now()
+        await conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id)
+            .values(status="failed", error=orjson.dumps(error).decode(), finished_at=now, updated_at=now)
+        )
+
+
+async def ensure_webhook_secret(conn: Any, user_id: int) -> str:
+    secret = await conn.scalar(select(users.c.webhook_secret).where(users.c.id == user_id))
+    if not secret:
+        secret = secrets.token_hex(32)
+        await conn.execute(update(users).where(users.c.id == user_id, users.c.webhook_secret.is_(None)).values(webhook_secret=secret))
+        secret = await conn.scalar(select(users.c.webhook_secret).where(users.c.id == user_id))
+    return str(secret)
+
+
+async def get_task(gw: Gateway, key: KeyInfo, task_id: str) -> dict[str, Any]:
+    async with gw.engine.connect() as conn:
+        row = (await conn.execute(select(tasks).where(tasks.c.id == task_id[:40], tasks.c.user_id == key.user_id))).first()
+    if row is None:
+        raise NotFound(f"no video task {task_id[:40]}", code="task_not_found", param="id")
+    return task_view(row)
+
+
+async def list_tasks(gw: Gateway, key: KeyInfo, *, limit: int, before: str | None) -> dict[str, Any]:
+    async with gw.engine.connect() as conn:
+        query = select(tasks).where(tasks.c.user_id == key.user_id)
+        if before:
+            anchor = (await conn.execute(select(tasks.c.created_at, tasks.c.id).where(tasks.c.id == before, tasks.c.user_id == key.user_id))).first()
+            if anchor is None:
+                raise NotFound(f"no video task {before[:40]}", code="task_not_found", param="before")
+            query = query.where((tasks.c.created_at < anchor.created_at) | ((tasks.c.created_at == anchor.created_at) & (tasks.c.id < anchor.id)))
+        rows = (await conn.execute(query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1))).all()
+        total = await conn.scalar(select(func.count()).select_from(tasks).where(tasks.c.user_id == key.user_id))
+    return {
+        "object": "list",
+        "data": [task_view(r) for r in rows[:limit]],
+        "has_more": len(rows) > limit,
+        "total": int(total or 0),
+    }
+
+
+def _unix(value: datetime | None) -> int | None:
+    value = as_utc(value)
+    return int(value.timestamp()) if value else None
+
+
+def task_view(row: Row[Any]) -> dict[str, Any]:
+    """The public task object (create and get answer the same shape)."""
+    seconds = row.duration_seconds
+    return {
+        "id": row.id,
+        "object": "video.generation.task",
+        "model": row.model,
+        "status": row.status,
+        "created_at": _unix(row.created_at),
+        "finished_at": _unix(row.finished_at),
+        "data": [{"video_url": row.video_url}] if row.video_url else [],
+        "expires_at": _unix(row.expires_at),
+        "error": orjson.loads(row.error) if row.error else None,
+        "usage": {
+            "duration_seconds": orjson.Fragment(seconds.encode()) if seconds else None,
+            "cost": orjson.Fragment(format_usd(row.cost_nanos).encode()),
+        },
+    }
