@@ -43,7 +43,7 @@ def serve():
             served.stop()
 
 
-def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThread):
+def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThread, media_servers):
     env = clean_env(tmp_path / "home")
     env["DEEPSEEK_API_KEY"] = "sk-upstream"
     key = None
@@ -83,8 +83,20 @@ def test_readme_walkthrough(tmp_path: Path, serve, fake_openai_server: ServerThr
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Hello! This is a fake reply."
 
+    # the media examples, against the fake Ark and Kling
+    from tests.conftest import KLING_AK, KLING_SK, UPSTREAM_KEY
+
+    assert cli(["channel", "add", "ark", "--api-key", UPSTREAM_KEY, "--base-url", media_servers["ark"].url + "/api/v3"], env).returncode == 0
+    assert cli(["channel", "add", "kling", "--api-key", f"{KLING_AK}:{KLING_SK}", "--base-url", media_servers["kling"].url], env).returncode == 0
+    time.sleep(1.5)  # the running gateway picks up CLI changes within a second
+    media = block_after("<!-- example:media -->").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    out = subprocess.run(["bash", "-c", media], env=example_env, capture_output=True, text=True, timeout=60)
+    assert '"generated_images":1' in out.stdout, out.stdout + out.stderr
+    assert '"object":"video.generation.task"' in out.stdout and '"status":"queued"' in out.stdout, out.stdout
+
     shown = cli(["credits", "show", "dev@example.com"], env)
-    assert "total usage:   $0.0" in shown.stdout and "balance:       $9.9" in shown.stdout
+    assert "total usage:   $0.0" in shown.stdout  # the chat calls and one image
+    assert "held:          $0.84" in shown.stdout  # the 5-second Kling std video, still running: 5 x $0.168
     assert cli(["ledger", "check"], env).returncode == 0
 
 
