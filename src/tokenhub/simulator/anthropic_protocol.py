@@ -133,39 +133,45 @@ its ``index``; one ``event: ping`` (``{"type": "ping"}``) right after the first
 Cancellation: a request whose client goes away before the response is complete
 increments ``cancelled_requests`` (and ``cancelled_streams`` for streams);
 ``active_requests``/``active_streams`` count in-flight ones.
+
+The plumbing shared with the other fakes (request recording, the state's
+counters, disconnect handling, ``#fake:`` parsing) lives in
+:mod:`tokenhub.simulator.common`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import re
 import secrets
-import string
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tokenhub.simulator.openai_protocol import (
-    ABORTED_KEY,
-    DIRECTIVE_RE,
+from tokenhub.simulator.common import (
+    ALNUM,
     REASONING_WORDS,
     REPLY_WORDS,
     ClientGone,
-    Headers,
+    Directives,
+    EventWriter,
     RecordedRequest,
+    TrackedState,
     abort_connection,
-    client_gone,
-    sleep_unless_gone,
-    wait_until_gone,
+    directive_names,
+    install_state,
+    random_id,
+    read_json,
+    record_request,
+    serve_scenario,
+    start_event_stream,
     word_pieces,
 )
 
@@ -187,7 +193,6 @@ DEFAULT_THINKING_PIECES = len(REASONING_WORDS)
 MIN_THINKING_BUDGET = 1024
 TOOL_USE_ID_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ALNUM = string.ascii_letters + string.digits
 EXTENDED_THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 
@@ -195,27 +200,19 @@ EXTENDED_THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/exte
 
 
 @dataclass
-class FakeAnthropicState:
+class FakeAnthropicState(TrackedState[RecordedRequest]):
+    """``requests``, the ``active_*``/``cancelled_*`` counters and ``reset()`` come from TrackedState.
+
+    ``reset()`` leaves issued thinking signatures valid (they are checked by HMAC,
+    ``issued_signatures`` is informational).
+    """
+
     api_keys: set[str] | None = None
     token_delay: float = 0.0
     models: tuple[str, ...] = DEFAULT_MODELS
     allow_system_role: bool = False
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     issued_signatures: set[str] = field(default_factory=set)
-    requests: list[RecordedRequest] = field(default_factory=list)
-    active_requests: int = 0
-    cancelled_requests: int = 0
-    active_streams: int = 0
-    cancelled_streams: int = 0
-
-    def reset(self) -> None:
-        """Forget recorded requests and cancellation counts.
-
-        ``active_*`` counters are live and left alone; issued thinking signatures
-        stay valid (they are checked by HMAC, ``issued_signatures`` is informational).
-        """
-        self.requests.clear()
-        self.cancelled_requests = self.cancelled_streams = 0
 
 
 STATE_KEY = web.AppKey("tokenhub_fake_anthropic_state", FakeAnthropicState)
@@ -248,7 +245,7 @@ def redacted_data_valid(key: bytes, data: Any) -> bool:
 
 
 def new_request_id() -> str:
-    return "req_011C" + "".join(secrets.choice(_ALNUM) for _ in range(20))
+    return "req_011C" + "".join(secrets.choice(ALNUM) for _ in range(20))
 
 
 class FakeAPIError(Exception):
@@ -335,7 +332,7 @@ MID_STREAM_ERROR: dict[str, Any] = {"type": "error", "error": {"type": "overload
 
 
 @dataclass
-class Scenario:
+class Scenario(Directives):
     """The parsed ``#fake:`` directives of a request (see the module docstring)."""
 
     tokens: int | None = None
@@ -362,34 +359,8 @@ class Scenario:
     echo_model: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Scenario:
-        scenario = cls()
-        types = {f.name: str(f.type) for f in fields(cls)}
-        for name, value in DIRECTIVE_RE.findall(text):
-            if name not in types:
-                raise invalid(f"Unknown fake directive '#fake:{name}'.")
-            setattr(scenario, name, _convert_directive(name, types[name], value))
-        return scenario
-
-
-def _convert_directive(name: str, type_name: str, value: str) -> Any:
-    try:
-        if type_name == "bool":
-            if value:
-                raise ValueError
-            return True
-        if not value:
-            raise ValueError
-        if "int" in type_name:
-            number = int(value)
-            if number < 0:
-                raise ValueError
-            return number
-        if "float" in type_name:
-            return max(0.0, float(value))
-        return value
-    except ValueError:
-        raise invalid(f"Invalid value for fake directive '#fake:{name}': {value!r}.") from None
+    def directive_error(cls, message: str, code: str) -> FakeAPIError:
+        return invalid(message)
 
 
 # --------------------------------------------------------------------------- request parsing
@@ -760,10 +731,6 @@ class MessagePlan:
         return None
 
 
-def _random_id(prefix: str, length: int) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
-
-
 def split_json(text: str) -> list[str]:
     """``""`` then fragments of varying size (split mid-token), as Anthropic streams tool input."""
     fragments = [""]
@@ -803,10 +770,10 @@ def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicS
     if scenario.tools:
         name = first_tool_name(body, DEFAULT_TOOL_NAME)
         for tool_input in TOOL_INPUTS:
-            blocks.append(BlockPlan("tool_use", split_json(json.dumps(tool_input)), tool_id=_random_id("toolu_01", 22),
+            blocks.append(BlockPlan("tool_use", split_json(json.dumps(tool_input)), tool_id=random_id("toolu_01", 22),
                                     name=name, input=dict(tool_input)))
     elif scenario.tool_noargs:
-        blocks.append(BlockPlan("tool_use", [], tool_id=_random_id("toolu_01", 22),
+        blocks.append(BlockPlan("tool_use", [], tool_id=random_id("toolu_01", 22),
                                 name=first_tool_name(body, DEFAULT_NOARG_TOOL_NAME), input={}))
 
     stop_reason = "tool_use" if tool_calls else "end_turn"
@@ -840,7 +807,7 @@ def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicS
     cache_read = min(scenario.cache_read, total)
     cache_write = min(scenario.cache_write, total - cache_read)
     return MessagePlan(
-        id=_random_id("msg_01", 22),
+        id=random_id("msg_01", 22),
         model=scenario.echo_model or body["model"],
         blocks=blocks,
         stop_reason=stop_reason,
@@ -898,33 +865,21 @@ def stream_events(plan: MessagePlan) -> tuple[list[dict[str, Any]], list[dict[st
 PING_DATA = b'{"type": "ping"}'  # the real API's exact bytes, note the space
 
 
-class SSEWriter:
+class SSEWriter(EventWriter):
     """Frames ``event:``/``data:`` SSE events onto a prepared StreamResponse."""
 
     def __init__(self, request: web.Request, response: web.StreamResponse, *,
                  crlf: bool, ping: bool, delay: float) -> None:
-        self.request = request
-        self.response = response
+        super().__init__(request, response, delay)
         self.newline = b"\r\n" if crlf else b"\n"
         self.ping = ping
-        self.delay = delay
-        self.sent = 0
-
-    async def write(self, data: bytes) -> None:
-        if client_gone(self.request):
-            raise ClientGone
-        try:
-            await self.response.write(data)
-        except ConnectionResetError as exc:
-            raise ClientGone from exc
 
     def frame(self, name: str, payload: bytes) -> bytes:
         nl = self.newline
         return b"event: " + name.encode() + nl + b"data: " + payload + nl + nl
 
     async def event(self, event: dict[str, Any]) -> None:
-        if self.sent and self.delay > 0:
-            await sleep_unless_gone(self.request, self.delay)
+        await self.pace()
         name = event["type"]
         payload = PING_DATA if name == "ping" else orjson.dumps(event)
         data = self.frame(name, payload)
@@ -944,12 +899,7 @@ def success_headers() -> dict[str, str]:
 async def stream_response(request: web.Request, plan: MessagePlan, scenario: Scenario,
                           state: FakeAnthropicState) -> web.StreamResponse:
     head, tail = stream_events(plan)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache",
-        **success_headers(),
-    })
-    await response.prepare(request)
+    response = await start_event_stream(request, success_headers())
     delay = scenario.delay if scenario.delay is not None else state.token_delay
     writer = SSEWriter(request, response, crlf=scenario.crlf, ping=scenario.ping, delay=delay)
     failing = scenario.error_mid or scenario.reset or scenario.truncate
@@ -986,32 +936,9 @@ async def json_response(request: web.Request, plan: MessagePlan, scenario: Scena
     return response
 
 
-async def tracked(request: web.Request, state: FakeAnthropicState, is_stream: bool,
-                  run: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Run a messages response, maintaining the active/cancelled counters."""
-    state.active_requests += 1
-    state.active_streams += is_stream
-    try:
-        return await run()
-    except (ClientGone, asyncio.CancelledError):
-        if client_gone(request) and not request.get(ABORTED_KEY, False):
-            state.cancelled_requests += 1
-            state.cancelled_streams += is_stream
-        raise
-    finally:
-        state.active_requests -= 1
-        state.active_streams -= is_stream
-
-
 async def read_body(request: web.Request, state: FakeAnthropicState) -> Any:
-    raw = await request.read()
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        parsed = None
-    state.requests.append(RecordedRequest(request.method, request.path, Headers(request.headers.items()),
-                                          parsed, raw))
-    return parsed
+    recorded, _ = await read_json(request, state)
+    return recorded.json
 
 
 def check_json(parsed: Any, state: FakeAnthropicState) -> None:
@@ -1042,26 +969,25 @@ def check_version(request: web.Request) -> None:
         raise invalid(f"anthropic-version: invalid version: {version!r}")
 
 
+async def checked_body(request: web.Request, state: FakeAnthropicState, *, need_max_tokens: bool) -> dict[str, Any]:
+    """Read and record the request, then run the auth, version, JSON and body checks in the API's order."""
+    parsed = await read_body(request, state)
+    check_auth(request, state)
+    check_version(request)
+    check_json(parsed, state)
+    return validate_common(parsed, state, need_max_tokens=need_max_tokens)
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     try:
-        parsed = await read_body(request, state)
-        check_auth(request, state)
-        check_version(request)
-        check_json(parsed, state)
-        body = validate_common(parsed, state, need_max_tokens=True)
+        body = await checked_body(request, state, need_max_tokens=True)
         scenario = Scenario.parse(last_user_text(body["messages"]))
     except FakeAPIError as exc:
         return exc.response()
     is_stream = bool(body.get("stream"))
-    if scenario.reset:
-        request[ABORTED_KEY] = True
 
-    async def run() -> web.StreamResponse:
-        if scenario.slow_first:
-            await sleep_unless_gone(request, scenario.slow_first)
-        if scenario.hang:
-            await wait_until_gone(request)
+    async def respond() -> web.StreamResponse:
         if scenario.status is not None:
             return status_error(scenario.status, body["model"], scenario.retry_after).response()
         plan = plan_message(body, scenario, state)
@@ -1069,20 +995,13 @@ async def messages(request: web.Request) -> web.StreamResponse:
             return await stream_response(request, plan, scenario, state)
         return await json_response(request, plan, scenario)
 
-    try:
-        return await tracked(request, state, is_stream, run)
-    except ClientGone:
-        return web.Response(status=499)  # never reaches the (gone) client
+    return await serve_scenario(request, state, scenario, is_stream, respond)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     try:
-        parsed = await read_body(request, state)
-        check_auth(request, state)
-        check_version(request)
-        check_json(parsed, state)
-        body = validate_common(parsed, state, need_max_tokens=False)
+        body = await checked_body(request, state, need_max_tokens=False)
     except FakeAPIError as exc:
         return exc.response()
     return web.Response(body=orjson.dumps({"input_tokens": count_input_tokens(body)}),
@@ -1096,7 +1015,7 @@ def model_info(model: str) -> dict[str, Any]:
 
 async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    state.requests.append(RecordedRequest(request.method, request.path, Headers(request.headers.items()), None))
+    record_request(request, state)
     try:
         check_auth(request, state)
         check_version(request)
@@ -1141,10 +1060,7 @@ def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
         allow_system_role=allow_system_role,
     )
     app = web.Application(middlewares=[anthropic_not_found])
-    app[STATE_KEY] = state
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["state"] = state  # the documented string key, kept for convenience
+    install_state(app, STATE_KEY, state)
     app.on_response_prepare.append(add_common_headers)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
@@ -1155,5 +1071,5 @@ def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
 
 def iter_directive_names() -> Iterator[str]:
     """Names accepted after ``#fake:`` (for CLI help)."""
-    return (f.name for f in fields(Scenario))
+    return directive_names(Scenario)
 

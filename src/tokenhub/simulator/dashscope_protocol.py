@@ -91,22 +91,31 @@ Written anywhere in ``input.prompt`` as ``#fake:NAME`` or ``#fake:NAME=VALUE``
 ``poll_status=CODE``   the first GET of the task answers HTTP CODE (not counted
                        as a poll), later GETs proceed normally
 =====================  ======================================================
+
+The plumbing shared with the other fakes (request recording, ``#fake:``
+parsing) lives in :mod:`tokenhub.simulator.common`.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tokenhub.simulator.openai_protocol import DIRECTIVE_RE, Headers, RecordedRequest
+from tokenhub.simulator.common import (
+    Directives,
+    RecordedRequest,
+    RecordingState,
+    directive_names,
+    install_state,
+    read_json,
+)
 
 __all__ = [
     "STATE_KEY",
@@ -168,7 +177,7 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
 
 
 @dataclass
-class Scenario:
+class Scenario(Directives):
     """The parsed ``#fake:`` directives of a create request (see the module docstring)."""
 
     queued: int = 1
@@ -182,29 +191,8 @@ class Scenario:
     poll_status: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Scenario:
-        scenario = cls()
-        types = {f.name: str(f.type) for f in fields(cls)}
-        for name, value in DIRECTIVE_RE.findall(text):
-            if name not in types:
-                raise DashScopeError(400, "InvalidParameter", f"Unknown fake directive '#fake:{name}'.")
-            setattr(scenario, name, _convert(name, types[name], value))
-        return scenario
-
-
-def _convert(name: str, type_name: str, value: str) -> Any:
-    try:
-        if type_name == "bool":
-            if value:
-                raise ValueError
-            return True
-        number = int(value)
-        if number < 0:
-            raise ValueError
-        return number
-    except ValueError:
-        raise DashScopeError(400, "InvalidParameter",
-                             f"Invalid value for fake directive '#fake:{name}': {value!r}.") from None
+    def directive_error(cls, message: str, code: str) -> DashScopeError:
+        return DashScopeError(400, "InvalidParameter", message)
 
 
 # --------------------------------------------------------------------------- state
@@ -259,15 +247,16 @@ class TaskRecord:
 
 
 @dataclass
-class FakeDashScopeState:
+class FakeDashScopeState(RecordingState[RecordedRequest]):
+    """``requests`` comes from RecordingState."""
+
     api_keys: set[str] | None = None
     models: dict[str, ModelSpec] = field(default_factory=lambda: dict(DEFAULT_MODELS))
-    requests: list[RecordedRequest] = field(default_factory=list)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget recorded requests and tasks."""
-        self.requests.clear()
+        super().reset()
         self.tasks.clear()
 
 
@@ -441,18 +430,9 @@ def render_task(request: web.Request, task: TaskRecord) -> dict[str, Any]:
 
 
 async def record(request: web.Request, state: FakeDashScopeState) -> tuple[Any, bool]:
-    """Record the request; return (parsed body or None, whether the body was valid JSON)."""
-    raw = await request.read()
-    parsed: Any = None
-    ok = True
-    if raw:
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            ok = False
-    state.requests.append(RecordedRequest(request.method, request.path, Headers(request.headers.items()),
-                                          parsed, raw))
-    return parsed, ok
+    """Record the request; return (parsed body or None, whether the body was valid JSON — an empty one is)."""
+    recorded, ok = await read_json(request, state)
+    return recorded.json, ok or not recorded.raw
 
 
 def check_auth(request: web.Request, state: FakeDashScopeState) -> None:
@@ -554,10 +534,7 @@ def create_app(api_keys: Iterable[str] | None = None, *,
     state = FakeDashScopeState(api_keys=set(api_keys) if api_keys is not None else None,
                                models=_model_table(models))
     app = web.Application(middlewares=[dashscope_not_found])
-    app[STATE_KEY] = state
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["state"] = state  # the documented string key, kept for convenience
+    install_state(app, STATE_KEY, state)
     app.router.add_post(CREATE_PATH, create_task)
     app.router.add_get(TASK_PATH, get_task)
     app.router.add_get(VIDEO_PREFIX + "/{task_id}.mp4", get_video)
@@ -566,4 +543,4 @@ def create_app(api_keys: Iterable[str] | None = None, *,
 
 def iter_directive_names() -> Iterator[str]:
     """Names accepted after ``#fake:`` (for CLI help)."""
-    return (f.name for f in fields(Scenario))
+    return directive_names(Scenario)

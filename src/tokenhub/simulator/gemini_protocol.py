@@ -146,35 +146,44 @@ directives and the reply is plain text.
 Cancellation: a request whose client goes away before the response is complete
 increments ``cancelled_requests`` (and ``cancelled_streams`` for streams);
 ``active_requests``/``active_streams`` count in-flight ones.
+
+The plumbing shared with the other fakes (``Headers``, the state's counters,
+disconnect handling, ``#fake:`` parsing) lives in
+:mod:`tokenhub.simulator.common`; this fake keeps its own ``RecordedRequest``
+(with ``query``) and parses bodies with the standard ``json`` module.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
 import string
-import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from tokenhub.simulator.openai_protocol import (
-    DIRECTIVE_RE,
+# The shared plumbing lives in common; ``X as X`` keeps the names that used to be defined here importable.
+from tokenhub.simulator.common import ABORTED_KEY as ABORTED_KEY
+from tokenhub.simulator.common import (
     REASONING_WORDS,
     REPLY_WORDS,
     ClientGone,
+    Directives,
+    EventWriter,
     Headers,
+    TrackedState,
     abort_connection,
-    client_gone,
-    sleep_unless_gone,
-    wait_until_gone,
+    directive_names,
+    elapsed_ms,
+    install_state,
+    serve_scenario,
+    stamp_start,
     word_pieces,
 )
+from tokenhub.simulator.common import STARTED_KEY as STARTED_KEY
 
 __all__ = [
     "STATE_KEY",
@@ -237,25 +246,16 @@ class RecordedRequest:
 
 
 @dataclass
-class FakeGeminiState:
+class FakeGeminiState(TrackedState[RecordedRequest]):
+    """``requests``, the ``active_*``/``cancelled_*`` counters and ``reset()`` come from TrackedState.
+
+    ``reset()`` leaves issued signatures valid.
+    """
+
     api_keys: set[str] | None = None
     token_delay: float = 0.0
     models: tuple[str, ...] = DEFAULT_MODELS
-    requests: list[RecordedRequest] = field(default_factory=list)
     signatures: set[str] = field(default_factory=set)  # every thoughtSignature issued
-    active_requests: int = 0
-    cancelled_requests: int = 0
-    active_streams: int = 0
-    cancelled_streams: int = 0
-
-    def reset(self) -> None:
-        """Forget recorded requests and cancellation counts (issued signatures stay valid).
-
-        The ``active_*`` counters are live (in-flight handlers decrement them later)
-        and are deliberately left alone.
-        """
-        self.requests.clear()
-        self.cancelled_requests = self.cancelled_streams = 0
 
     def new_signature(self) -> str:
         signature = base64.b64encode(b"\x0a\x24" + secrets.token_bytes(46)).decode()
@@ -264,8 +264,6 @@ class FakeGeminiState:
 
 
 STATE_KEY = web.AppKey("tokenhub_fake_gemini_state", FakeGeminiState)
-STARTED_KEY = web.RequestKey("tokenhub_fake_gemini_started", float)
-ABORTED_KEY = web.RequestKey("tokenhub_fake_gemini_aborted", bool)  # the server hangs up on purpose
 
 
 # --------------------------------------------------------------------------- JSON framing (Google's spacing)
@@ -487,7 +485,7 @@ def is_gemini_3(model: str) -> bool:
 
 
 @dataclass
-class Scenario:
+class Scenario(Directives):
     """The parsed ``#fake:`` directives of a request (see the module docstring)."""
 
     tokens: int | None = None
@@ -511,34 +509,8 @@ class Scenario:
     lf: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> Scenario:
-        scenario = cls()
-        types = {f.name: str(f.type) for f in fields(cls)}
-        for name, value in DIRECTIVE_RE.findall(text):
-            if name not in types:
-                raise invalid(f"Unknown fake directive '#fake:{name}'.")
-            setattr(scenario, name, _convert_directive(name, types[name], value))
-        return scenario
-
-
-def _convert_directive(name: str, type_name: str, value: str) -> Any:
-    try:
-        if type_name == "bool":
-            if value:
-                raise ValueError
-            return True
-        if not value:
-            raise ValueError
-        if "int" in type_name:
-            number = int(value)
-            if number < 0:
-                raise ValueError
-            return number
-        if "float" in type_name:
-            return max(0.0, float(value))
-        return value
-    except ValueError:
-        raise invalid(f"Invalid value for fake directive '#fake:{name}': {value!r}.") from None
+    def directive_error(cls, message: str, code: str) -> GeminiError:
+        return invalid(message)
 
 
 # --------------------------------------------------------------------------- validation
@@ -873,29 +845,17 @@ def render_event(plan: Plan, delta: Delta, final: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- stream writers
 
 
-class StreamWriter:
+class StreamWriter(EventWriter):
     """Frames events as SSE or as Google's JSON-array stream, noticing client disconnects."""
 
     def __init__(self, request: web.Request, response: web.StreamResponse, *, sse: bool, lf: bool,
                  delay: float) -> None:
-        self.request = request
-        self.response = response
+        super().__init__(request, response, delay)
         self.sse = sse
         self.separator = b"\n\n" if lf else b"\r\n\r\n"
-        self.delay = delay
-        self.sent = 0
-
-    async def write(self, data: bytes) -> None:
-        if client_gone(self.request):
-            raise ClientGone
-        try:
-            await self.response.write(data)
-        except ConnectionResetError as exc:
-            raise ClientGone from exc
 
     async def event(self, obj: dict[str, Any]) -> None:
-        if self.sent and self.delay > 0:
-            await sleep_unless_gone(self.request, self.delay)
+        await self.pace()
         if self.sse:
             frame = b"data: " + compact_json(obj) + self.separator
         else:
@@ -958,23 +918,6 @@ async def json_response(request: web.Request, plan: Plan, scenario: Scenario) ->
 # --------------------------------------------------------------------------- handlers
 
 
-async def tracked(request: web.Request, state: FakeGeminiState, is_stream: bool,
-                  run: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Run a generation response, maintaining the active/cancelled counters."""
-    state.active_requests += 1
-    state.active_streams += is_stream
-    try:
-        return await run()
-    except (ClientGone, asyncio.CancelledError):
-        if client_gone(request) and not request.get(ABORTED_KEY, False):
-            state.cancelled_requests += 1
-            state.cancelled_streams += is_stream
-        raise
-    finally:
-        state.active_requests -= 1
-        state.active_streams -= is_stream
-
-
 def record(request: web.Request, state: FakeGeminiState, raw: bytes) -> Any:
     try:
         parsed = json.loads(raw) if raw.strip() else None
@@ -1035,14 +978,8 @@ async def model_action(request: web.Request) -> web.StreamResponse:
         validate_thought_signatures(contents, model, state)
     except GeminiError as exc:
         return exc.response(wrap_in_array=is_stream and not sse)
-    if scenario.reset:
-        request[ABORTED_KEY] = True
 
-    async def run() -> web.StreamResponse:
-        if scenario.slow_first:
-            await sleep_unless_gone(request, scenario.slow_first)
-        if scenario.hang:
-            await wait_until_gone(request)
+    async def respond() -> web.StreamResponse:
         if scenario.status is not None:
             error = status_error(scenario.status, model, version, method, scenario.retry_after)
             return error.response(wrap_in_array=is_stream and not sse)
@@ -1051,10 +988,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
             return await stream_response(request, plan, scenario, sse, state)
         return await json_response(request, plan, scenario)
 
-    try:
-        return await tracked(request, state, is_stream, run)
-    except ClientGone:
-        return web.Response(status=499)  # never reaches the (gone) client
+    return await serve_scenario(request, state, scenario, is_stream, respond)
 
 
 def count_tokens(body: Any) -> web.Response:
@@ -1124,7 +1058,6 @@ def html_not_found(request: web.Request) -> web.Response:
 @web.middleware
 async def google_not_found(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    request[STARTED_KEY] = time.monotonic()
     try:
         return await handler(request)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
@@ -1132,9 +1065,8 @@ async def google_not_found(request: web.Request,
 
 
 async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    started = request.get(STARTED_KEY, time.monotonic())
     response.headers["Server"] = "scaffolding on HTTPServer2"
-    response.headers.setdefault("Server-Timing", f"gfet4t7; dur={int((time.monotonic() - started) * 1000)}")
+    response.headers.setdefault("Server-Timing", f"gfet4t7; dur={elapsed_ms(request)}")
 
 
 def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
@@ -1145,11 +1077,8 @@ def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
         token_delay=token_delay,
         models=tuple(models) if models is not None else DEFAULT_MODELS,
     )
-    app = web.Application(middlewares=[google_not_found])
-    app[STATE_KEY] = state
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["state"] = state  # the documented string key, kept for convenience
+    app = web.Application(middlewares=[stamp_start, google_not_found])
+    install_state(app, STATE_KEY, state)
     app.on_response_prepare.append(add_common_headers)
     version = "{version:v1beta|v1}"
     app.router.add_get(f"/{version}/models", list_models)
@@ -1160,4 +1089,4 @@ def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
 
 def iter_directive_names() -> Iterator[str]:
     """Names accepted after ``#fake:`` (for CLI help)."""
-    return (f.name for f in fields(Scenario))
+    return directive_names(Scenario)

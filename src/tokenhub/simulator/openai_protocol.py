@@ -97,22 +97,56 @@ Written anywhere in the text of the LAST user message as ``#fake:NAME`` or
 Cancellation: a request whose client goes away before the response is complete
 increments ``cancelled_requests`` (and ``cancelled_streams`` for streams);
 ``active_requests``/``active_streams`` count in-flight ones.
+
+The plumbing shared with the other fakes (``Headers``/``RecordedRequest``
+recording, the state's counters, disconnect handling, ``#fake:`` parsing) lives
+in :mod:`tokenhub.simulator.common`; the names that used to be defined here
+(``Headers``, ``RecordedRequest``, ``DIRECTIVE_RE``, ``ClientGone`` ...) are
+re-exported.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 import secrets
-import string
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+# The shared plumbing lives in common; ``X as X`` keeps the names that used to be defined here importable.
+from tokenhub.simulator.common import ABORTED_KEY as ABORTED_KEY
+from tokenhub.simulator.common import (
+    ALNUM,
+    REASONING_WORDS,
+    REPLY_WORDS,
+    ClientGone,
+    Directives,
+    EventWriter,
+    RecordedRequest,
+    TrackedState,
+    abort_connection,
+    directive_names,
+    elapsed_ms,
+    install_state,
+    random_id,
+    read_json,
+    record_request,
+    serve_scenario,
+    stamp_start,
+    start_event_stream,
+    word_pieces,
+)
+from tokenhub.simulator.common import DIRECTIVE_RE as DIRECTIVE_RE
+from tokenhub.simulator.common import DISCONNECT_POLL_SECONDS as DISCONNECT_POLL_SECONDS
+from tokenhub.simulator.common import STARTED_KEY as STARTED_KEY
+from tokenhub.simulator.common import Headers as Headers
+from tokenhub.simulator.common import client_gone as client_gone
+from tokenhub.simulator.common import sleep_unless_gone as sleep_unless_gone
+from tokenhub.simulator.common import tracked as tracked
+from tokenhub.simulator.common import wait_until_gone as wait_until_gone
 
 __all__ = [
     "STATE_KEY",
@@ -123,68 +157,25 @@ __all__ = [
 ]
 
 DEFAULT_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "o4-mini")
-REPLY_WORDS = "Hello! This is a fake reply.".split()
-REASONING_WORDS = "Let me think about this step by step.".split()
 DEFAULT_TOOL_NAME = "get_weather"
 TOOL_ARGUMENTS = ('{"city":"Paris"}', '{"city":"Rome"}')
 ARGUMENT_FRAGMENT_SIZE = 6
 SYSTEM_FINGERPRINT = "fp_f4k3d0e5a1"
-DISCONNECT_POLL_SECONDS = 0.02
-_ALNUM = string.ascii_letters + string.digits
 
 
 # --------------------------------------------------------------------------- state
 
 
-class Headers(dict[str, str]):
-    """A plain dict of request headers with case-insensitive lookup (keys stored lower-case)."""
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        super().__init__((k.lower(), v) for k, v in items)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and super().__contains__(key.lower())
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(key.lower(), default)
-
-
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: Headers
-    json: Any  # parsed body, or None when the body was not valid JSON
-    raw: bytes = b""
+class FakeOpenAIState(TrackedState[RecordedRequest]):
+    """``requests``, the ``active_*``/``cancelled_*`` counters and ``reset()`` come from TrackedState."""
 
-
-@dataclass
-class FakeOpenAIState:
     api_keys: set[str] | None = None
     token_delay: float = 0.0
     models: tuple[str, ...] = DEFAULT_MODELS
-    requests: list[RecordedRequest] = field(default_factory=list)
-    active_requests: int = 0
-    cancelled_requests: int = 0
-    active_streams: int = 0
-    cancelled_streams: int = 0
-
-    def reset(self) -> None:
-        """Forget recorded requests and cancellation counts.
-
-        The ``active_*`` counters are live (in-flight handlers decrement them later)
-        and are deliberately left alone.
-        """
-        self.requests.clear()
-        self.cancelled_requests = self.cancelled_streams = 0
 
 
 STATE_KEY = web.AppKey("tokenhub_fake_openai_state", FakeOpenAIState)
-STARTED_KEY = web.RequestKey("tokenhub_fake_started", float)
-ABORTED_KEY = web.RequestKey("tokenhub_fake_aborted", bool)  # the server hangs up on purpose
 
 
 # --------------------------------------------------------------------------- errors
@@ -215,10 +206,6 @@ class FakeAPIError(Exception):
             content_type="application/json",
             headers=self.headers,
         )
-
-
-class ClientGone(Exception):
-    """The client disconnected before the response was complete."""
 
 
 def _ratelimit_headers(remaining_requests: int = 9999, reset_requests: str = "6ms") -> dict[str, str]:
@@ -281,11 +268,9 @@ def mid_stream_error() -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- directives
 
-DIRECTIVE_RE = re.compile(r"#fake:([A-Za-z_]+)(?:=(\S+))?")
-
 
 @dataclass
-class Scenario:
+class Scenario(Directives):
     """The parsed ``#fake:`` directives of a request (see the module docstring)."""
 
     tokens: int | None = None
@@ -312,37 +297,8 @@ class Scenario:
     echo_model: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Scenario:
-        scenario = cls()
-        types = {f.name: f.type for f in fields(cls)}
-        for name, value in DIRECTIVE_RE.findall(text):
-            if name not in types:
-                raise FakeAPIError(400, f"Unknown fake directive '#fake:{name}'.", param="messages",
-                                   code="unknown_fake_directive")
-            setattr(scenario, name, _convert_directive(name, types[name], value))
-        return scenario
-
-
-def _convert_directive(name: str, type_: Any, value: str) -> Any:
-    type_name = str(type_)
-    try:
-        if type_name == "bool":
-            if value:
-                raise ValueError
-            return True
-        if not value:
-            raise ValueError
-        if "int" in type_name:
-            number = int(value)
-            if number < 0:
-                raise ValueError
-            return number
-        if "float" in type_name:
-            return max(0.0, float(value))
-        return value
-    except ValueError:
-        raise FakeAPIError(400, f"Invalid value for fake directive '#fake:{name}': {value!r}.",
-                           param="messages", code="invalid_fake_directive") from None
+    def directive_error(cls, message: str, code: str) -> FakeAPIError:
+        return FakeAPIError(400, message, param="messages", code=code)
 
 
 # --------------------------------------------------------------------------- request parsing
@@ -450,18 +406,6 @@ class CompletionPlan:
     usage: dict[str, Any]
 
 
-def _random_id(prefix: str, length: int) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
-
-
-def word_pieces(words: list[str], count: int) -> list[str]:
-    """`count` pieces cycling through `words`; each but the last keeps a trailing space."""
-    pieces = [words[i % len(words)] + " " for i in range(count)]
-    if pieces:
-        pieces[-1] = pieces[-1].rstrip(" ")
-    return pieces
-
-
 def split_fragments(text: str, size: int = ARGUMENT_FRAGMENT_SIZE) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)]
 
@@ -478,10 +422,10 @@ def tool_name(body: dict[str, Any]) -> str:
 def plan_tool_calls(body: dict[str, Any], scenario: Scenario) -> list[ToolCallPlan]:
     name = tool_name(body)
     if scenario.tools:
-        return [ToolCallPlan(i, _random_id("call_", 24), name, args, split_fragments(args))
+        return [ToolCallPlan(i, random_id("call_", 24), name, args, split_fragments(args))
                 for i, args in enumerate(TOOL_ARGUMENTS)]
     if scenario.tool_whole:
-        return [ToolCallPlan(0, _random_id("call_", 24), name, TOOL_ARGUMENTS[0], [])]
+        return [ToolCallPlan(0, random_id("call_", 24), name, TOOL_ARGUMENTS[0], [])]
     return []
 
 
@@ -532,7 +476,7 @@ def build_usage(prompt_tokens: int, choices: list[ChoicePlan], scenario: Scenari
 def plan_completion(body: dict[str, Any], scenario: Scenario) -> CompletionPlan:
     choices = [plan_choice(i, body, scenario) for i in range(body.get("n") or 1)]
     return CompletionPlan(
-        id=_random_id("chatcmpl-", 29),
+        id=random_id("chatcmpl-", 29),
         created=int(time.time()),
         model=scenario.echo_model or body["model"],
         choices=choices,
@@ -621,7 +565,7 @@ def interleave(lists: list[list[DeltaEvent]]) -> list[DeltaEvent]:
 
 def obfuscation(seq: int) -> str:
     """Deterministic stand-in for OpenAI's random-length `obfuscation` padding."""
-    return _ALNUM[seq % 13:seq % 13 + 1 + (seq * 7) % 12]
+    return ALNUM[seq % 13:seq % 13 + 1 + (seq * 7) % 12]
 
 
 @dataclass
@@ -677,66 +621,23 @@ def stream_script(plan: CompletionPlan, scenario: Scenario, stream_options: dict
     return StreamScript(payloads[:first_finish], payloads[first_finish:])
 
 
-class SSEWriter:
+class SSEWriter(EventWriter):
     """Frames SSE events onto a prepared StreamResponse, noticing client disconnects."""
 
     def __init__(self, request: web.Request, response: web.StreamResponse, *,
                  crlf: bool, keepalive: bool, delay: float) -> None:
-        self.request = request
-        self.response = response
+        super().__init__(request, response, delay)
         self.newline = b"\r\n" if crlf else b"\n"
         self.keepalive = keepalive
-        self.delay = delay
-        self.sent = 0
-
-    async def write(self, data: bytes) -> None:
-        if client_gone(self.request):
-            raise ClientGone
-        try:
-            await self.response.write(data)
-        except ConnectionResetError as exc:
-            raise ClientGone from exc
 
     async def data(self, payload: bytes) -> None:
-        if self.sent and self.delay > 0:
-            await sleep_unless_gone(self.request, self.delay)
+        await self.pace()
         nl = self.newline
         frame = b"data: " + payload + nl + nl
         if self.keepalive:
             frame = b": keep-alive" + nl + nl + frame + (nl if self.sent % 2 else b"")
         await self.write(frame)
         self.sent += 1
-
-
-# --------------------------------------------------------------------------- connection helpers
-
-
-def client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-async def sleep_unless_gone(request: web.Request, seconds: float) -> None:
-    """Sleep, raising ClientGone as soon as the client disconnects."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if client_gone(request):
-            raise ClientGone
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        await asyncio.sleep(min(remaining, DISCONNECT_POLL_SECONDS))
-
-
-async def wait_until_gone(request: web.Request) -> None:
-    while not client_gone(request):
-        await asyncio.sleep(DISCONNECT_POLL_SECONDS)
-    raise ClientGone
-
-
-def abort_connection(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.abort()
 
 
 # --------------------------------------------------------------------------- handlers
@@ -750,12 +651,7 @@ async def stream_response(request: web.Request, plan: CompletionPlan, scenario: 
                           body: dict[str, Any], state: FakeOpenAIState) -> web.StreamResponse:
     stream_options = body.get("stream_options") or {}
     script = stream_script(plan, scenario, stream_options if isinstance(stream_options, dict) else {})
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache",
-        **success_headers(),
-    })
-    await response.prepare(request)
+    response = await start_event_stream(request, success_headers())
     delay = scenario.delay if scenario.delay is not None else state.token_delay
     writer = SSEWriter(request, response, crlf=scenario.crlf, keepalive=scenario.keepalive, delay=delay)
     failing = scenario.error_mid or scenario.reset or scenario.truncate
@@ -801,32 +697,10 @@ async def json_response(request: web.Request, plan: CompletionPlan, scenario: Sc
     return response
 
 
-async def tracked(request: web.Request, state: FakeOpenAIState, is_stream: bool,
-                  run: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Run a chat response, maintaining the active/cancelled counters."""
-    state.active_requests += 1
-    state.active_streams += is_stream
-    try:
-        return await run()
-    except (ClientGone, asyncio.CancelledError):
-        if client_gone(request) and not request.get(ABORTED_KEY, False):
-            state.cancelled_requests += 1
-            state.cancelled_streams += is_stream
-        raise
-    finally:
-        state.active_requests -= 1
-        state.active_streams -= is_stream
-
-
 async def read_body(request: web.Request, state: FakeOpenAIState) -> Any:
-    raw = await request.read()
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        parsed = None
-    state.requests.append(RecordedRequest(request.method, request.path, Headers(request.headers.items()),
-                                          parsed, raw))
-    if parsed is None and raw.strip() != b"null":
+    recorded, _ = await read_json(request, state)
+    parsed = recorded.json
+    if parsed is None and recorded.raw.strip() != b"null":
         raise FakeAPIError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                            "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
                            "payload, but what was sent was not valid JSON.)")
@@ -858,14 +732,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except FakeAPIError as exc:
         return exc.response()
     is_stream = bool(body.get("stream"))
-    if scenario.reset:
-        request[ABORTED_KEY] = True
 
-    async def run() -> web.StreamResponse:
-        if scenario.slow_first:
-            await sleep_unless_gone(request, scenario.slow_first)
-        if scenario.hang:
-            await wait_until_gone(request)
+    async def respond() -> web.StreamResponse:
         if scenario.status is not None:
             return status_error(scenario.status, body["model"], scenario.retry_after).response()
         plan = plan_completion(body, scenario)
@@ -873,15 +741,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return await stream_response(request, plan, scenario, body, state)
         return await json_response(request, plan, scenario)
 
-    try:
-        return await tracked(request, state, is_stream, run)
-    except ClientGone:
-        return web.Response(status=499)  # never reaches the (gone) client
+    return await serve_scenario(request, state, scenario, is_stream, respond)
 
 
 async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    state.requests.append(RecordedRequest(request.method, request.path, Headers(request.headers.items()), None))
+    record_request(request, state)
     try:
         check_auth(request, state)
     except FakeAPIError as exc:
@@ -903,17 +768,9 @@ async def openai_not_found(request: web.Request,
 
 
 async def add_common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    started = request.get(STARTED_KEY, time.monotonic())
     response.headers.setdefault("x-request-id", "req_" + secrets.token_hex(16))
     response.headers.setdefault("openai-version", "2020-10-01")
-    response.headers.setdefault("openai-processing-ms", str(int((time.monotonic() - started) * 1000)))
-
-
-@web.middleware
-async def stamp_start(request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    request[STARTED_KEY] = time.monotonic()
-    return await handler(request)
+    response.headers.setdefault("openai-processing-ms", str(elapsed_ms(request)))
 
 
 def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
@@ -925,10 +782,7 @@ def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
         models=tuple(models) if models is not None else DEFAULT_MODELS,
     )
     app = web.Application(middlewares=[stamp_start, openai_not_found])
-    app[STATE_KEY] = state
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["state"] = state  # the documented string key, kept for convenience
+    install_state(app, STATE_KEY, state)
     app.on_response_prepare.append(add_common_headers)
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
@@ -938,4 +792,4 @@ def create_app(api_keys: Iterable[str] | None = None, token_delay: float = 0.0,
 
 def iter_directive_names() -> Iterator[str]:
     """Names accepted after ``#fake:`` (for CLI help)."""
-    return (f.name for f in fields(Scenario))
+    return directive_names(Scenario)
