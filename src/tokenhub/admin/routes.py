@@ -16,12 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts import service as accounts
 from tokenhub.api.requests import authenticate
-from tokenhub.api.routes import GATEWAY
+from tokenhub.api.routes import RouteGroup
 from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
 from tokenhub.channels import service as channels
 from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
-from tokenhub.gateway import Gateway
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
 
 MAX_ADMIN_BODY = 1024 * 1024
@@ -67,14 +66,7 @@ def _int_field(body: dict[str, Any], name: str, default: int | None) -> int | No
     return value
 
 
-class AdminAPI:
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    @property
-    def gw(self) -> Gateway:
-        return self.app[GATEWAY]
-
+class AdminAPI(RouteGroup):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/admin/users", self.list_users),

@@ -6,11 +6,10 @@ import orjson
 from aiohttp import web
 
 from tokenhub.api.requests import authenticate, read_json
-from tokenhub.api.routes import GATEWAY
+from tokenhub.api.routes import RouteGroup
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo, Route
 from tokenhub.errors import InvalidRequest
-from tokenhub.gateway import Gateway
 from tokenhub.providers.media_adapters import IMAGE_ADAPTERS, VIDEO_ADAPTERS
 from tokenhub.relay.images import generate_images, parse_image_job
 from tokenhub.relay.routing import pick_route
@@ -24,14 +23,7 @@ def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-class MediaAPI:
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    @property
-    def gw(self) -> Gateway:
-        return self.app[GATEWAY]
-
+class MediaAPI(RouteGroup):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/api/v1/images/generations", self.images),

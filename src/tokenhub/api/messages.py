@@ -17,11 +17,10 @@ import orjson
 from aiohttp import web
 
 from tokenhub.api.requests import REQUEST_ID, authenticate, read_json
-from tokenhub.api.routes import GATEWAY
+from tokenhub.api.routes import RouteGroup
 from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.directory import Route
 from tokenhub.errors import GatewayError, PayloadTooLarge, UpstreamError, UpstreamTimeout
-from tokenhub.gateway import Gateway
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
@@ -59,14 +58,7 @@ def native_request(body: dict[str, Any], route: Route, request: web.Request, *, 
     return UpstreamRequest(url, headers, orjson.dumps(forwarded), max_output=max_tokens if isinstance(max_tokens, int) else None)
 
 
-class MessagesAPI:
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    @property
-    def gw(self) -> Gateway:
-        return self.app[GATEWAY]
-
+class MessagesAPI(RouteGroup):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/api/v1/messages", self.messages),

@@ -25,14 +25,24 @@ def _json(data: object) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
-class PublicAPI:
+class RouteGroup:
+    """Routes that share the app's Gateway (looked up per request: it exists once the app started)."""
+
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self._models_cache: tuple[int, bytes] = (-2, b"")
 
     @property
     def gw(self) -> Gateway:
         return self.app[GATEWAY]
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+
+class PublicAPI(RouteGroup):
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(app)
+        self._models_cache: tuple[int, bytes] = (-2, b"")
 
     def routes(self) -> list[web.RouteDef]:
         return [
