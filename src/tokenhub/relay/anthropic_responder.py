@@ -23,6 +23,7 @@ from tokenhub.errors import GatewayError
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import ChatAdapter, ChunkStream, MalformedChunk
 from tokenhub.relay.anthropic_format import AnthropicStreamWriter, error_body, to_anthropic_message
+from tokenhub.relay.openai_responder import StreamFacts
 from tokenhub.relay.sse import Event
 
 CostText = Callable[[Usage], str]
@@ -119,7 +120,7 @@ class AnthropicBytePipe:
         return error_event(status, self._channel.redact(message))
 
 
-class AnthropicChunkPipe:
+class AnthropicChunkPipe(StreamFacts):
     """Any other upstream: its OpenAI chunks, as Anthropic's event sequence."""
 
     def __init__(self, responder: AnthropicResponder, stream: ChunkStream, channel: Channel) -> None:
@@ -129,21 +130,6 @@ class AnthropicChunkPipe:
         self._input_tokens = responder.input_tokens
         self._started = False
 
-    @property
-    def usage(self) -> Usage | None:
-        return self._stream.usage
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self._stream.finish_reason
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        return self._stream.error
-
-    @property
-    def finished(self) -> bool:
-        return self._stream.finished
 
     def _encode(self, chunks: list[dict[str, Any]]) -> bytes:
         if not chunks:

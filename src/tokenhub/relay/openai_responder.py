@@ -92,15 +92,10 @@ class OpenAIBytePipe:
         return self._responder.error_event(err, self._channel)
 
 
-class ChunkPipe:
-    """OpenAI chunk dicts from a translating adapter, serialised for an OpenAI client."""
+class StreamFacts:
+    """What a pipe over an adapter's ``ChunkStream`` knows of the upstream: the stream's own facts."""
 
-    def __init__(self, responder: OpenAIResponder, stream: ChunkStream, cost_text: CostText, channel: Channel) -> None:
-        self._stream = stream
-        self._responder = responder
-        self._channel = channel
-        self._pieces: list[str] = []
-        self._first: dict[str, Any] | None = None
+    _stream: ChunkStream
 
     @property
     def usage(self) -> Usage | None:
@@ -117,6 +112,18 @@ class ChunkPipe:
     @property
     def finished(self) -> bool:
         return self._stream.finished
+
+
+class ChunkPipe(StreamFacts):
+    """OpenAI chunk dicts from a translating adapter, serialised for an OpenAI client."""
+
+    def __init__(self, responder: OpenAIResponder, stream: ChunkStream, cost_text: CostText, channel: Channel) -> None:
+        self._stream = stream
+        self._responder = responder
+        self._channel = channel
+        self._pieces: list[str] = []
+        self._first: dict[str, Any] | None = None
+
 
     def feed(self, event: Event) -> bytes:
         return self._encode(self._stream.feed(event))
