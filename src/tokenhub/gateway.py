@@ -17,6 +17,7 @@ from tokenhub.directory import Directory
 from tokenhub.errors import Conflict
 from tokenhub.providers.registry import env_channel_keys
 from tokenhub.relay.fetch import ImageFetcher
+from tokenhub.relay.health import ChannelHealth
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine
@@ -35,6 +36,7 @@ class Gateway:
     http: aiohttp.ClientSession
     fetcher: ImageFetcher
     instance_id: str = field(default="")
+    health: ChannelHealth = field(default_factory=ChannelHealth)
 
     @classmethod
     async def start(cls, settings: Settings) -> "Gateway":

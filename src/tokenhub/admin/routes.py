@@ -201,7 +201,10 @@ class AdminAPI(RouteGroup):
 
     async def list_channels(self, request: web.Request) -> web.Response:
         self._admin(request)
-        return _json({"data": await self._read(channels.list_channels)})
+        listed = await self._read(channels.list_channels)
+        for channel in listed:  # this process's view of each channel's health (breaker, recent errors)
+            channel["health"] = self.gw.health.snapshot(channel["id"])
+        return _json({"data": listed})
 
     async def add_channel(self, request: web.Request) -> web.Response:
         self._admin(request)

@@ -27,6 +27,7 @@ from tokenhub.relay.anthropic_format import error_body, translate_messages_reque
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.relay import Relay
+from tokenhub.relay.routing import pick_route
 
 PASSED_HEADERS = ("anthropic-beta",)
 
@@ -79,19 +80,22 @@ class MessagesAPI(RouteGroup):
             translation = translate_messages_request(body, lenient=True)
             call = ChatCall.parse(translation.payload)
             relay = Relay(gw)
-            model, route = relay.resolve(call.model_name, key)
-            native = route.channel.protocol == "anthropic"
-            if not native:
+            model = relay.resolve(call.model_name, key)
+
+            def native(route: Route) -> UpstreamRequest | None:
+                if route.channel.protocol == "anthropic":
+                    return native_request(body, route, request)  # pass-through: the client's own request
                 translation.require_translatable()  # what only Anthropic itself understands (file ids, ...)
+                return None
+
             responder = AnthropicResponder(
                 model.id,
                 "msg_" + request[REQUEST_ID].removeprefix("gen-"),
                 tool_names=translation.tool_names,
                 input_tokens=prompt_estimate(translation.payload),
             )
-            upstream = native_request(body, route, request) if native else None
             return await relay.handle(
-                request, key, call, size, responder, resolved=(model, route), upstream=upstream, extra_headers=_client_headers(request)
+                request, key, call, size, responder, model=model, native=native, extra_headers=_client_headers(request)
             )
         except GatewayError as err:
             return anthropic_error(err)
@@ -106,7 +110,8 @@ class MessagesAPI(RouteGroup):
                 body = {**body, "max_tokens": 1}
             translation = translate_messages_request(body, lenient=True)
             payload = translation.payload
-            model, route = Relay(gw).resolve(str(payload.get("model")), key)
+            model = Relay(gw).resolve(str(payload.get("model")), key)
+            route = pick_route(gw.directory.routes(model.id), model)
             if route.channel.protocol == "anthropic":
                 counted = dict(body)
                 counted.pop("max_tokens", None)

@@ -65,9 +65,9 @@ class PublicAPI(RouteGroup):
         payload, size = await read_json(request, gw.settings.max_body_bytes)
         call = ChatCall.parse(payload)
         relay = Relay(gw)
-        model, route = relay.resolve(call.model_name, key)
+        model = relay.resolve(call.model_name, key)
         responder = OpenAIResponder(model.id, call.include_usage)
-        return await relay.handle(request, key, call, size, responder, resolved=(model, route))
+        return await relay.handle(request, key, call, size, responder, model=model)
 
     async def credits(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)

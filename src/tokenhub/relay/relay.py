@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -25,18 +25,20 @@ from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_u
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import Channel, KeyInfo, Route
-from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest
 from tokenhub.relay.call import ChatCall
-from tokenhub.relay.routing import pick_route
+from tokenhub.relay.routing import admitted, candidates, judge
 from tokenhub.relay.sse import Event, SSEDecoder
 
 DEFAULT_MAX_OUTPUT = 16_384
 MAX_REMOTE_IMAGES = 16
+MAX_ATTEMPTS = 3  # channels tried for one request, at most
+FAILOVER_DEADLINE = 120.0  # seconds after which a failure is answered instead of tried elsewhere
 
 
 class StreamPipe(Protocol):
@@ -85,8 +87,8 @@ class Relay:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
-    def resolve(self, model_name: str, key: KeyInfo) -> tuple[Model, Route]:
-        """The catalog model a client means, checked against its key, and the route to serve it."""
+    def resolve(self, model_name: str, key: KeyInfo) -> Model:
+        """The catalog model a client means, checked against its key."""
         model = self.gw.directory.catalog.resolve(model_name)
         if model.kind != "chat":
             raise InvalidRequest(
@@ -94,7 +96,7 @@ class Relay:
                 param="model",
             )
         key.check_model(model)
-        return model, pick_route(self.gw.directory.routes(model.id), model)
+        return model
 
     async def handle(
         self,
@@ -104,27 +106,21 @@ class Relay:
         body_size: int,
         responder: Responder,
         *,
-        resolved: tuple[Model, Route] | None = None,
-        upstream: UpstreamRequest | None = None,
+        model: Model | None = None,
+        native: Callable[[Route], UpstreamRequest | None] | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        """Serve one chat request. ``upstream`` overrides the adapter's request (native pass-through)."""
+        """Serve one chat request, failing over between channels until the first byte is sent.
+
+        ``native(route)`` may give the upstream request itself (the /messages pass-through to
+        Anthropic); otherwise the route's adapter builds it.
+        """
         started = time.monotonic()
-        model, route = resolved or self.resolve(call.model_name, key)
-        adapter = CHAT_ADAPTERS[route.channel.protocol]
-        if upstream is None:
-            urls = adapter.remote_images(call.payload)
-            if len(urls) > MAX_REMOTE_IMAGES:
-                raise InvalidRequest(f"at most {MAX_REMOTE_IMAGES} image URLs per request", param="messages")
-            upstream = adapter.build_request(
-                call.payload,
-                route.upstream_id,
-                route.channel,
-                stream=call.stream,
-                default_max_tokens=model.max_output_tokens,
-                extra_headers=extra_headers,
-                images=await self.gw.fetcher.fetch_all(urls) if urls else None,
-            )
+        model = model or self.resolve(call.model_name, key)
+        routes = candidates(self.gw.directory.routes(model.id), model)
+        health = self.gw.health
+        first = routes[0]
+        upstream = await self._build(call, model, first, native, extra_headers)
         hold = self._hold_amount(call, model, body_size, upstream.max_output)
         request_id = request[REQUEST_ID]
         await self.gw.ledger.hold(
@@ -135,15 +131,37 @@ class Relay:
                 amount=hold,
                 model=model.id,
                 stream=call.stream,
-                channel_id=route.channel.id,
-                upstream_model=route.upstream_id,
+                channel_id=first.channel.id,
+                upstream_model=first.upstream_id,
             )
         )
         outcome = Outcome()
+        route = first
         try:
-            if call.stream:
-                return await self._stream(request, call, model, route, adapter, upstream, responder, outcome)
-            return await self._complete(call, model, route, adapter, upstream, responder, outcome)
+            attempts = admitted(routes, health)[:MAX_ATTEMPTS]
+            for number, route in enumerate(attempts):
+                if route is not first:
+                    upstream = await self._build(call, model, route, native, extra_headers)
+                adapter = CHAT_ADAPTERS[route.channel.protocol]
+                try:
+                    if call.stream:
+                        response = await self._stream(request, call, model, route, adapter, upstream, responder, outcome)
+                    else:
+                        response = await self._complete(call, model, route, adapter, upstream, responder, outcome)
+                except GatewayError as err:
+                    last = number == len(attempts) - 1 or time.monotonic() - started > FAILOVER_DEADLINE
+                    if not judge(health, route, err) or last:
+                        raise
+                    outcome.http_status = None
+                    continue  # nothing reached the client yet: the next channel may answer
+                if outcome.status == "ok":
+                    health.succeeded(route.channel.id)
+                elif outcome.status in ("truncated", "upstream_error"):  # broke after output began: no retry, but a failure
+                    health.failed(route.channel.id, outcome.error or outcome.status)
+                else:
+                    health.release(route.channel.id)  # ended without a verdict on the channel (e.g. the client left)
+                return response
+            raise ServiceUnavailable("no channel could take the request", code="no_channel")  # pragma: no cover
         except GatewayError as err:
             outcome.error = err.message
             outcome.http_status = outcome.http_status or err.status
@@ -168,6 +186,32 @@ class Relay:
                     upstream_model=route.upstream_id,
                 )
             )
+
+    async def _build(
+        self,
+        call: ChatCall,
+        model: Model,
+        route: Route,
+        native: Callable[[Route], UpstreamRequest | None] | None,
+        extra_headers: dict[str, str] | None,
+    ) -> UpstreamRequest:
+        if native is not None:
+            built = native(route)
+            if built is not None:
+                return built
+        adapter = CHAT_ADAPTERS[route.channel.protocol]
+        urls = adapter.remote_images(call.payload)
+        if len(urls) > MAX_REMOTE_IMAGES:
+            raise InvalidRequest(f"at most {MAX_REMOTE_IMAGES} image URLs per request", param="messages")
+        return adapter.build_request(
+            call.payload,
+            route.upstream_id,
+            route.channel,
+            stream=call.stream,
+            default_max_tokens=model.max_output_tokens,
+            extra_headers=extra_headers,
+            images=await self.gw.fetcher.fetch_all(urls) if urls else None,
+        )
 
     def _hold_amount(self, call: ChatCall, model: Model, body_size: int, adapter_cap: int | None) -> int:
         prompt = prompt_upper_bound(call.payload, body_size)

@@ -1,18 +1,29 @@
-"""Which channel serves a request."""
+"""Which channels serve a request, in which order, and what a failure means for the next try.
+
+Order: the highest priority first; within a priority a weighted random order (a channel of weight
+3 comes first three times as often as one of weight 1). Channels whose breaker is open or which
+are cooling down are skipped — unless every channel is, then the first is tried anyway (a gateway
+never ejects all its channels).
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Container
+from itertools import groupby
 
 from tokenhub.catalog.model import Model
 from tokenhub.directory import Route
-from tokenhub.errors import ServiceUnavailable
+from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from tokenhub.providers.adapters import CHAT_ADAPTERS
+from tokenhub.relay.health import ChannelHealth
+
+# Upstream failures after which another channel may answer (before any byte reached the client).
+RETRYABLE = (UpstreamError, ServiceUnavailable, UpstreamTimeout, RateLimited)
+MISCONFIGURED = ("upstream_auth_failed",)
 
 
-def pick_route(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> Route:
-    """The highest-priority channels whose protocol can serve the request; weighted random among them."""
+def candidates(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> list[Route]:
     served = [r for r in routes if r.channel.protocol in protocols]
     if not served:
         if routes:
@@ -25,8 +36,36 @@ def pick_route(routes: list[Route], model: Model, protocols: Container[str] = CH
             f"no channel serves '{model.id}' right now; the operator must add one (tokenhub channel add ...)",
             code="no_channel",
         )
-    top = served[0].channel.priority
-    candidates = [r for r in served if r.channel.priority == top]
-    if len(candidates) == 1:
-        return candidates[0]
-    return random.choices(candidates, weights=[r.channel.weight for r in candidates])[0]
+    ordered: list[Route] = []
+    for _, group in groupby(served, key=lambda r: r.channel.priority):  # routes come sorted by priority
+        members = list(group)
+        members.sort(key=lambda r: random.random() ** (1.0 / max(r.channel.weight, 1)), reverse=True)
+        ordered.extend(members)
+    return ordered
+
+
+def pick_route(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> Route:
+    return candidates(routes, model, protocols)[0]
+
+
+def admitted(routes: list[Route], health: ChannelHealth) -> list[Route]:
+    """The routes whose channels may take a request now (at least one)."""
+    chosen = [r for r in routes if health.admit(r.channel.id)]
+    return chosen or routes[:1]
+
+
+def judge(health: ChannelHealth, route: Route, err: GatewayError) -> bool:
+    """Record an attempt's failure against its channel; True when another channel should try."""
+    channel = route.channel.id
+    if isinstance(err, InvalidRequest) or not isinstance(err, RETRYABLE):
+        health.release(channel)  # the client's own request: not the channel's fault, not retried
+        return False
+    if err.code in MISCONFIGURED:
+        health.misconfigured(channel, err.message)
+        return False  # the operator must fix the channel; another channel would not change the answer's cause
+    if isinstance(err, RateLimited):
+        retry_after = err.headers.get("Retry-After")
+        health.rate_limited(channel, float(retry_after) if retry_after and retry_after.isdigit() else None)
+        return True
+    health.failed(channel, err.message)
+    return True
