@@ -54,3 +54,47 @@ def test_a_killed_process_leaves_no_hold_behind(tmp_path: Path, fake_openai_serv
     db.close()
     check = cli(["ledger", "check"], env)
     assert check.returncode == 0, check.stdout
+
+
+def test_sigterm_drains_open_streams_then_exits(tmp_path: Path, fake_openai_server: ServerThread):
+    """SIGTERM: no new connections, the streams in flight run to their end, every hold is settled."""
+    import signal
+    import threading
+
+    env = clean_env(tmp_path / "home")
+    assert cli(["user", "create", "dev@example.com"], env).returncode == 0
+    assert cli(["credits", "add", "dev@example.com", "50"], env).returncode == 0
+    key = cli(["key", "create", "dev@example.com"], env).stdout.strip()
+    assert cli(["channel", "add", "deepseek", "--api-key", "sk-upstream", "--base-url", f"{fake_openai_server.url}/v1"], env).returncode == 0
+    served = Served(env)
+    results: list[bytes] = []
+
+    def stream() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        body = {"model": "deepseek/deepseek-v4-pro", "stream": True, "messages": [{"role": "user", "content": "#fake:tokens=40 #fake:delay=0.05"}]}
+        conn.request("POST", "/api/v1/chat/completions", json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        results.append(conn.getresponse().read())
+        conn.close()
+
+    threads = [threading.Thread(target=stream) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)  # the streams are under way (40 chunks x 50 ms = 2 s each)
+    served.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    refused = False
+    try:
+        http.client.HTTPConnection("127.0.0.1", served.port, timeout=2).request("GET", "/healthz")
+    except OSError:
+        refused = True
+    assert refused, "a draining gateway takes no new connections"
+    for t in threads:
+        t.join(30)
+    assert served.proc.wait(30) == 0
+    served.output()
+    assert len(results) == 4 and all(r.rstrip().endswith(b"data: [DONE]") for r in results)
+    db = sqlite3.connect(tmp_path / "home" / "tokenhub.db")
+    assert db.execute("select count(*) from requests where state = 'held'").fetchone()[0] == 0
+    assert db.execute("select count(*) from requests where status = 'ok'").fetchone()[0] == 4
+    db.close()
+    assert cli(["ledger", "check"], env).returncode == 0

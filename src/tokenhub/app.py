@@ -1,4 +1,4 @@
-"""The app factory: one aiohttp application serving the public API and the admin API."""
+"""The app factory: one aiohttp application serving the public API, the admin API and the web console."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from tokenhub.admin.routes import AdminAPI
 from tokenhub.api.errors import MAX_BODY, error_middleware
 from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
+from tokenhub.api.ops import OpsAPI
 from tokenhub.api.requests import echo_request_id
 from tokenhub.api.routes import GATEWAY, PublicAPI
 from tokenhub.config import Settings
+from tokenhub.console.render import STATIC
+from tokenhub.console.routes import Console
 from tokenhub.gateway import Gateway
 from tokenhub.tasks.poller import TaskPoller
 
@@ -24,6 +27,11 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     app[GATEWAY] = gateway
     poller = TaskPoller(gateway)
     poller.start()
+
+    async def drain(_app: web.Application) -> None:
+        gateway.draining = True  # readiness fails; open requests finish (aiohttp waits shutdown_timeout)
+
+    app.on_shutdown.append(drain)
     yield
     await poller.stop()
     await gateway.stop()
@@ -39,4 +47,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(MessagesAPI(app).routes())
     app.add_routes(MediaAPI(app).routes())
     app.add_routes(AdminAPI(app).routes())
+    app.add_routes(OpsAPI(app).routes())
+    app.add_routes(Console(app).routes())
+    app.router.add_static("/static", STATIC)
     return app

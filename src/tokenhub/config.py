@@ -57,6 +57,8 @@ class Settings:
     fetch_allow_private: bool = False  # let image URLs reach private addresses (tests, closed networks)
     task_poll_base: float = 2.0  # seconds to the first poll of a video task; doubles per poll, up to 30 s
     task_timeout: float = 2 * 3600.0  # an open video task older than this fails and is refunded
+    stripe_secret_key: str | None = None  # top-ups through Stripe Checkout (billing/payments.py)
+    stripe_webhook_secret: str | None = None  # whsec_...: webhooks are refused while unset
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -82,5 +84,11 @@ class Settings:
             fetch_allow_private=env.get("TOKENHUB_FETCH_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             task_poll_base=_env_float(env, "TOKENHUB_TASK_POLL_BASE", 2.0),
             task_timeout=_env_float(env, "TOKENHUB_TASK_TIMEOUT", 2 * 3600.0),
-            upstream_env={k: v for k, v in env.items() if k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY")) and v},
+            stripe_secret_key=(env.get("TOKENHUB_STRIPE_SECRET_KEY") or "").strip() or None,
+            stripe_webhook_secret=(env.get("TOKENHUB_STRIPE_WEBHOOK_SECRET") or "").strip() or None,
+            upstream_env={
+                k: v
+                for k, v in env.items()
+                if k.endswith(("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY")) and not k.startswith("TOKENHUB_") and v
+            },
         )

@@ -108,6 +108,9 @@ class Directory:
     def routes(self, model_id: str) -> list[Route]:
         return self._routes.get(model_id, [])
 
+    def all_routes(self) -> list[list[Route]]:
+        return list(self._routes.values())
+
     # -- loading -----------------------------------------------------------------------------
 
     async def load(self) -> None:

@@ -15,6 +15,7 @@ from tokenhub.channels.service import upsert_env_channel
 from tokenhub.config import Settings
 from tokenhub.directory import Directory
 from tokenhub.errors import Conflict
+from tokenhub.metrics import Metrics
 from tokenhub.providers.registry import env_channel_keys
 from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.relay.health import ChannelHealth
@@ -37,6 +38,8 @@ class Gateway:
     fetcher: ImageFetcher
     instance_id: str = field(default="")
     health: ChannelHealth = field(default_factory=ChannelHealth)
+    metrics: Metrics = field(default_factory=Metrics)
+    draining: bool = False  # SIGTERM received: readiness fails, no new requests
 
     @classmethod
     async def start(cls, settings: Settings) -> "Gateway":

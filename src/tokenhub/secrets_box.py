@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -17,7 +18,12 @@ from cryptography.fernet import Fernet, InvalidToken
 
 class SecretBox:
     def __init__(self, secret: str) -> None:
-        self._fernet = Fernet(_fernet_key(secret))
+        self._key = _fernet_key(secret)
+        self._fernet = Fernet(self._key)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A separate key for another use (signing console sessions, CSRF tokens): HMAC-SHA256(secret, purpose)."""
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

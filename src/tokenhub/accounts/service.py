@@ -52,6 +52,20 @@ async def create_user(conn: AsyncConnection, email: str, *, password: str | None
     return user_dict(await get_user(conn, result.scalar_one()))
 
 
+async def set_password(conn: AsyncConnection, user_ref: str | int, password: str) -> int:
+    """Replace a user's password; bumps ``session_epoch`` so console sessions made before end. Returns the new epoch."""
+    if len(password or "") < MIN_PASSWORD:
+        raise InvalidRequest(f"the password must have at least {MIN_PASSWORD} characters", param="password")
+    user = await get_user(conn, user_ref)
+    result = await conn.execute(
+        update(users)
+        .where(users.c.id == user.id)
+        .values(password_hash=hash_password(password), session_epoch=users.c.session_epoch + 1)
+        .returning(users.c.session_epoch)
+    )
+    return int(result.scalar_one())
+
+
 async def get_user(conn: AsyncConnection, ref: str | int) -> Row[Any]:
     """A user by id or email."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):

@@ -45,6 +45,7 @@ def _stream_error_status(err: GatewayError | dict[str, Any]) -> tuple[int, str]:
 
 class AnthropicResponder:
     sse_headers = SSE_HEADERS
+    endpoint = "messages"
 
     def __init__(self, client_model: str, message_id: str, *, tool_names: dict[str, str] | None = None, input_tokens: int = 0) -> None:
         self.client_model = client_model

@@ -31,6 +31,7 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 
 class OpenAIResponder:
     sse_headers = SSE_HEADERS
+    endpoint = "chat"
 
     def __init__(self, client_model: str, include_usage: bool) -> None:
         self.client_model = client_model

@@ -64,6 +64,7 @@ class Responder(Protocol):
     """Speaks the client's protocol (OpenAI chat, Anthropic messages)."""
 
     sse_headers: dict[str, str]
+    endpoint: str  # for metrics: chat | messages
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response: ...
 
@@ -137,6 +138,8 @@ class Relay:
         )
         outcome = Outcome()
         route = first
+        metrics = self.gw.metrics
+        metrics.holds.inc()
         try:
             attempts = admitted(routes, health)[:MAX_ATTEMPTS]
             for number, route in enumerate(attempts):
@@ -149,6 +152,7 @@ class Relay:
                     else:
                         response = await self._complete(call, model, route, adapter, upstream, responder, outcome)
                 except GatewayError as err:
+                    metrics.upstream_errors.labels(route.channel.name, err.code or type(err).__name__).inc()
                     last = number == len(attempts) - 1 or time.monotonic() - started > FAILOVER_DEADLINE
                     if not judge(health, route, err) or last:
                         raise
@@ -167,25 +171,26 @@ class Relay:
             outcome.http_status = outcome.http_status or err.status
             raise
         finally:
-            self.gw.ledger.settle(
-                Settlement(
-                    request_id=request_id,
-                    user_id=key.user_id,
-                    key_id=key.id,
-                    hold=hold,
-                    cost=outcome.cost,
-                    status=outcome.status,
-                    usage=outcome.usage,
-                    http_status=outcome.http_status,
-                    finish_reason=outcome.finish_reason,
-                    latency_ms=int((time.monotonic() - started) * 1000),
-                    ttfb_ms=int((outcome.ttfb - started) * 1000) if outcome.ttfb else None,
-                    error=outcome.error,
-                    prices=self.gw.directory.prices_json.get(model.id),
-                    channel_id=route.channel.id,
-                    upstream_model=route.upstream_id,
-                )
+            metrics.holds.dec()
+            settlement = Settlement(
+                request_id=request_id,
+                user_id=key.user_id,
+                key_id=key.id,
+                hold=hold,
+                cost=outcome.cost,
+                status=outcome.status,
+                usage=outcome.usage,
+                http_status=outcome.http_status,
+                finish_reason=outcome.finish_reason,
+                latency_ms=int((time.monotonic() - started) * 1000),
+                ttfb_ms=int((outcome.ttfb - started) * 1000) if outcome.ttfb else None,
+                error=outcome.error,
+                prices=self.gw.directory.prices_json.get(model.id),
+                channel_id=route.channel.id,
+                upstream_model=route.upstream_id,
             )
+            self.gw.ledger.settle(settlement)
+            metrics.settled(responder.endpoint, model.id, settlement)
 
     async def _build(
         self,

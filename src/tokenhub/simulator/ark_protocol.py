@@ -28,6 +28,7 @@ Routes
                                                at (a few bytes, no auth, like signed TOS URLs)
 =============================================  ==============================================
 
+Media URLs start with ``common.public_base`` (the origin, plus the prefix when mounted as a sub-app).
 Every response carries ``x-request-id``; error messages end with ``Request id: <same id>``.
 Other ``/api/v3`` paths answer a 404 ``NotFound`` error body (code unconfirmed).
 ``state.requests`` records every request (``RecordedRequest`` from the OpenAI fake: method,
@@ -154,6 +155,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tokenhub.simulator.common import local_path, public_base
 from tokenhub.simulator.openai_protocol import Headers, RecordedRequest
 
 __all__ = [
@@ -711,7 +713,7 @@ async def create_task(request: web.Request) -> web.Response:
     task_id = new_task_id()
     now = int(time.time())
     task = ArkTask(
-        id=task_id, model=model, request=body, scenario=scenario, origin=f"{request.scheme}://{request.host}",
+        id=task_id, model=model, request=body, scenario=scenario, origin=public_base(request),
         created_at=now, updated_at=now, duration=duration, resolution=resolution, ratio=ratio,
         seed=seed if seed != -1 else derived_seed(task_id),
         generate_audio=body.get("generate_audio", True) if caps.audio else None,
@@ -868,7 +870,7 @@ async def generate_images(request: web.Request) -> web.Response:
             continue
         item: dict[str, Any] = {}
         if response_format == "url":
-            item["url"] = f"{request.scheme}://{request.host}/images/{batch}_{i}.{output_format}"
+            item["url"] = f"{public_base(request)}/images/{batch}_{i}.{output_format}"
         else:
             item["b64_json"] = base64.b64encode(FAKE_PNG if output_format == "png" else FAKE_JPEG).decode()
         item["size"] = f"{width}x{height}"
@@ -917,7 +919,7 @@ async def ark_errors(request: web.Request,
     except ArkError as exc:
         response = exc.response(request_id)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
-        if not request.path.startswith(API_PREFIX + "/"):
+        if not local_path(request).startswith(API_PREFIX + "/"):
             raise
         await read_json(request, request.app[STATE_KEY])  # no handler ran: record it here
         response = ArkError(exc.status, "NotFound" if exc.status == 404 else "MethodNotAllowed",

@@ -17,7 +17,12 @@ routes, bodies, errors and wire framing and builds on these pieces:
   ``serve_scenario`` (``slow_first``/``hang``/``reset`` directives + counters);
 * ``#fake:NAME[=VALUE]`` directives: ``DIRECTIVE_RE``, ``parse_directives`` and
   the ``Directives`` mixin giving a Scenario dataclass its ``parse`` classmethod,
-  raising each fake's own error type;
+  raising each fake's own error type; ``EXTRA_DIRECTIVES`` (a context variable)
+  adds directives to every ``Directives.parse`` of the current request — how the
+  operator simulator (:mod:`tokenhub.simulator.server`) injects stream faults;
+* mounting under a path prefix: ``MOUNT_PREFIX_KEY`` (set by whoever mounts the
+  fake as a sub-application), ``public_base`` (the origin plus that prefix, for
+  the media URLs a fake hands out) and ``local_path`` (the path without it);
 * deterministic text: ``REPLY_WORDS``, ``REASONING_WORDS``, ``word_pieces``,
   ``random_id``.
 """
@@ -31,6 +36,7 @@ import string
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -42,6 +48,8 @@ __all__ = [
     "ALNUM",
     "DIRECTIVE_RE",
     "DISCONNECT_POLL_SECONDS",
+    "EXTRA_DIRECTIVES",
+    "MOUNT_PREFIX_KEY",
     "REASONING_WORDS",
     "REPLY_WORDS",
     "STARTED_KEY",
@@ -57,7 +65,9 @@ __all__ = [
     "directive_names",
     "elapsed_ms",
     "install_state",
+    "local_path",
     "parse_directives",
+    "public_base",
     "random_id",
     "read_json",
     "record_request",
@@ -189,6 +199,25 @@ def elapsed_ms(request: web.Request) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+# --------------------------------------------------------------------------- mounting under a prefix
+
+MOUNT_PREFIX_KEY = web.AppKey("tokenhub_fake_mount_prefix", str)
+
+
+def public_base(request: web.Request) -> str:
+    """``scheme://host`` plus the prefix the fake is mounted under (``MOUNT_PREFIX_KEY``, "" at the root).
+
+    Where the URLs a fake hands out (result videos, images) must start to reach it again.
+    """
+    return f"{request.scheme}://{request.host}{request.app.get(MOUNT_PREFIX_KEY, '')}"
+
+
+def local_path(request: web.Request) -> str:
+    """The request path as the fake sees it: without the prefix it is mounted under."""
+    prefix = request.app.get(MOUNT_PREFIX_KEY, "")
+    return request.path[len(prefix):] if prefix and request.path.startswith(prefix + "/") else request.path
+
+
 # --------------------------------------------------------------------------- client disconnects
 
 
@@ -309,6 +338,9 @@ async def serve_scenario(request: web.Request, state: TrackedState[Any], scenari
 # --------------------------------------------------------------------------- directives
 
 DIRECTIVE_RE = re.compile(r"#fake:([A-Za-z_]+)(?:=(\S+))?")
+# Directives added to the text of every ``Directives.parse`` in the current context (a request's
+# handler task): the operator simulator sets it from a middleware to inject faults. Empty: none.
+EXTRA_DIRECTIVES: ContextVar[str] = ContextVar("tokenhub_fake_extra_directives", default="")
 
 S = TypeVar("S")
 DirectiveError = Callable[[str, str], Exception]  # (message, code) -> the fake's own 400 error
@@ -368,7 +400,8 @@ class Directives:
 
     @classmethod
     def parse(cls: type[S], text: str) -> S:
-        return parse_directives(cls, text, cls.directive_error)  # type: ignore[attr-defined]
+        extra = EXTRA_DIRECTIVES.get()
+        return parse_directives(cls, f"{text} {extra}" if extra else text, cls.directive_error)  # type: ignore[attr-defined]
 
 
 def directive_names(cls: type) -> Iterator[str]:

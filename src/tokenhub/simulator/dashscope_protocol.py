@@ -15,7 +15,8 @@ Routes
 ``POST /api/v1/services/aigc/video-generation/video-synthesis`` creates a task;
 ``GET /api/v1/tasks/{task_id}`` polls it; ``GET /dashscope-result/{task_id}.mp4``
 serves the result video (a few bytes, ``video/mp4``; it stands for the signed OSS
-URL, so it needs no API key).  Unknown routes answer 404 ``NotFound``.
+URL, so it needs no API key; its URL starts with ``common.public_base``: the origin, plus the
+prefix when mounted as a sub-app).  Unknown routes answer 404 ``NotFound``.
 
 ``state.requests`` records every request (``RecordedRequest``: method, path,
 ``headers`` — lower-case keys, case-insensitive lookup — parsed ``json`` or None,
@@ -114,6 +115,7 @@ from tokenhub.simulator.common import (
     RecordingState,
     directive_names,
     install_state,
+    public_base,
     read_json,
 )
 
@@ -395,7 +397,7 @@ def sr_tier(task: TaskRecord) -> int:
 def video_url(request: web.Request, task: TaskRecord) -> str:
     expires = int(time.time()) + URL_LIFETIME_SECONDS
     signature = uuid.uuid5(uuid.NAMESPACE_URL, f"{task.task_id}:{expires}").hex
-    return (f"{request.scheme}://{request.host}{VIDEO_PREFIX}/{task.task_id}.mp4"
+    return (f"{public_base(request)}{VIDEO_PREFIX}/{task.task_id}.mp4"
             f"?Expires={expires}&OSSAccessKeyId=LTAIfakedashscope&Signature={signature}")
 
 

@@ -26,7 +26,8 @@ family path that created it (another family's id → 404, code 1203):
                                        (no auth, like Kling's CDN)
 =====================================  ===============================================
 
-``{id}`` may also be the caller's ``external_task_id``.  Unknown routes answer
+``{id}`` may also be the caller's ``external_task_id``.  Video URLs start with
+``common.public_base`` (the origin, plus the prefix when mounted as a sub-app).  Unknown routes answer
 404 with code 1203 (1202 for a known path with the wrong method).
 
 ``state.requests`` records every request (``RecordedRequest``: method, path,
@@ -131,6 +132,7 @@ import jwt
 import orjson
 from aiohttp import web
 
+from tokenhub.simulator.common import public_base
 from tokenhub.simulator.openai_protocol import DIRECTIVE_RE, Headers, RecordedRequest
 
 __all__ = [
@@ -618,7 +620,7 @@ def create_handler(family: str) -> Callable[[web.Request], Awaitable[web.Respons
         created = now_ms()
         task = KlingTask(
             task_id=new_numeric_id(), family=family, owner=owner, model_name=create.model_name, mode=create.mode,
-            duration=create.duration, request=body, scenario=scenario, media_base=f"{request.scheme}://{request.host}",
+            duration=create.duration, request=body, scenario=scenario, media_base=public_base(request),
             external_task_id=create.external_task_id, callback_url=create.callback_url,
             poll_error_pending=scenario.poll_status is not None, created_at=created, updated_at=created,
             video_id=new_numeric_id(),

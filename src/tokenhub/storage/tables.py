@@ -36,6 +36,8 @@ users = Table(
     # Spendable balance: always the sum of the user's ledger entries (holds already deducted).
     Column("balance", BigInteger, nullable=False, default=0),
     Column("webhook_secret", String(64)),  # signs task callbacks; made on first use
+    # Bumped when the password changes: console sessions signed with an older epoch stop working.
+    Column("session_epoch", Integer, nullable=False, default=0, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -201,4 +203,53 @@ instances = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+# Prepaid codes (billing/codes.py). Only the SHA-256 of a code is stored; the plaintext is shown
+# once, when the batch is created. A code is redeemed by one conditional UPDATE (redeemed_by IS NULL).
+redemption_codes = Table(
+    "redemption_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("code_prefix", String(16), nullable=False),  # "THC-XXXX": enough to recognise, useless to redeem
+    Column("amount_nanos", BigInteger, nullable=False),
+    Column("batch_id", String(40), nullable=False, index=True),
+    Column("label", String(200)),
+    Column("created_by", Integer, ForeignKey("users.id")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("redeemed_by", Integer, ForeignKey("users.id")),
+    Column("redeemed_at", DateTime(timezone=True)),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+# Stripe Checkout top-ups (billing/payments.py): one row per Checkout Session; credited once, by
+# the pending -> paid compare-and-swap.
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("checkout_session_id", String(255), nullable=False, unique=True),
+    Column("payment_intent_id", String(255), unique=True),
+    Column("amount_nanos", BigInteger, nullable=False),  # requested; on payment, what Stripe says was paid
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | paid | refunded | disputed
+    # Refunds and disputes: what Stripe took back (cumulative) and what we could revoke of it
+    # (the balance is never taken below zero; the difference is unrecovered).
+    Column("refunded_nanos", BigInteger, nullable=False, default=0),
+    Column("revoked_nanos", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("paid_at", DateTime(timezone=True)),
+)
+
+# Every Stripe event applied, by id: the unique insert shares the transaction of its effect.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("outcome", String(32)),  # credited | duplicate-effect | ignored | unmatched | ...
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,40 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from tests.support.harness import Harness
+from tests.support.scenarios import MODEL, customer, priced_model
+
+
+def get(gw: Harness, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"{gw.server.url}{path}", timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_health_and_readiness(gateway: Harness):
+    assert get(gateway, "/healthz")[0] == 200
+    status, body = get(gateway, "/readyz")
+    assert status == 200 and '"ready"' in body
+    gateway.gw.draining = True
+    status, body = get(gateway, "/readyz")
+    assert status == 503 and "draining" in body
+
+
+def test_metrics_count_requests_tokens_and_cost(gateway: Harness, upstream_url: str):
+    priced_model(gateway, upstream_url)
+    cust = customer(gateway)
+    client = gateway.client(cust.key)
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True))
+    status, text = get(gateway, "/metrics")
+    assert status == 200
+    assert f'tokenhub_requests_total{{endpoint="chat",model="{MODEL}",status="ok"}} 2.0' in text
+    assert f'tokenhub_tokens_total{{kind="completion",model="{MODEL}"}} 12.0' in text
+    assert "tokenhub_request_duration_seconds_bucket" in text and "tokenhub_time_to_first_byte_seconds_count" in text
+    assert "tokenhub_holds_outstanding 0.0" in text
+    assert 'tokenhub_channel_breaker_state{channel="fake-test-priced"} 0.0' in text
