@@ -50,8 +50,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_tasks_open', ['next_poll_at'], unique=False, sqlite_where=sa.text("status IN ('queued', 'running')"), postgresql_where=sa.text("status IN ('queued', 'running')"))
         batch_op.create_index('ix_tasks_user_created', ['user_id', 'created_at'], unique=False)
 
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('webhook_secret', sa.String(length=64), nullable=True))
+    op.add_column('users', sa.Column('webhook_secret', sa.String(length=64), nullable=True))  # plain ADD COLUMN, no table copy
 
 
 

@@ -14,8 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('session_epoch', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    # A plain ADD COLUMN (SQLite supports it with a default): a batch "move and copy" of `users` would
+    # have to drop a table that other tables' rows reference.
+    op.add_column('users', sa.Column('session_epoch', sa.Integer(), server_default=sa.text('0'), nullable=False))
 
 
 def downgrade() -> None:

@@ -1,0 +1,63 @@
+"""Upgrading a database that holds data keeps every row (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command
+from sqlalchemy import func, select, text
+
+from tokenhub.accounts.service import create_key, create_user
+from tokenhub.billing.service import add_credits, check_ledger, credits_summary
+from tokenhub.config import normalize_database_url
+from tokenhub.storage import migrate
+from tokenhub.storage.engine import create_engine
+from tokenhub.storage.tables import api_keys, ledger_entries, users
+
+
+def test_upgrade_from_the_first_revision_keeps_data(database_url: str):
+    async def scenario() -> None:
+        engine = create_engine(normalize_database_url(database_url))
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(migrate.alembic_config(sync), "0001"))
+        async with engine.begin() as conn:  # rows written as the 0001 schema knew them
+            await conn.execute(text("INSERT INTO users (email, is_admin, disabled, balance, created_at) "
+                                    "VALUES ('old@example.com', false, false, 0, CURRENT_TIMESTAMP)"))
+        await migrate.upgrade(engine)  # to head, with a user (and soon keys and ledger rows) present
+        async with engine.begin() as conn:
+            user = await create_user(conn, "new@example.com")
+            await add_credits(conn, user["id"], 5_000_000_000)
+            await create_key(conn, user["id"])
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(func.count()).select_from(users)) == 2
+            assert await conn.scalar(select(users.c.session_epoch).where(users.c.email == "old@example.com")) == 0
+            assert await conn.scalar(select(func.count()).select_from(api_keys)) == 1
+            assert await conn.scalar(select(func.count()).select_from(ledger_entries)) == 1
+            assert (await credits_summary(conn, "new@example.com"))["balance_nanos"] == 5_000_000_000
+            assert (await check_ledger(conn)).ok
+        await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_upgrade_with_referencing_rows(database_url: str):
+    """A user row referenced by keys and ledger entries must survive every later migration."""
+
+    async def scenario() -> None:
+        engine = create_engine(normalize_database_url(database_url))
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(migrate.alembic_config(sync), "0001"))
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO users (id, email, is_admin, disabled, balance, created_at) "
+                                    "VALUES (7, 'ref@example.com', false, false, 100, CURRENT_TIMESTAMP)"))
+            await conn.execute(text("INSERT INTO api_keys (user_id, name, key_hash, key_prefix, used_nanos, held_nanos, created_at) "
+                                    "VALUES (7, 'k', 'h', 'th-x', 0, 0, CURRENT_TIMESTAMP)"))
+            await conn.execute(text("INSERT INTO ledger_entries (user_id, kind, amount, balance_after, created_at) "
+                                    "VALUES (7, 'adjustment', 100, 100, CURRENT_TIMESTAMP)"))
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(users.c.balance).where(users.c.id == 7)) == 100
+            assert (await check_ledger(conn)).ok
+        await engine.dispose()
+
+    asyncio.run(scenario())
