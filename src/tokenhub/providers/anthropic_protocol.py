@@ -69,7 +69,7 @@ import orjson
 from tokenhub.billing.cost import Usage
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now, upstream_error
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, error_message, new_chunk, now, upstream_error
 from tokenhub.relay.sse import Event
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
@@ -664,17 +664,7 @@ def parse_message(obj: dict[str, Any]) -> Completion:
 
 def error_detail(body: bytes) -> str:
     """The message of Anthropic's ``{"type": "error", "error": {"type", "message"}}`` (or the body's start)."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace").strip() or "no details"
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        if isinstance(err, str):
-            return err
-    return "no details"
+    return error_message(body)
 
 
 # --------------------------------------------------------------------------- stream

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from tokenhub.billing.cost import Usage
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
@@ -127,6 +129,22 @@ def upstream_error(status: int, detail: str, channel: Channel, retry_after: str 
     if status in (503, 529):
         return ServiceUnavailable(f"The upstream provider is overloaded: {detail}", code="upstream_overloaded")
     return UpstreamError(f"The upstream provider failed (HTTP {status}): {detail}", code="upstream_error")
+
+
+def error_message(body: bytes) -> str:
+    """The message of an ``{"error": {"message": ...}}`` body (OpenAI's and Anthropic's shape), or
+    the start of whatever the body is."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip() or "no details"
+    if isinstance(parsed, dict):
+        err = parsed.get("error", parsed)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+    return "no details"
 
 
 def new_chunk(chunk_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:

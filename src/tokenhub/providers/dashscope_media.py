@@ -31,7 +31,7 @@ Pure translation, no I/O (see media_base.py). ``channel.base_url`` includes ``/a
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -40,7 +40,7 @@ import orjson
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
-from tokenhub.providers.media_base import TaskUpdate, VideoJob
+from tokenhub.providers.media_base import TaskUpdate, VideoJob, seconds
 
 SUBMIT_PATH = "/services/aigc/video-generation/video-synthesis"
 
@@ -155,14 +155,7 @@ def error_code(body: bytes) -> str | None:
 def read_duration(usage: Any) -> Decimal | None:
     if not isinstance(usage, dict):
         return None
-    raw = usage.get("video_duration", usage.get("duration"))
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() and value >= 0 else None
+    return seconds(usage.get("video_duration", usage.get("duration")))
 
 
 def parse_poll(body: bytes) -> TaskUpdate:

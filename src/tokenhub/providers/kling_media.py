@@ -43,7 +43,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -53,7 +53,7 @@ import orjson
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
-from tokenhub.providers.media_base import MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media_base import MediaInput, TaskUpdate, VideoJob, seconds
 
 TOKEN_LIFETIME = 1800  # seconds, as in Kling's sample
 NOT_BEFORE_SLACK = 5  # seconds of clock skew tolerated by the token's nbf
@@ -226,14 +226,7 @@ def _data(body: bytes) -> dict[str, Any]:
 
 
 def read_duration(video: dict[str, Any]) -> Decimal | None:
-    raw = video.get("duration")
-    if raw is None or isinstance(raw, bool):
-        return None
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() and value >= 0 else None
+    return seconds(video.get("duration"))
 
 
 def parse_poll(body: bytes) -> TaskUpdate:

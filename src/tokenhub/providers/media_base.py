@@ -20,7 +20,7 @@ queued | running | succeeded | failed | cancelled | expired.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from tokenhub.directory import Channel
@@ -104,6 +104,17 @@ class GeneratedImage:
     url: str | None = None
     b64_json: str | None = None
     size: str | None = None
+
+
+def seconds(raw: Any) -> Decimal | None:
+    """A duration the upstream reported (number or numeric text) as exact seconds; None if unusable."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() and value >= 0 else None
 
 
 class VideoAdapter(Protocol):

@@ -17,7 +17,7 @@ from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, upstream_error
+from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, error_message, upstream_error
 from tokenhub.relay.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
@@ -120,17 +120,7 @@ def finish_reason_of(obj: dict[str, Any]) -> str | None:
 
 def error_detail(body: bytes) -> str:
     """The message of an OpenAI-style error body (or the start of whatever the body is)."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace").strip() or "no details"
-    if isinstance(parsed, dict):
-        err = parsed.get("error", parsed)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        if isinstance(err, str):
-            return err
-    return "no details"
+    return error_message(body)
 
 
 class StreamMeter:
