@@ -98,3 +98,19 @@ def test_sigterm_drains_open_streams_then_exits(tmp_path: Path, fake_openai_serv
     assert db.execute("select count(*) from requests where status = 'ok'").fetchone()[0] == 4
     db.close()
     assert cli(["ledger", "check"], env).returncode == 0
+
+
+def test_channel_test_probes_each_channel(tmp_path: Path, fake_openai_server: ServerThread, media_servers):
+    env = clean_env(tmp_path / "home")
+    assert cli(["channel", "add", "deepseek", "--api-key", "sk-upstream", "--base-url", f"{fake_openai_server.url}/v1", "--name", "good"], env).returncode == 0
+    assert cli(["channel", "add", "deepseek", "--api-key", "sk-wrong", "--base-url", f"{fake_openai_server.url}/v1", "--name", "badkey"], env).returncode == 0
+    assert cli(["channel", "add", "ark", "--api-key", "x", "--base-url", media_servers["ark"].url + "/api/v3", "--name", "media"], env).returncode == 0
+    result = cli(["channel", "test"], env)
+    assert result.returncode == 1, result.stdout + result.stderr  # one channel fails
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert " ok " in rows["good"] and "answered" in rows["good"] and " ms " in rows["good"]
+    assert "FAILED" in rows["badkey"] and "credentials" in rows["badkey"]
+    assert "sk-wrong" not in result.stdout and "not probed" in rows["media"]
+    only_good = cli(["channel", "test", "good"], env)
+    assert only_good.returncode == 0 and "badkey" not in only_good.stdout
+    assert cli(["channel", "test", "nope"], env).returncode == 1

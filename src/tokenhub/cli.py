@@ -388,6 +388,43 @@ def channel_list() -> None:
     table(rows, ["ID", "NAME", "PROVIDER", "BASE URL", "MODELS", "PRIORITY", "WEIGHT", "STATE"])
 
 
+@channel.command("test")
+@click.argument("name_or_id", required=False)
+def channel_test(name_or_id: str | None) -> None:
+    """Send each channel (or one) the smallest request it takes; print latency and answer (exit 1 if any fails)."""
+    from tokenhub.channels.probe import probe_all
+    from tokenhub.directory import Directory
+    from tokenhub.secrets_box import SecretBox, load_or_create_secret
+    from tokenhub.storage import migrate
+    from tokenhub.storage.engine import create_engine
+
+    settings = Settings.from_env()
+
+    async def run() -> list[Any]:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            await migrate.upgrade(engine)
+            directory = Directory(engine, SecretBox(load_or_create_secret(settings.home, settings.secret_key)), 1.0)
+            await directory.load()
+            chans = directory.channels()
+            if name_or_id:
+                chans = [c for c in chans if c.name == name_or_id or str(c.id) == name_or_id]
+                if not chans:
+                    fail(f"no enabled channel '{name_or_id}'")
+            return await probe_all(directory, chans)
+        finally:
+            await engine.dispose()
+
+    results = asyncio.run(run())
+    table(
+        [[r.channel, r.model or "-", "ok" if r.ok else "FAILED", f"{r.latency_ms} ms" if r.latency_ms is not None else "-", r.detail]
+         for r in results],
+        ["CHANNEL", "MODEL", "RESULT", "LATENCY", "DETAIL"],
+    )
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
 @channel.command("remove")
 @click.argument("name_or_id")
 def channel_remove(name_or_id: str) -> None:

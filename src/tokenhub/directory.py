@@ -88,6 +88,7 @@ class Directory:
         self.prices_json: dict[str, str] = {}  # model id -> the prices a settlement records
         self._keys: dict[str, KeyInfo] = {}
         self._routes: dict[str, list[Route]] = {}
+        self._channels: list[Channel] = []
         self._watch = Periodic("directory refresh", refresh_interval, self.refresh_if_changed)
         self._reload_lock = asyncio.Lock()
 
@@ -111,6 +112,10 @@ class Directory:
     def all_routes(self) -> list[list[Route]]:
         return list(self._routes.values())
 
+    def channels(self) -> list[Channel]:
+        """The enabled channels (with their decrypted keys: never show them)."""
+        return list(self._channels)
+
     # -- loading -----------------------------------------------------------------------------
 
     async def load(self) -> None:
@@ -129,7 +134,8 @@ class Directory:
             self._keys = {row.key_hash: _key_info(row) for row in key_rows}
             self.catalog = catalog
             self.prices_json = {m.id: orjson.dumps(m.pricing.as_dict()).decode() for m in catalog.models.values()}
-            self._routes = _build_routes(catalog, [_channel(row, self._box) for row in channel_rows], channel_rows)
+            self._channels = [_channel(row, self._box) for row in channel_rows]
+            self._routes = _build_routes(catalog, self._channels, channel_rows)
             self.version = version
 
     async def refresh_if_changed(self) -> bool:

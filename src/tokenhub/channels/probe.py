@@ -1,0 +1,71 @@
+"""Test a channel: send the smallest real request its protocol takes and time the answer.
+
+Used by ``tokenhub channel test`` (and later the console's Test button). A chat channel gets a
+one-token chat request for the first model it serves; media channels are not probed (a probe would
+cost a generation) and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from tokenhub.directory import Channel, Directory
+from tokenhub.errors import GatewayError
+from tokenhub.providers.adapters import CHAT_ADAPTERS
+
+PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
+
+
+@dataclass
+class ProbeResult:
+    channel: str
+    model: str | None
+    ok: bool
+    latency_ms: int | None
+    detail: str
+
+
+def first_served(directory: Directory, channel: Channel) -> tuple[str, str] | None:
+    """(catalog id, upstream id) of the first chat model this channel serves."""
+    for model in directory.catalog.models.values():
+        for route in directory.routes(model.id):
+            if route.channel.id == channel.id and model.kind == "chat":
+                return model.id, route.upstream_id
+    return None
+
+
+async def probe(session: aiohttp.ClientSession, directory: Directory, channel: Channel) -> ProbeResult:
+    adapter = CHAT_ADAPTERS.get(channel.protocol)
+    if adapter is None:
+        return ProbeResult(channel.name, None, True, None, f"not probed: {channel.protocol} generates media, a probe would cost a generation")
+    served = first_served(directory, channel)
+    if served is None:
+        return ProbeResult(channel.name, None, False, None, "serves no chat model of the catalog")
+    model_id, upstream_id = served
+    payload = {"model": model_id, "messages": PROBE_MESSAGES, "max_tokens": 1}
+    started = time.monotonic()
+    try:
+        upstream = adapter.build_request(payload, upstream_id, channel, stream=False, default_max_tokens=1)
+        async with session.post(upstream.url, data=upstream.body, headers=upstream.headers) as resp:
+            body = await resp.read()
+            latency = int((time.monotonic() - started) * 1000)
+            if resp.status != 200:
+                err = adapter.error(resp.status, body, channel, resp.headers.get("Retry-After"))
+                return ProbeResult(channel.name, model_id, False, latency, f"HTTP {resp.status}: {err.message}")
+        completion = adapter.parse_response(body)
+        choices = completion.body.get("choices") or [{}]
+        text = str((choices[0].get("message") or {}).get("content") or "")[:60]
+        return ProbeResult(channel.name, model_id, True, latency, f"answered {text!r}")
+    except GatewayError as err:
+        return ProbeResult(channel.name, model_id, False, int((time.monotonic() - started) * 1000), err.message)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return ProbeResult(channel.name, model_id, False, None, f"could not reach the upstream ({type(exc).__name__})")
+
+
+async def probe_all(directory: Directory, channels: list[Channel], *, timeout: float = 30.0) -> list[ProbeResult]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        return list(await asyncio.gather(*(probe(session, directory, c) for c in channels)))
