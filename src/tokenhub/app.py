@@ -13,6 +13,7 @@ from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
 from tokenhub.api.requests import echo_request_id
 from tokenhub.api.routes import GATEWAY, PublicAPI
+from tokenhub.api.stripe_webhook import StripeWebhookAPI
 from tokenhub.config import Settings
 from tokenhub.console.render import STATIC
 from tokenhub.console.routes import Console
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(MediaAPI(app).routes())
     app.add_routes(AdminAPI(app).routes())
     app.add_routes(OpsAPI(app).routes())
+    app.add_routes(StripeWebhookAPI(app).routes())
     app.add_routes(Console(app).routes())
     app.router.add_static("/static", STATIC)
     return app

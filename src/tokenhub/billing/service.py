@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tokenhub.accounts.service import get_user
 from tokenhub.errors import InvalidRequest
 from tokenhub.money import format_usd
-from tokenhub.storage.engine import utc_now
+from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import api_keys, ledger_entries, requests, users
 
 REQUEST_KINDS = ("hold", "release", "charge")
@@ -68,6 +68,29 @@ async def credits_summary(conn: AsyncConnection, user_ref: str | int) -> dict[st
         "total_credits_nanos": int(sums[0]),
         "total_usage_nanos": int(sums[1]),
     }
+
+
+async def ledger_history(
+    conn: AsyncConnection, user_id: int, limit: int = 50, before_id: int | None = None
+) -> list[dict[str, Any]]:
+    """A user's ledger entries, newest first: ``limit`` of them (1..1000), older than ``before_id`` if given."""
+    e = ledger_entries.c
+    query = select(ledger_entries).where(e.user_id == user_id)
+    if before_id is not None:
+        query = query.where(e.id < before_id)
+    query = query.order_by(e.id.desc()).limit(min(max(int(limit), 1), 1000))
+    return [
+        {
+            "id": int(row.id),
+            "kind": row.kind,
+            "amount_nanos": int(row.amount),
+            "balance_after_nanos": int(row.balance_after),
+            "request_id": row.request_id,
+            "note": row.note,
+            "created_at": as_utc(row.created_at),
+        }
+        for row in await conn.execute(query)
+    ]
 
 
 @dataclass

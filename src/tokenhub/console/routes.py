@@ -9,11 +9,13 @@ call the service layer (accounts, billing) — the same functions the CLI and ad
 from __future__ import annotations
 
 import asyncio
+import csv
 import functools
+import io
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
@@ -21,18 +23,24 @@ from multidict import MultiDict, MultiDictProxy
 from tokenhub.accounts import service as accounts
 from tokenhub.accounts.secrets import hash_password, verify_password
 from tokenhub.api.routes import GATEWAY
+from tokenhub.billing import codes as codes_service
+from tokenhub.billing import payments
 from tokenhub.billing import service as billing
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
 from tokenhub.console.ratelimit import LoginLimiter
 from tokenhub.console.render import Templates
-from tokenhub.console.sessions import COOKIE, Session, SessionCodec
+from tokenhub.console.sessions import COOKIE, Session, SessionCodec, is_https
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from tokenhub.gateway import Gateway
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
 from tokenhub.storage.engine import utc_now
 
 # Notices shown after a redirect (``?done=...``): only these keys, never text from the URL.
-NOTICES = {"revoked": "keys.notice_revoked", "password": "password.notice_changed", "welcome": "dashboard.notice_welcome"}
+NOTICES = {
+    "revoked": "keys.notice_revoked",
+    "batch_disabled": "codes.notice_disabled",
+    "checkout_cancelled": "billing.notice_cancelled",
+    "password": "password.notice_changed", "welcome": "dashboard.notice_welcome"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
@@ -41,6 +49,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+LEDGER_PAGE = 50
+MAX_CODES_PER_BATCH = 1000  # per batch from the console (the service allows more, for the CLI)
 _DUMMY_HASH = hash_password("not-a-real-password-0")  # unknown emails cost the same argon2 time
 
 
@@ -165,6 +175,12 @@ class Console:
             web.get("/models", self.models),
             web.get("/docs", self.docs),
             web.get("/admin", self.admin),
+            web.get("/billing", self.billing_page),
+            web.post("/billing/redeem", self.redeem_code),
+            web.post("/billing/topup", self.top_up),
+            web.get("/admin/codes", self.admin_codes),
+            web.post("/admin/codes", self.admin_codes),
+            web.post("/admin/codes/{batch_id}/disable", self.disable_batch),
         ]
 
     # -- the plumbing every page shares ----------------------------------------------------
@@ -395,6 +411,174 @@ class Console:
     @page("admin")
     async def admin(self, ctx: Ctx) -> web.StreamResponse:
         return self.render(ctx, "placeholder.html", title=ctx.t("nav.admin"))
+
+    # -- billing ----------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Any:
+        return self.gw.settings
+
+    @page("user")
+    async def billing_page(self, ctx: Ctx) -> web.StreamResponse:
+        return await self.render_billing(ctx)
+
+    async def render_billing(self, ctx: Ctx, *, status: int = 200, **values: Any) -> web.Response:
+        user_id = ctx.user["id"]  # type: ignore[index]
+        query = ctx.request.query
+        before = query.get("before", "")
+        before_id = int(before) if before.isdigit() else None
+        checkout = None
+        async with self.gw.engine.connect() as conn:
+            summary = await billing.credits_summary(conn, user_id)
+            entries = await billing.ledger_history(conn, user_id, LEDGER_PAGE + 1, before_id)
+            if query.get("checkout") == "success" and query.get("session_id"):
+                try:
+                    checkout = await payments.get_payment(conn, query["session_id"][:255], user_id=user_id)
+                except NotFound:
+                    checkout = {"status": "unknown"}
+        older = entries[LEDGER_PAGE - 1]["id"] if len(entries) > LEDGER_PAGE else None
+        values.setdefault("redeemed", None)
+        values.setdefault("redeem_error", None)
+        values.setdefault("topup_error", None)
+        values.setdefault("topup_amount", "")
+        return self.render(
+            ctx,
+            "billing.html",
+            status=status,
+            title=ctx.t("billing.title"),
+            summary=summary,
+            entries=entries[:LEDGER_PAGE],
+            older=older,
+            newer=before_id is not None,
+            checkout=checkout,
+            stripe=payments.stripe_configured(self.settings),
+            min_topup=format_usd(payments.MIN_TOPUP_NANOS),
+            max_topup=format_usd(payments.MAX_TOPUP_NANOS),
+            **values,
+        )
+
+    @page("user")
+    async def redeem_code(self, ctx: Ctx) -> web.StreamResponse:
+        try:
+            async with self.gw.engine.begin() as conn:
+                amount = await codes_service.redeem(conn, ctx.user["id"], ctx.form.get("code", ""))  # type: ignore[index]
+        except InvalidRequest:
+            return await self.render_billing(ctx, status=400, redeem_error=ctx.t("error.code.invalid_code"))
+        return await self.render_billing(ctx, redeemed=usd(amount))
+
+    @page("user")
+    async def top_up(self, ctx: Ctx) -> web.StreamResponse:
+        text = ctx.form.get("amount", "").strip()
+        if not payments.stripe_configured(self.settings):
+            return await self.render_billing(ctx, status=503)  # the page explains how to configure Stripe
+        try:
+            amount = usd_to_nanos(text.lstrip("$").strip())
+        except MoneyError:
+            amount = 0
+        base = f"{'https' if is_https(ctx.request) else 'http'}://{ctx.request.host}"
+        try:
+            checkout = await payments.create_checkout(
+                self.gw.engine,
+                self.settings,
+                ctx.user["id"],  # type: ignore[index]
+                amount,
+                f"{base}/billing?checkout=success&session_id={{CHECKOUT_SESSION_ID}}",
+                f"{base}/billing?done=checkout_cancelled",
+            )
+        except InvalidRequest:
+            return await self.render_billing(
+                ctx, status=400, topup_amount=text, topup_error=ctx.t("billing.topup_invalid", min=format_usd(payments.MIN_TOPUP_NANOS), max=format_usd(payments.MAX_TOPUP_NANOS))
+            )
+        except GatewayError as err:
+            return await self.render_billing(ctx, status=err.status, topup_amount=text, topup_error=ctx.t("billing.topup_failed"))
+        return web.Response(status=303, headers={"Location": str(checkout["url"])})
+
+    # -- redemption codes (admin) -----------------------------------------------------------
+
+    @page("admin")
+    async def admin_codes(self, ctx: Ctx) -> web.StreamResponse:
+        created, error, status = None, None, 200
+        form = {"amount": "", "count": "", "expires": "", "label": ""}
+        if ctx.request.method == "POST":
+            form = {name: ctx.form.get(name, "").strip() for name in form}
+            try:
+                amount = parse_usd(form["amount"], "amount")
+                count = parse_count(form["count"])
+                expires_at = parse_expiry_date(form["expires"])
+                async with self.gw.engine.begin() as conn:
+                    batch = await codes_service.create_batch(
+                        conn, amount, count, expires_at=expires_at, label=form["label"] or None, created_by=ctx.user["id"]  # type: ignore[index]
+                    )
+                created = {
+                    "batch_id": batch.batch_id,
+                    "codes": list(batch),
+                    "amount": usd(amount),
+                    "csv": "data:text/csv;charset=utf-8," + quote(codes_csv(list(batch), amount, batch.batch_id)),
+                }
+                form = {name: "" for name in form}
+            except GatewayError as err:
+                error, status = error_text(ctx.t, err), 400
+        selected = ctx.request.query.get("batch", "")[:64]
+        selected_codes = None
+        async with self.gw.engine.connect() as conn:
+            batches = await codes_service.list_batches(conn)
+            if selected:
+                try:
+                    selected_codes = await codes_service.list_codes(conn, selected)
+                except NotFound:
+                    selected, selected_codes = "", None
+        for batch in batches:
+            batch["expires_on"] = (batch["expires_at"] - timedelta(seconds=1)).date().isoformat() if batch["expires_at"] else None
+            batch["link"] = "/admin/codes?" + urlencode({"batch": batch["batch_id"]})
+        return self.render(
+            ctx, "codes.html", status=status, title=ctx.t("codes.title"), batches=batches, created=created, error=error,
+            form=form, selected=selected, selected_codes=selected_codes, max_count=MAX_CODES_PER_BATCH,
+        )
+
+    @page("admin")
+    async def disable_batch(self, ctx: Ctx) -> web.StreamResponse:
+        batch_id = ctx.request.match_info["batch_id"]
+        async with self.gw.engine.begin() as conn:
+            await codes_service.list_codes(conn, batch_id)  # NotFound for an unknown batch
+            await codes_service.disable_codes(conn, batch_id=batch_id)
+        return redirect("/admin/codes?" + urlencode({"batch": batch_id, "done": "batch_disabled"}))
+
+
+def parse_usd(text: str, param: str) -> int:
+    try:
+        return usd_to_nanos(text.strip().lstrip("$").strip())
+    except MoneyError:
+        raise InvalidRequest(f"'{text}' is not a USD amount", param=param) from None
+
+
+def parse_count(text: str) -> int:
+    try:
+        count = int(text.strip())
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_CODES_PER_BATCH:
+        raise InvalidRequest(f"the count must be between 1 and {MAX_CODES_PER_BATCH}", param="count")
+    return count
+
+
+def parse_expiry_date(text: str) -> datetime | None:
+    """A date picked in the form: the code works through that whole day (UTC), so it expires the midnight after."""
+    if not text:
+        return None
+    try:
+        day = datetime.strptime(text.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise InvalidRequest(f"'{text}' is not a date", param="expires_at") from None
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc)
+
+
+def codes_csv(codes: list[str], amount_nanos: int, batch_id: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["code", "amount_usd", "batch_id"])
+    for code in codes:
+        writer.writerow([code, format_usd(amount_nanos), batch_id])
+    return out.getvalue()
 
 
 def parse_limit(text: str) -> int | None:
