@@ -68,8 +68,16 @@ import orjson
 
 from tokenhub.billing.cost import Usage
 from tokenhub.directory import Channel
-from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, error_message, new_chunk, now, upstream_error
+from tokenhub.errors import InvalidRequest, UpstreamError
+from tokenhub.providers.base import (
+    AdapterDefaults,
+    Completion,
+    MalformedChunk,
+    UpstreamRequest,
+    error_message,
+    new_chunk,
+    now,
+)
 from tokenhub.relay.sse import Event
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
@@ -846,7 +854,7 @@ class AnthropicChunkStream:
 # --------------------------------------------------------------------------- adapter
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(AdapterDefaults):
     """The Anthropic Messages protocol as a ``ChatAdapter``."""
 
     protocol = "anthropic"
@@ -884,15 +892,6 @@ class AnthropicAdapter:
         if not isinstance(obj, dict) or obj.get("type", "message") != "message" or not isinstance(obj.get("content"), list):
             raise UpstreamError("the upstream provider sent a response that is not a message", code="upstream_bad_response")
         return parse_message(obj)
-
-    def error_detail(self, body: bytes) -> str:
-        return error_detail(body)
-
-    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
-        return upstream_error(status, error_detail(body), channel, retry_after)
-
-    def remote_images(self, payload: dict[str, Any]) -> list[str]:
-        return []
 
     def chunk_stream(self, client_model: str) -> AnthropicChunkStream:
         return AnthropicChunkStream(client_model)

@@ -102,6 +102,20 @@ class ChatAdapter(Protocol):
     def chunk_stream(self, client_model: str) -> ChunkStream: ...
 
 
+class AdapterDefaults:
+    """What most chat adapters answer alike: errors read from an ``{"error": {"message"}}`` body and
+    mapped by status, and no images to fetch. An adapter overrides what its protocol does otherwise."""
+
+    def error_detail(self, body: bytes) -> str:
+        return error_message(body)
+
+    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
+        return upstream_error(status, self.error_detail(body), channel, retry_after)
+
+    def remote_images(self, payload: dict[str, Any]) -> list[str]:
+        return []
+
+
 class MalformedChunk(UpstreamError):
     code = "upstream_malformed_chunk"
 

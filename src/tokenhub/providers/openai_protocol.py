@@ -17,7 +17,7 @@ from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, error_message, upstream_error
+from tokenhub.providers.base import AdapterDefaults, Completion, MalformedChunk, UpstreamRequest, error_message
 from tokenhub.relay.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
@@ -273,7 +273,7 @@ class OpenAIChunkStream:
         return []
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(AdapterDefaults):
     """The OpenAI protocol as a ``ChatAdapter``; the relay also has a byte-level fast path for it."""
 
     protocol = "openai"
@@ -294,15 +294,6 @@ class OpenAIAdapter:
                 raise UpstreamError(f"The upstream provider failed: {error_detail(body)}", code="upstream_error")
             raise UpstreamError("the upstream provider sent a response that is not a chat completion", code="upstream_bad_response")
         return Completion(obj, read_usage(obj.get("usage")))
-
-    def error_detail(self, body: bytes) -> str:
-        return error_detail(body)
-
-    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
-        return upstream_error(status, error_detail(body), channel, retry_after)
-
-    def remote_images(self, payload: dict[str, Any]) -> list[str]:
-        return []
 
     def chunk_stream(self, client_model: str) -> OpenAIChunkStream:
         return OpenAIChunkStream(client_model)
