@@ -239,9 +239,9 @@ def test_admin_sees_admin_link(console, new_page):
     make_user(console, "root@example.com", admin=True)
     page = new_page()
     log_in(page, "root@example.com")
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()
+    page.get_by_role("navigation", name="Administration").get_by_role("link", name="Overview").click()
     expect(page).to_have_url(f"{console.server.url}/admin")
-    expect(page.locator("h1")).to_have_text("Admin")
+    expect(page.locator("h1")).to_have_text("Overview")
 
 
 def test_phone_width(console, new_page):

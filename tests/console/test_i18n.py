@@ -10,6 +10,7 @@ import pytest
 from tokenhub.console import i18n
 from tokenhub.console.i18n import catalog, pick_language, translator
 from tokenhub.console.render import TEMPLATES
+from tokenhub.console.routes import GROUPS
 
 CONSOLE = Path(i18n.__file__).parent
 KEY_CALL = re.compile(r"""\bt\(\s*["']([a-z0-9_.]+)["'](?!\s*~)""")
@@ -19,12 +20,12 @@ FIELD = re.compile(r"\{(\w*)\}")
 
 def used_keys() -> tuple[set[str], set[str]]:
     keys, prefixes = set(), set()
-    for path in [*TEMPLATES.glob("*.html"), *CONSOLE.glob("*.py")]:
+    for path in [*TEMPLATES.rglob("*.html"), *CONSOLE.rglob("*.py"), *(CONSOLE / "static").rglob("*.js")]:
         text = path.read_text(encoding="utf-8")
         keys.update(KEY_CALL.findall(text))
         prefixes.update(PREFIX_CALL.findall(text))
-    routes = (CONSOLE / "routes.py").read_text(encoding="utf-8")
-    keys.update(re.findall(r'"([a-z]+\.notice_[a-z_]+)"', routes))  # NOTICES
+    for group in GROUPS:
+        keys.update(group.NOTICES.values())
     return keys, prefixes
 
 

@@ -8,7 +8,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from tokenhub.console.ratelimit import LoginLimiter
-from tokenhub.console.routes import safe_next
+from tokenhub.console.core import safe_next
 from tokenhub.console.sessions import MAX_AGE, Session, SessionCodec
 from tokenhub.secrets_box import SecretBox
 

@@ -1,4 +1,7 @@
-"""Translations: flat JSON catalogs (``locales/<lang>.json``), one key per user-visible string.
+"""Translations: flat JSON catalogs, one key per user-visible string.
+
+Each language is a folder of files, one per area of the console (``locales/en/keys.json``,
+``locales/zh/keys.json``, ...), merged into one catalog; a key defined in two files is an error.
 
 ``t("keys.title")`` looks the key up in the page's language, falls back to English, and as a last
 resort shows the key itself (a test fails before that reaches anyone). Parameters use
@@ -26,8 +29,15 @@ Translator = Callable[..., str]
 
 @cache
 def catalog(lang: str) -> dict[str, str]:
-    with open(LOCALES / f"{lang}.json", encoding="utf-8") as fh:
-        return json.load(fh)
+    merged: dict[str, str] = {}
+    for path in sorted((LOCALES / lang).glob("*.json")):
+        with open(path, encoding="utf-8") as fh:
+            strings = json.load(fh)
+        clash = sorted(set(strings) & set(merged))
+        if clash:
+            raise ValueError(f"{path}: keys already defined in another file: {clash}")
+        merged.update(strings)
+    return merged
 
 
 def translator(lang: str) -> Translator:

@@ -1,0 +1,235 @@
+"""What every console page shares: the request context, the ``@page`` decorator and the ``Pages`` base.
+
+A page group is a ``Pages`` subclass in ``console/pages/`` that lists its routes and defines handlers
+decorated with ``@page(...)``. The decorator builds a ``Ctx`` (language, session, signed-in user,
+CSRF token), checks CSRF on POST, enforces who may see the page, renders ``GatewayError``s as
+friendly pages, and sets the session cookie and security headers. Handlers call the service layer
+(accounts, billing, channels, catalog) — the same functions the CLI and admin API use.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, ClassVar
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+
+from tokenhub.accounts import service as accounts
+from tokenhub.api.routes import GATEWAY
+from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
+from tokenhub.console.ratelimit import LoginLimiter
+from tokenhub.console.render import Templates
+from tokenhub.console.sessions import COOKIE, Session, SessionCodec
+from tokenhub.errors import GatewayError, NotFound, PermissionDenied
+from tokenhub.gateway import Gateway
+from tokenhub.money import format_usd
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+@dataclass
+class Ctx:
+    """What every page knows about the request it answers."""
+
+    request: web.Request
+    lang: str
+    t: Translator
+    session: Session
+    user: dict[str, Any] | None
+    csrf: str
+    form: MultiDictProxy[str] = field(default_factory=lambda: MultiDictProxy(MultiDict()))
+    new_session: Session | None = None  # set by login/logout/password change: sent as the cookie
+
+    @property
+    def address(self) -> str:
+        return self.request.remote or "unknown"
+
+    @property
+    def user_id(self) -> int:
+        assert self.user is not None
+        return int(self.user["id"])
+
+
+Handler = Callable[[Any, Ctx], Awaitable[web.StreamResponse]]
+
+
+def page(auth: str = "user") -> Callable[[Handler], Callable[[Any, web.Request], Awaitable[web.StreamResponse]]]:
+    """``auth``: "user" (signed in), "admin", "guest" (signed-out pages: login, signup) or "any"."""
+
+    def wrap(handler: Handler) -> Callable[[Any, web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(handler)
+        async def run(self: "Pages", request: web.Request) -> web.StreamResponse:
+            shell = self.shell
+            ctx = await shell.context(request)
+            try:
+                if request.method == "POST":
+                    ctx.form = await shell.checked_form(ctx)
+                if auth in ("user", "admin") and ctx.user is None:
+                    response: web.StreamResponse = redirect(f"/login?next={quote(request.path_qs, safe='')}")
+                elif auth == "admin" and not ctx.user["is_admin"]:  # type: ignore[index]
+                    raise PermissionDenied("admins only")
+                elif auth == "guest" and ctx.user is not None:
+                    response = redirect("/")
+                else:
+                    response = await handler(self, ctx)
+            except CsrfFailed:
+                response = shell.render(ctx, "error.html", status=403, title=ctx.t("csrf.title"), message=ctx.t("csrf.message"))
+            except GatewayError as err:
+                response = shell.render(
+                    ctx, "error.html", status=err.status, title=ctx.t(f"error.status_{err.status}"), message=error_text(ctx.t, err)
+                )
+            return shell.finish(ctx, response)
+
+        return run
+
+    return wrap
+
+
+def redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to go back to after login; anything else (``//evil``, ``https://...``) is ``/``."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/"
+
+
+def error_text(t: Translator, err: GatewayError) -> str:
+    """A service error in the page's language: ``error.code.<code>``, then ``error.param.<param>``, else its message."""
+    known = _known_error_keys()
+    for key in (f"error.code.{err.code}", f"error.param.{err.param}"):
+        if key in known:
+            return t(key, min=accounts.MIN_PASSWORD)
+    return err.message
+
+
+@functools.cache
+def _known_error_keys() -> frozenset[str]:
+    return frozenset(key for key in catalog(DEFAULT_LANGUAGE) if key.startswith("error."))
+
+
+def usd(nanos: int | None) -> str:
+    return "" if nanos is None else f"${format_usd(nanos)}"
+
+
+class Shell:
+    """The console's shared machinery: templates, session codec, login limiter, notices."""
+
+    def __init__(self, app: web.Application, notices: dict[str, str]) -> None:
+        self.app = app
+        self.templates = Templates()
+        self.limiter = LoginLimiter()
+        self.notices = notices
+        self._codec: SessionCodec | None = None
+
+    @property
+    def gw(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    @property
+    def codec(self) -> SessionCodec:
+        if self._codec is None:  # the gateway (and its secret) exists only once the app has started
+            box = self.gw.box
+            self._codec = SessionCodec(box.derive_key("console-session"), box.derive_key("console-csrf"))
+        return self._codec
+
+    async def context(self, request: web.Request) -> Ctx:
+        lang = pick_language(request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language"))
+        session = self.codec.loads(request.cookies.get(COOKIE))
+        user = None
+        if session is not None and session.user_id is not None:
+            user = await self.load_user(session)
+            if user is None:
+                session = None  # signed out elsewhere (password changed), disabled, or deleted
+        fresh = session is None
+        if session is None:
+            session = self.codec.new()
+        ctx = Ctx(request, lang, translator(lang), session, user, self.codec.csrf_token(session))
+        if fresh:
+            ctx.new_session = session
+        return ctx
+
+    async def load_user(self, session: Session) -> dict[str, Any] | None:
+        async with self.gw.engine.connect() as conn:
+            try:
+                row = await accounts.get_user(conn, int(session.user_id))  # type: ignore[arg-type]
+            except NotFound:
+                return None
+        if row.disabled or row.session_epoch != session.epoch:
+            return None
+        return accounts.user_dict(row)
+
+    async def checked_form(self, ctx: Ctx) -> MultiDictProxy[str]:
+        """The POSTed form, if it comes from our own pages: same origin (when the browser says) and a valid token."""
+        request = ctx.request
+        origin = request.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
+            raise CsrfFailed()
+        form = await request.post()
+        if ctx.new_session is not None or not self.codec.csrf_valid(ctx.session, form.get("csrf")):  # type: ignore[arg-type]
+            raise CsrfFailed()
+        return form  # type: ignore[return-value]
+
+    def render(self, ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> web.Response:
+        notice = self.notices.get(ctx.request.query.get("done", ""))
+        html = self.templates.render(
+            template,
+            t=ctx.t,
+            lang=ctx.lang,
+            languages=LANGUAGES,
+            user=ctx.user,
+            csrf=ctx.csrf,
+            path=ctx.request.path,
+            path_qs=ctx.request.path_qs,
+            notice=ctx.t(notice) if notice else None,
+            usd=usd,
+            **values,
+        )
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    def finish(self, ctx: Ctx, response: web.StreamResponse) -> web.StreamResponse:
+        if ctx.new_session is not None:
+            self.codec.set_cookie(ctx.request, response, ctx.new_session)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Vary", "Cookie, Accept-Language")
+        return response
+
+    def sign_in(self, ctx: Ctx, user_id: int, epoch: int) -> None:
+        ctx.new_session = self.codec.new(user_id, epoch)  # a new session id: no fixation
+
+
+class Pages:
+    """A group of console pages: ``routes()`` lists them; ``NOTICES`` are the ``?done=`` keys they redirect with."""
+
+    NOTICES: ClassVar[dict[str, str]] = {}  # done-key -> catalog key; only these, never text from the URL
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+
+    @property
+    def gw(self) -> Gateway:
+        return self.shell.gw
+
+    def render(self, ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> web.Response:
+        return self.shell.render(ctx, template, status=status, **values)
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError

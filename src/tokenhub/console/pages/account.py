@@ -1,0 +1,133 @@
+"""Signing up, in and out, changing the password, and the language switch."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from tokenhub.accounts import service as accounts
+from tokenhub.accounts.secrets import hash_password, verify_password
+from tokenhub.console.core import Ctx, Pages, error_text, page, redirect, safe_next
+from tokenhub.console.i18n import LANG_COOKIE, LANGUAGES
+from tokenhub.errors import GatewayError, InvalidRequest, NotFound
+
+_DUMMY_HASH = hash_password("not-a-real-password-0")  # unknown emails cost the same argon2 time
+
+
+class AccountPages(Pages):
+    NOTICES = {"password": "password.notice_changed", "welcome": "dashboard.notice_welcome"}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/signup", self.signup),
+            web.post("/signup", self.signup),
+            web.get("/login", self.login),
+            web.post("/login", self.login),
+            web.post("/logout", self.logout),
+            web.get("/account/password", self.password),
+            web.post("/account/password", self.password),
+            web.get("/lang/{lang}", self.set_language),
+        ]
+
+    @property
+    def limiter(self):  # type: ignore[no-untyped-def]
+        return self.shell.limiter
+
+    @page("guest")
+    async def signup(self, ctx: Ctx) -> web.StreamResponse:
+        values = {"email": ""}
+        if ctx.request.method == "POST":
+            email, password = ctx.form.get("email", ""), ctx.form.get("password", "")
+            values["email"] = email
+            retry = self.limiter.addresses.retry_after(ctx.address)
+            if retry:
+                return self.too_many(ctx, retry)
+            try:
+                if password != ctx.form.get("confirm", ""):
+                    raise InvalidRequest("the passwords differ", code="passwords_differ")
+                async with self.gw.engine.begin() as conn:
+                    user = await accounts.create_user(conn, email, password=password)
+            except GatewayError as err:
+                self.limiter.addresses.fail(ctx.address)  # signups count against the address too
+                return self.render(ctx, "signup.html", status=400, title=ctx.t("signup.title"), error=error_text(ctx.t, err), **values)
+            self.shell.sign_in(ctx, user["id"], 0)
+            return redirect("/?done=welcome")
+        return self.render(ctx, "signup.html", title=ctx.t("signup.title"), error=None, **values)
+
+    @page("guest")
+    async def login(self, ctx: Ctx) -> web.StreamResponse:
+        next_path = safe_next(ctx.request.query.get("next") or ctx.form.get("next"))
+        values = {"email": "", "next": next_path}
+        if ctx.request.method != "POST":
+            return self.render(ctx, "login.html", title=ctx.t("login.title"), error=None, **values)
+        email = ctx.form.get("email", "").strip().lower()
+        password = ctx.form.get("password", "")
+        values["email"] = email
+        retry = self.limiter.retry_after(email, ctx.address)
+        if retry:
+            return self.too_many(ctx, retry)
+        row = None
+        async with self.gw.engine.connect() as conn:
+            try:
+                row = await accounts.get_user(conn, email) if email and not email.isdigit() else None
+            except NotFound:
+                row = None
+        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        valid = await asyncio.to_thread(verify_password, stored, password)
+        if row is None or not row.password_hash or not valid:
+            self.limiter.fail(email, ctx.address)
+            return self.render(ctx, "login.html", status=400, title=ctx.t("login.title"), error=ctx.t("login.failed"), **values)
+        if row.disabled:
+            return self.render(ctx, "login.html", status=403, title=ctx.t("login.title"), error=ctx.t("login.disabled"), **values)
+        self.limiter.succeed(email)
+        self.shell.sign_in(ctx, row.id, row.session_epoch)
+        return redirect(next_path)
+
+    def too_many(self, ctx: Ctx, retry_after: int) -> web.Response:
+        minutes = max(1, (retry_after + 59) // 60)
+        response = self.render(
+            ctx, "error.html", status=429, title=ctx.t("error.status_429"), message=ctx.t("login.too_many", minutes=minutes)
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    @page("any")
+    async def logout(self, ctx: Ctx) -> web.StreamResponse:
+        ctx.new_session = self.shell.codec.new()
+        return redirect("/login")
+
+    @page("user")
+    async def password(self, ctx: Ctx) -> web.StreamResponse:
+        title = ctx.t("password.title")
+        if ctx.request.method != "POST":
+            return self.render(ctx, "password.html", title=title, error=None)
+        user = ctx.user
+        assert user is not None
+        retry = self.limiter.retry_after(user["email"], ctx.address)
+        if retry:
+            return self.too_many(ctx, retry)
+        async with self.gw.engine.connect() as conn:
+            row = await accounts.get_user(conn, user["id"])
+        if not await asyncio.to_thread(verify_password, row.password_hash or _DUMMY_HASH, ctx.form.get("current", "")):
+            self.limiter.fail(user["email"], ctx.address)
+            return self.render(ctx, "password.html", status=400, title=title, error=ctx.t("password.wrong_current"))
+        new = ctx.form.get("password", "")
+        try:
+            if new != ctx.form.get("confirm", ""):
+                raise InvalidRequest("the passwords differ", code="passwords_differ")
+            async with self.gw.engine.begin() as conn:
+                epoch = await accounts.set_password(conn, user["id"], new)
+        except GatewayError as err:
+            return self.render(ctx, "password.html", status=400, title=title, error=error_text(ctx.t, err))
+        self.shell.sign_in(ctx, user["id"], epoch)  # this browser stays signed in; every other session ends
+        return redirect("/?done=password")
+
+    @page("any")
+    async def set_language(self, ctx: Ctx) -> web.StreamResponse:
+        lang = ctx.request.match_info["lang"]
+        if lang not in LANGUAGES:
+            raise NotFound("no such language")
+        response = redirect(safe_next(ctx.request.query.get("next")))
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, path="/", samesite="Lax")
+        return response
