@@ -203,6 +203,37 @@ def _describe_db(settings: Settings) -> str:
 # -- users and keys -------------------------------------------------------------------------------
 
 
+def limit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--rpm, --tpm, --concurrency and the spend limits by period; "none" clears one (on update)."""
+    options = [
+        click.option("--rpm", help="Requests per minute."),
+        click.option("--tpm", help="Tokens per minute (input + output)."),
+        click.option("--concurrency", help="Requests in flight at once."),
+        click.option("--daily-limit", "daily_limit", help="Spending limit per UTC day, in USD."),
+        click.option("--weekly-limit", "weekly_limit", help="Spending limit per ISO week (UTC, from Monday), in USD."),
+        click.option("--monthly-limit", "monthly_limit", help="Spending limit per UTC calendar month, in USD."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def given_limits(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in ("rpm", "tpm", "concurrency", "daily_limit", "weekly_limit", "monthly_limit") if values.get(name) is not None}
+
+
+def describe_limits(record: dict[str, Any]) -> str:
+    from tokenhub.limits.policy import Limits
+
+    parts = []
+    for name in Limits.__dataclass_fields__:
+        value = record.get(name)
+        if value is not None:
+            label = name.removesuffix("_nanos").replace("_", "-")
+            parts.append(f"{label}={'$' + format_usd(value) if name.endswith('_nanos') else value}")
+    return ", ".join(parts) or "no limits"
+
+
 @main.group()
 def user() -> None:
     """Manage users."""
@@ -221,6 +252,27 @@ def user_create(email: str, password: str | None, admin: bool) -> None:
     click.echo(f"created {role} {created['email']} (id {created['id']})")
 
 
+@user.command("limits")
+@click.argument("email")
+@click.option("--limit", "limit", help="Total spending limit of the account, in USD ('none' clears it).")
+@limit_options
+def user_limits(email: str, limit: str | None, **limits: Any) -> None:
+    """Show or set an account's limits (they apply to all its keys together)."""
+    from tokenhub.accounts.service import account_limits, get_user, set_account_limits
+
+    changes = given_limits(limits)
+    if limit is not None:
+        changes["limit"] = limit
+
+    async def apply(conn: AsyncConnection, settings: Settings) -> dict[str, Any]:
+        if changes:
+            return await set_account_limits(conn, email, changes)
+        return account_limits(await get_user(conn, email))
+
+    current = run_db(apply, write=bool(changes))
+    click.echo(f"{current['email']}: {describe_limits(current)}")
+
+
 @main.group()
 def key() -> None:
     """Manage API keys."""
@@ -232,16 +284,41 @@ def key() -> None:
 @click.option("--limit", "limit_usd", help="Total spending limit in USD.")
 @click.option("--models", help="Comma-separated model ids or patterns the key may use (e.g. openai/*,deepseek/*).")
 @click.option("--expires", help="Last day the key works, YYYY-MM-DD (UTC).")
-def key_create(email: str, name: str | None, limit_usd: str | None, models: str | None, expires: str | None) -> None:
+@limit_options
+def key_create(email: str, name: str | None, limit_usd: str | None, models: str | None, expires: str | None, **limits: Any) -> None:
     """Create an API key; it is printed once and only its hash is kept."""
     from tokenhub.accounts.service import create_key
 
     limit = usd_option(limit_usd, "--limit")
-    plaintext, created = run_db(lambda c, s: create_key(c, email, name=name, limit_nanos=limit, models=models, expires=expires))
+    plaintext, created = run_db(
+        lambda c, s: create_key(c, email, name=name, limit_nanos=limit, models=models, expires=expires, limits=given_limits(limits))
+    )
     click.echo(plaintext)
     click.echo(
-        f"key {created['id']} '{created['name']}' for {email}; store it now, it cannot be shown again", err=True
+        f"key {created['id']} '{created['name']}' for {email} ({describe_limits(created)}); store it now, it cannot be shown again",
+        err=True,
     )
+
+
+@key.command("update")
+@click.argument("key_id")
+@click.option("--name", help="A new name.")
+@click.option("--limit", "limit_usd", help="Total spending limit in USD ('none' clears it).")
+@click.option("--models", help="Model ids or patterns the key may use ('none': every model).")
+@click.option("--expires", help="Last day the key works, YYYY-MM-DD ('none': never expires).")
+@limit_options
+def key_update(key_id: str, name: str | None, limit_usd: str | None, models: str | None, expires: str | None, **limits: Any) -> None:
+    """Change a key's name, models, expiry or limits; gateways apply it within a second."""
+    from tokenhub.accounts.service import update_key
+
+    changes: dict[str, Any] = given_limits(limits)
+    for field_name, value in (("name", name), ("limit", limit_usd), ("models", models), ("expires", expires)):
+        if value is not None:
+            changes[field_name] = value
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    updated = run_db(lambda c, s: update_key(c, key_id, changes))
+    click.echo(f"key {updated['id']} '{updated['name']}': {describe_limits(updated)}")
 
 
 @key.command("list")

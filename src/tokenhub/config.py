@@ -31,6 +31,13 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _log_format(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("json", "text"):
+        raise SystemExit(f"TOKENHUB_LOG_FORMAT must be json or text, got {value!r}")
+    return value
+
+
 def normalize_database_url(url: str) -> str:
     """Accept the URL forms operators write and pick the async driver for each."""
     if url.startswith("postgres://"):
@@ -52,7 +59,10 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     refresh_interval: float = 1.0
     connect_timeout: float = 10.0
-    read_timeout: float = 300.0
+    read_timeout: float = 300.0  # until the upstream's response headers (a channel's first_byte_timeout overrides)
+    idle_timeout: float = 300.0  # the longest gap between two chunks of an upstream body (per channel: idle_timeout)
+    redis_url: str | None = None  # rate limits shared by every process (limits/redis_rates.py)
+    log_format: str = "json"  # json | text
     hold_sweep_after: float = 60.0
     fetch_allow_private: bool = False  # let image URLs reach private addresses (tests, closed networks)
     task_poll_base: float = 2.0  # seconds to the first poll of a video task; doubles per poll, up to 30 s
@@ -79,7 +89,10 @@ class Settings:
             max_body_bytes=_env_int(env, "TOKENHUB_MAX_BODY_BYTES", 32 * 1024 * 1024),
             refresh_interval=_env_float(env, "TOKENHUB_REFRESH_INTERVAL", 1.0),
             connect_timeout=_env_float(env, "TOKENHUB_CONNECT_TIMEOUT", 10.0),
-            read_timeout=_env_float(env, "TOKENHUB_READ_TIMEOUT", 300.0),
+            read_timeout=_env_float(env, "TOKENHUB_FIRST_BYTE_TIMEOUT", _env_float(env, "TOKENHUB_READ_TIMEOUT", 300.0)),
+            idle_timeout=_env_float(env, "TOKENHUB_IDLE_TIMEOUT", 300.0),
+            redis_url=(env.get("TOKENHUB_REDIS_URL") or "").strip() or None,
+            log_format=_log_format(env.get("TOKENHUB_LOG_FORMAT") or "json"),
             hold_sweep_after=_env_float(env, "TOKENHUB_HOLD_SWEEP_AFTER", 60.0),
             fetch_allow_private=env.get("TOKENHUB_FETCH_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             task_poll_base=_env_float(env, "TOKENHUB_TASK_POLL_BASE", 2.0),

@@ -23,7 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tokenhub.accounts.secrets import KEY_PREFIX, hash_api_key
 from tokenhub.catalog.model import Catalog, Model
 from tokenhub.catalog.service import load_catalog
+from tokenhub.billing.ledger import Budget
 from tokenhub.errors import AuthenticationFailed, PermissionDenied
+from tokenhub.limits.policy import Limits
+from tokenhub.limits.rates import Scope
 from tokenhub.periodic import Periodic
 from tokenhub.providers.registry import PROVIDERS
 from tokenhub.secrets_box import SecretBox
@@ -43,6 +46,10 @@ class KeyInfo:
     limit_nanos: int | None
     models: tuple[str, ...] | None
     expires_at: float | None  # unix seconds
+    # Limits (tokenhub/limits), precomputed: the rate scopes to check (key, account) and the spend
+    # budgets by period every hold of this key must fit in.
+    rate_scopes: tuple[Scope, ...] = ()
+    budgets: tuple[Budget, ...] = ()
 
     def allows(self, model: Model) -> bool:
         if self.models is None:
@@ -125,7 +132,7 @@ class Directory:
                 catalog = await load_catalog(conn)
                 key_rows = (
                     await conn.execute(
-                        select(api_keys, users.c.email, users.c.is_admin)
+                        select(api_keys, users.c.email, users.c.is_admin, *[c.label(f"account_{c.name}") for c in _account_limit_columns()])
                         .join(users, users.c.id == api_keys.c.user_id)
                         .where(api_keys.c.revoked_at.is_(None), users.c.disabled.is_(False))
                     )
@@ -153,9 +160,25 @@ class Directory:
         await self._watch.stop()
 
 
+def _account_limit_columns() -> list[Any]:
+    return [users.c[name] for name in Limits.__dataclass_fields__]
+
+
 def _key_info(row: Any) -> KeyInfo:
     expires = as_utc(row.expires_at)
+    key_limits = Limits.of(row)
+    account_limits = Limits(**{name: getattr(row, f"account_{name}") for name in Limits.__dataclass_fields__})
+    scopes = tuple(
+        scope
+        for scope in (Scope(f"k:{row.id}", "key", key_limits), Scope(f"u:{row.user_id}", "account", account_limits))
+        if scope.limits.has_rates
+    )
+    budgets = tuple(("key", row.id, period, limit) for period, limit in key_limits.spend_limits(include_total=False)) + tuple(
+        ("user", row.user_id, period, limit) for period, limit in account_limits.spend_limits()
+    )
     return KeyInfo(
+        rate_scopes=scopes,
+        budgets=budgets,
         id=row.id,
         user_id=row.user_id,
         name=row.name,

@@ -15,13 +15,15 @@ from tokenhub.channels.service import upsert_env_channel
 from tokenhub.config import Settings
 from tokenhub.directory import Directory
 from tokenhub.errors import Conflict
+from tokenhub.limits.rates import MemoryRates, RateLimiter
+from tokenhub.limits.redis_rates import RedisRates
 from tokenhub.metrics import Metrics
 from tokenhub.providers.registry import env_channel_keys
 from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.relay.health import ChannelHealth
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import migrate
-from tokenhub.storage.engine import create_engine
+from tokenhub.storage.engine import create_engine, deployment_id
 
 log = logging.getLogger("tokenhub")
 
@@ -37,6 +39,7 @@ class Gateway:
     http: aiohttp.ClientSession
     fetcher: ImageFetcher
     instance_id: str = field(default="")
+    rates: RateLimiter = field(default_factory=MemoryRates)
     health: ChannelHealth = field(default_factory=ChannelHealth)
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False  # SIGTERM received: readiness fails, no new requests
@@ -64,7 +67,11 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
         )
         fetcher = ImageFetcher(allow_private=settings.fetch_allow_private)
-        return cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id)
+        rates: RateLimiter = MemoryRates()
+        if settings.redis_url:
+            async with engine.begin() as conn:
+                rates = RedisRates(settings.redis_url, namespace=f"th:{await deployment_id(conn):x}")
+        return cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id, rates)
 
     async def stop(self) -> None:
         await self.directory.stop()
@@ -74,6 +81,7 @@ class Gateway:
             await self.sweeper.unregister()
         except Exception as exc:  # the sweeper of the next start cleans up instead
             log.warning("could not unregister this process: %s", type(exc).__name__)
+        await self.rates.close()
         await self.http.close()
         await self.fetcher.close()
         await self.engine.dispose()

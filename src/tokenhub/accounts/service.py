@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Mapping
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row
@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts.secrets import display_prefix, hash_api_key, hash_password, new_api_key
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
+from tokenhub.limits.policy import RATE_FIELDS, Limits, parse_changes
 from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
 from tokenhub.storage.tables import api_keys, users
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MODEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:/*?\[\]-]+$")
 MIN_PASSWORD = 8
+LIMIT_FIELDS = (*RATE_FIELDS, "daily_limit_nanos", "weekly_limit_nanos", "monthly_limit_nanos")  # besides limit_nanos
 
 
 def normalize_email(email: str) -> str:
@@ -137,8 +139,12 @@ async def create_key(
     limit_nanos: int | None = None,
     models: str | list[str] | None = None,
     expires: str | date | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Create a key; returns the plaintext (shown once, never stored) and the stored record."""
+    """Create a key; returns the plaintext (shown once, never stored) and the stored record.
+
+    ``limits``: rates and spend limits by period, as ``limits.policy.parse_changes`` reads them.
+    """
     user = await get_user(conn, user_ref)
     name = (name or "default").strip()
     if not name or len(name) > 200:
@@ -153,18 +159,58 @@ async def create_key(
             name=name,
             key_hash=hash_api_key(plaintext),
             key_prefix=display_prefix(plaintext),
-            limit_nanos=limit_nanos,
             used_nanos=0,
             held_nanos=0,
             models=parse_model_patterns(models),
             expires_at=parse_expiry(expires),
             created_at=utc_now(),
+            **{"limit_nanos": limit_nanos, **parse_changes(limits or {})},
         )
         .returning(api_keys.c.id)
     )
     key_id = result.scalar_one()
     await bump_config_version(conn)
     return plaintext, await get_key(conn, key_id)
+
+
+async def update_key(conn: AsyncConnection, key_id: int | str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Change a key's name, models, expiry, total limit (``limit``, USD) or rate and period limits.
+
+    Only the names present change; ``None`` / ``"none"`` clears a limit, the models or the expiry.
+    """
+    key = await get_key(conn, key_id)
+    values: dict[str, Any] = parse_changes(changes)
+    if "name" in changes:
+        name = str(changes["name"] or "").strip()
+        if not name or len(name) > 200:
+            raise InvalidRequest("the key name must have 1 to 200 characters", param="name")
+        values["name"] = name
+    if "models" in changes:
+        values["models"] = None if _cleared(changes["models"]) else parse_model_patterns(changes["models"])
+    if "expires" in changes:
+        values["expires_at"] = None if _cleared(changes["expires"]) else parse_expiry(changes["expires"])
+    if values:
+        await conn.execute(update(api_keys).where(api_keys.c.id == key["id"]).values(**values))
+        await bump_config_version(conn)
+    return await get_key(conn, key["id"])
+
+
+async def set_account_limits(conn: AsyncConnection, user_ref: str | int, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Set an account's limits (the same names as a key's); they apply to all its keys together."""
+    user = await get_user(conn, user_ref)
+    values = parse_changes(changes)
+    if values:
+        await conn.execute(update(users).where(users.c.id == user.id).values(**values))
+        await bump_config_version(conn)
+    return account_limits(await get_user(conn, user.id))
+
+
+def account_limits(row: Row[Any]) -> dict[str, Any]:
+    return {"user_id": row.id, "email": row.email, **Limits.of(row).as_dict()}
+
+
+def _cleared(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
 
 
 async def get_key(conn: AsyncConnection, key_id: int | str) -> dict[str, Any]:
@@ -202,6 +248,7 @@ def key_dict(row: Row[Any]) -> dict[str, Any]:
         "used_nanos": row.used_nanos,
         "held_nanos": row.held_nanos,
         "models": row.models.split(",") if row.models else None,
+        **{name: getattr(row, name) for name in LIMIT_FIELDS},
         "expires_at": as_utc(row.expires_at),
         "revoked_at": as_utc(row.revoked_at),
         "created_at": as_utc(row.created_at),

@@ -57,6 +57,9 @@ def _money_view(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+LIMIT_NAMES = ("rpm", "tpm", "concurrency", "daily_limit", "weekly_limit", "monthly_limit")
+
+
 def _int_field(body: dict[str, Any], name: str, default: int | None) -> int | None:
     value = body.get(name, default)
     if value is None:
@@ -75,6 +78,9 @@ class AdminAPI(RouteGroup):
             web.get("/api/admin/users/{user}/keys", self.list_keys),
             web.post("/api/admin/users/{user}/keys", self.create_key),
             web.delete("/api/admin/keys/{key_id}", self.revoke_key),
+            web.patch("/api/admin/keys/{key_id}", self.update_key),
+            web.get("/api/admin/users/{user}/limits", self.show_limits),
+            web.patch("/api/admin/users/{user}/limits", self.set_limits),
             web.get("/api/admin/users/{user}/credits", self.show_credits),
             web.post("/api/admin/users/{user}/credits", self.add_credits),
             web.get("/api/admin/channels", self.list_channels),
@@ -161,10 +167,39 @@ class AdminAPI(RouteGroup):
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             raise InvalidRequest("'name' must be a string", param="name")
+        limits = {name: body[name] for name in LIMIT_NAMES if name in body}
         plaintext, key = await self._write(
-            lambda c: accounts.create_key(c, request.match_info["user"], name=name, limit_nanos=limit, models=models, expires=expires)
+            lambda c: accounts.create_key(
+                c, request.match_info["user"], name=name, limit_nanos=limit, models=models, expires=expires, limits=limits
+            )
         )
         return _json({"data": {**_money_view(key), "key": plaintext}}, status=201)
+
+    async def update_key(self, request: web.Request) -> web.Response:
+        """Body: any of name, models, expires, limit, rpm, tpm, concurrency, daily_limit, weekly_limit, monthly_limit."""
+        self._admin(request)
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"name", "models", "expires", "limit", *LIMIT_NAMES})
+        if unknown:
+            raise InvalidRequest(f"unknown field '{unknown[0]}'", param=unknown[0])
+        key = await self._write(lambda c: accounts.update_key(c, request.match_info["key_id"], body))
+        return _json({"data": _money_view(key)})
+
+    async def show_limits(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        async with self.gw.engine.connect() as conn:
+            row = await accounts.get_user(conn, request.match_info["user"])
+        return _json({"data": _money_view(accounts.account_limits(row))})
+
+    async def set_limits(self, request: web.Request) -> web.Response:
+        """Body: any of limit, rpm, tpm, concurrency, daily_limit, weekly_limit, monthly_limit (null clears)."""
+        self._admin(request)
+        body = await self._body(request)
+        unknown = sorted(set(body) - {"limit", *LIMIT_NAMES})
+        if unknown:
+            raise InvalidRequest(f"unknown field '{unknown[0]}'", param=unknown[0])
+        limits = await self._write(lambda c: accounts.set_account_limits(c, request.match_info["user"], body))
+        return _json({"data": _money_view(limits)})
 
     async def revoke_key(self, request: web.Request) -> web.Response:
         self._admin(request)

@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from tokenhub.api.requests import authenticate, read_json
+from tokenhub.limits.gate import limited
 from tokenhub.api.routes import RouteGroup
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo, Route
@@ -50,7 +51,8 @@ class MediaAPI(RouteGroup):
         payload, _ = await read_json(request, gw.settings.max_body_bytes)
         model, route = self._resolve(payload, key, "image", IMAGE_ADAPTERS)
         job = parse_image_job(payload, model)
-        return await generate_images(request, gw, key, model, route, IMAGE_ADAPTERS[route.channel.protocol], job)
+        async with limited(gw.rates, key, request):
+            return await generate_images(request, gw, key, model, route, IMAGE_ADAPTERS[route.channel.protocol], job)
 
     async def create_video(self, request: web.Request) -> web.Response:
         gw = self.gw
@@ -60,9 +62,10 @@ class MediaAPI(RouteGroup):
         assert isinstance(payload, dict)
         job = parse_video_job(payload, model)
         callback_url = parse_callback_url(payload.get("callback_url"))
-        task = await create_task(
-            gw, key, model, route, VIDEO_ADAPTERS[route.channel.protocol], job, price_per_second(model, job), callback_url
-        )
+        async with limited(gw.rates, key, request):
+            task = await create_task(
+                gw, key, model, route, VIDEO_ADAPTERS[route.channel.protocol], job, price_per_second(model, job), callback_url
+            )
         return _json(task)
 
     async def get_video(self, request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ class OpsAPI(RouteGroup):
         return web.json_response({"status": "ok"})
 
     async def ready(self, request: web.Request) -> web.Response:
-        """Fit to take traffic: not draining, the directory loaded, the database answering."""
+        """Fit to take traffic: not draining, the directory loaded, the database (and Redis, if used) answering."""
         gw = self.gw
         problems = []
         if gw.draining:
@@ -35,6 +35,9 @@ class OpsAPI(RouteGroup):
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:  # report, never raise: this is a probe
             problems.append(f"database unreachable ({type(exc).__name__})")
+        ping = getattr(gw.rates, "ping", None)
+        if ping is not None and not await ping():
+            problems.append("redis unreachable")
         status = 503 if problems else 200
         return web.json_response({"status": "ready" if not problems else "not ready", "problems": problems}, status=status)
 

@@ -14,6 +14,7 @@ from tokenhub.errors import InvalidRequest, PayloadTooLarge
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", KeyInfo)
+RATE_HEADERS = web.RequestKey("rate_headers", dict)  # x-ratelimit-* for the caller's limits, if any
 
 
 class RequestIds:
@@ -29,10 +30,14 @@ class RequestIds:
 
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response says which request it answers."""
+    """on_response_prepare: every response says which request it answers (and what its limits leave)."""
     request_id = request.get(REQUEST_ID)
     if request_id and "X-Request-Id" not in response.headers:
         response.headers["X-Request-Id"] = request_id
+    rate_headers = request.get(RATE_HEADERS)
+    if rate_headers:
+        for name, value in rate_headers.items():
+            response.headers.setdefault(name, value)
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -34,13 +34,19 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.cost import Usage
-from tokenhub.errors import InsufficientCredits, ServiceUnavailable
+from tokenhub.errors import InsufficientCredits, RateLimited, ServiceUnavailable
+from tokenhub.limits.policy import period_end
+from tokenhub.storage.engine import utc_now
 from tokenhub.money import format_usd
 
 log = logging.getLogger("tokenhub.ledger")
 
 MAX_BATCH = 256
 SETTLE_DELAY = 0.005  # seconds a group of only settlements may wait for a hold to share its commit
+
+
+Budget = tuple[str, int, str, int]  # scope ("key" | "user"), its id, period (day|week|month|total), limit
+SpendKey = tuple[str, int, str]  # scope, id, period
 
 
 @dataclass
@@ -56,6 +62,9 @@ class Hold:
     stream: bool = False
     channel_id: int | None = None
     upstream_model: str | None = None
+    # Spend limits by period that this hold must fit in: (scope "key"|"user", id, period, limit).
+    # The key's total limit is not here: the key's own counters enforce it (api_keys.limit_nanos).
+    budgets: tuple[Budget, ...] = ()
     future: asyncio.Future[None] | None = None
 
 
@@ -211,6 +220,24 @@ class LedgerWriter:
                     op.future.set_exception(outcome)
 
 
+class SpendLimitReached(RateLimited):
+    """A spend limit by period would be exceeded: 429 until the period ends (402 for a total limit)."""
+
+    def __init__(self, scope: str, period: str, limit: int, used: int, amount: int) -> None:
+        whose = "key" if scope == "key" else "account"
+        when = {"day": "today (UTC)", "week": "this week (UTC, from Monday)", "month": "this month (UTC)", "total": "in total"}[period]
+        message = (
+            f"This {whose}'s spending limit of ${format_usd(limit)} {when} would be exceeded: ${format_usd(max(used, 0))} "
+            f"spent or reserved, and this request may cost up to ${format_usd(amount)}."
+        )
+        end = period_end(period, utc_now())
+        headers = {"Retry-After": str(max(1, int((end - utc_now()).total_seconds()) + 1))} if end else {}
+        code = f"{whose}_{period}_limit_reached" if end else f"{whose}_limit_reached"
+        super().__init__(message, code=code, headers=headers, status=429 if end else 402)
+        if end is None:
+            self.type = InsufficientCredits.type  # a total limit does not reset: like running out of credit
+
+
 @dataclass
 class GroupPlan:
     """What one group writes: decided in memory against the locked balances and key counters."""
@@ -223,29 +250,50 @@ class GroupPlan:
     key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
 
 
+def spend_scopes(batch: list[Op]) -> dict[tuple[str, int], set[str]]:
+    """The (scope, id) whose spend by period this group's holds must be checked against."""
+    scopes: dict[tuple[str, int], set[str]] = {}
+    for op in batch:
+        if isinstance(op, Hold):
+            for scope, ident, period, _ in op.budgets:
+                scopes.setdefault((scope, ident), set()).add(period)
+    return scopes
+
+
 def plan_group(
-    batch: list[Op], balances: dict[int, int], keys: dict[int, tuple[int | None, int, int]], settling: set[str]
+    batch: list[Op],
+    balances: dict[int, int],
+    keys: dict[int, tuple[int | None, int, int]],
+    settling: dict[str, Any],
+    spent: dict[SpendKey, int] | None = None,
+    starts: dict[str, Any] | None = None,
 ) -> GroupPlan:
     """Decide a group: holds in arrival order against the locked figures; each settlement once.
 
-    ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` is the set of request ids
-    whose state this transaction flipped from ``held`` (the compare-and-swap).
+    ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` maps the request ids whose
+    state this transaction flipped from ``held`` (the compare-and-swap) to their creation time.
+    ``spent`` is what each (scope, id, period) of the holds' budgets has spent so far (open holds at
+    their amount, settled requests at their cost), read under the same locks; ``starts`` maps each
+    period to its first instant (None for "total"), comparable with the creation times.
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
     plan = GroupPlan([], [], [], [], balance, deltas)
-    settling = set(settling)
+    settling = dict(settling)
+    spent = dict(spent or {})
+    starts = starts or {}
     for op in batch:
         delta = deltas.setdefault(op.key_id, [0, 0])
         if isinstance(op, Hold):
             key = keys.get(op.key_id)
             limit_state = None if key is None else (key[0], key[1] + delta[0], key[2] + delta[1])
-            refusal = _refuse(op, balance.get(op.user_id), limit_state)
+            refusal = _refuse(op, balance.get(op.user_id), limit_state) or _over_budget(op, spent)
             plan.outcomes.append(refusal)
             if refusal is not None:
                 continue
             balance[op.user_id] -= op.amount
             delta[1] += op.amount
+            _add_spend(spent, op.key_id, op.user_id, op.amount, None, starts)
             if op.amount:
                 plan.entries.append(_entry(op.user_id, "hold", -op.amount, balance[op.user_id], op.request_id))
             plan.new_requests.append(op)
@@ -253,7 +301,8 @@ def plan_group(
             plan.outcomes.append(None)
             if op.request_id not in settling:
                 continue  # already resolved (by another party, or earlier in this group): never twice
-            settling.discard(op.request_id)
+            created_at = settling.pop(op.request_id)
+            _add_spend(spent, op.key_id, op.user_id, op.cost - op.hold, created_at, starts)
             balance[op.user_id] += op.hold
             if op.hold:
                 plan.entries.append(_entry(op.user_id, "release", op.hold, balance[op.user_id], op.request_id))
@@ -282,6 +331,26 @@ def _refuse(op: Hold, balance: int | None, key: tuple[int | None, int, int] | No
             f"${format_usd(held)} reserved by requests in flight, and this request may cost up to ${format_usd(op.amount)}.",
             code="key_limit_reached",
         )
+    return None
+
+
+def _add_spend(spent: dict[SpendKey, int], key_id: int, user_id: int, amount: int, created_at: Any, starts: dict[str, Any]) -> None:
+    """Count ``amount`` in every tracked period of the key and the account that contains ``created_at`` (None: now)."""
+    if not spent or not amount:
+        return
+    for tracked in spent:
+        scope, ident, period = tracked
+        if (scope == "key" and ident == key_id) or (scope == "user" and ident == user_id):
+            start = starts.get(period)
+            if created_at is None or start is None or created_at >= start:
+                spent[tracked] += amount
+
+
+def _over_budget(op: Hold, spent: dict[SpendKey, int]) -> Exception | None:
+    for scope, ident, period, limit in op.budgets:
+        used = spent.get((scope, ident, period), 0)
+        if used + op.amount > limit:
+            return SpendLimitReached(scope, period, limit, used, op.amount)
     return None
 
 

@@ -26,7 +26,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenhub.billing.ledger import GroupPlan, Hold, Op, Settlement, plan_group
+from tokenhub.billing.ledger import GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
+from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
 from tokenhub.storage.engine import utc_now
 
@@ -55,6 +56,42 @@ def _settle_values(op: Settlement, now: Any) -> tuple[Any, ...]:
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated, op.finish_reason, op.latency_ms,
         op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, now, op.request_id,
     )  # fmt: skip
+
+
+def _spend_query(scope: str, periods: list[str], starts: dict[str, Any], mark: Any) -> tuple[str, list[Any]]:
+    """What one key or account has spent in each period: open holds at their amount, the rest at their cost.
+
+    ``mark(n)`` is the driver's n-th placeholder. Uses ix_requests_key_created / ix_requests_user_created.
+    """
+    args: list[Any] = []
+    sums = []
+    for period in periods:
+        if starts[period] is None:
+            sums.append("COALESCE(SUM(a), 0)")
+        else:
+            args.append(starts[period])
+            sums.append(f"COALESCE(SUM(CASE WHEN created_at >= {mark(len(args))} THEN a ELSE 0 END), 0)")
+    column = "key_id" if scope == "key" else "user_id"
+    args.append(None)  # the id, filled in by the caller
+    where = f"{column} = {mark(len(args))}"
+    bounded = [starts[p] for p in periods]
+    if all(start is not None for start in bounded):
+        args.append(min(bounded))
+        where += f" AND created_at >= {mark(len(args))}"
+    sql = (
+        f"SELECT {', '.join(sums)} FROM (SELECT created_at, CASE WHEN state IN ('held', 'settling') THEN hold_nanos "
+        f"ELSE cost_nanos END AS a FROM requests WHERE {where}) AS r"
+    )
+    return sql, args
+
+
+def _period_starts(batch: list[Op], now: datetime, convert: Any) -> dict[str, Any]:
+    periods = {budget[2] for op in batch if isinstance(op, Hold) for budget in op.budgets}
+    out = {}
+    for period in periods:
+        start = period_start(period, now)
+        out[period] = None if start is None else convert(start)
+    return out
 
 
 def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str]]:
@@ -145,16 +182,24 @@ class SqliteLedgerStore:
                     f"SELECT id, limit_nanos, used_nanos, held_nanos FROM api_keys WHERE id IN ({_marks(key_ids)})", key_ids
                 )
             }
-            settling: set[str] = set()
+            starts = _period_starts(batch, now, _sqlite_time)
+            spent: dict[SpendKey, int] = {}
+            for (scope, ident), periods in spend_scopes(batch).items():
+                ordered = sorted(periods)
+                sql, args = _spend_query(scope, ordered, starts, lambda n: "?")
+                args[args.index(None)] = ident
+                row = db.execute(sql, args).fetchone()
+                spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
+            settling: dict[str, Any] = {}
             if settle_ids:
-                settling = {
-                    row[0]
-                    for row in db.execute(
-                        f"UPDATE requests SET state = 'settling' WHERE state = 'held' AND id IN ({_marks(settle_ids)}) RETURNING id",
+                settling = dict(
+                    db.execute(
+                        f"UPDATE requests SET state = 'settling' WHERE state = 'held' AND id IN ({_marks(settle_ids)}) "
+                        "RETURNING id, created_at",
                         settle_ids,
                     ).fetchall()
-                }
-            plan = plan_group(batch, balances, keys, settling)
+                )
+            plan = plan_group(batch, balances, keys, settling, spent, starts)
             stamp = _sqlite_time(now)
             if plan.new_requests:
                 db.executemany(
@@ -220,10 +265,18 @@ class PostgresLedgerStore:
                 for r in await conn.fetch(_PG_LOCK, key_ids):
                     balances[r[0]] = r[1]
                     keys[r[2]] = (r[3], r[4], r[5])
-                settling: set[str] = set()
+                starts = _period_starts(batch, now, lambda start: start)
+                spent: dict[SpendKey, int] = {}
+                for (scope, ident), periods in spend_scopes(batch).items():
+                    ordered = sorted(periods)
+                    sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
+                    args[args.index(None)] = ident
+                    row = await conn.fetchrow(sql, *args)
+                    spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
+                settling: dict[str, Any] = {}
                 if settle_ids:
-                    settling = {r[0] for r in await conn.fetch(_PG_CAS, settle_ids)}
-                plan = plan_group(batch, balances, keys, settling)
+                    settling = {r[0]: r[1] for r in await conn.fetch(_PG_CAS, settle_ids)}
+                plan = plan_group(batch, balances, keys, settling, spent, starts)
                 await conn.execute(_PG_WRITE, *self._write_arguments(plan, now))
         except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError):
             await self._drop()
@@ -275,7 +328,7 @@ WHERE k.id = ANY($1::int[])
 ORDER BY u.id, k.id
 FOR UPDATE
 """
-_PG_CAS = "UPDATE requests SET state = 'settling' WHERE state = 'held' AND id = ANY($1::text[]) RETURNING id"
+_PG_CAS = "UPDATE requests SET state = 'settling' WHERE state = 'held' AND id = ANY($1::text[]) RETURNING id, created_at"
 # Every write of the group in one statement: arrays in, one row per element through unnest().
 _PG_WRITE = """
 WITH new_requests AS (

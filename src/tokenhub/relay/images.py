@@ -75,7 +75,8 @@ async def generate_images(
     hold = price * job.n
     started = time.monotonic()
     await gw.ledger.hold(
-        Hold(request_id, key.user_id, key.id, hold, model.id, endpoint="image", channel_id=route.channel.id, upstream_model=route.upstream_id)
+        Hold(request_id, key.user_id, key.id, hold, model.id, endpoint="image", channel_id=route.channel.id, upstream_model=route.upstream_id,
+             budgets=key.budgets)
     )
     images: list[GeneratedImage] = []
     status, error = "error", None

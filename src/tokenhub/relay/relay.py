@@ -27,6 +27,7 @@ from tokenhub.catalog.model import Model
 from tokenhub.directory import Channel, KeyInfo, Route
 from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from tokenhub.gateway import Gateway
+from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
@@ -124,18 +125,13 @@ class Relay:
         upstream = await self._build(call, model, first, native, extra_headers)
         hold = self._hold_amount(call, model, body_size, upstream.max_output)
         request_id = request[REQUEST_ID]
-        await self.gw.ledger.hold(
-            Hold(
-                request_id=request_id,
-                user_id=key.user_id,
-                key_id=key.id,
-                amount=hold,
-                model=model.id,
-                stream=call.stream,
-                channel_id=first.channel.id,
-                upstream_model=first.upstream_id,
-            )
-        )
+        ticket = await admit(self.gw.rates, key, request)
+        try:
+            await self._hold(key, model, request_id, hold, call.stream, first)
+        except BaseException:
+            if ticket is not None:
+                ticket.release(0)
+            raise
         outcome = Outcome()
         route = first
         metrics = self.gw.metrics
@@ -172,6 +168,8 @@ class Relay:
             raise
         finally:
             metrics.holds.dec()
+            if ticket is not None:
+                ticket.release(outcome.usage.prompt_tokens + outcome.usage.completion_tokens)
             settlement = Settlement(
                 request_id=request_id,
                 user_id=key.user_id,
@@ -191,6 +189,21 @@ class Relay:
             )
             self.gw.ledger.settle(settlement)
             metrics.settled(responder.endpoint, model.id, settlement)
+
+    async def _hold(self, key: KeyInfo, model: Model, request_id: str, amount: int, stream: bool, first: Route) -> None:
+        await self.gw.ledger.hold(
+            Hold(
+                request_id=request_id,
+                user_id=key.user_id,
+                key_id=key.id,
+                amount=amount,
+                model=model.id,
+                stream=stream,
+                channel_id=first.channel.id,
+                upstream_model=first.upstream_id,
+                budgets=key.budgets,
+            )
+        )
 
     async def _build(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, event, insert, select, update
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tokenhub.storage.tables import meta
@@ -81,3 +84,17 @@ async def bump_config_version(conn: AsyncConnection) -> None:
 async def config_version(conn: AsyncConnection) -> int:
     value = await conn.scalar(select(meta.c.value).where(meta.c.name == "config_version"))
     return int(value or 0)
+
+
+async def deployment_id(conn: AsyncConnection) -> int:
+    """A random number naming this deployment (its database), made once: shared stores such as
+    Redis keep each deployment's keys apart with it."""
+    value = await conn.scalar(select(meta.c.value).where(meta.c.name == "deployment_id"))
+    if value is None:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(meta).values(name="deployment_id", value=secrets.randbits(62)))
+        except IntegrityError:
+            pass  # another process made it first
+        value = await conn.scalar(select(meta.c.value).where(meta.c.name == "deployment_id"))
+    return int(value)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -39,6 +40,15 @@ users = Table(
     # Bumped when the password changes: console sessions signed with an older epoch stop working.
     Column("session_epoch", Integer, nullable=False, default=0, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("limit_nanos", BigInteger),  # the account's total spending limit, NULL = none
+    # Limits (NULL = none): requests and tokens per minute, requests in flight, spend per UTC
+    # day / ISO week / month (nanos). See tokenhub/limits.
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("concurrency", Integer),
+    Column("daily_limit_nanos", BigInteger),
+    Column("weekly_limit_nanos", BigInteger),
+    Column("monthly_limit_nanos", BigInteger),
 )
 
 api_keys = Table(
@@ -56,6 +66,14 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Limits (NULL = none): requests and tokens per minute, requests in flight, spend per UTC
+    # day / ISO week / month (nanos). See tokenhub/limits.
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("concurrency", Integer),
+    Column("daily_limit_nanos", BigInteger),
+    Column("weekly_limit_nanos", BigInteger),
+    Column("monthly_limit_nanos", BigInteger),
 )
 
 ledger_entries = Table(
@@ -105,6 +123,7 @@ requests = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
     Index("ix_requests_user_created", "user_id", "created_at"),
+    Index("ix_requests_key_created", "key_id", "created_at"),  # a key's spend per day/week/month
     # Only open holds are indexed (the sweeper's question); settled rows never touch this index.
     Index(
         "ix_requests_held",
@@ -164,6 +183,10 @@ channels = Table(
     Column("weight", Integer, nullable=False, default=1),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Seconds, NULL = the gateway's default (TOKENHUB_CONNECT_TIMEOUT, _FIRST_BYTE_TIMEOUT, _IDLE_TIMEOUT).
+    Column("connect_timeout", Float),
+    Column("first_byte_timeout", Float),  # until the response headers
+    Column("idle_timeout", Float),  # the longest gap between two chunks of the body
 )
 
 # Operator changes to the shipped catalog: overrides of a shipped model's fields (NULL = keep the

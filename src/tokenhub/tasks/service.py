@@ -61,7 +61,8 @@ async def create_task(
     task_id = new_task_id()
     hold = job.duration * price
     await gw.ledger.hold(
-        Hold(task_id, key.user_id, key.id, hold, model.id, endpoint="video", channel_id=route.channel.id, upstream_model=route.upstream_id)
+        Hold(task_id, key.user_id, key.id, hold, model.id, endpoint="video", channel_id=route.channel.id, upstream_model=route.upstream_id,
+             budgets=key.budgets)
     )
     now = utc_now()
     try:

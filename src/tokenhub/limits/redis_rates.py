@@ -1,0 +1,205 @@
+"""The rate counters in Redis, shared by every gateway process (TOKENHUB_REDIS_URL).
+
+One Lua script admits a request against every scope at once, atomically, using Redis's own clock
+(so the processes' clocks do not matter). Per scope there are three sorted sets, under the deployment's namespace
+(``th:<deployment id>``, so deployments sharing a Redis never mix):
+
+* ``th:rl:<scope>:r`` — admitted request ids, scored by time (requests per minute);
+* ``th:rl:<scope>:t`` — ``<request id>:<tokens>`` of ended requests, scored by time (tokens per minute);
+* ``th:rl:<scope>:c`` — request ids in flight, scored by when their lease runs out (concurrency).
+  A process killed mid-request cannot release its slots; the lease frees them after ``LEASE``.
+
+If Redis cannot be reached, requests that have rate limits fail closed (503): never free service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from tokenhub.errors import ServiceUnavailable
+from tokenhub.limits.rates import Refusal, Scope, Standing, headers_for, refuse
+
+log = logging.getLogger("tokenhub.limits")
+
+LEASE_MS = 15 * 60 * 1000  # the longest a request may hold a concurrency slot
+
+# ARGV: request id, lease ms, then per scope: rpm, tpm, concurrency (0 = none).
+# Returns {1, <per scope: requests_left, requests_reset_ms, tokens_left, tokens_reset_ms, concurrent_left>}
+#      or {0, scope index (0-based), "rpm"|"tpm"|"concurrency", retry_ms, <the same per scope figures>}.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rid, lease = ARGV[1], tonumber(ARGV[2])
+local scopes = #KEYS / 3
+local figures, refusal = {}, nil
+local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')) or 0 end
+for i = 0, scopes - 1 do
+  local rk, tk, ck = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local rpm, tpm, conc = tonumber(ARGV[3 + i * 3]), tonumber(ARGV[4 + i * 3]), tonumber(ARGV[5 + i * 3])
+  local req_left, req_reset, tok_left, tok_reset, conc_left = 0, 0, 0, 0, 0
+  if rpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - 60000)
+    local count = redis.call('ZCARD', rk)
+    req_left = rpm - count - 1
+    req_reset = 60000
+    if count > 0 then
+      local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+      req_reset = tonumber(first[2]) + 60000 - now
+    end
+    if count >= rpm and not refusal then
+      local nth = redis.call('ZRANGE', rk, count - rpm, count - rpm, 'WITHSCORES')
+      refusal = {i, 'rpm', tonumber(nth[2]) + 60000 - now}
+    end
+  end
+  if tpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - 60000)
+    local entries = redis.call('ZRANGE', tk, 0, -1, 'WITHSCORES')
+    local used = 0
+    for j = 1, #entries, 2 do used = used + tokens_of(entries[j]) end
+    tok_left = tpm - used
+    if #entries > 0 then tok_reset = tonumber(entries[2]) + 60000 - now end
+    if used >= tpm and not refusal then
+      local left, retry = used, 0
+      for j = 1, #entries, 2 do
+        left = left - tokens_of(entries[j])
+        if left < tpm then retry = tonumber(entries[j + 1]) + 60000 - now break end
+      end
+      refusal = {i, 'tpm', retry}
+    end
+  end
+  if conc > 0 then
+    redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)
+    local busy = redis.call('ZCARD', ck)
+    conc_left = conc - busy - 1
+    if busy >= conc and not refusal then refusal = {i, 'concurrency', 1000} end
+  end
+  table.insert(figures, req_left) table.insert(figures, req_reset) table.insert(figures, tok_left)
+  table.insert(figures, tok_reset) table.insert(figures, conc_left)
+end
+if refusal then
+  local out = {0, refusal[1], refusal[2], refusal[3]}
+  for _, v in ipairs(figures) do table.insert(out, v) end
+  return out
+end
+for i = 0, scopes - 1 do
+  local rk, ck = KEYS[i * 3 + 1], KEYS[i * 3 + 3]
+  if tonumber(ARGV[3 + i * 3]) > 0 then
+    redis.call('ZADD', rk, now, rid) redis.call('PEXPIRE', rk, 61000)
+  end
+  if tonumber(ARGV[5 + i * 3]) > 0 then
+    redis.call('ZADD', ck, now + lease, rid) redis.call('PEXPIRE', ck, lease)
+  end
+end
+local out = {1}
+for _, v in ipairs(figures) do table.insert(out, v) end
+return out
+"""
+
+# KEYS: per scope (tokens key, concurrency key); ARGV: request id, tokens, then per scope: tpm (0 = none).
+_RELEASE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rid, tokens = ARGV[1], tonumber(ARGV[2])
+for i = 0, #KEYS / 2 - 1 do
+  local tk, ck = KEYS[i * 2 + 1], KEYS[i * 2 + 2]
+  redis.call('ZREM', ck, rid)
+  if tokens > 0 and tonumber(ARGV[3 + i]) > 0 then
+    redis.call('ZADD', tk, now, rid .. ':' .. tokens) redis.call('PEXPIRE', tk, 61000)
+  end
+end
+return 1
+"""
+
+
+def unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The gateway cannot check this key's rate limits right now (Redis is unreachable); try again shortly.",
+        code="limits_unavailable",
+    )
+
+
+class RedisRates:
+    def __init__(self, url: str, namespace: str = "th") -> None:
+        self.namespace = namespace
+        self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+        self._admit = self.client.register_script(_ADMIT)
+        self._release = self.client.register_script(_RELEASE)
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    async def admit(self, scopes: list[Scope], request_id: str) -> "_RedisTicket":
+        keys: list[str] = []
+        argv: list[int | str] = [request_id, LEASE_MS]
+        for scope in scopes:
+            base = f"{self.namespace}:rl:{scope.ident}"
+            keys += [f"{base}:r", f"{base}:t", f"{base}:c"]
+            limits = scope.limits
+            argv += [limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0]
+        try:
+            reply = await self._admit(keys=keys, args=argv)
+        except (RedisError, OSError) as exc:
+            log.error("rate limits: Redis is unreachable (%s); refusing requests that have limits", type(exc).__name__)
+            raise unavailable() from None
+        admitted = int(reply[0]) == 1
+        offset = 1 if admitted else 4
+        standings = [self._standing(scope, reply[offset + i * 5: offset + i * 5 + 5]) for i, scope in enumerate(scopes)]
+        if not admitted:
+            scope = scopes[int(reply[1])]
+            limit = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
+            for standing in standings:
+                standing.requests_left += 1
+                standing.concurrent_left += 1
+            raise refuse(Refusal(scope, limit, int(reply[3]) / 1000, standings[int(reply[1])]), standings)
+        return _RedisTicket(self, scopes, request_id, headers_for(standings))
+
+    @staticmethod
+    def _standing(scope: Scope, figures: list[int]) -> Standing:
+        limits = scope.limits
+        return Standing(
+            rpm=limits.rpm, requests_left=int(figures[0]), requests_reset=int(figures[1]) / 1000,
+            tpm=limits.tpm, tokens_left=int(figures[2]), tokens_reset=int(figures[3]) / 1000,
+            concurrency=limits.concurrency, concurrent_left=int(figures[4]),
+        )  # fmt: skip
+
+    def release_later(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
+        """Release in the background: the response does not wait for Redis."""
+        task = asyncio.get_running_loop().create_task(self.release(scopes, request_id, tokens))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def release(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
+        keys: list[str] = []
+        for scope in scopes:
+            base = f"{self.namespace}:rl:{scope.ident}"
+            keys += [f"{base}:t", f"{base}:c"]
+        try:
+            await self._release(keys=keys, args=[request_id, tokens, *[s.limits.tpm or 0 for s in scopes]])
+        except (RedisError, OSError) as exc:  # the lease frees the slot; the tokens go uncounted
+            log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+        await self.client.aclose()
+
+
+class _RedisTicket:
+    __slots__ = ("_owner", "_scopes", "_request_id", "headers", "_released")
+
+    def __init__(self, owner: RedisRates, scopes: list[Scope], request_id: str, headers: dict[str, str]) -> None:
+        self._owner, self._scopes, self._request_id, self.headers = owner, scopes, request_id, headers
+        self._released = False
+
+    def release(self, tokens: int) -> None:
+        if not self._released:
+            self._released = True
+            self._owner.release_later(self._scopes, self._request_id, tokens)

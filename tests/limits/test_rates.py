@@ -1,0 +1,147 @@
+"""Requests per minute, tokens per minute and concurrency: the counters themselves (memory and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tokenhub.errors import RateLimited, ServiceUnavailable
+from tokenhub.limits.policy import Limits
+from tokenhub.limits.rates import MemoryRates, Scope
+from tokenhub.limits.redis_rates import RedisRates
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scope(label: str = "key", **limits: int) -> Scope:
+    return Scope(f"k:{uuid.uuid4().hex}", label, Limits(**limits))
+
+
+def test_rpm_is_exact_at_the_boundary_and_frees_after_a_minute():
+    clock = Clock()
+    rates, s = MemoryRates(clock), scope(rpm=3)
+
+    async def go() -> None:
+        tickets = []
+        for left in (2, 1, 0):
+            ticket = await rates.admit([s], "r")
+            assert ticket.headers["x-ratelimit-remaining-requests"] == str(left)
+            assert ticket.headers["x-ratelimit-limit-requests"] == "3"
+            tickets.append(ticket)
+            clock.now += 10
+        for ticket in tickets:
+            ticket.release(0)
+        with pytest.raises(RateLimited) as refused:
+            await rates.admit([s], "r")
+        # the first request (at t=1000) leaves the window at t=1060; now is 1030
+        assert refused.value.headers["Retry-After"] == "30"
+        assert refused.value.headers["x-ratelimit-remaining-requests"] == "0"
+        assert refused.value.code == "rate_limit_exceeded"
+        clock.now = 1060.0
+        (await rates.admit([s], "r")).release(0)
+
+    asyncio.run(go())
+
+
+def test_tpm_counts_tokens_when_requests_end():
+    clock = Clock()
+    rates, s = MemoryRates(clock), scope(tpm=100)
+
+    async def go() -> None:
+        (await rates.admit([s], "a")).release(60)
+        ticket = await rates.admit([s], "b")  # 60 < 100: admitted
+        assert ticket.headers["x-ratelimit-remaining-tokens"] == "40"
+        ticket.release(40)  # now exactly 100 used
+        with pytest.raises(RateLimited) as refused:
+            await rates.admit([s], "c")
+        assert refused.value.headers["x-ratelimit-remaining-tokens"] == "0"
+        assert "tokens per minute" in refused.value.message
+        clock.now += 60
+        (await rates.admit([s], "d")).release(0)
+
+    asyncio.run(go())
+
+
+def test_concurrency_and_refusals_take_nothing():
+    rates = MemoryRates(Clock())
+    key, account = scope(concurrency=1), scope("account", rpm=10)
+
+    async def go() -> None:
+        first = await rates.admit([key, account], "a")
+        with pytest.raises(RateLimited) as refused:
+            await rates.admit([key, account], "b")
+        assert "requests in flight" in refused.value.message
+        first.release(0)
+        second = await rates.admit([key, account], "c")
+        # two requests admitted into the account's window; the refused one left no trace
+        assert second.headers["x-ratelimit-remaining-requests"] == "8"
+        second.release(0)
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def redis_rates():
+    async def check() -> bool:
+        rates = RedisRates(REDIS_URL)
+        try:
+            return await rates.ping()
+        finally:
+            await rates.close()
+
+    if not asyncio.run(check()):
+        pytest.skip("Redis at 127.0.0.1:6379 is not running; .ci/run starts it")
+    return lambda: RedisRates(REDIS_URL)
+
+
+def test_redis_shares_the_counters_between_limiters(redis_rates):
+    """Two limiters (as in two processes) on one Redis: one window, exact at the boundary."""
+    s = scope(rpm=4, concurrency=3, tpm=1000)
+
+    async def go() -> None:
+        a, b = redis_rates(), redis_rates()
+        try:
+            admitted = await asyncio.gather(*(limiter.admit([s], f"r{i}") for i, limiter in enumerate([a, b, a])))
+            assert sorted(t.headers["x-ratelimit-remaining-concurrency"] for t in admitted) == ["0", "1", "2"]
+            with pytest.raises(RateLimited) as busy:
+                await b.admit([s], "r3")
+            assert "requests in flight" in busy.value.message
+            for ticket in admitted:
+                ticket.release(10)
+            await asyncio.sleep(0.1)  # releases run in the background
+            fourth = await b.admit([s], "r4")
+            assert fourth.headers["x-ratelimit-remaining-requests"] == "0"
+            assert fourth.headers["x-ratelimit-remaining-tokens"] == "970"
+            fourth.release(0)
+            with pytest.raises(RateLimited) as over:
+                await a.admit([s], "r5")
+            assert "requests per minute" in over.value.message
+            assert 55 <= int(over.value.headers["Retry-After"]) <= 60
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())
+
+
+def test_unreachable_redis_fails_closed():
+    async def go() -> None:
+        rates = RedisRates("redis://127.0.0.1:1/0")
+        try:
+            with pytest.raises(ServiceUnavailable) as err:
+                await rates.admit([scope(rpm=5)], "r")
+            assert err.value.status == 503 and err.value.code == "limits_unavailable"
+        finally:
+            await rates.close()
+
+    asyncio.run(go())
