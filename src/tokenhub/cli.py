@@ -425,7 +425,13 @@ def channel() -> None:
 @click.option("--models", help="ID[=UPSTREAM_ID],... (default: every catalog model of this provider).")
 @click.option("--priority", default=0, show_default=True, type=int, help="Higher is tried first.")
 @click.option("--weight", default=1, show_default=True, type=int, help="Share of traffic among equal priorities.")
-def channel_add(provider: str, base_url: str | None, api_key: str, name: str | None, models: str | None, priority: int, weight: int) -> None:
+@click.option("--connect-timeout", help="Seconds to open a connection (default: TOKENHUB_CONNECT_TIMEOUT, 10).")
+@click.option("--first-byte-timeout", help="Seconds until the response headers (default: TOKENHUB_FIRST_BYTE_TIMEOUT, 300).")
+@click.option("--idle-timeout", help="Longest silence between two chunks, in seconds (default: TOKENHUB_IDLE_TIMEOUT, 300).")
+def channel_add(
+    provider: str, base_url: str | None, api_key: str, name: str | None, models: str | None, priority: int, weight: int,
+    connect_timeout: str | None, first_byte_timeout: str | None, idle_timeout: str | None,
+) -> None:  # fmt: skip
     """Add an upstream channel."""
     from tokenhub.catalog.service import load_catalog
     from tokenhub.channels.service import add_channel
@@ -436,6 +442,7 @@ def channel_add(provider: str, base_url: str | None, api_key: str, name: str | N
         return await add_channel(
             conn, box, await load_catalog(conn), provider=provider, api_key=api_key, base_url=base_url,
             name=name, models=models, priority=priority, weight=weight,
+            timeouts={"connect_timeout": connect_timeout, "first_byte_timeout": first_byte_timeout, "idle_timeout": idle_timeout},
         )
 
     created = run_db(add)

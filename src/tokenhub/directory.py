@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,6 +63,22 @@ class KeyInfo:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long to wait on a channel's upstream, in seconds."""
+
+    connect: float
+    first_byte: float  # from sending the request until the response headers
+    idle: float  # the longest gap between two chunks of the body
+
+    @property
+    def client(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=None, sock_connect=self.connect, sock_read=None)
+
+
+DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_byte=300.0, idle=300.0)
+
+
+@dataclass(frozen=True)
 class Channel:
     id: int
     name: str
@@ -71,6 +88,7 @@ class Channel:
     api_key: str
     priority: int
     weight: int
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
     def redact(self, text: str) -> str:
         """Remove this channel's secrets and address from text bound for a client."""
@@ -87,8 +105,9 @@ class Route:
 
 
 class Directory:
-    def __init__(self, engine: AsyncEngine, box: SecretBox, refresh_interval: float) -> None:
+    def __init__(self, engine: AsyncEngine, box: SecretBox, refresh_interval: float, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
         self._engine = engine
+        self._timeouts = timeouts  # defaults for channels that set none
         self._box = box
         self.version = -1
         self.catalog = Catalog([], [])
@@ -141,7 +160,7 @@ class Directory:
             self._keys = {row.key_hash: _key_info(row) for row in key_rows}
             self.catalog = catalog
             self.prices_json = {m.id: orjson.dumps(m.pricing.as_dict()).decode() for m in catalog.models.values()}
-            self._channels = [_channel(row, self._box) for row in channel_rows]
+            self._channels = [_channel(row, self._box, self._timeouts) for row in channel_rows]
             self._routes = _build_routes(catalog, self._channels, channel_rows)
             self.version = version
 
@@ -190,8 +209,13 @@ def _key_info(row: Any) -> KeyInfo:
     )
 
 
-def _channel(row: Any, box: SecretBox) -> Channel:
+def _channel(row: Any, box: SecretBox, defaults: Timeouts) -> Channel:
     spec = PROVIDERS.get(row.provider)
+    timeouts = Timeouts(
+        connect=row.connect_timeout or defaults.connect,
+        first_byte=row.first_byte_timeout or defaults.first_byte,
+        idle=row.idle_timeout or defaults.idle,
+    )
     return Channel(
         id=row.id,
         name=row.name,
@@ -201,6 +225,7 @@ def _channel(row: Any, box: SecretBox) -> Channel:
         api_key=box.decrypt(row.api_key_enc),
         priority=row.priority,
         weight=row.weight,
+        timeouts=timeouts,
     )
 
 

@@ -13,7 +13,7 @@ from tokenhub.billing.ledger import LedgerWriter
 from tokenhub.billing.sweeper import Sweeper, new_instance_id
 from tokenhub.channels.service import upsert_env_channel
 from tokenhub.config import Settings
-from tokenhub.directory import Directory
+from tokenhub.directory import Directory, Timeouts
 from tokenhub.errors import Conflict
 from tokenhub.limits.rates import MemoryRates, RateLimiter
 from tokenhub.limits.redis_rates import RedisRates
@@ -50,7 +50,8 @@ class Gateway:
         await migrate.upgrade(engine)
         box = SecretBox(load_or_create_secret(settings.home, settings.secret_key))
         await bootstrap(engine, box, settings)
-        directory = Directory(engine, box, settings.refresh_interval)
+        timeouts = Timeouts(connect=settings.connect_timeout, first_byte=settings.read_timeout, idle=settings.idle_timeout)
+        directory = Directory(engine, box, settings.refresh_interval, timeouts)
         await directory.load()
         instance_id = new_instance_id()
         ledger = LedgerWriter(engine, instance_id)

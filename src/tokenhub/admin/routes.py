@@ -265,6 +265,7 @@ class AdminAPI(RouteGroup):
                 models=models,
                 priority=priority or 0,
                 weight=weight if weight is not None else 1,
+                timeouts={name: body[name] for name in channels.TIMEOUT_FIELDS if name in body},
             )
         )
         return _json({"data": channel}, status=201)

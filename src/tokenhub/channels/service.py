@@ -58,6 +58,30 @@ def parse_channel_models(raw: str | list[str] | dict[str, str] | None, catalog: 
     return mapping or None
 
 
+TIMEOUT_FIELDS = ("connect_timeout", "first_byte_timeout", "idle_timeout")
+MAX_TIMEOUT = 3600.0
+
+
+def parse_timeouts(values: dict[str, Any]) -> dict[str, float | None]:
+    """Seconds, > 0 and at most an hour; None or "" means the gateway's default."""
+    out: dict[str, float | None] = {}
+    for name in TIMEOUT_FIELDS:
+        if name not in values:
+            continue
+        value = values[name]
+        if value is None or value == "" or (isinstance(value, str) and value.strip().lower() in ("none", "default")):
+            out[name] = None
+            continue
+        try:
+            seconds = float(str(value).strip()) if not isinstance(value, bool) else 0.0
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds <= MAX_TIMEOUT:
+            raise InvalidRequest(f"{name} must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}", param=name)
+        out[name] = seconds
+    return out
+
+
 async def add_channel(
     conn: AsyncConnection,
     box: SecretBox,
@@ -70,7 +94,9 @@ async def add_channel(
     models: str | list[str] | dict[str, str] | None = None,
     priority: int = 0,
     weight: int = 1,
+    timeouts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``timeouts``: connect_timeout, first_byte_timeout, idle_timeout in seconds (None: the gateway's default)."""
     spec = PROVIDERS.get(provider)
     if spec is None:
         raise InvalidRequest(f"unknown provider '{provider}'; one of: {', '.join(PROVIDERS)}", param="provider")
@@ -102,6 +128,7 @@ async def add_channel(
             weight=weight,
             enabled=True,
             created_at=utc_now(),
+            **parse_timeouts(timeouts or {}),
         )
         .returning(channels.c.id)
     )
@@ -191,5 +218,6 @@ def channel_dict(row: Row[Any]) -> dict[str, Any]:
         "priority": row.priority,
         "weight": row.weight,
         "enabled": bool(row.enabled),
+        **{name: getattr(row, name) for name in TIMEOUT_FIELDS},
         "created_at": as_utc(row.created_at),
     }

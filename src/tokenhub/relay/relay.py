@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, AsyncIterator, Callable, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -241,9 +241,12 @@ class Relay:
             output = max(output, adapter_cap)
         return max_cost(prompt, output * call.n, model.pricing)
 
-    async def _post(self, upstream: UpstreamRequest) -> aiohttp.ClientResponse:
+    async def _post(self, upstream: UpstreamRequest, channel: Channel) -> aiohttp.ClientResponse:
+        """Send; the response once its headers arrive within the channel's first-byte timeout."""
+        timeouts = channel.timeouts
         try:
-            return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers)
+            async with asyncio.timeout(timeouts.first_byte):
+                return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers, timeout=timeouts.client)
         except asyncio.TimeoutError:
             raise UpstreamTimeout("the upstream provider did not answer in time") from None
         except aiohttp.ClientError as exc:
@@ -259,14 +262,15 @@ class Relay:
         self, call: ChatCall, model: Model, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest,
         responder: Responder, outcome: Outcome,
     ) -> web.Response:  # fmt: skip
-        resp = await self._post(upstream)
+        resp = await self._post(upstream, route.channel)
         try:
             outcome.ttfb = time.monotonic()
             outcome.http_status = resp.status
             if resp.status != 200:
                 raise await self._error(resp, adapter, route.channel)
             try:
-                raw = await resp.read()
+                async with asyncio.timeout(route.channel.timeouts.idle):
+                    raw = await resp.read()
             except asyncio.TimeoutError:
                 raise UpstreamTimeout("the upstream provider stopped sending in the middle of the answer") from None
             except aiohttp.ClientError:
@@ -288,7 +292,7 @@ class Relay:
         self, request: web.Request, call: ChatCall, model: Model, route: Route, adapter: ChatAdapter,
         upstream: UpstreamRequest, responder: Responder, outcome: Outcome,
     ) -> web.StreamResponse:  # fmt: skip
-        upstream_resp = await self._post(upstream)
+        upstream_resp = await self._post(upstream, route.channel)
 
         def cost_text(usage: Usage) -> str:
             return format_usd(usage_cost(usage, model.pricing))
@@ -314,7 +318,7 @@ class Relay:
                 raise await self._error(upstream_resp, adapter, route.channel)
             decoder = SSEDecoder()
             try:
-                async for chunk in upstream_resp.content.iter_any():
+                async for chunk in _chunks(upstream_resp, route.channel.timeouts.idle):
                     for event in decoder.feed(chunk):
                         out = pipe.feed(event)
                         if pipe.error is not None:
@@ -375,3 +379,15 @@ class Relay:
         except ConnectionResetError:
             outcome.status = "client_closed" if outcome.status == "ok" else outcome.status
         return client
+
+
+async def _chunks(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
+    """The body as it arrives; ``TimeoutError`` when the upstream stays silent for ``idle`` seconds."""
+    chunks = resp.content.iter_any().__aiter__()
+    while True:
+        async with asyncio.timeout(idle):
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+        yield chunk
