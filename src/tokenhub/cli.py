@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, NoReturn
@@ -83,30 +84,44 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Processes sharing the port (with TOKENHUB_REDIS_URL set, rate limits are shared too).")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request (costs some throughput).")
-def serve(host: str, port: int, access_log: bool) -> None:
+def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the gateway (creates and migrates the database on first start)."""
     from aiohttp import web
 
+    from tokenhub import logs
     from tokenhub.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        pass
     settings = Settings.from_env()
-    click.echo(f"TokenHub: API at http://{host}:{port}/api/v1  (database: {_describe_db(settings)})")
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=logging.getLogger("aiohttp.access") if access_log else None,
-        print=None,
-        shutdown_timeout=30,
-    )
+    logs.configure(settings.log_format)
+    click.echo(f"TokenHub: API at http://{host}:{port}/api/v1  (database: {_describe_db(settings)}; workers: {workers})")
+
+    def run(sock: socket.socket | None = None) -> None:
+        try:
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+            pass
+        web.run_app(
+            create_app(settings),
+            host=None if sock else host,
+            port=None if sock else port,
+            sock=sock,
+            access_log=logging.getLogger("aiohttp.access") if access_log else None,
+            access_log_class=logs.AccessLogger,
+            print=None,
+            shutdown_timeout=30,
+        )
+
+    if workers == 1:
+        run()
+        return
+    from tokenhub.workers import listening_socket, supervise
+
+    supervise(settings, listening_socket(host, port), workers, run)
 
 
 def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str | None], Any]:

@@ -35,10 +35,10 @@ def free_port() -> int:
 class Served:
     """A `tokenhub serve` process."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tokenhub", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "tokenhub", "serve", "--port", str(self.port), *args],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.base_url = f"http://127.0.0.1:{self.port}/api/v1"

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from tokenhub.api.requests import REQUEST_ID, RequestIds
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from tokenhub.logs import REQUEST_ID_VAR
 
 log = logging.getLogger("tokenhub.api")
 
@@ -37,7 +38,8 @@ def error_middleware() -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        request[REQUEST_ID] = new_request_id()
+        request_id = request[REQUEST_ID] = new_request_id()
+        REQUEST_ID_VAR.set(request_id)  # every log line of this request carries it (tokenhub.logs)
         try:
             return await handler(request)
         except GatewayError as err:

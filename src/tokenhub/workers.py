@@ -1,0 +1,110 @@
+"""``tokenhub serve --workers N``: N gateway processes sharing one listening socket.
+
+The parent migrates the database and runs the first-start duties once, opens the socket, forks the
+workers and watches them: a worker that dies is replaced; SIGTERM or SIGINT is passed on to every
+worker, each drains (no new requests, open streams finish, holds settle) and the parent exits when
+they have. The workers share what any gateway processes share — the database (balances, holds,
+the config version they poll) and, with TOKENHUB_REDIS_URL, the rate limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Callable
+
+from tokenhub.config import Settings
+
+log = logging.getLogger("tokenhub.workers")
+
+RESPAWN_PAUSE = 1.0  # seconds between replacing a dead worker and the next replacement
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def prepare(settings: Settings) -> None:
+    """Migrate and bootstrap once, before the workers start (so they never race to do it)."""
+    from tokenhub.gateway import bootstrap
+    from tokenhub.secrets_box import SecretBox, load_or_create_secret
+    from tokenhub.storage import migrate
+    from tokenhub.storage.engine import create_engine, deployment_id
+
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate.upgrade(engine)
+        await bootstrap(engine, SecretBox(load_or_create_secret(settings.home, settings.secret_key)), settings)
+        async with engine.begin() as conn:
+            await deployment_id(conn)
+    finally:
+        await engine.dispose()
+
+
+def supervise(settings: Settings, sock: socket.socket, workers: int, run_worker: Callable[[socket.socket], None]) -> int:
+    """Fork ``workers`` processes running ``run_worker(sock)``; return when all have exited after a signal."""
+    asyncio.run(prepare(settings))
+    if workers > 1 and not settings.redis_url:
+        log.warning("%d workers without TOKENHUB_REDIS_URL: rate limits are counted per worker, not globally", workers)
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping = False
+
+    def spawn(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                run_worker(sock)
+            except BaseException:  # noqa: BLE001 - report and leave; the parent replaces us
+                log.exception("worker %d failed", number)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = number
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for number in range(workers):
+        spawn(number)
+    log.info("serving with %d workers", workers, extra={"workers": workers, "pids": sorted(children)})
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
+            continue
+        number = children.pop(pid, None)
+        if number is None:
+            continue
+        if not stopping:
+            log.error("worker %d (pid %d) exited with status %d; starting another", number, pid, os.waitstatus_to_exitcode(status))
+            time.sleep(RESPAWN_PAUSE)
+            if not stopping:
+                spawn(number)
+    sock.close()
+    return 0
