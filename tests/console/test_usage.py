@@ -237,7 +237,7 @@ def test_dashboard_chart_and_key_usage(console, new_page, upstream_url):
     expect(page.locator("[data-testid=requests] tbody tr")).to_have_count(4)
 
 
-def test_usage_on_a_phone(console, new_page, upstream_url):
+def test_usage_on_a_phone(console, new_page, upstream_url, tmp_path):
     priced_model(console, upstream_url)
     user = make_user(console, "pho@example.com")
     console.key("pho@example.com", name="a-rather-long-key-name-for-a-small-screen")
@@ -251,6 +251,8 @@ def test_usage_on_a_phone(console, new_page, upstream_url):
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px"
     page.goto("/usage")
     expect(page.locator("[data-testid=requests] tbody tr").first).to_be_visible()
+    target = SCREENSHOTS if os.environ.get("TOKENHUB_SCREENSHOTS") else tmp_path
+    page.screenshot(path=str(target / "usage-phone-en.png"), full_page=True)
 
 
 def test_usage_screenshots(console, new_page, upstream_url, tmp_path):

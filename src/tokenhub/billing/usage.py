@@ -25,7 +25,9 @@ from tokenhub.storage.tables import requests, tasks
 
 # How requests end (``requests.status``; video tasks settle with their own end state), and "pending":
 # a request still holding credit. These are the usage page's status filter.
-REQUEST_STATUSES = ("ok", "client_closed", "upstream_error", "truncated", "interrupted", "failed", "cancelled", "expired", "error")
+REQUEST_STATUSES = (
+    "ok", "client_closed", "upstream_error", "truncated", "interrupted", "failed", "cancelled", "expired", "error",
+)
 STATUSES = ("pending", *REQUEST_STATUSES)
 # The same filter applied to video tasks (a chat-only status matches no task).
 TASK_STATUSES_OF = {

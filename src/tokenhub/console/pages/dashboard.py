@@ -127,7 +127,7 @@ class DashboardPages(Pages):
             keys = await accounts.list_keys(conn, ctx.user_id)
         return self.render(
             ctx, "dashboard.html", title=ctx.t("dashboard.title"), summary=summary, period=period_totals(days),
-            days=[d for d in days if d["requests"]], chart=spend_chart(days, first, PERIOD_DAYS), recent=recent,
+            days=days, chart=spend_chart(days, first, PERIOD_DAYS), recent=recent,
             key_names={key["id"]: key["name"] for key in keys}, has_keys=bool(keys), period_days=PERIOD_DAYS,
             first_day=first, today=today,
         )

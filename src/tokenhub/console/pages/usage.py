@@ -107,7 +107,8 @@ class UsagePages(Pages):
             values.update(await self.results(ctx, filters, query.get("before") or None, query.get("tasks_before") or None))
         except GatewayError as err:
             filters = Filters({name: query.get(name, "").strip() for name in FILTER_FIELDS})
-            values["error"], status = ctx.t(f"usage.invalid_{err.param}" if err.param in ERROR_PARAMS else "usage.invalid"), err.status
+            message = f"usage.invalid_{err.param}" if err.param in ERROR_PARAMS else "usage.invalid"
+            values["error"], status = ctx.t(message), err.status
         models = sorted(m.id for m in self.gw.directory.catalog.models.values() if m.enabled)
         return self.render(
             ctx, "usage.html", status=status, title=ctx.t("usage.title"), filters=filters, keys=keys,
