@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from tokenhub.errors import InvalidRequest
 from tokenhub.money import MoneyError, usd_to_nanos
@@ -26,14 +26,24 @@ def parse_int(text: str, param: str, *, low: int, high: int) -> int:
     return value
 
 
-def parse_expiry_date(text: str, param: str = "expires_at") -> datetime | None:
-    """A date picked in a form: valid through that whole day (UTC), so it expires the midnight after."""
+def parse_day(text: str, param: str) -> date | None:
+    """A ``YYYY-MM-DD`` date from a form or query (``None`` when empty); the last day of year 9999 is refused."""
     if not text:
         return None
     try:
         day = datetime.strptime(text.strip(), "%Y-%m-%d").date()
     except ValueError:
-        raise InvalidRequest(f"'{text}' is not a date", param=param) from None
+        day = date.max
+    if day >= date.max:  # nothing can follow it: "through that day" would overflow
+        raise InvalidRequest(f"'{text}' is not a date", param=param)
+    return day
+
+
+def parse_expiry_date(text: str, param: str = "expires_at") -> datetime | None:
+    """A date picked in a form: valid through that whole day (UTC), so it expires the midnight after."""
+    day = parse_day(text, param)
+    if day is None:
+        return None
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokenhub.accounts import service as accounts
+from tokenhub.billing import usage
 from tokenhub.console.core import Ctx, Pages, error_text, page, redirect
 from tokenhub.console.forms import last_day, parse_usd
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
@@ -42,8 +43,10 @@ class KeysPages(Pages):
                 error, status = error_text(ctx.t, err), 400
         async with self.gw.engine.connect() as conn:
             rows = await accounts.list_keys(conn, user_id)
+            totals = await usage.key_totals(conn, user_id)
         now = utc_now()
         for key in rows:
+            key["usage"] = totals.get(key["id"], {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
             key["status"] = "revoked" if key["revoked_at"] else "expired" if key["expires_at"] and key["expires_at"] <= now else "active"
             key["expires_on"] = last_day(key["expires_at"])  # expires_at is the midnight after that day
         return self.render(
