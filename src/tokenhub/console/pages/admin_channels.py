@@ -14,8 +14,8 @@ from tokenhub.admin import stats
 from tokenhub.channels import service as channels
 from tokenhub.channels.probe import probe_channel
 from tokenhub.console.core import Ctx, Pages, page, redirect
-from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.console.forms import parse_int
+from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.providers.registry import PROVIDERS
 

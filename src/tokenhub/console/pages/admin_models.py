@@ -15,8 +15,8 @@ from tokenhub.admin.stats import list_prices
 from tokenhub.catalog import service as catalog_service
 from tokenhub.catalog.model import Model, Pricing
 from tokenhub.console.core import Ctx, Pages, page, redirect, usd
-from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.console.forms import parse_usd
+from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 from tokenhub.money import format_usd
 
@@ -40,7 +40,7 @@ def price_lines(pricing: Pricing) -> list[tuple[str, str]]:
     return lines
 
 
-def model_id_of(ctx: Ctx, value: str | None) -> str:
+def model_id_of(value: str | None) -> str:
     model_id = (value or "").strip()
     if not model_id or len(model_id) > 200:
         raise NotFound("no such model", code="model_not_found")
@@ -93,7 +93,7 @@ class ModelsPages(Pages):
 
     @page("admin")
     async def edit(self, ctx: Ctx) -> web.StreamResponse:
-        return self.render_edit(ctx, model_id_of(ctx, ctx.request.query.get("id")))
+        return self.render_edit(ctx, model_id_of(ctx.request.query.get("id")))
 
     def render_edit(self, ctx: Ctx, model_id: str, *, status: int = 200, error: str | None = None,
                     form: dict[str, str] | None = None) -> web.Response:
@@ -113,7 +113,7 @@ class ModelsPages(Pages):
 
     @page("admin")
     async def save_prices(self, ctx: Ctx) -> web.StreamResponse:
-        model_id = model_id_of(ctx, ctx.form.get("model"))
+        model_id = model_id_of(ctx.form.get("model"))
         form = {field: ctx.form.get(field, "").strip() for field, _ in PRICE_FIELDS}
         try:
             prices = {param: parse_usd(form[field], param) for field, param in PRICE_FIELDS if form[field]}
@@ -130,7 +130,7 @@ class ModelsPages(Pages):
 
     @page("admin")
     async def set_enabled(self, ctx: Ctx) -> web.StreamResponse:
-        model_id = model_id_of(ctx, ctx.form.get("model"))
+        model_id = model_id_of(ctx.form.get("model"))
         enabled = ctx.form.get("enabled") == "1"
         async with self.gw.engine.begin() as conn:
             await catalog_service.set_model(conn, model_id, enabled=enabled)

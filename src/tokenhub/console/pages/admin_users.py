@@ -9,8 +9,8 @@ from aiohttp import web
 from tokenhub.accounts import service as accounts
 from tokenhub.billing import service as billing
 from tokenhub.console.core import Ctx, Pages, page, redirect
-from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.console.forms import last_day, parse_usd
+from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.storage.engine import utc_now
 
