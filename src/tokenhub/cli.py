@@ -288,6 +288,26 @@ def user_limits(email: str, limit: str | None, **limits: Any) -> None:
     click.echo(f"{current['email']}: {describe_limits(current)}")
 
 
+@user.command("disable")
+@click.argument("email")
+def user_disable(email: str) -> None:
+    """Disable a user: their keys stop working within a second and their console sessions end."""
+    from tokenhub.accounts.service import set_disabled
+
+    changed = run_db(lambda c, s: set_disabled(c, email, True))
+    click.echo(f"disabled {changed['email']} (id {changed['id']})")
+
+
+@user.command("enable")
+@click.argument("email")
+def user_enable(email: str) -> None:
+    """Enable a disabled user again."""
+    from tokenhub.accounts.service import set_disabled
+
+    changed = run_db(lambda c, s: set_disabled(c, email, False))
+    click.echo(f"enabled {changed['email']} (id {changed['id']})")
+
+
 @main.group()
 def key() -> None:
     """Manage API keys."""

@@ -130,6 +130,7 @@ ROUTE_SAMPLES: list[tuple[str, str, str, Any]] = [
     ("GET", "/api/admin/users", "/api/admin/users", _UNSET),
     ("POST", "/api/admin/users", "/api/admin/users", {"email": "intruder@x.io", "is_admin": True}),
     ("GET", "/api/admin/users/{user}", "/api/admin/users/bob@x.io", _UNSET),
+    ("PATCH", "/api/admin/users/{user}", "/api/admin/users/bob@x.io", {"is_admin": True}),
     ("GET", "/api/admin/users/{user}/keys", "/api/admin/users/bob@x.io/keys", _UNSET),
     ("POST", "/api/admin/users/{user}/keys", "/api/admin/users/bob@x.io/keys", {"name": "extra"}),
     ("DELETE", "/api/admin/keys/{key_id}", "/api/admin/keys/{bob_key_id}", _UNSET),
@@ -137,7 +138,11 @@ ROUTE_SAMPLES: list[tuple[str, str, str, Any]] = [
     ("POST", "/api/admin/users/{user}/credits", "/api/admin/users/bob@x.io/credits", {"amount": "1000"}),
     ("GET", "/api/admin/channels", "/api/admin/channels", _UNSET),
     ("POST", "/api/admin/channels", "/api/admin/channels", {"provider": "deepseek", "api_key": "sk-x", "base_url": "http://127.0.0.1:9/v1"}),
+    ("PATCH", "/api/admin/channels/{channel}", "/api/admin/channels/victim", {"enabled": False}),
     ("DELETE", "/api/admin/channels/{channel}", "/api/admin/channels/victim", _UNSET),
+    ("POST", "/api/admin/channels/{channel}/test", "/api/admin/channels/victim/test", _UNSET),
+    ("GET", "/api/admin/stats/overview", "/api/admin/stats/overview", _UNSET),
+    ("GET", "/api/admin/stats/channels", "/api/admin/stats/channels", _UNSET),
     ("GET", "/api/admin/models", "/api/admin/models", _UNSET),
     ("POST", "/api/admin/models", "/api/admin/models", {"id": "local/evil", "provider": "openai-compatible"}),
     ("PATCH", "/api/admin/models/{model:.+}", "/api/admin/models/openai/gpt-4.1", {"input_price": "0"}),
@@ -173,6 +178,8 @@ def test_every_route_refuses_missing_unknown_and_non_admin_keys(gateway: Harness
     assert len(keys) == 1 and keys[0]["revoked_at"] is None
     assert admin.public("/key", key=bob_key).status == 200
     assert [c["name"] for c in admin.get("/api/admin/channels").data] == ["victim"]
+    assert admin.get("/api/admin/channels").data[0]["enabled"] is True
+    assert admin.get("/api/admin/users/bob@x.io").data["is_admin"] is False
     assert "local/evil" not in {m["id"] for m in admin.get("/api/admin/models").data}
     gpt = next(m for m in admin.get("/api/admin/models").data if m["id"] == "openai/gpt-4.1")
     assert gpt["pricing_nanos"]["input"] == 2_000_000_000

@@ -92,6 +92,48 @@ async def list_users(conn: AsyncConnection, query: str | None = None, limit: int
     return [user_dict(row) for row in await conn.execute(stmt)]
 
 
+async def set_disabled(conn: AsyncConnection, user_ref: str | int, disabled: bool, *, acting_user_id: int | None = None) -> dict[str, Any]:
+    """Disable or enable a user. A disabled user's keys stop working and their console sessions end.
+
+    ``acting_user_id`` is the operator making the change (None from the CLI): nobody disables themselves,
+    and the last enabled admin is never disabled.
+    """
+    user = await get_user(conn, user_ref)
+    if disabled and not user.disabled:
+        if acting_user_id == user.id:
+            raise InvalidRequest("you cannot disable your own account", code="own_account")
+        if user.is_admin:
+            await _keep_an_admin(conn, user.id)
+    return await _set_flags(conn, user, disabled=disabled)
+
+
+async def set_admin(conn: AsyncConnection, user_ref: str | int, is_admin: bool, *, acting_user_id: int | None = None) -> dict[str, Any]:
+    """Make a user an operator, or take that away (never from yourself, never from the last enabled admin)."""
+    user = await get_user(conn, user_ref)
+    if not is_admin and user.is_admin:
+        if acting_user_id == user.id:
+            raise InvalidRequest("you cannot remove your own admin rights", code="own_account")
+        await _keep_an_admin(conn, user.id)
+    return await _set_flags(conn, user, is_admin=is_admin)
+
+
+async def _keep_an_admin(conn: AsyncConnection, losing_id: int) -> None:
+    """Refuse a change that would leave no enabled admin. The admins' rows are locked (PostgreSQL) so two
+    operators demoting each other at once cannot both pass; SQLite's write transactions are serial anyway."""
+    admins = select(users.c.id).where(users.c.is_admin, users.c.disabled.is_(False)).with_for_update()
+    others = [row.id for row in await conn.execute(admins) if row.id != losing_id]
+    if not others:
+        raise Conflict("this is the last enabled admin; make another user an admin first", code="last_admin")
+
+
+async def _set_flags(conn: AsyncConnection, user: Row[Any], **flags: bool) -> dict[str, Any]:
+    changes = {name: value for name, value in flags.items() if bool(getattr(user, name)) != value}
+    if changes:
+        await conn.execute(update(users).where(users.c.id == user.id).values(**changes))
+        await bump_config_version(conn)  # keys of a disabled user, an admin key's rights: the directory holds both
+    return user_dict(await get_user(conn, user.id))
+
+
 def user_dict(row: Row[Any]) -> dict[str, Any]:
     return {
         "id": row.id,

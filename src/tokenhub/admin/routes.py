@@ -7,6 +7,7 @@ decimals, so a JSON number like ``12.5`` is also read exactly, never as a float.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
 
@@ -15,11 +16,14 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts import service as accounts
+from tokenhub.admin import stats
 from tokenhub.api.requests import authenticate
 from tokenhub.api.routes import RouteGroup
 from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
 from tokenhub.channels import service as channels
+from tokenhub.channels.probe import probe_channel
+from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
 
@@ -60,6 +64,25 @@ def _money_view(summary: dict[str, Any]) -> dict[str, Any]:
 LIMIT_NAMES = ("rpm", "tpm", "concurrency", "daily_limit", "weekly_limit", "monthly_limit")
 
 
+def _money_deep(value: Any) -> Any:
+    """``_money_view`` all the way down (the statistics nest their figures)."""
+    if isinstance(value, dict):
+        return {
+            k.removesuffix("_nanos"): format_usd(v) if k.endswith("_nanos") and isinstance(v, int) else _money_deep(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_money_deep(v) for v in value]
+    return value
+
+
+def _bool_field(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false", param=name)
+    return value
+
+
 def _int_field(body: dict[str, Any], name: str, default: int | None) -> int | None:
     value = body.get(name, default)
     if value is None:
@@ -75,6 +98,7 @@ class AdminAPI(RouteGroup):
             web.get("/api/admin/users", self.list_users),
             web.post("/api/admin/users", self.create_user),
             web.get("/api/admin/users/{user}", self.show_user),
+            web.patch("/api/admin/users/{user}", self.update_user),
             web.get("/api/admin/users/{user}/keys", self.list_keys),
             web.post("/api/admin/users/{user}/keys", self.create_key),
             web.delete("/api/admin/keys/{key_id}", self.revoke_key),
@@ -85,7 +109,11 @@ class AdminAPI(RouteGroup):
             web.post("/api/admin/users/{user}/credits", self.add_credits),
             web.get("/api/admin/channels", self.list_channels),
             web.post("/api/admin/channels", self.add_channel),
+            web.patch("/api/admin/channels/{channel}", self.update_channel),
             web.delete("/api/admin/channels/{channel}", self.remove_channel),
+            web.post("/api/admin/channels/{channel}/test", self.test_channel),
+            web.get("/api/admin/stats/overview", self.stats_overview),
+            web.get("/api/admin/stats/channels", self.stats_channels),
             web.get("/api/admin/models", self.list_models),
             web.post("/api/admin/models", self.add_model),
             web.patch("/api/admin/models/{model:.+}", self.set_model),
@@ -94,10 +122,11 @@ class AdminAPI(RouteGroup):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _admin(self, request: web.Request) -> None:
+    def _admin(self, request: web.Request) -> KeyInfo:
         key = authenticate(request, self.gw.directory)
         if not key.is_admin:
             raise PermissionDenied("this endpoint needs the API key of an admin user", code="admin_only")
+        return key
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
@@ -148,6 +177,24 @@ class AdminAPI(RouteGroup):
         self._admin(request)
         user = await self._read(lambda c: accounts.get_user(c, request.match_info["user"]))
         return _json({"data": _money_view(accounts.user_dict(user))})
+
+    async def update_user(self, request: web.Request) -> web.Response:
+        acting = self._admin(request)
+        body = await self._body(request)
+        disabled, is_admin = _bool_field(body, "disabled"), _bool_field(body, "is_admin")
+        if disabled is None and is_admin is None:
+            raise InvalidRequest("nothing to change: give 'disabled' and/or 'is_admin'")
+        ref = request.match_info["user"]
+
+        async def change(conn: AsyncConnection) -> dict[str, Any]:
+            user = accounts.user_dict(await accounts.get_user(conn, ref))
+            if is_admin is not None:
+                user = await accounts.set_admin(conn, user["id"], is_admin, acting_user_id=acting.user_id)
+            if disabled is not None:
+                user = await accounts.set_disabled(conn, user["id"], disabled, acting_user_id=acting.user_id)
+            return user
+
+        return _json({"data": _money_view(await self._write(change))})
 
     async def list_keys(self, request: web.Request) -> web.Response:
         self._admin(request)
@@ -270,10 +317,56 @@ class AdminAPI(RouteGroup):
         )
         return _json({"data": channel}, status=201)
 
+    async def update_channel(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        body = await self._body(request)
+        for name in ("api_key", "base_url", "name"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise InvalidRequest(f"'{name}' must be a string", param=name)
+        models = body.get("models", channels.KEEP)
+        if models is not channels.KEEP and models is not None and not isinstance(models, (str, list, dict)):
+            raise InvalidRequest("'models' is a list of catalog ids (optionally ID=UPSTREAM_ID), or null for all", param="models")
+        priority, weight = _int_field(body, "priority", None), _int_field(body, "weight", None)
+        enabled = _bool_field(body, "enabled")
+        catalog = self.gw.directory.catalog
+        channel = await self._write(
+            lambda c: channels.update_channel(
+                c, self.gw.box, catalog, request.match_info["channel"], name=body.get("name"), base_url=body.get("base_url"),
+                api_key=body.get("api_key"), models=models, priority=priority, weight=weight, enabled=enabled,
+            )
+        )
+        return _json({"data": channel})
+
+    async def test_channel(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        channel = await self._read(lambda c: channels.get_channel(c, request.match_info["channel"]))
+        result = await probe_channel(self.gw.directory, channel["id"])
+        return _json({"data": asdict(result)})
+
     async def remove_channel(self, request: web.Request) -> web.Response:
         self._admin(request)
         channel = await self._write(lambda c: channels.remove_channel(c, request.match_info["channel"]))
         return _json({"data": channel})
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    async def stats_overview(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        raw = request.query.get("days", "7")
+        days = stats.check_days(int(raw) if raw.isdigit() else -1)
+        await self.gw.ledger.flush()
+        overview = await self._read(lambda c: stats.overview(c, days))
+        return _json({"data": _money_deep(overview)})
+
+    async def stats_channels(self, request: web.Request) -> web.Response:
+        self._admin(request)
+        await self.gw.ledger.flush()
+        listed = await self._read(channels.list_channels)
+        figures = await self._read(stats.channel_stats)
+        data = [
+            {"id": ch["id"], "name": ch["name"], **(figures.get(ch["id"]) or stats.empty_channel_stats())} for ch in listed
+        ]
+        return _json({"data": data})
 
     # -- models --------------------------------------------------------------------------------
 

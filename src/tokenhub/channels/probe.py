@@ -1,6 +1,6 @@
 """Test a channel: send the smallest real request its protocol takes and time the answer.
 
-Used by ``tokenhub channel test`` (and later the console's Test button). A chat channel gets a
+Used by ``tokenhub channel test``, the console's Test button and ``POST /api/admin/channels/{channel}/test``. A chat channel gets a
 one-token chat request for the first model it serves; media channels are not probed (a probe would
 cost a generation) and say so.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from tokenhub.directory import Channel, Directory
-from tokenhub.errors import GatewayError
+from tokenhub.errors import Conflict, GatewayError
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
@@ -39,6 +39,13 @@ def first_served(directory: Directory, channel: Channel) -> tuple[str, str] | No
 
 
 async def probe(session: aiohttp.ClientSession, directory: Directory, channel: Channel) -> ProbeResult:
+    """The probe's outcome; its detail never carries the channel's key or address (operators' screens show it)."""
+    result = await _probe(session, directory, channel)
+    result.detail = channel.redact(result.detail)
+    return result
+
+
+async def _probe(session: aiohttp.ClientSession, directory: Directory, channel: Channel) -> ProbeResult:
     adapter = CHAT_ADAPTERS.get(channel.protocol)
     if adapter is None:
         return ProbeResult(channel.name, None, True, None, f"not probed: {channel.protocol} generates media, a probe would cost a generation")
@@ -69,3 +76,11 @@ async def probe(session: aiohttp.ClientSession, directory: Directory, channel: C
 async def probe_all(directory: Directory, channels: list[Channel], *, timeout: float = 30.0) -> list[ProbeResult]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         return list(await asyncio.gather(*(probe(session, directory, c) for c in channels)))
+
+
+async def probe_channel(directory: Directory, channel_id: int, *, timeout: float = 20.0) -> ProbeResult:
+    """The Test button: probe one channel as the gateway sees it now (it must be enabled)."""
+    channel = next((c for c in directory.channels() if c.id == channel_id), None)
+    if channel is None:
+        raise Conflict("the channel is disabled: enable it to test it", code="channel_disabled")
+    return (await probe_all(directory, [channel], timeout=timeout))[0]

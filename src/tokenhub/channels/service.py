@@ -105,15 +105,9 @@ async def add_channel(
             raise InvalidRequest(f"provider '{provider}' needs --base-url", param="base_url")
         base_url = spec.base_url
     base_url = validate_base_url(base_url)
-    api_key = (api_key or "").strip()
-    if not api_key:
-        raise InvalidRequest("the upstream API key is empty", param="api_key")
-    if provider == "kling" and (":" not in api_key or not all(api_key.split(":", 1))):
-        raise InvalidRequest("a Kling key is ACCESS_KEY:SECRET_KEY", param="api_key")
-    if not isinstance(weight, int) or weight < 1 or weight > 1000:
-        raise InvalidRequest("the weight must be a whole number from 1 to 1000", param="weight")
-    if not isinstance(priority, int) or abs(priority) > 1_000_000:
-        raise InvalidRequest("the priority must be a whole number", param="priority")
+    api_key = validate_api_key(api_key, provider)
+    validate_weight(weight)
+    validate_priority(priority)
     mapping = parse_channel_models(models, catalog, provider)
     name = await _free_name(conn, name, provider)
     result = await conn.execute(
@@ -136,17 +130,41 @@ async def add_channel(
     return channel_dict(await _get_row(conn, result.scalar_one()))
 
 
+def validate_api_key(api_key: str | None, provider: str) -> str:
+    api_key = (api_key or "").strip()
+    if not api_key:
+        raise InvalidRequest("the upstream API key is empty", param="api_key")
+    if provider == "kling" and (":" not in api_key or not all(api_key.split(":", 1))):
+        raise InvalidRequest("a Kling key is ACCESS_KEY:SECRET_KEY", param="api_key")
+    return api_key
+
+
+def validate_weight(weight: object) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1 or weight > 1000:
+        raise InvalidRequest("the weight must be a whole number from 1 to 1000", param="weight")
+
+
+def validate_priority(priority: object) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1_000_000:
+        raise InvalidRequest("the priority must be a whole number", param="priority")
+
+
+async def _checked_name(conn: AsyncConnection, name: str, *, exclude_id: int | None = None) -> str:
+    name = name.strip()
+    if not NAME_RE.match(name) or name.isdigit():
+        raise InvalidRequest(
+            "a channel name has letters, digits, '-', '_' or '.', is not only digits, and has at most 100 characters",
+            param="name",
+        )
+    taken = await conn.scalar(select(channels.c.id).where(channels.c.name == name))
+    if taken is not None and taken != exclude_id:
+        raise Conflict(f"a channel named '{name}' exists already", code="channel_exists", param="name")
+    return name
+
+
 async def _free_name(conn: AsyncConnection, name: str | None, provider: str) -> str:
     if name:
-        name = name.strip()
-        if not NAME_RE.match(name) or name.isdigit():
-            raise InvalidRequest(
-                "a channel name has letters, digits, '-', '_' or '.', is not only digits, and has at most 100 characters",
-                param="name",
-            )
-        if await conn.scalar(select(channels.c.id).where(channels.c.name == name)) is not None:
-            raise Conflict(f"a channel named '{name}' exists already", code="channel_exists", param="name")
-        return name
+        return await _checked_name(conn, name)
     taken = {r[0] for r in await conn.execute(select(channels.c.name).where(channels.c.name.like(f"{provider}%")))}
     candidate, n = provider, 1
     while candidate in taken:
@@ -180,6 +198,55 @@ async def set_channel_enabled(conn: AsyncConnection, ref: str | int, enabled: bo
     await conn.execute(update(channels).where(channels.c.id == row.id).values(enabled=enabled))
     await bump_config_version(conn)
     return channel_dict(await _get_row(conn, row.id))
+
+
+KEEP: Any = object()  # update_channel: leave this field as it is
+
+
+async def update_channel(
+    conn: AsyncConnection,
+    box: SecretBox,
+    catalog: Catalog,
+    ref: str | int,
+    *,
+    name: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    models: Any = KEEP,
+    priority: int | None = None,
+    weight: int | None = None,
+    enabled: bool | None = None,
+) -> dict[str, Any]:
+    """Change a channel. ``None`` (or ``KEEP`` for ``models``) keeps a field; an empty ``api_key`` keeps the
+    stored key (it is write-only: nobody can read it back to send it again); ``models=None`` serves the
+    provider's whole catalog. The provider is fixed: a different provider is a new channel."""
+    row = await _get_row(conn, ref)
+    values: dict[str, Any] = {}
+    if name is not None and name.strip() != row.name:
+        values["name"] = await _checked_name(conn, name, exclude_id=row.id)
+    if base_url is not None:
+        values["base_url"] = validate_base_url(base_url)
+    if api_key is not None and api_key.strip():
+        values["api_key_enc"] = box.encrypt(validate_api_key(api_key, row.provider))
+    if models is not KEEP:
+        mapping = parse_channel_models(models, catalog, row.provider)
+        values["models"] = orjson.dumps(mapping).decode() if mapping else None
+    if priority is not None:
+        validate_priority(priority)
+        values["priority"] = priority
+    if weight is not None:
+        validate_weight(weight)
+        values["weight"] = weight
+    if enabled is not None:
+        values["enabled"] = bool(enabled)
+    if values:
+        await conn.execute(update(channels).where(channels.c.id == row.id).values(**values))
+        await bump_config_version(conn)
+    return channel_dict(await _get_row(conn, row.id))
+
+
+async def get_channel(conn: AsyncConnection, ref: str | int) -> dict[str, Any]:
+    return channel_dict(await _get_row(conn, ref))
 
 
 async def upsert_env_channel(conn: AsyncConnection, box: SecretBox, provider: str, api_key: str) -> None:
