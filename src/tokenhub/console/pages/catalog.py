@@ -212,7 +212,10 @@ import os
 
 from openai import OpenAI
 
-client = OpenAI(base_url="@BASE@", api_key=os.environ["TOKENHUB_API_KEY"])
+client = OpenAI(
+    base_url="@BASE@",
+    api_key=os.environ["TOKENHUB_API_KEY"],
+)
 
 completion = client.chat.completions.create(
     model="@MODEL@",
@@ -238,7 +241,10 @@ import os
 
 from openai import OpenAI
 
-client = OpenAI(base_url="@BASE@", api_key=os.environ["TOKENHUB_API_KEY"])
+client = OpenAI(
+    base_url="@BASE@",
+    api_key=os.environ["TOKENHUB_API_KEY"],
+)
 
 stream = client.chat.completions.create(
     model="@MODEL@",
@@ -254,7 +260,10 @@ for chunk in stream:
     "javascript-stream": ("catalog.example_javascript_stream", "javascript", """\
 import OpenAI from "openai";
 
-const client = new OpenAI({ baseURL: "@BASE@", apiKey: process.env.TOKENHUB_API_KEY });
+const client = new OpenAI({
+  baseURL: "@BASE@",
+  apiKey: process.env.TOKENHUB_API_KEY,
+});
 
 const stream = await client.chat.completions.create({
   model: "@MODEL@",
@@ -279,7 +288,10 @@ import os
 
 from openai import OpenAI
 
-client = OpenAI(base_url="@BASE@", api_key=os.environ["TOKENHUB_API_KEY"])
+client = OpenAI(
+    base_url="@BASE@",
+    api_key=os.environ["TOKENHUB_API_KEY"],
+)
 
 result = client.images.generate(
     model="@MODEL@",
@@ -290,7 +302,10 @@ print(result.data[0].url)  # the upstream's URL: download what you want to keep"
     "javascript": ("catalog.example_javascript", "javascript", """\
 import OpenAI from "openai";
 
-const client = new OpenAI({ baseURL: "@BASE@", apiKey: process.env.TOKENHUB_API_KEY });
+const client = new OpenAI({
+  baseURL: "@BASE@",
+  apiKey: process.env.TOKENHUB_API_KEY,
+});
 
 const result = await client.images.generate({
   model: "@MODEL@",
