@@ -30,7 +30,8 @@ def shipped_counts() -> tuple[list, Counter]:
 
 
 def visible_models(page: Page) -> list[str]:
-    return page.eval_on_selector_all("tr[data-model]", "rows => rows.filter(r => r.offsetParent !== null).map(r => r.dataset.model)")
+    script = "rows => rows.filter(r => r.offsetParent !== null).map(r => r.dataset.model)"
+    return page.eval_on_selector_all("tr[data-model]", script)
 
 
 def signed_in(console, new_page, email: str = "cat@example.com", **options) -> Page:
@@ -120,7 +121,8 @@ def test_filters_narrow_the_list(console, new_page, javascript):
             page.goto("/models?" + "&".join(f"{k}={v}" for k, v in params.items()))
             for name, value in params.items():  # the form keeps what was asked
                 expect(page.locator(f"#{name}")).to_have_value(value)
-        expect(page.get_by_test_id("match-count")).to_have_text(f"{len(want)} models match." if len(want) > 1 else "1 model matches.")
+        matches = f"{len(want)} models match." if len(want) > 1 else "1 model matches."
+        expect(page.get_by_test_id("match-count")).to_have_text(matches)
         assert visible_models(page) == in_page_order(page, want), params
         families = {catalog.get(i).family for i in want}
         shown = page.eval_on_selector_all("section[data-provider]", "s => s.filter(x => !x.hidden).map(x => x.dataset.provider)")
@@ -146,7 +148,8 @@ def test_filters_narrow_the_list(console, new_page, javascript):
 def test_price_overrides_and_disabled_models(console, new_page):
     catalog = console.gw.directory.catalog
     openai_count = sum(1 for m in catalog.models.values() if m.family == "openai" and m.enabled)
-    console.write(lambda c: catalog_service.set_model(c, "openai/gpt-4.1", input_price=usd_to_nanos("1.234"), output_price=usd_to_nanos("7")))
+    prices = {"input_price": usd_to_nanos("1.234"), "output_price": usd_to_nanos("7")}
+    console.write(lambda c: catalog_service.set_model(c, "openai/gpt-4.1", **prices))
     console.write(lambda c: catalog_service.set_model(c, "openai/gpt-5.4", enabled=False))
     page = signed_in(console, new_page)
     page.goto("/models")
@@ -186,7 +189,8 @@ def test_examples_run_against_this_gateway(console, new_page, upstream_url):
     page.locator(f"tr[data-model='{MODEL}'] a").click()
     expect(page).to_have_url(f"{console.server.url}/models/{MODEL}")
     expect(page.get_by_test_id("model-id")).to_have_text(MODEL)
-    codes = {slug: page.locator(f"#code-{slug}").inner_text() for slug in ("curl", "python", "javascript", "python-stream", "javascript-stream")}
+    slugs = ("curl", "python", "javascript", "python-stream", "javascript-stream")
+    codes = {slug: page.locator(f"#code-{slug}").inner_text() for slug in slugs}
     for code in codes.values():
         assert console.base_url in code and MODEL in code
     assert "key" not in codes["python"].replace("api_key", "").replace("TOKENHUB_API_KEY", "").lower()  # no key in the code

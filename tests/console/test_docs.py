@@ -105,7 +105,8 @@ def test_docs_quick_start_compiles_and_json_examples_parse(console, new_page):
         if line.startswith("data: {"):
             json.loads(line[len("data: "):])
     # The JavaScript is at least valid syntax (node checks it as a module).
-    done = subprocess.run(["node", "--input-type=module", "--check"], input=codes["code-quick-javascript"], capture_output=True, text=True)
+    node = ["node", "--input-type=module", "--check"]
+    done = subprocess.run(node, input=codes["code-quick-javascript"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 

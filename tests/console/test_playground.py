@@ -95,7 +95,8 @@ def test_streaming_chat_shows_tokens_and_the_exact_charge(ready, new_page, fake_
     user_id = key["user_id"]
     [row] = request_rows(console, user_id)
     assert (row.key_id, row.cost_nanos, row.state, bool(row.stream)) == (key["id"], usd_to_nanos(cost), "settled", True)
-    charges = [e for e in console.read(lambda c: billing.ledger_history(c, user_id)) if e["request_id"] == row.id and e["kind"] == "charge"]
+    ledger = console.read(lambda c: billing.ledger_history(c, user_id))
+    charges = [e for e in ledger if e["request_id"] == row.id and e["kind"] == "charge"]
     assert [-e["amount_nanos"] for e in charges] == [usd_to_nanos(cost)]
 
     # The conversation goes on with its history; the same key is used again.
@@ -199,7 +200,8 @@ def test_images_and_video_through_the_fake_ark(ready, new_page):
     page = customer(console, new_page, "media@example.com")
     page.goto(f"/playground?model={IMAGE_MODEL}")
     expect(page.locator("#image-model")).to_have_value(IMAGE_MODEL)
-    expect(page.locator("#image-size option")).to_have_count(1 + len(console.gw.directory.catalog.get(IMAGE_MODEL).image["sizes"]))
+    sizes = console.gw.directory.catalog.get(IMAGE_MODEL).image["sizes"]
+    expect(page.locator("#image-size option")).to_have_count(1 + len(sizes))
     page.fill("#image-prompt", "a lighthouse at dawn")
     page.select_option("#image-size", "2K")
     page.fill("#image-n", "2")

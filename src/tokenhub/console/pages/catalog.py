@@ -16,15 +16,14 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from tokenhub.catalog.model import Catalog, Family, Model
+from tokenhub.console import i18n
 from tokenhub.console.core import Ctx, Pages, page, usd
 from tokenhub.console.forms import parse_usd
-from tokenhub.console.i18n import DEFAULT_LANGUAGE, Translator
-from tokenhub.console.i18n import catalog as strings
+from tokenhub.console.i18n import Translator
 from tokenhub.errors import InvalidRequest, NotFound
 
 MODALITIES = ("text", "image", "audio", "video", "file")
 VIDEO_MODES = ("default", "std", "pro", "std_audio", "pro_audio")
-PLACEHOLDER_KEY_ENV = "TOKENHUB_API_KEY"
 
 
 def base_url(request: web.Request) -> str:
@@ -65,13 +64,6 @@ class Filters:
             max_price_nanos=parse_usd(max_price, "max_price") if max_price else None,
         )
 
-    @property
-    def active(self) -> bool:
-        return bool(self.q or self.provider or self.modality or self.max_price_nanos is not None)
-
-    def without_price(self) -> "Filters":
-        return Filters(self.q, self.provider, self.modality)
-
     def accepts(self, model: Model, family: Family | None) -> bool:
         if self.provider and model.family != self.provider:
             return False
@@ -99,7 +91,7 @@ class Price:
 def label_of(t: Translator, prefix: str, value: str) -> str:
     """``t(prefix + value)`` when the catalogs have it, else the value itself (operator data)."""
     key = prefix + value
-    return t(key) if key in strings(DEFAULT_LANGUAGE) else value
+    return t(key) if key in i18n.catalog(i18n.DEFAULT_LANGUAGE) else value
 
 
 def prices(model: Model, t: Translator, *, detailed: bool = False) -> list[Price]:

@@ -167,7 +167,8 @@ class PlaygroundPages(Pages):
             try:
                 ctx.form = await shell.checked_form(ctx)
             except CsrfFailed:
-                raise PermissionDenied("the form could not be verified: reload the page and try again", code="csrf_failed") from None
+                message = "the form could not be verified: reload the page and try again"
+                raise PermissionDenied(message, code="csrf_failed") from None
         return ctx, await self.playground_key(ctx.user_id)
 
     async def playground_key(self, user_id: int) -> KeyInfo:
