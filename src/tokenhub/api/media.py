@@ -46,27 +46,33 @@ class MediaAPI(RouteGroup):
         return model, pick_route(self.gw.directory.routes(model.id), model, protocols)
 
     async def images(self, request: web.Request) -> web.Response:
-        gw = self.gw
-        key = authenticate(request, gw.directory)
-        payload, _ = await read_json(request, gw.settings.max_body_bytes)
+        key = authenticate(request, self.gw.directory)
+        payload, _ = await read_json(request, self.gw.settings.max_body_bytes)
+        return await self.images_for_key(request, key, payload)
+
+    async def images_for_key(self, request: web.Request, key: KeyInfo, payload: object) -> web.Response:
+        """``POST /images/generations`` for an authenticated key (the console playground uses it too)."""
         model, route = self._resolve(payload, key, "image", IMAGE_ADAPTERS)
         job = parse_image_job(payload, model)
-        async with limited(gw.rates, key, request):
-            return await generate_images(request, gw, key, model, route, IMAGE_ADAPTERS[route.channel.protocol], job)
+        async with limited(self.gw.rates, key, request):
+            return await generate_images(request, self.gw, key, model, route, IMAGE_ADAPTERS[route.channel.protocol], job)
 
     async def create_video(self, request: web.Request) -> web.Response:
+        key = authenticate(request, self.gw.directory)
+        payload, _ = await read_json(request, self.gw.settings.max_body_bytes)
+        return _json(await self.video_for_key(request, key, payload))
+
+    async def video_for_key(self, request: web.Request, key: KeyInfo, payload: object) -> dict[str, object]:
+        """``POST /videos/generations`` for an authenticated key: the new task (the console playground uses it too)."""
         gw = self.gw
-        key = authenticate(request, gw.directory)
-        payload, _ = await read_json(request, gw.settings.max_body_bytes)
         model, route = self._resolve(payload, key, "video", VIDEO_ADAPTERS)
         assert isinstance(payload, dict)
         job = parse_video_job(payload, model)
         callback_url = parse_callback_url(payload.get("callback_url"))
         async with limited(gw.rates, key, request):
-            task = await create_task(
+            return await create_task(
                 gw, key, model, route, VIDEO_ADAPTERS[route.channel.protocol], job, price_per_second(model, job), callback_url
             )
-        return _json(task)
 
     async def get_video(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from tokenhub.api.presenters import iso, models_list, usd_number
 from tokenhub.api.requests import authenticate, read_json
 from tokenhub.billing.service import credits_summary
+from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.gateway import Gateway
 from tokenhub.relay.call import ChatCall
@@ -23,6 +24,15 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 def _json(data: object) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+async def chat_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload: object, size: int) -> web.StreamResponse:
+    """``POST /chat/completions`` for an authenticated key: the console playground runs the same path."""
+    call = ChatCall.parse(payload)
+    relay = Relay(gw)
+    model = relay.resolve(call.model_name, key)
+    responder = OpenAIResponder(model.id, call.include_usage)
+    return await relay.handle(request, key, call, size, responder, model=model)
 
 
 class RouteGroup:
@@ -60,14 +70,9 @@ class PublicAPI(RouteGroup):
         return web.Response(body=self._models_cache[1], content_type="application/json")
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        gw = self.gw
-        key = authenticate(request, gw.directory)
-        payload, size = await read_json(request, gw.settings.max_body_bytes)
-        call = ChatCall.parse(payload)
-        relay = Relay(gw)
-        model = relay.resolve(call.model_name, key)
-        responder = OpenAIResponder(model.id, call.include_usage)
-        return await relay.handle(request, key, call, size, responder, model=model)
+        key = authenticate(request, self.gw.directory)
+        payload, size = await read_json(request, self.gw.settings.max_body_bytes)
+        return await chat_for_key(self.gw, request, key, payload, size)
 
     async def credits(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
