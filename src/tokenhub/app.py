@@ -7,7 +7,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from tokenhub.admin.routes import AdminAPI
-from tokenhub.api.errors import MAX_BODY, error_middleware
+from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, error_middleware
 from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
@@ -50,6 +50,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(AdminAPI(app).routes())
     app.add_routes(OpsAPI(app).routes())
     app.add_routes(StripeWebhookAPI(app).routes())
-    app.add_routes(Console(app).routes())
+    console = Console(app)
+    app.add_routes(console.routes())
+    app[HTML_NOT_FOUND] = console.not_found
     app.router.add_static("/static", STATIC)
     return app

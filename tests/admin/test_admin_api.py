@@ -134,6 +134,9 @@ ROUTE_SAMPLES: list[tuple[str, str, str, Any]] = [
     ("GET", "/api/admin/users/{user}/keys", "/api/admin/users/bob@x.io/keys", _UNSET),
     ("POST", "/api/admin/users/{user}/keys", "/api/admin/users/bob@x.io/keys", {"name": "extra"}),
     ("DELETE", "/api/admin/keys/{key_id}", "/api/admin/keys/{bob_key_id}", _UNSET),
+    ("PATCH", "/api/admin/keys/{key_id}", "/api/admin/keys/{bob_key_id}", {"rpm": 1}),
+    ("GET", "/api/admin/users/{user}/limits", "/api/admin/users/bob@x.io/limits", _UNSET),
+    ("PATCH", "/api/admin/users/{user}/limits", "/api/admin/users/bob@x.io/limits", {"daily_limit": "0"}),
     ("GET", "/api/admin/users/{user}/credits", "/api/admin/users/bob@x.io/credits", _UNSET),
     ("POST", "/api/admin/users/{user}/credits", "/api/admin/users/bob@x.io/credits", {"amount": "1000"}),
     ("GET", "/api/admin/channels", "/api/admin/channels", _UNSET),
@@ -180,6 +183,7 @@ def test_every_route_refuses_missing_unknown_and_non_admin_keys(gateway: Harness
     assert [c["name"] for c in admin.get("/api/admin/channels").data] == ["victim"]
     assert admin.get("/api/admin/channels").data[0]["enabled"] is True
     assert admin.get("/api/admin/users/bob@x.io").data["is_admin"] is False
+    assert keys[0]["rpm"] is None and admin.get("/api/admin/users/bob@x.io/limits").data["daily_limit"] is None
     assert "local/evil" not in {m["id"] for m in admin.get("/api/admin/models").data}
     gpt = next(m for m in admin.get("/api/admin/models").data if m["id"] == "openai/gpt-4.1")
     assert gpt["pricing_nanos"]["input"] == 2_000_000_000
@@ -593,3 +597,21 @@ def test_models_add(admin: AdminClient) -> None:
     assert_error(post({"id": "local/x", "provider": "openai", "output_price": False}), 400, param="output_price")
     assert_error(post({"id": "local/x", "provider": "openai", "kind": "audio"}), 400, param="kind")
     assert _public_model(admin, "local/x") is None
+
+
+def test_key_and_account_limits_through_the_admin_api(gateway: Harness, admin: AdminClient) -> None:
+    gateway.user("lim@x.io", "10")
+    made = admin.post("/api/admin/users/lim@x.io/keys", {"name": "capped", "rpm": 60, "daily_limit": "2.5", "concurrency": "3"}).data
+    assert (made["rpm"], made["concurrency"], made["daily_limit"], made["tpm"]) == (60, 3, "2.5", None)
+    changed = admin.patch(f"/api/admin/keys/{made['id']}", {"rpm": None, "tpm": 1000, "monthly_limit": "40", "name": "renamed"}).data
+    assert (changed["rpm"], changed["tpm"], changed["monthly_limit"], changed["daily_limit"], changed["name"]) == (None, 1000, "40", "2.5", "renamed")
+    assert_error(admin.patch(f"/api/admin/keys/{made['id']}", {"rpm": 0}), 400, param="rpm")
+    assert_error(admin.patch(f"/api/admin/keys/{made['id']}", {"daily_limit": "lots"}), 400, param="daily_limit")
+    assert_error(admin.patch(f"/api/admin/keys/{made['id']}", {"burst": 5}), 400, param="burst")
+    assert_error(admin.patch("/api/admin/keys/999999", {"rpm": 5}), 404)
+    limits = admin.patch("/api/admin/users/lim@x.io/limits", {"weekly_limit": "100", "limit": "500", "rpm": 600}).data
+    assert (limits["weekly_limit"], limits["limit"], limits["rpm"], limits["daily_limit"]) == ("100", "500", 600, None)
+    assert admin.get("/api/admin/users/lim@x.io/limits").data == limits
+    key = next(k for k in gateway.gw.directory._keys.values() if k.id == made["id"])  # this process reloaded at once
+    assert {s.label: s.limits.rpm for s in key.rate_scopes} == {"key": None, "account": 600}
+    assert ("user", key.user_id, "week", 100_000_000_000) in key.budgets and ("key", key.id, "month", 40_000_000_000) in key.budgets

@@ -14,6 +14,7 @@ from sqlalchemy import insert
 
 from tests.conftest import UPSTREAM_KEY
 from tests.console.conftest import csrf_of, log_in, make_user
+from tokenhub.channels import service as channels_service
 from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
 from tokenhub.money import usd_to_nanos
@@ -216,6 +217,22 @@ def test_channel_form_errors(console, new_page, upstream_url):
     page.fill("#api_key", "k")
     page.click("form[action='/admin/channels'] button[type=submit]")
     expect(page.get_by_role("alert")).to_have_text("A channel with this name exists already.")
+
+    # timeouts: set on the edit page, reset by emptying the field, refused when not a number of seconds
+    taken = console.read(lambda c: channels_service.get_channel(c, "taken"))
+    page.goto(f"/admin/channels/{taken['id']}")
+    page.fill("#idle_timeout", "45")
+    page.fill("#first_byte_timeout", "20.5")
+    page.locator(f"form[action='/admin/channels/{taken['id']}'] button[type=submit]").first.click()
+    stored = console.read(lambda c: channels_service.get_channel(c, "taken"))
+    assert (stored["idle_timeout"], stored["first_byte_timeout"], stored["connect_timeout"]) == (45.0, 20.5, None)
+    route = next(c for c in console.gw.directory.channels() if c.name == "taken")
+    assert (route.timeouts.idle, route.timeouts.first_byte, route.timeouts.connect) == (45.0, 20.5, 10.0)
+    page.goto(f"/admin/channels/{taken['id']}")
+    expect(page.locator("#idle_timeout")).to_have_value("45.0")
+    form = {"csrf": csrf_of(page), "name": "taken", "base_url": upstream_url, "priority": "0", "weight": "1", "idle_timeout": "forever"}
+    response = page.request.post(f"/admin/channels/{taken['id']}", form=form)
+    assert response.status == 400 and "idle_timeout" in response.text()
 
 
 def test_admin_pages_fit_a_phone(console, new_page, upstream_url):

@@ -333,6 +333,7 @@ class AdminAPI(RouteGroup):
             lambda c: channels.update_channel(
                 c, self.gw.box, catalog, request.match_info["channel"], name=body.get("name"), base_url=body.get("base_url"),
                 api_key=body.get("api_key"), models=models, priority=priority, weight=weight, enabled=enabled,
+                timeouts={name: body[name] for name in channels.TIMEOUT_FIELDS if name in body},
             )
         )
         return _json({"data": channel})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -15,6 +15,9 @@ from tokenhub.logs import REQUEST_ID_VAR
 log = logging.getLogger("tokenhub.api")
 
 MAX_BODY = web.AppKey("max_body_bytes", int)
+# Renders a not-found page for browsers (the console's), for paths outside the APIs.
+HTML_NOT_FOUND = web.AppKey("html_not_found", Callable[[web.Request], Awaitable[web.StreamResponse]])
+API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/static/")
 
 
 
@@ -47,6 +50,9 @@ def error_middleware() -> Any:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
+            html_page = request.app.get(HTML_NOT_FOUND)
+            if exc.status == 404 and html_page is not None and not request.path.startswith(API_PREFIXES):
+                return await html_page(request)
             return error_response(_from_http_exception(exc, request))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)

@@ -216,8 +216,9 @@ async def update_channel(
     priority: int | None = None,
     weight: int | None = None,
     enabled: bool | None = None,
+    timeouts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Change a channel. ``None`` (or ``KEEP`` for ``models``) keeps a field; an empty ``api_key`` keeps the
+    """Change a channel (``timeouts``: only the names given change; None/"" resets one to the default). ``None`` (or ``KEEP`` for ``models``) keeps a field; an empty ``api_key`` keeps the
     stored key (it is write-only: nobody can read it back to send it again); ``models=None`` serves the
     provider's whole catalog. The provider is fixed: a different provider is a new channel."""
     row = await _get_row(conn, ref)
@@ -239,6 +240,7 @@ async def update_channel(
         values["weight"] = weight
     if enabled is not None:
         values["enabled"] = bool(enabled)
+    values.update(parse_timeouts(timeouts or {}))
     if values:
         await conn.execute(update(channels).where(channels.c.id == row.id).values(**values))
         await bump_config_version(conn)

@@ -38,3 +38,10 @@ class Console:
 
     def routes(self) -> list[web.RouteDef]:
         return [route for group in self.groups for route in group.routes()]
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        """A page for a console address that does not exist, in the visitor's language."""
+        shell = self.shell
+        ctx = await shell.context(request)
+        response = shell.render(ctx, "error.html", status=404, title=ctx.t("error.status_404"), message=ctx.t("error.page_not_found"))
+        return shell.finish(ctx, response)

@@ -19,7 +19,7 @@ from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.providers.registry import PROVIDERS
 
-FIELDS = ("provider", "name", "base_url", "api_key", "models", "priority", "weight")
+FIELDS = ("provider", "name", "base_url", "api_key", "models", "priority", "weight", *channels.TIMEOUT_FIELDS)
 
 
 def channel_id_of(ctx: Ctx) -> int:
@@ -122,7 +122,7 @@ class ChannelsPages(Pages):
                 await channels.add_channel(
                     conn, self.gw.box, self.gw.directory.catalog, provider=form["provider"], api_key=form["api_key"],
                     base_url=form["base_url"] or None, name=form["name"] or None, models=form["models"] or None,
-                    priority=priority, weight=weight,
+                    priority=priority, weight=weight, timeouts={name: form[name] for name in channels.TIMEOUT_FIELDS},
                 )
         except GatewayError as err:
             form["api_key"] = ""
@@ -140,6 +140,7 @@ class ChannelsPages(Pages):
                 await channels.update_channel(
                     conn, self.gw.box, self.gw.directory.catalog, channel_id, name=form["name"], base_url=form["base_url"],
                     api_key=form["api_key"] or None, models=form["models"] or None, priority=priority, weight=weight,
+                    timeouts={name: form[name] for name in channels.TIMEOUT_FIELDS},
                 )
         except NotFound:
             raise
