@@ -113,6 +113,7 @@ class Directory:
         self.catalog = Catalog([], [])
         self.prices_json: dict[str, str] = {}  # model id -> the prices a settlement records
         self._keys: dict[str, KeyInfo] = {}
+        self._keys_by_id: dict[int, KeyInfo] = {}
         self._routes: dict[str, list[Route]] = {}
         self._channels: list[Channel] = []
         self._watch = Periodic("directory refresh", refresh_interval, self.refresh_if_changed)
@@ -134,6 +135,10 @@ class Directory:
 
     def routes(self, model_id: str) -> list[Route]:
         return self._routes.get(model_id, [])
+
+    def key_by_id(self, key_id: int) -> KeyInfo | None:
+        """An active key (not revoked, of an enabled account) by id: for callers that know which key, not its secret."""
+        return self._keys_by_id.get(key_id)
 
     def all_routes(self) -> list[list[Route]]:
         return list(self._routes.values())
@@ -158,6 +163,7 @@ class Directory:
                 ).all()
                 channel_rows = (await conn.execute(select(channels).where(channels.c.enabled))).all()
             self._keys = {row.key_hash: _key_info(row) for row in key_rows}
+            self._keys_by_id = {key.id: key for key in self._keys.values()}
             self.catalog = catalog
             self.prices_json = {m.id: orjson.dumps(m.pricing.as_dict()).decode() for m in catalog.models.values()}
             self._channels = [_channel(row, self._box, self._timeouts) for row in channel_rows]

@@ -121,6 +121,14 @@ def test_operator_story(console, new_page, upstream_url):
     assert status == 200
     public = next(m for m in listing["data"] if m["id"] == SHIPPED)
     assert public["pricing_per_million_tokens"]["input"] == "2" and public["pricing_per_million_tokens"]["output"] == "10"
+    # ... and so does the customer's catalog page, in the browser
+    customer = new_page()
+    log_in(customer, "cust@example.com")
+    customer.goto("/models?q=deepseek-v4-pro")
+    prices = customer.locator(f"tr[data-model='{SHIPPED}'] .prices")
+    expect(prices).to_contain_text("$2")
+    expect(prices).to_contain_text("$10")
+    expect(prices).not_to_contain_text("$1.32")
     prompt2, completion2 = ask(console, key)
     cost2 = tokens_cost([(prompt2, usd_to_nanos("2")), (completion2, usd_to_nanos("10"))])
     assert console.credits("cust@example.com")["balance_nanos"] == usd_to_nanos("10") - cost1 - cost2

@@ -31,10 +31,10 @@ from tokenhub.catalog.model import Catalog, Model
 from tokenhub.console.core import CsrfFailed, Ctx, Pages, Shell, page
 from tokenhub.console.forms import parse_int
 from tokenhub.console.pages.catalog import enabled_models
-from tokenhub.directory import Directory, KeyInfo, _key_info
+from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenhub.storage.engine import as_utc, utc_now
-from tokenhub.storage.tables import api_keys, users
+from tokenhub.storage.tables import api_keys
 from tokenhub.tasks.service import get_task
 
 PLAYGROUND_KEY = "Playground"
@@ -185,13 +185,18 @@ class PlaygroundPages(Pages):
 
     async def _find_key(self, user_id: int) -> KeyInfo | None:
         query = (
-            select(api_keys, users.c.email, users.c.is_admin)
-            .join(users, users.c.id == api_keys.c.user_id)
+            select(api_keys.c.id, api_keys.c.expires_at)
             .where(api_keys.c.user_id == user_id, api_keys.c.name == PLAYGROUND_KEY, api_keys.c.revoked_at.is_(None))
             .order_by(api_keys.c.id)
         )
         async with self.gw.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         now = utc_now()
-        usable = [row for row in rows if row.expires_at is None or as_utc(row.expires_at) > now]
-        return _key_info(usable[0]) if usable else None  # the same KeyInfo the directory builds
+        for row in rows:
+            if row.expires_at is None or as_utc(row.expires_at) > now:
+                key = self.gw.directory.key_by_id(row.id)  # the KeyInfo the API itself would use (limits included)
+                if key is None:  # created by another process a moment ago: load it
+                    await self.gw.directory.refresh_if_changed()
+                    key = self.gw.directory.key_by_id(row.id)
+                return key
+        return None
