@@ -14,6 +14,7 @@ import fnmatch
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import aiohttp
@@ -70,8 +71,9 @@ class Timeouts:
     first_byte: float  # from sending the request until the response headers
     idle: float  # the longest gap between two chunks of the body
 
-    @property
+    @cached_property
     def client(self) -> aiohttp.ClientTimeout:
+        """For aiohttp: the connect timeout only (the first byte and idle timeouts are the relay's)."""
         return aiohttp.ClientTimeout(total=None, sock_connect=self.connect, sock_read=None)
 
 

@@ -382,12 +382,28 @@ class Relay:
 
 
 async def _chunks(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; ``TimeoutError`` when the upstream stays silent for ``idle`` seconds."""
-    chunks = resp.content.iter_any().__aiter__()
-    while True:
-        async with asyncio.timeout(idle):
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-        yield chunk
+    """The body as it arrives; ``TimeoutError`` when the upstream stays silent for ``idle`` seconds.
+
+    One watchdog timer per body, not one per chunk: the loop only notes when it starts waiting on the
+    upstream (not while the client is being written to), and the timer, when it fires, either
+    re-arms for that deadline or fails the pending read.
+    """
+    loop = asyncio.get_running_loop()
+    waiting_since: float | None = loop.time()
+
+    def watchdog() -> None:
+        nonlocal timer
+        now = loop.time()
+        if waiting_since is not None and now >= waiting_since + idle:
+            resp.content.set_exception(asyncio.TimeoutError())
+        else:
+            timer = loop.call_at((waiting_since if waiting_since is not None else now) + idle, watchdog)
+
+    timer = loop.call_at(waiting_since + idle, watchdog)
+    try:
+        async for chunk in resp.content.iter_any():
+            waiting_since = None
+            yield chunk
+            waiting_since = loop.time()
+    finally:
+        timer.cancel()
