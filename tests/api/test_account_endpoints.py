@@ -69,7 +69,8 @@ def test_family_counts_match_the_product_catalog(gateway: Harness):
 
 def test_credits_key_and_generation(gateway: Harness, upstream_url: str):
     priced_model(gateway, upstream_url)
-    cust = customer(gateway, credits_usd="5", name="ci", limit_nanos=usd_to_nanos("2"), models="test/*")
+    cust = customer(gateway, credits_usd="5", name="ci", limit_nanos=usd_to_nanos("2"), models="test/*",
+                    limits={"rpm": "100", "daily_limit": "1.5"})
     raw = gateway.client(cust.key).chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "user", "content": "hello there"}]
     )
@@ -90,6 +91,9 @@ def test_credits_key_and_generation(gateway: Harness, upstream_url: str):
     assert key["data"]["usage"] == Decimal(format_usd(cost))
     assert key["data"]["limit_remaining"] == Decimal("2") - Decimal(format_usd(cost))
     assert key["data"]["models"] == ["test/*"]
+    limits = key["data"]["limits"]
+    assert limits["key"]["rpm"] == 100 and limits["key"]["daily_limit"] == Decimal("1.5") and limits["key"]["tpm"] is None
+    assert limits["account"] == dict.fromkeys(limits["account"], None)  # the account has no limits of its own
     assert cust.key not in json.dumps(key, default=str)
 
     status, gen = get(gateway, f"/generation?id={request_id}", cust.key)

@@ -12,11 +12,12 @@ from tokenhub.billing.service import credits_summary
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.gateway import Gateway
+from tokenhub.limits.policy import Limits
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.openai_responder import OpenAIResponder
 from tokenhub.relay.relay import Relay
 from tokenhub.storage.engine import as_utc
-from tokenhub.storage.tables import api_keys, requests
+from tokenhub.storage.tables import api_keys, requests, users
 from tokenhub.tasks.service import ensure_webhook_secret
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -33,6 +34,17 @@ async def chat_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload:
     model = relay.resolve(call.model_name, key)
     responder = OpenAIResponder(model.id, call.include_usage)
     return await relay.handle(request, key, call, size, responder, model=model)
+
+
+def _limits_view(limits: Limits) -> dict[str, object]:
+    """rpm / tpm / concurrency as numbers, spend limits by period as USD (null: no limit)."""
+    view: dict[str, object] = {}
+    for name, value in limits.as_dict().items():
+        if name.endswith("_nanos"):
+            view[name.removesuffix("_nanos")] = usd_number(value) if value is not None else None
+        else:
+            view[name] = value
+    return view
 
 
 class RouteGroup:
@@ -93,6 +105,7 @@ class PublicAPI(RouteGroup):
         key = authenticate(request, self.gw.directory)
         async with self.gw.engine.begin() as conn:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key.id))).one()
+            account = (await conn.execute(select(users).where(users.c.id == key.user_id))).one()
             webhook_secret = await ensure_webhook_secret(conn, key.user_id)
         limit = row.limit_nanos
         return _json(
@@ -109,6 +122,7 @@ class PublicAPI(RouteGroup):
                     "expires_at": iso(as_utc(row.expires_at)),
                     "created_at": iso(as_utc(row.created_at)),
                     "webhook_secret": webhook_secret,  # verifies video task callbacks (X-TokenHub-Signature)
+                    "limits": {"key": _limits_view(Limits.of(row)), "account": _limits_view(Limits.of(account))},
                 }
             }
         )
