@@ -335,9 +335,9 @@ def test_the_deadline_covers_a_trickling_body(run: Run, a: ServerThread):
 
 def test_the_deadline_covers_the_whole_redirect_chain(run: Run, a: ServerThread):
     # each hop answers well within the deadline; together they exceed it
-    err = run.refused(f"{a.url}/hops/3?delay=0.25", allow_private=True, timeout=0.6)
-    assert "longer than 0.6 s" in err.message
-    assert len(hits(a)) == 3
+    err = run.refused(f"{a.url}/hops/3?delay=0.3", allow_private=True, timeout=0.75)
+    assert "longer than 0.75 s" in err.message
+    assert len(hits(a)) >= 2  # several hops were followed (the third one too, unless the machine is very busy)
 
 
 # -- the default policy refuses every internal target, before connecting ---------------------------
