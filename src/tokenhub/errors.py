@@ -98,6 +98,16 @@ class RateLimited(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class LimitReached(RateLimited):
+    """A limit of the caller's key or account (not the upstream's): ``scope`` key | account,
+    ``limit`` rpm | tpm | concurrency | day | week | month | total. Counted in the metrics."""
+
+    def __init__(self, message: str, *, scope: str, limit: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.scope = scope
+        self.limit = limit
+
+
 class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"

@@ -27,6 +27,8 @@ class Metrics:
         self.breaker = Gauge("tokenhub_channel_breaker_state",
                              "Channel circuit breaker: 0 closed, 1 cooling down or half-open, 2 open, 3 misconfigured.",
                              ["channel"], registry=r)
+        self.limited = Counter("tokenhub_limited", "Requests refused by a limit of the key or account, by scope and limit.",
+                               ["scope", "limit"], registry=r)
         self.holds = Gauge("tokenhub_holds_outstanding", "Credit holds of requests in flight in this process.", registry=r)
 
     def settled(self, endpoint: str, model: str, settlement: Settlement) -> None:

@@ -54,6 +54,7 @@ def test_rpm_on_a_key_answers_429_with_headers_and_charges_nothing(gateway: Harn
     assert response.headers["x-ratelimit-remaining-requests"] == "0"
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
     assert response.json()["error"]["type"] == "rate_limit_error"
+    assert b'tokenhub_limited_total{limit="rpm",scope="key"} 1.0' in gateway.gw.metrics.render()
     gateway.flush()
     assert len(request_rows(gateway)) == 3  # the refused request held nothing
     assert gateway.ledger_report().ok
@@ -162,6 +163,7 @@ def test_account_daily_limit_counts_every_key_and_open_holds(make_gateway, datab
     with pytest.raises(openai.RateLimitError) as refused:
         chat(gw.client(cust.key))
     assert refused.value.response.json()["error"]["code"] == "account_day_limit_reached"
+    assert b'tokenhub_limited_total{limit="day",scope="account"} 1.0' in gw.gw.metrics.render()
     assert "account's spending limit" in refused.value.message
 
 

@@ -9,7 +9,8 @@ import orjson
 from aiohttp import web
 
 from tokenhub.api.requests import REQUEST_ID, RequestIds
-from tokenhub.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from tokenhub.api.routes import GATEWAY
+from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge
 from tokenhub.logs import REQUEST_ID_VAR
 
 log = logging.getLogger("tokenhub.api")
@@ -46,6 +47,10 @@ def error_middleware() -> Any:
         try:
             return await handler(request)
         except GatewayError as err:
+            if isinstance(err, LimitReached):
+                gateway = request.app.get(GATEWAY)
+                if gateway is not None:
+                    gateway.metrics.limited.labels(err.scope, err.limit).inc()
             return error_response(err)
         except web.HTTPException as exc:
             if exc.status < 400:

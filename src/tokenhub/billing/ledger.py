@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.cost import Usage
-from tokenhub.errors import InsufficientCredits, RateLimited, ServiceUnavailable
+from tokenhub.errors import InsufficientCredits, LimitReached, ServiceUnavailable
 from tokenhub.limits.policy import period_end
 from tokenhub.storage.engine import utc_now
 from tokenhub.money import format_usd
@@ -220,7 +220,7 @@ class LedgerWriter:
                     op.future.set_exception(outcome)
 
 
-class SpendLimitReached(RateLimited):
+class SpendLimitReached(LimitReached):
     """A spend limit by period would be exceeded: 429 until the period ends (402 for a total limit)."""
 
     def __init__(self, scope: str, period: str, limit: int, used: int, amount: int) -> None:
@@ -233,7 +233,7 @@ class SpendLimitReached(RateLimited):
         end = period_end(period, utc_now())
         headers = {"Retry-After": str(max(1, int((end - utc_now()).total_seconds()) + 1))} if end else {}
         code = f"{whose}_{period}_limit_reached" if end else f"{whose}_limit_reached"
-        super().__init__(message, code=code, headers=headers, status=429 if end else 402)
+        super().__init__(message, scope=whose, limit=period, code=code, headers=headers, status=429 if end else 402)
         if end is None:
             self.type = InsufficientCredits.type  # a total limit does not reset: like running out of credit
 

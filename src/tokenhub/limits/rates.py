@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from tokenhub.errors import RateLimited
+from tokenhub.errors import LimitReached
 from tokenhub.limits.policy import Limits
 
 WINDOW = 60.0  # seconds
@@ -95,14 +95,16 @@ def duration(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
 
 
-def refuse(refusal: Refusal, standings: list[Standing]) -> RateLimited:
+def refuse(refusal: Refusal, standings: list[Standing]) -> LimitReached:
     what = {"rpm": "requests per minute", "tpm": "tokens per minute", "concurrency": "requests in flight"}[refusal.limit]
     limit = getattr(refusal.scope.limits, refusal.limit)
     retry = max(1, math.ceil(refusal.retry_after))
     headers = headers_for(standings)
     headers["Retry-After"] = str(retry)
-    return RateLimited(
+    return LimitReached(
         f"Rate limit reached: this {refusal.scope.label} allows {limit} {what}. Try again in {retry} s.",
+        scope=refusal.scope.label,
+        limit=refusal.limit,
         code="rate_limit_exceeded",
         headers=headers,
     )
