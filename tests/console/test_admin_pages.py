@@ -14,9 +14,10 @@ from sqlalchemy import insert
 
 from tests.conftest import UPSTREAM_KEY
 from tests.console.conftest import csrf_of, log_in, make_user
-from tokenhub.channels import service as channels_service
+from tokenhub.accounts import service as accounts
 from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
+from tokenhub.channels import service as channels_service
 from tokenhub.money import usd_to_nanos
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import requests
@@ -307,3 +308,32 @@ def test_admin_screenshots(console, new_page, upstream_url, tmp_path):
             assert UPSTREAM_KEY not in page.content()
     for png in target.glob("admin-*.png"):
         assert png.stat().st_size < 600_000
+
+
+def test_account_limits_on_the_user_page(console, new_page, upstream_url):
+    make_user(console, "boss@example.com", admin=True)
+    cust = make_user(console, "cust@example.com")
+    page = new_page()
+    log_in(page, "boss@example.com")
+    page.goto(f"/admin/users/{cust['id']}")
+    expect(page.locator("#limit-rpm")).to_have_value("")
+    page.fill("#limit-rpm", "30")
+    page.fill("#limit-daily_limit", "2.5")
+    page.fill("#limit-limit", "100")
+    page.click(f"form[action='/admin/users/{cust['id']}/limits'] button[type=submit]")
+    expect(page.get_by_role("status")).to_have_text("The limits were saved and apply at once.")
+    expect(page.locator("#limit-rpm")).to_have_value("30")
+    expect(page.locator("#limit-daily_limit")).to_have_value("2.5")
+    stored = console.read(lambda c: accounts.get_user(c, cust["id"]))
+    assert (stored.rpm, stored.daily_limit_nanos, stored.limit_nanos, stored.tpm) == (30, 2_500_000_000, 100_000_000_000, None)
+
+    page.fill("#limit-rpm", "")  # cleared: no limit
+    page.fill("#limit-tpm", "lots")
+    page.click(f"form[action='/admin/users/{cust['id']}/limits'] button[type=submit]")
+    expect(page.get_by_role("alert")).to_contain_text("tpm")
+    expect(page.locator("#limit-tpm")).to_have_value("lots")  # the form comes back as typed
+    assert console.read(lambda c: accounts.get_user(c, cust["id"])).rpm == 30  # nothing was saved
+    page.fill("#limit-tpm", "")
+    page.click(f"form[action='/admin/users/{cust['id']}/limits'] button[type=submit]")
+    expect(page.get_by_role("status")).to_have_text("The limits were saved and apply at once.")
+    assert console.read(lambda c: accounts.get_user(c, cust["id"])).rpm is None

@@ -12,6 +12,7 @@ from tokenhub.console.core import Ctx, Pages, page, redirect
 from tokenhub.console.forms import last_day, parse_usd
 from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.errors import GatewayError, NotFound
+from tokenhub.money import format_usd
 from tokenhub.storage.engine import utc_now
 
 RECENT_LEDGER = 20
@@ -24,6 +25,19 @@ ACTIONS: dict[str, tuple[Callable[..., Awaitable[Any]], dict[str, bool], str]] =
     "make-admin": (accounts.set_admin, {"is_admin": True}, "admin_granted"),
     "remove-admin": (accounts.set_admin, {"is_admin": False}, "admin_removed"),
 }
+
+
+# The account limits form: field name (as limits.policy.parse_changes reads it) and whether it is USD.
+LIMIT_FIELDS = (("rpm", False), ("tpm", False), ("concurrency", False), ("daily_limit", True), ("weekly_limit", True),
+                ("monthly_limit", True), ("limit", True))
+
+
+def limits_values(limits: dict[str, Any]) -> dict[str, str]:
+    values = {}
+    for name, is_usd in LIMIT_FIELDS:
+        value = limits.get(f"{name}_nanos" if is_usd else name)
+        values[name] = "" if value is None else format_usd(value) if is_usd else str(value)
+    return values
 
 
 def user_id_of(ctx: Ctx) -> int:
@@ -40,6 +54,7 @@ class UsersPages(Pages):
         "user_enabled": "admin.users.notice_enabled",
         "admin_granted": "admin.users.notice_admin_granted",
         "admin_removed": "admin.users.notice_admin_removed",
+        "limits_saved": "admin.users.notice_limits_saved",
     }
 
     def routes(self) -> list[web.RouteDef]:
@@ -47,6 +62,7 @@ class UsersPages(Pages):
             web.get("/admin/users", self.index),
             web.get("/admin/users/{user_id}", self.show),
             web.post("/admin/users/{user_id}/credits", self.credits),
+            web.post("/admin/users/{user_id}/limits", self.limits),
             web.post("/admin/users/{user_id}/{action}", self.change),
         ]
 
@@ -65,9 +81,11 @@ class UsersPages(Pages):
         return await self.render_user(ctx, user_id_of(ctx))
 
     async def render_user(self, ctx: Ctx, user_id: int, *, status: int = 200, error: str | None = None,
-                          form: dict[str, str] | None = None) -> web.Response:
+                          form: dict[str, str] | None = None, limits_form: dict[str, str] | None = None,
+                          limits_error: str | None = None) -> web.Response:
         async with self.gw.engine.connect() as conn:
-            user = accounts.user_dict(await accounts.get_user(conn, user_id))
+            row = await accounts.get_user(conn, user_id)
+            user = accounts.user_dict(row)
             summary = await billing.credits_summary(conn, user_id)
             keys = await accounts.list_keys(conn, user_id)
             entries = await billing.ledger_history(conn, user_id, limit=RECENT_LEDGER)
@@ -78,7 +96,24 @@ class UsersPages(Pages):
         return self.render(
             ctx, "admin_user.html", status=status, title=user["email"], shown=user, summary=summary, keys=keys, entries=entries,
             error=error, form=form or {"amount": "", "note": ""}, is_self=user_id == ctx.user_id,
+            limit_fields=LIMIT_FIELDS, limits_form=limits_form or limits_values(accounts.account_limits(row)),
+            limits_error=limits_error,
         )
+
+    @page("admin")
+    async def limits(self, ctx: Ctx) -> web.StreamResponse:
+        """The account's limits: every field sent; an empty one means no limit."""
+        user_id = user_id_of(ctx)
+        form = {name: ctx.form.get(name, "").strip() for name, _ in LIMIT_FIELDS}
+        try:
+            async with self.gw.engine.begin() as conn:
+                await accounts.set_account_limits(conn, user_id, form)
+        except NotFound:
+            raise
+        except GatewayError as err:
+            return await self.render_user(ctx, user_id, status=err.status, limits_form=form, limits_error=admin_error_text(ctx, err))
+        await self.gw.directory.refresh_if_changed()
+        return redirect(f"/admin/users/{user_id}?done=limits_saved")
 
     @page("admin")
     async def credits(self, ctx: Ctx) -> web.StreamResponse:
