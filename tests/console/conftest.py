@@ -46,14 +46,14 @@ def console(make_gateway: Callable[..., Harness], sqlite_url: str) -> Harness:
 
 
 @pytest.fixture
-def new_page(browser: sync_api.Browser, console: Harness) -> Iterator[Callable[..., sync_api.Page]]:
-    """``new_page(**context_options)``: a page in a fresh browser context (own cookies), based at the console."""
+def open_page(browser: sync_api.Browser) -> Iterator[Callable[..., sync_api.Page]]:
+    """``open_page(harness, **context_options)``: a page in a fresh browser context (own cookies), based at that gateway."""
     contexts: list[sync_api.BrowserContext] = []
 
-    def make(**options: object) -> sync_api.Page:
+    def make(harness: Harness, **options: object) -> sync_api.Page:
         options.setdefault("locale", "en-US")
         options.setdefault("viewport", {"width": 1100, "height": 760})
-        context = browser.new_context(base_url=console.server.url, **options)
+        context = browser.new_context(base_url=harness.server.url, **options)
         context.set_default_timeout(10_000)
         contexts.append(context)
         return context.new_page()
@@ -61,6 +61,12 @@ def new_page(browser: sync_api.Browser, console: Harness) -> Iterator[Callable[.
     yield make
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def new_page(open_page: Callable[..., sync_api.Page], console: Harness) -> Callable[..., sync_api.Page]:
+    """``new_page(**context_options)``: a page based at the ``console`` gateway."""
+    return lambda **options: open_page(console, **options)
 
 
 def make_user(console: Harness, email: str, password: str = PASSWORD, *, admin: bool = False) -> dict:

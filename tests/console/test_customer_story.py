@@ -6,10 +6,9 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.conftest import UPSTREAM_KEY
 from tests.console.conftest import PASSWORD, log_in, make_user
@@ -25,24 +24,6 @@ VIDEO_MODEL = "bytedance/doubao-seedance-2.0"
 
 def usd(nanos: int) -> str:
     return f"${format_usd(nanos)}"
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Any]:
-    """``open_page(harness, **options)``: a page in a fresh browser context, based at that gateway's console."""
-    contexts = []
-
-    def make(harness: Any, **options: Any) -> Page:
-        options.setdefault("locale", "en-US")
-        options.setdefault("viewport", {"width": 1100, "height": 760})
-        context = browser.new_context(base_url=harness.server.url, **options)
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def create_key(page: Page, name: str) -> str:

@@ -61,6 +61,12 @@ class ServerThread:
         for task in leftovers:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
+        # A connection whose peer stopped reading cannot finish a graceful close (its write buffer never
+        # drains): abort whatever is still open. ``_transports`` is the selector loop's own registry.
+        for transport in list(getattr(asyncio.get_running_loop(), "_transports", {}).values()):
+            if transport is not None:
+                transport.abort()
+        await asyncio.sleep(0)
         await asyncio.sleep(0)
 
     def stop(self) -> None:

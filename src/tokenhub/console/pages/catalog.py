@@ -193,13 +193,8 @@ class Example:
     code: str
 
 
-CHAT_EXAMPLES = {
-    "curl": ("catalog.example_curl", "shell", """\
-curl @BASE@/chat/completions \\
-  -H "Authorization: Bearer $TOKENHUB_API_KEY" \\
-  -H "Content-Type: application/json" \\
-  -d '{"model": "@MODEL@", "messages": [{"role": "user", "content": "Hello!"}]}'"""),
-    "python": ("catalog.example_python", "python", """\
+# The client set-up every SDK example starts with.
+PY_CLIENT = """\
 import os
 
 from openai import OpenAI
@@ -209,13 +204,8 @@ client = OpenAI(
     api_key=os.environ["TOKENHUB_API_KEY"],
 )
 
-completion = client.chat.completions.create(
-    model="@MODEL@",
-    messages=[{"role": "user", "content": "Hello!"}],
-)
-print(completion.choices[0].message.content)
-print("tokens:", completion.usage.total_tokens, "cost (USD):", completion.usage.cost)"""),
-    "javascript": ("catalog.example_javascript", "javascript", """\
+"""
+JS_CLIENT = """\
 import OpenAI from "openai";
 
 const client = new OpenAI({
@@ -223,21 +213,28 @@ const client = new OpenAI({
   apiKey: process.env.TOKENHUB_API_KEY,
 });
 
+"""
+
+CHAT_EXAMPLES = {
+    "curl": ("catalog.example_curl", "shell", """\
+curl @BASE@/chat/completions \\
+  -H "Authorization: Bearer $TOKENHUB_API_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{"model": "@MODEL@", "messages": [{"role": "user", "content": "Hello!"}]}'"""),
+    "python": ("catalog.example_python", "python", PY_CLIENT + """\
+completion = client.chat.completions.create(
+    model="@MODEL@",
+    messages=[{"role": "user", "content": "Hello!"}],
+)
+print(completion.choices[0].message.content)
+print("tokens:", completion.usage.total_tokens, "cost (USD):", completion.usage.cost)"""),
+    "javascript": ("catalog.example_javascript", "javascript", JS_CLIENT + """\
 const completion = await client.chat.completions.create({
   model: "@MODEL@",
   messages: [{ role: "user", content: "Hello!" }],
 });
 console.log(completion.choices[0].message.content);"""),
-    "python-stream": ("catalog.example_python_stream", "python", """\
-import os
-
-from openai import OpenAI
-
-client = OpenAI(
-    base_url="@BASE@",
-    api_key=os.environ["TOKENHUB_API_KEY"],
-)
-
+    "python-stream": ("catalog.example_python_stream", "python", PY_CLIENT + """\
 stream = client.chat.completions.create(
     model="@MODEL@",
     messages=[{"role": "user", "content": "Write a haiku about the sea."}],
@@ -249,14 +246,7 @@ for chunk in stream:
         print(chunk.choices[0].delta.content, end="", flush=True)
     if chunk.usage:
         print("\\ncost (USD):", chunk.usage.cost)"""),
-    "javascript-stream": ("catalog.example_javascript_stream", "javascript", """\
-import OpenAI from "openai";
-
-const client = new OpenAI({
-  baseURL: "@BASE@",
-  apiKey: process.env.TOKENHUB_API_KEY,
-});
-
+    "javascript-stream": ("catalog.example_javascript_stream", "javascript", JS_CLIENT + """\
 const stream = await client.chat.completions.create({
   model: "@MODEL@",
   messages: [{ role: "user", content: "Write a haiku about the sea." }],
@@ -275,30 +265,14 @@ curl @BASE@/images/generations \\
   -H "Authorization: Bearer $TOKENHUB_API_KEY" \\
   -H "Content-Type: application/json" \\
   -d '{"model": "@MODEL@", "prompt": "A lighthouse at dawn, watercolor", "n": 1@SIZE_JSON@}'"""),
-    "python": ("catalog.example_python", "python", """\
-import os
-
-from openai import OpenAI
-
-client = OpenAI(
-    base_url="@BASE@",
-    api_key=os.environ["TOKENHUB_API_KEY"],
-)
-
+    "python": ("catalog.example_python", "python", PY_CLIENT + """\
 result = client.images.generate(
     model="@MODEL@",
     prompt="A lighthouse at dawn, watercolor",
     n=1,@SIZE_PY@
 )
 print(result.data[0].url)  # the upstream's URL: download what you want to keep"""),
-    "javascript": ("catalog.example_javascript", "javascript", """\
-import OpenAI from "openai";
-
-const client = new OpenAI({
-  baseURL: "@BASE@",
-  apiKey: process.env.TOKENHUB_API_KEY,
-});
-
+    "javascript": ("catalog.example_javascript", "javascript", JS_CLIENT + """\
 const result = await client.images.generate({
   model: "@MODEL@",
   prompt: "A lighthouse at dawn, watercolor",
