@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts.secrets import display_prefix, hash_api_key, hash_password, new_api_key
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
-from tokenhub.limits.policy import RATE_FIELDS, Limits, parse_changes
+from tokenhub.limits.policy import RATE_FIELDS, Limits, cleared, parse_changes
 from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
 from tokenhub.storage.tables import api_keys, users
 
@@ -228,9 +228,9 @@ async def update_key(conn: AsyncConnection, key_id: int | str, changes: Mapping[
             raise InvalidRequest("the key name must have 1 to 200 characters", param="name")
         values["name"] = name
     if "models" in changes:
-        values["models"] = None if _cleared(changes["models"]) else parse_model_patterns(changes["models"])
+        values["models"] = None if cleared(changes["models"]) else parse_model_patterns(changes["models"])
     if "expires" in changes:
-        values["expires_at"] = None if _cleared(changes["expires"]) else parse_expiry(changes["expires"])
+        values["expires_at"] = None if cleared(changes["expires"]) else parse_expiry(changes["expires"])
     if values:
         await conn.execute(update(api_keys).where(api_keys.c.id == key["id"]).values(**values))
         await bump_config_version(conn)
@@ -249,10 +249,6 @@ async def set_account_limits(conn: AsyncConnection, user_ref: str | int, changes
 
 def account_limits(row: Row[Any]) -> dict[str, Any]:
     return {"user_id": row.id, "email": row.email, **Limits.of(row).as_dict()}
-
-
-def _cleared(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
 
 
 async def get_key(conn: AsyncConnection, key_id: int | str) -> dict[str, Any]:

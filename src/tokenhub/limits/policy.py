@@ -79,7 +79,7 @@ def parse_changes(values: Mapping[str, Any]) -> dict[str, int | None]:
 
     Rates are whole numbers >= 1 (``rpm``, ``tpm``, ``concurrency``); spend limits are USD amounts
     (``daily_limit``, ``weekly_limit``, ``monthly_limit``, ``limit``; nanos fields are accepted as-is).
-    ``None``, ``""``, ``"none"`` or ``0``-free "off" clears a limit. Only the names given change.
+    ``None``, ``""``, ``"none"``, ``"off"`` or ``"unlimited"`` clears a limit. Only the names given change.
     """
     changes: dict[str, int | None] = {}
     for name in RATE_FIELDS:
@@ -94,12 +94,13 @@ def parse_changes(values: Mapping[str, Any]) -> dict[str, int | None]:
     return changes
 
 
-def _cleared(value: Any) -> bool:
+def cleared(value: Any) -> bool:
+    """Whether a field's value means "none": null, empty, or the words none / off / unlimited."""
     return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off", "unlimited"))
 
 
 def _rate(name: str, value: Any) -> int | None:
-    if _cleared(value):
+    if cleared(value):
         return None
     try:
         number = int(str(value).strip()) if not isinstance(value, bool) else -1
@@ -111,7 +112,7 @@ def _rate(name: str, value: Any) -> int | None:
 
 
 def _usd(name: str, value: Any) -> int | None:
-    if _cleared(value):
+    if cleared(value):
         return None
     try:
         nanos = usd_to_nanos(str(value).strip().lstrip("$").strip())
@@ -121,7 +122,7 @@ def _usd(name: str, value: Any) -> int | None:
 
 
 def _nanos(name: str, value: Any) -> int | None:
-    if _cleared(value):
+    if cleared(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidRequest(f"{name} must be a non-negative amount", param=name)
