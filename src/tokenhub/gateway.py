@@ -54,7 +54,8 @@ class Gateway:
         directory = Directory(engine, box, settings.refresh_interval, timeouts)
         await directory.load()
         instance_id = new_instance_id()
-        ledger = LedgerWriter(engine, instance_id)
+        metrics = Metrics()
+        ledger = LedgerWriter(engine, instance_id, on_overage=metrics.overcharged)
         ledger.start()
         sweeper = Sweeper(engine, ledger, instance_id, settings.hold_sweep_after)
         await sweeper.register()
@@ -72,7 +73,7 @@ class Gateway:
         if settings.redis_url:
             async with engine.begin() as conn:
                 rates = RedisRates(settings.redis_url, namespace=f"th:{await deployment_id(conn):x}")
-        return cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id, rates)
+        return cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id, rates, metrics=metrics)
 
     async def stop(self) -> None:
         await self.directory.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tokenhub.billing.ledger import Settlement
+from tokenhub.billing.ledger import Charge, Settlement
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 BREAKER_VALUES = {"closed": 0, "cooling_down": 1, "half_open": 1, "open": 2, "misconfigured": 3}
@@ -30,6 +30,13 @@ class Metrics:
         self.limited = Counter("tokenhub_limited", "Requests refused by a limit of the key or account, by scope and limit.",
                                ["scope", "limit"], registry=r)
         self.holds = Gauge("tokenhub_holds_outstanding", "Credit holds of requests in flight in this process.", registry=r)
+        self.overage = Counter("tokenhub_overage_nanodollars",
+                               "Usage cost an upstream reported beyond what the account could pay (not charged).", registry=r)
+        self.overage_requests = Counter("tokenhub_overage_requests", "Requests charged less than their usage cost.", registry=r)
+
+    def overcharged(self, charge: Charge) -> None:
+        self.overage.inc(charge.overage)
+        self.overage_requests.inc()
 
     def settled(self, endpoint: str, model: str, settlement: Settlement) -> None:
         self.requests.labels(endpoint, model, settlement.status).inc()

@@ -18,7 +18,7 @@ from tokenhub.config import normalize_database_url
 from tokenhub.errors import InsufficientCredits
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine, utc_now
-from tokenhub.storage.tables import instances, ledger_entries, requests, users
+from tokenhub.storage.tables import api_keys, instances, ledger_entries, requests, users
 
 
 async def _setup(url: str, balance: int = 1_000_000):
@@ -124,6 +124,7 @@ def test_sweeper_releases_holds_of_a_dead_process_once(database_url: str):
                 insert(instances).values(id="dead-instance", host="elsewhere", pid=1, started_at=utc_now(), heartbeat_at=utc_now())
             )
             await conn.execute(update(instances).where(instances.c.id == "dead-instance").values(heartbeat_at=utc_now().replace(year=2020)))
+            await conn.execute(update(requests).where(requests.c.id == "gen-orphan").values(created_at=utc_now().replace(year=2020)))
 
         live = LedgerWriter(engine, "live-instance")
         live.start()
@@ -152,6 +153,143 @@ def test_ledger_check_finds_a_tampered_balance(database_url: str):
         async with engine.connect() as conn:
             report = await check_ledger(conn)
         assert not report.ok and "l@example.com" in report.problems[0]
+        await engine.dispose()
+
+    run(scenario())
+
+
+async def _read(engine: Any, request_id: str, uid: int, kid: int) -> tuple[Any, int, Any, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(requests).where(requests.c.id == request_id))).one()
+        balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+        key = (await conn.execute(select(api_keys).where(api_keys.c.id == kid))).one()
+        report = await check_ledger(conn)
+    return row, balance, key, report
+
+
+def test_a_cost_beyond_the_hold_is_charged_at_most_the_balance_the_rest_is_overage(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        seen: list[Any] = []
+        ledger = LedgerWriter(engine, "test-instance", on_overage=seen.append)
+        ledger.start()
+        await ledger.hold(Hold("gen-over", uid, kid, 400_000, "m"))
+        ledger.settle(Settlement("gen-over", uid, kid, 400_000, 5_000_000, "ok", Usage(10, 9_999)))
+        await ledger.flush()
+        row, balance, key, report = await _read(engine, "gen-over", uid, kid)
+        assert balance == 0
+        assert (row.state, row.cost_nanos, row.overage_nanos) == ("settled", 1_000_000, 4_000_000)
+        assert (key.used_nanos, key.held_nanos) == (1_000_000, 0)
+        assert [(c.charged, c.overage) for c in seen] == [(1_000_000, 4_000_000)]
+        assert report.ok, report.problems
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_a_cost_beyond_the_hold_stays_within_the_keys_limit_and_spend_limits(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url, balance=10_000_000)
+        async with engine.begin() as conn:
+            await conn.execute(update(api_keys).where(api_keys.c.id == kid).values(limit_nanos=700_000))
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-k1", uid, kid, 200_000, "m"))
+        await ledger.hold(Hold("gen-k2", uid, kid, 300_000, "m"))  # still open: its 300,000 stays reserved
+        ledger.settle(Settlement("gen-k1", uid, kid, 200_000, 2_000_000, "ok"))
+        await ledger.flush()
+        row, _, key, report = await _read(engine, "gen-k1", uid, kid)
+        assert (row.cost_nanos, row.overage_nanos) == (400_000, 1_600_000)  # 700,000 - 300,000 reserved
+        assert key.used_nanos + key.held_nanos == 700_000
+        assert report.ok, report.problems
+        ledger.settle(Settlement("gen-k2", uid, kid, 300_000, 300_000, "ok"))
+        # A daily account limit of 1,000,000 on another key's request: 700,000 is spent today already.
+        _, other = await _other_key(engine, uid)
+        budget = (("user", uid, "day", 1_000_000),)
+        await ledger.hold(Hold("gen-d", uid, other, 100_000, "m", budgets=budget))
+        ledger.settle(Settlement("gen-d", uid, other, 100_000, 900_000, "ok", budgets=budget))
+        await ledger.flush()
+        row, _, _, report = await _read(engine, "gen-d", uid, other)
+        assert (row.cost_nanos, row.overage_nanos) == (300_000, 600_000)
+        assert report.ok, report.problems
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+async def _other_key(engine: Any, uid: int) -> tuple[str, int]:
+    async with engine.begin() as conn:
+        secret, key = await create_key(conn, uid)
+    return secret, key["id"]
+
+
+def test_a_settlement_after_the_sweeper_released_its_hold_still_charges_and_keeps_the_channel(database_url: str):
+    """A paused process comes back: its hold was released meanwhile; what it delivered is charged late."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        paused = LedgerWriter(engine, "paused-instance")
+        paused.start()
+        await paused.hold(Hold("gen-late", uid, kid, 300_000, "m", channel_id=None, upstream_model="up-model"))
+        async with engine.begin() as conn:
+            await conn.execute(update(requests).where(requests.c.id == "gen-late").values(created_at=utc_now().replace(year=2020)))
+        other = LedgerWriter(engine, "other-instance")
+        other.start()
+        sweeper = Sweeper(engine, other, "other-instance", stale_after=30)
+        await sweeper.register()
+        assert await sweeper.sweep() == 1  # the paused process has no row: declared dead
+        row, balance, _, _ = await _read(engine, "gen-late", uid, kid)
+        assert (row.state, row.status, row.upstream_model, balance) == ("released", "interrupted", "up-model", 1_000_000)
+        paused.settle(Settlement("gen-late", uid, kid, 300_000, 1_200_000, "ok", Usage(5, 50)))
+        await paused.flush()
+        row, balance, key, report = await _read(engine, "gen-late", uid, kid)
+        assert (row.state, row.status, row.cost_nanos, row.overage_nanos) == ("settled", "ok", 1_000_000, 200_000)
+        assert row.upstream_model == "up-model" and balance == 0 and key.held_nanos == 0
+        assert report.ok, report.problems
+        # The sweeper's release never resolves a hold twice, nor a late settlement.
+        other.settle(Settlement("gen-late", uid, kid, 300_000, 0, "interrupted", release_only=True))
+        await other.flush()
+        assert (await _read(engine, "gen-late", uid, kid))[1] == 0
+        # The paused process registers again at its next heartbeat.
+        await Sweeper(engine, paused, "paused-instance", stale_after=30).heartbeat()
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(instances.c.id).where(instances.c.id == "paused-instance")) == "paused-instance"
+        for writer in (paused, other):
+            await writer.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_a_young_hold_of_a_silent_process_is_not_released_yet(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        paused = LedgerWriter(engine, "silent-instance")
+        paused.start()
+        await paused.hold(Hold("gen-young", uid, kid, 100_000, "m"))
+        live = LedgerWriter(engine, "live-instance")
+        live.start()
+        sweeper = Sweeper(engine, live, "live-instance", stale_after=30)
+        assert await sweeper.sweep() == 0
+        for writer in (paused, live):
+            await writer.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_ledger_check_fails_on_a_negative_balance_and_a_key_past_its_limit(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        async with engine.begin() as conn:
+            assert (await check_ledger(conn)).ok
+            await conn.execute(update(users).where(users.c.id == uid).values(balance=-5))
+            await conn.execute(update(api_keys).where(api_keys.c.id == kid).values(limit_nanos=10, used_nanos=11))
+            problems = (await check_ledger(conn)).problems
+        assert any("below zero" in p for p in problems)
+        assert any("past its limit" in p for p in problems)
         await engine.dispose()
 
     run(scenario())

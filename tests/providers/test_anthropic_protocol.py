@@ -101,13 +101,13 @@ REQUEST_CASES: list[tuple[str, dict[str, Any], str, dict[str, Any], dict[str, An
     (
         "max_completion_tokens wins over max_tokens",
         {"messages": [user("Hi")], "max_tokens": 100, "max_completion_tokens": 200},
-        OLD, {"default_max_tokens": 64000},
+        OLD, {},
         anthropic_body([{"role": "user", "content": [text("Hi")]}], max_tokens=200),
     ),
     (
-        "max_tokens absent: the relay's default",
-        {"messages": [user("Hi")]},
-        OLD, {"default_max_tokens": 64000},
+        "the relay's bound wins: it is what the hold covers",
+        {"messages": [user("Hi")], "max_tokens": 100},
+        OLD, {"max_output": 64000},
         anthropic_body([{"role": "user", "content": [text("Hi")]}], max_tokens=64000),
     ),
     (

@@ -331,9 +331,10 @@ def test_build_request_urls_headers_and_body() -> None:
     streamed = adapter.build_request(payload, FLASH, channel(), stream=True)
     assert streamed.url.endswith("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
     assert streamed.headers["Accept"] == "text/event-stream"
-    capped = adapter.build_request({**payload, "max_tokens": 64}, FLASH, channel(), stream=False, default_max_tokens=8192,
+    capped = adapter.build_request({**payload, "max_tokens": 1_000_000}, FLASH, channel(), stream=False, max_output=64,
                                    extra_headers={"anthropic-beta": "x"})
     assert capped.max_output == 64 and "anthropic-beta" not in capped.headers
+    assert json.loads(capped.body)["generationConfig"]["maxOutputTokens"] == 64
 
 
 def test_remote_images_are_listed_then_inlined_from_the_fetched_bytes() -> None:

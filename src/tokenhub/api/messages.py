@@ -42,10 +42,15 @@ def _client_headers(request: web.Request) -> dict[str, str]:
     return {name: request.headers[name] for name in PASSED_HEADERS if name in request.headers}
 
 
-def native_request(body: dict[str, Any], route: Route, request: web.Request, *, path: str = "/messages") -> UpstreamRequest:
-    """The client's Anthropic request for an Anthropic upstream: its body with our model id and our key."""
+def native_request(
+    body: dict[str, Any], route: Route, request: web.Request, *, path: str = "/messages", max_output: int | None = None
+) -> UpstreamRequest:
+    """The client's Anthropic request for an Anthropic upstream: its body with our model id, our key and
+    ``max_output`` as ``max_tokens`` (the client's, clamped to the model's cap: what the hold covers)."""
     forwarded = dict(body)
     forwarded["model"] = route.upstream_id
+    if max_output is not None:
+        forwarded["max_tokens"] = max_output
     url = anth.messages_url(route.channel.base_url) + path.removeprefix("/messages")
     if request.query.get("beta") == "true":
         url += "?beta=true"
@@ -55,7 +60,7 @@ def native_request(body: dict[str, Any], route: Route, request: web.Request, *, 
         "content-type": "application/json",
         **_client_headers(request),
     }
-    max_tokens = body.get("max_tokens")
+    max_tokens = forwarded.get("max_tokens")
     return UpstreamRequest(url, headers, orjson.dumps(forwarded), max_output=max_tokens if isinstance(max_tokens, int) else None)
 
 
@@ -79,12 +84,13 @@ class MessagesAPI(RouteGroup):
             body, size = await self._read(request)
             translation = translate_messages_request(body, lenient=True)
             call = ChatCall.parse(translation.payload)
+            call.opaque_input = bool(translation.unsupported)  # e.g. Files API documents: sizes unknown here
             relay = Relay(gw)
             model = relay.resolve(call.model_name, key)
 
-            def native(route: Route) -> UpstreamRequest | None:
+            def native(route: Route, max_output: int) -> UpstreamRequest | None:
                 if route.channel.protocol == "anthropic":
-                    return native_request(body, route, request)  # pass-through: the client's own request
+                    return native_request(body, route, request, max_output=max_output)  # pass-through: the client's own request
                 translation.require_translatable()  # what only Anthropic itself understands (file ids, ...)
                 return None
 

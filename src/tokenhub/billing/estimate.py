@@ -3,9 +3,12 @@
 Two different questions, two functions:
 
 * ``prompt_upper_bound`` sizes the *hold*: it must never be below the real prompt count. A BPE
-  token is at least one byte of text, so the UTF-8 size of the request (minus inline image/audio
-  data, which is priced per item instead) bounds the text tokens; each media part adds a fixed
-  allowance above what any supported vendor charges for one image.
+  token is at least one byte of text, so the UTF-8 size of the request (minus inline image data,
+  which is priced per image instead) bounds the text tokens; each image adds a fixed allowance
+  above what any supported vendor charges for one image. Parts whose token count has no such
+  bound — files and PDFs (pages), audio (seconds), documents the upstream fetches or keeps —
+  make the bound ``None``: the caller then holds for the model's whole context window, the only
+  sound bound left (an upstream refuses a longer prompt).
 * ``estimate_tokens`` is a fair *guess* for text that was delivered but never counted by the
   upstream (a client that hung up, a vendor that sent no usage): about 4 characters per token for
   ASCII, one token per other character. Such charges are flagged ``estimated``.
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-MEDIA_PART_ALLOWANCE = 6_000  # tokens held per image/audio/file part
+MEDIA_PART_ALLOWANCE = 6_000  # tokens held per image part
 MESSAGE_OVERHEAD = 8  # framing tokens per message
+TEXT_PARTS = frozenset({None, "text", "refusal"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -27,8 +31,9 @@ def estimate_tokens(text: str) -> int:
     return -(-ascii_chars // 4) + other
 
 
-def prompt_upper_bound(payload: dict[str, Any], body_size: int) -> int:
-    """At least the prompt's token count, for a request body of ``body_size`` bytes."""
+def prompt_upper_bound(payload: dict[str, Any], body_size: int) -> int | None:
+    """At least the prompt's token count, for a request body of ``body_size`` bytes; ``None`` when a
+    part (a file, audio, anything but text and images) has no bound short of the context window."""
     media_parts = 0
     media_bytes = 0
     messages = payload.get("messages")
@@ -38,9 +43,13 @@ def prompt_upper_bound(payload: dict[str, Any], body_size: int) -> int:
             if not isinstance(content, list):
                 continue
             for part in content:
-                if isinstance(part, dict) and part.get("type") not in (None, "text"):
-                    media_parts += 1
-                    media_bytes += _inline_data_size(part)
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in TEXT_PARTS:
+                    continue
+                if kind != "image_url":
+                    return None
+                media_parts += 1
+                media_bytes += _inline_data_size(part)
         body_tokens = max(body_size - media_bytes, 0) + MESSAGE_OVERHEAD * len(messages)
     else:
         body_tokens = body_size

@@ -17,11 +17,21 @@ A hold is an entry of ``-amount``; its settlement is a release of ``+amount`` an
 already excludes open holds. Holds are admitted atomically against the locked balance, so
 concurrent requests — in one process or many — can never overdraw.
 
+A charge never takes a balance below zero nor a key past a limit, whatever the upstream reported:
+a cost above what the account can still pay (its balance once the hold is released, its key's total
+limit, the spend limits by period the settlement names) is charged up to that bound, and the rest is
+recorded as the request's **overage** (``requests.overage_nanos``), logged with the request id and
+counted for the operator. With exact holds this only happens when an upstream reports more than the
+request could have used.
+
 Durability policy: a hold is committed before the upstream is called. A settlement is queued the
 moment the response is complete and committed by the next group: at once if a hold is waiting,
 otherwise within ``SETTLE_DELAY`` (5 ms), which lets the next request's hold share the commit.
 If the process dies in between, the hold stays open and is released by the sweeper (see
 ``Sweeper``): the customer is not charged for those in-flight requests, and nothing is counted twice.
+A process that was only paused (or cut off from the database) past the sweep interval finds its holds
+released when it comes back; its settlements then charge what was delivered without releasing again
+(a *late* settlement), under the same bound.
 """
 
 from __future__ import annotations
@@ -29,15 +39,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InsufficientCredits, LimitReached, ServiceUnavailable
 from tokenhub.limits.policy import period_end
-from tokenhub.storage.engine import utc_now
+from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.money import format_usd
+from tokenhub.storage.engine import utc_now
 
 log = logging.getLogger("tokenhub.ledger")
 
@@ -70,7 +81,11 @@ class Hold:
 
 @dataclass
 class Settlement:
-    """Resolve a hold: release it and charge ``cost`` (0 for a failed request)."""
+    """Resolve a hold: release it and charge ``cost`` (0 for a failed request), at most what the account can pay.
+
+    ``release_only`` settlements (the sweeper's) resolve only a hold that is still open. Any other
+    settlement also resolves a hold the sweeper released meanwhile: it then charges without releasing.
+    """
 
     request_id: str
     user_id: int
@@ -87,6 +102,9 @@ class Settlement:
     prices: str | None = None
     channel_id: int | None = None
     upstream_model: str | None = None
+    release_only: bool = False
+    # The spend limits by period a cost above the hold must still fit in (as Hold.budgets).
+    budgets: tuple[Budget, ...] = ()
 
 
 Op = Hold | Settlement
@@ -97,7 +115,7 @@ class LedgerStore(Protocol):
 
     def start(self) -> None: ...
 
-    async def commit(self, batch: list[Op]) -> list[Exception | None]: ...
+    async def commit(self, batch: list[Op]) -> "GroupPlan": ...
 
     def is_retryable(self, exc: Exception) -> bool: ...
 
@@ -105,10 +123,11 @@ class LedgerStore(Protocol):
 
 
 class LedgerWriter:
-    def __init__(self, engine: AsyncEngine, instance_id: str) -> None:
+    def __init__(self, engine: AsyncEngine, instance_id: str, on_overage: Callable[[Charge], None] | None = None) -> None:
         from tokenhub.billing.ledger_store import store_for
 
         self._store: LedgerStore = store_for(engine, instance_id)
+        self._on_overage = on_overage
         self._queue: list[Op] = []
         self._wakeup = asyncio.Event()
         self._commit_now = asyncio.Event()  # a hold is waiting, or someone flushes
@@ -205,19 +224,34 @@ class LedgerWriter:
     async def _commit(self, batch: list[Op]) -> None:
         for attempt in range(5):
             try:
-                outcomes = await self._store.commit(batch)
+                plan = await self._store.commit(batch)
                 break
             except Exception as exc:
                 if attempt < 4 and self._store.is_retryable(exc):
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
                 raise
-        for op, outcome in zip(batch, outcomes):
+        for op, outcome in zip(batch, plan.outcomes):
             if isinstance(op, Hold) and op.future is not None and not op.future.done():
                 if outcome is None:
                     op.future.set_result(None)
                 else:
                     op.future.set_exception(outcome)
+        for charge in plan.settled:
+            if charge.overage:
+                self._report_overage(charge)
+
+    def _report_overage(self, charge: Charge) -> None:
+        token = REQUEST_ID_VAR.set(charge.op.request_id)  # the log line carries the request id
+        try:
+            log.warning(
+                "overage: the usage cost $%s but the account could pay only $%s; $%s recorded as overage, not charged",
+                format_usd(charge.op.cost), format_usd(charge.charged), format_usd(charge.overage),
+            )
+        finally:
+            REQUEST_ID_VAR.reset(token)
+        if self._on_overage is not None:
+            self._on_overage(charge)
 
 
 class SpendLimitReached(LimitReached):
@@ -239,22 +273,33 @@ class SpendLimitReached(LimitReached):
 
 
 @dataclass
+class Charge:
+    """How one settlement resolved: ``charged`` + ``overage`` = the settlement's cost."""
+
+    op: Settlement
+    charged: int
+    overage: int
+    late: bool  # the sweeper had released the hold: nothing left to release
+
+
+@dataclass
 class GroupPlan:
     """What one group writes: decided in memory against the locked balances and key counters."""
 
     outcomes: list[Exception | None]
     entries: list[dict[str, Any]]  # ledger rows: user_id, kind, amount, balance_after, request_id
     new_requests: list[Hold]
-    settled: list[Settlement]
+    settled: list[Charge]
     balances: dict[int, int]  # user id -> new balance
     key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
 
 
 def spend_scopes(batch: list[Op]) -> dict[tuple[str, int], set[str]]:
-    """The (scope, id) whose spend by period this group's holds must be checked against."""
+    """The (scope, id) whose spend by period this group must know: its holds' budgets, and the budgets
+    of settlements that may charge more than they held (a cost above the hold, or a late settlement)."""
     scopes: dict[tuple[str, int], set[str]] = {}
     for op in batch:
-        if isinstance(op, Hold):
+        if isinstance(op, Hold) or (op.cost > 0 and not op.release_only):
             for scope, ident, period, _ in op.budgets:
                 scopes.setdefault((scope, ident), set()).add(period)
     return scopes
@@ -264,17 +309,18 @@ def plan_group(
     batch: list[Op],
     balances: dict[int, int],
     keys: dict[int, tuple[int | None, int, int]],
-    settling: dict[str, Any],
+    settling: dict[str, tuple[Any, bool]],
     spent: dict[SpendKey, int] | None = None,
     starts: dict[str, Any] | None = None,
 ) -> GroupPlan:
     """Decide a group: holds in arrival order against the locked figures; each settlement once.
 
     ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` maps the request ids whose
-    state this transaction flipped from ``held`` (the compare-and-swap) to their creation time.
-    ``spent`` is what each (scope, id, period) of the holds' budgets has spent so far (open holds at
-    their amount, settled requests at their cost), read under the same locks; ``starts`` maps each
-    period to its first instant (None for "total"), comparable with the creation times.
+    state this transaction flipped (the compare-and-swap) to (creation time, late): late when the
+    sweeper had already released the hold. ``spent`` is what each (scope, id, period) of the
+    budgets involved has spent so far (open holds at their amount, settled requests at their cost),
+    read under the same locks; ``starts`` maps each period to its first instant (None for "total"),
+    comparable with the creation times.
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
@@ -284,8 +330,8 @@ def plan_group(
     starts = starts or {}
     for op in batch:
         delta = deltas.setdefault(op.key_id, [0, 0])
+        key = keys.get(op.key_id)
         if isinstance(op, Hold):
-            key = keys.get(op.key_id)
             limit_state = None if key is None else (key[0], key[1] + delta[0], key[2] + delta[1])
             refusal = _refuse(op, balance.get(op.user_id), limit_state) or _over_budget(op, spent)
             plan.outcomes.append(refusal)
@@ -301,18 +347,36 @@ def plan_group(
             plan.outcomes.append(None)
             if op.request_id not in settling:
                 continue  # already resolved (by another party, or earlier in this group): never twice
-            created_at = settling.pop(op.request_id)
-            _add_spend(spent, op.key_id, op.user_id, op.cost - op.hold, created_at, starts)
-            balance[op.user_id] += op.hold
-            if op.hold:
-                plan.entries.append(_entry(op.user_id, "release", op.hold, balance[op.user_id], op.request_id))
-            balance[op.user_id] -= op.cost
-            if op.cost:
-                plan.entries.append(_entry(op.user_id, "charge", -op.cost, balance[op.user_id], op.request_id))
-            delta[0] += op.cost
-            delta[1] -= op.hold
-            plan.settled.append(op)
+            created_at, late = settling.pop(op.request_id)
+            released = 0 if late else op.hold  # a late settlement's hold was released by the sweeper
+            balance[op.user_id] += released
+            if released:
+                plan.entries.append(_entry(op.user_id, "release", released, balance[op.user_id], op.request_id))
+            delta[1] -= released
+            _add_spend(spent, op.key_id, op.user_id, -released, created_at, starts)
+            room = _room(op, balance[op.user_id], key, delta, spent)
+            charged = max(0, min(op.cost, room))
+            balance[op.user_id] -= charged
+            if charged:
+                plan.entries.append(_entry(op.user_id, "charge", -charged, balance[op.user_id], op.request_id))
+            delta[0] += charged
+            _add_spend(spent, op.key_id, op.user_id, charged, created_at, starts)
+            plan.settled.append(Charge(op, charged, op.cost - charged, late))
     return plan
+
+
+def _room(op: Settlement, balance: int, key: tuple[int | None, int, int] | None, delta: list[int], spent: dict[SpendKey, int]) -> int:
+    """The most ``op`` may charge: what the account can pay, within its key's total limit and the
+    spend limits by period it names (its own hold already released from all of them)."""
+    room = balance
+    if key is not None and key[0] is not None:
+        limit, used, held = key
+        room = min(room, limit - (used + delta[0]) - (held + delta[1]))
+    for scope, ident, period, limit in op.budgets:
+        tracked = spent.get((scope, ident, period))
+        if tracked is not None:
+            room = min(room, limit - tracked)
+    return room
 
 
 def _refuse(op: Hold, balance: int | None, key: tuple[int | None, int, int] | None) -> Exception | None:

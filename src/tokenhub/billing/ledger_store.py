@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenhub.billing.ledger import GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
+from tokenhub.billing.ledger import Charge, GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
 from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
 from tokenhub.storage.engine import utc_now
@@ -35,10 +35,20 @@ _REQUEST_COLUMNS = (
     "id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, state, hold_nanos, cost_nanos, "
     "prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, instance_id, created_at"
 )
+# A settlement keeps what the request recorded where it knows nothing better (the sweeper's release
+# does not know the channel).
 _SETTLE_SET = (
-    "state = {p}, status = {p}, http_status = {p}, cost_nanos = {p}, prompt_tokens = {p}, completion_tokens = {p}, "
-    "cached_tokens = {p}, cache_write_tokens = {p}, reasoning_tokens = {p}, estimated = {p}, finish_reason = {p}, "
-    "latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = {p}, channel_id = {p}, upstream_model = {p}, settled_at = {p}"
+    "state = {p}, status = {p}, http_status = {p}, cost_nanos = {p}, overage_nanos = {p}, prompt_tokens = {p}, "
+    "completion_tokens = {p}, cached_tokens = {p}, cache_write_tokens = {p}, reasoning_tokens = {p}, estimated = {p}, "
+    "finish_reason = {p}, latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = COALESCE({p}, prices), "
+    "channel_id = COALESCE({p}, channel_id), upstream_model = COALESCE({p}, upstream_model), settled_at = {p}"
+)
+# The compare-and-swap: a hold still open, or (for settlements that may be late) one the sweeper released.
+# The new state says which: 'settling' for an open hold, 'settling-late' for a swept one.
+_CAS = (
+    "UPDATE requests SET state = CASE WHEN state = 'held' THEN 'settling' ELSE 'settling-late' END "
+    "WHERE id IN ({all}) AND (state = 'held' OR (state = 'released' AND status = 'interrupted' AND id IN ({late}))) "
+    "RETURNING id, created_at, state"
 )
 
 
@@ -49,13 +59,21 @@ def _request_values(op: Hold, instance_id: str, created_at: Any) -> tuple[Any, .
     )  # fmt: skip
 
 
-def _settle_values(op: Settlement, now: Any) -> tuple[Any, ...]:
-    u = op.usage
+def _settle_values(charge: Charge, now: Any) -> tuple[Any, ...]:
+    op, u = charge.op, charge.op.usage
     return (
-        "settled" if op.cost else "released", op.status, op.http_status, op.cost, u.prompt_tokens, u.completion_tokens,
-        u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated, op.finish_reason, op.latency_ms,
-        op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, now, op.request_id,
+        "settled" if charge.charged else "released", op.status, op.http_status, charge.charged, charge.overage,
+        u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated,
+        op.finish_reason, op.latency_ms, op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, now,
+        op.request_id,
     )  # fmt: skip
+
+
+_SETTLE_WIDTH = 20  # values per settled row, the request id last
+
+
+def _settling(rows: Any) -> dict[str, tuple[Any, bool]]:
+    return {r[0]: (r[1], r[2] == "settling-late") for r in rows}
 
 
 def _spend_query(scope: str, periods: list[str], starts: dict[str, Any], mark: Any) -> tuple[str, list[Any]]:
@@ -85,8 +103,8 @@ def _spend_query(scope: str, periods: list[str], starts: dict[str, Any], mark: A
     return sql, args
 
 
-def _period_starts(batch: list[Op], now: datetime, convert: Any) -> dict[str, Any]:
-    periods = {budget[2] for op in batch if isinstance(op, Hold) for budget in op.budgets}
+def _period_starts(scopes: dict[tuple[str, int], set[str]], now: datetime, convert: Any) -> dict[str, Any]:
+    periods = set().union(*scopes.values())
     out = {}
     for period in periods:
         start = period_start(period, now)
@@ -94,11 +112,13 @@ def _period_starts(batch: list[Op], now: datetime, convert: Any) -> dict[str, An
     return out
 
 
-def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str]]:
+def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
+    """Users and keys involved, the requests to settle, and those of them that may settle late."""
     user_ids = sorted({op.user_id for op in batch})
     key_ids = sorted({op.key_id for op in batch})
     settle_ids = [op.request_id for op in batch if isinstance(op, Settlement)]
-    return user_ids, key_ids, settle_ids
+    late_ids = [op.request_id for op in batch if isinstance(op, Settlement) and not op.release_only]
+    return user_ids, key_ids, settle_ids, late_ids
 
 
 class SqliteLedgerStore:
@@ -120,7 +140,7 @@ class SqliteLedgerStore:
             self._db = db
         return self._db
 
-    async def commit(self, batch: list[Op]) -> list[Exception | None]:
+    async def commit(self, batch: list[Op]) -> GroupPlan:
         """Inline on the event loop when the write lock is free (a group takes ~0.1 ms, less than
         a thread hand-off); in the worker thread, waiting for the lock, when another connection
         (a CLI command, another process) holds it."""
@@ -157,9 +177,9 @@ class SqliteLedgerStore:
         await asyncio.get_running_loop().run_in_executor(self._thread, shut)
         self._thread.shutdown(wait=True)
 
-    def _transaction(self, batch: list[Op], wait: bool) -> list[Exception | None]:
+    def _transaction(self, batch: list[Op], wait: bool) -> GroupPlan:
         db = self._connect()
-        user_ids, key_ids, settle_ids = _ids(batch)
+        user_ids, key_ids, settle_ids, late_ids = _ids(batch)
         now = utc_now()
         if wait:
             db.execute("PRAGMA busy_timeout=30000")
@@ -182,23 +202,19 @@ class SqliteLedgerStore:
                     f"SELECT id, limit_nanos, used_nanos, held_nanos FROM api_keys WHERE id IN ({_marks(key_ids)})", key_ids
                 )
             }
-            starts = _period_starts(batch, now, _sqlite_time)
+            scopes = spend_scopes(batch)
+            starts = _period_starts(scopes, now, _sqlite_time)
             spent: dict[SpendKey, int] = {}
-            for (scope, ident), periods in spend_scopes(batch).items():
+            for (scope, ident), periods in scopes.items():
                 ordered = sorted(periods)
                 sql, args = _spend_query(scope, ordered, starts, lambda n: "?")
                 args[args.index(None)] = ident
                 row = db.execute(sql, args).fetchone()
                 spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-            settling: dict[str, Any] = {}
+            settling: dict[str, tuple[Any, bool]] = {}
             if settle_ids:
-                settling = dict(
-                    db.execute(
-                        f"UPDATE requests SET state = 'settling' WHERE state = 'held' AND id IN ({_marks(settle_ids)}) "
-                        "RETURNING id, created_at",
-                        settle_ids,
-                    ).fetchall()
-                )
+                cas = _CAS.format(all=_marks(settle_ids), late=_marks(late_ids) if late_ids else "NULL")
+                settling = _settling(db.execute(cas, [*settle_ids, *late_ids]).fetchall())
             plan = plan_group(batch, balances, keys, settling, spent, starts)
             stamp = _sqlite_time(now)
             if plan.new_requests:
@@ -209,7 +225,7 @@ class SqliteLedgerStore:
             if plan.settled:
                 db.executemany(
                     f"UPDATE requests SET {_SETTLE_SET.format(p='?')} WHERE id = ?",
-                    [_settle_values(op, stamp) for op in plan.settled],
+                    [_settle_values(charge, stamp) for charge in plan.settled],
                 )
             if plan.entries:
                 db.executemany(
@@ -226,7 +242,7 @@ class SqliteLedgerStore:
             db.execute("ROLLBACK")
             raise
         self._commits_since_checkpoint += 1
-        return plan.outcomes
+        return plan
 
 
 class _LockBusy(Exception):
@@ -253,10 +269,10 @@ class PostgresLedgerStore:
             self._conn = await asyncpg.connect(self._dsn)
         return self._conn
 
-    async def commit(self, batch: list[Op]) -> list[Exception | None]:
+    async def commit(self, batch: list[Op]) -> GroupPlan:
         """Three round trips: lock and read, compare-and-swap the settlements, write everything."""
         conn = await self._connect()
-        _, key_ids, settle_ids = _ids(batch)
+        _, key_ids, settle_ids, late_ids = _ids(batch)
         now = utc_now()
         try:
             async with conn.transaction():
@@ -265,23 +281,24 @@ class PostgresLedgerStore:
                 for r in await conn.fetch(_PG_LOCK, key_ids):
                     balances[r[0]] = r[1]
                     keys[r[2]] = (r[3], r[4], r[5])
-                starts = _period_starts(batch, now, lambda start: start)
+                scopes = spend_scopes(batch)
+                starts = _period_starts(scopes, now, lambda start: start)
                 spent: dict[SpendKey, int] = {}
-                for (scope, ident), periods in spend_scopes(batch).items():
+                for (scope, ident), periods in scopes.items():
                     ordered = sorted(periods)
                     sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
                     args[args.index(None)] = ident
                     row = await conn.fetchrow(sql, *args)
                     spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-                settling: dict[str, Any] = {}
+                settling: dict[str, tuple[Any, bool]] = {}
                 if settle_ids:
-                    settling = {r[0]: r[1] for r in await conn.fetch(_PG_CAS, settle_ids)}
+                    settling = _settling(await conn.fetch(_PG_CAS, settle_ids, late_ids))
                 plan = plan_group(batch, balances, keys, settling, spent, starts)
                 await conn.execute(_PG_WRITE, *self._write_arguments(plan, now))
         except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError):
             await self._drop()
             raise
-        return plan.outcomes
+        return plan
 
     def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[Any]:
         holds = plan.new_requests
@@ -293,8 +310,8 @@ class PostgresLedgerStore:
             [h.channel_id for h in holds], [h.upstream_model for h in holds], [h.endpoint for h in holds],
             [h.stream for h in holds], [h.amount for h in holds],
         ]  # fmt: skip
-        settle_rows = [_settle_values(op, now) for op in settled]
-        columns += [[row[i] for row in settle_rows] for i in range(19) if i != 17]  # 17 is settled_at: $now
+        settle_rows = [_settle_values(charge, now) for charge in settled]
+        columns += [[row[i] for row in settle_rows] for i in range(_SETTLE_WIDTH) if i != _SETTLE_WIDTH - 2]  # settled_at: $2
         columns += [
             [e["user_id"] for e in entries], [e["kind"] for e in entries], [e["amount"] for e in entries],
             [e["balance_after"] for e in entries], [e["request_id"] for e in entries],
@@ -328,7 +345,7 @@ WHERE k.id = ANY($1::int[])
 ORDER BY u.id, k.id
 FOR UPDATE
 """
-_PG_CAS = "UPDATE requests SET state = 'settling' WHERE state = 'held' AND id = ANY($1::text[]) RETURNING id, created_at"
+_PG_CAS = _CAS.format(all="SELECT unnest($1::text[])", late="SELECT unnest($2::text[])")
 # Every write of the group in one statement: arrays in, one row per element through unnest().
 _PG_WRITE = """
 WITH new_requests AS (
@@ -341,26 +358,27 @@ WITH new_requests AS (
         AS t(id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, hold)
 ), settled AS (
     UPDATE requests r SET state = s.state, status = s.status, http_status = s.http_status, cost_nanos = s.cost,
-        prompt_tokens = s.pt, completion_tokens = s.ct, cached_tokens = s.cached, cache_write_tokens = s.cache_write,
-        reasoning_tokens = s.reasoning, estimated = s.est, finish_reason = s.finish, latency_ms = s.latency,
-        ttfb_ms = s.ttfb, error = s.err, prices = s.prices, channel_id = s.channel_id, upstream_model = s.upstream_model,
+        overage_nanos = s.overage, prompt_tokens = s.pt, completion_tokens = s.ct, cached_tokens = s.cached,
+        cache_write_tokens = s.cache_write, reasoning_tokens = s.reasoning, estimated = s.est, finish_reason = s.finish,
+        latency_ms = s.latency, ttfb_ms = s.ttfb, error = s.err, prices = COALESCE(s.prices, r.prices),
+        channel_id = COALESCE(s.channel_id, r.channel_id), upstream_model = COALESCE(s.upstream_model, r.upstream_model),
         settled_at = $2
-    FROM unnest($12::text[], $13::text[], $14::int[], $15::bigint[], $16::int[], $17::int[], $18::int[], $19::int[],
-        $20::int[], $21::bool[], $22::text[], $23::int[], $24::int[], $25::text[], $26::text[], $27::int[], $28::text[],
-        $29::text[])
-        AS s(state, status, http_status, cost, pt, ct, cached, cache_write, reasoning, est, finish, latency, ttfb, err,
-             prices, channel_id, upstream_model, id)
+    FROM unnest($12::text[], $13::text[], $14::int[], $15::bigint[], $16::bigint[], $17::int[], $18::int[], $19::int[],
+        $20::int[], $21::int[], $22::bool[], $23::text[], $24::int[], $25::int[], $26::text[], $27::text[], $28::int[],
+        $29::text[], $30::text[])
+        AS s(state, status, http_status, cost, overage, pt, ct, cached, cache_write, reasoning, est, finish, latency, ttfb,
+             err, prices, channel_id, upstream_model, id)
     WHERE r.id = s.id
 ), entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)
     SELECT e.user_id, e.kind, e.amount, e.balance_after, e.request_id, $2
-    FROM unnest($30::int[], $31::text[], $32::bigint[], $33::bigint[], $34::text[])
+    FROM unnest($31::int[], $32::text[], $33::bigint[], $34::bigint[], $35::text[])
         AS e(user_id, kind, amount, balance_after, request_id)
 ), balances AS (
-    UPDATE users u SET balance = b.balance FROM unnest($35::int[], $36::bigint[]) AS b(id, balance) WHERE u.id = b.id
+    UPDATE users u SET balance = b.balance FROM unnest($36::int[], $37::bigint[]) AS b(id, balance) WHERE u.id = b.id
 ), key_counters AS (
     UPDATE api_keys k SET used_nanos = k.used_nanos + d.used, held_nanos = k.held_nanos + d.held
-    FROM unnest($37::int[], $38::bigint[], $39::bigint[]) AS d(id, used, held) WHERE k.id = d.id
+    FROM unnest($38::int[], $39::bigint[], $40::bigint[]) AS d(id, used, held) WHERE k.id = d.id
 )
 SELECT 1
 """

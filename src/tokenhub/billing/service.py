@@ -105,7 +105,8 @@ class LedgerReport:
 
 
 async def check_ledger(conn: AsyncConnection) -> LedgerReport:
-    """Every balance equals the sum of its entries; every key's counters equal its requests'."""
+    """Every balance equals the sum of its entries and is not negative; every key's counters equal its
+    requests' and stay within its limit; every finished request has its hold, release and charge."""
     problems: list[str] = []
     entry_sums = dict(
         (await conn.execute(select(ledger_entries.c.user_id, func.sum(ledger_entries.c.amount)).group_by(ledger_entries.c.user_id))).all()
@@ -117,6 +118,8 @@ async def check_ledger(conn: AsyncConnection) -> LedgerReport:
             problems.append(
                 f"user {user.email}: balance {format_usd(user.balance)} != sum of ledger entries {format_usd(expected)}"
             )
+        if user.balance < 0:
+            problems.append(f"user {user.email}: balance {format_usd(user.balance)} is below zero")
     open_holds = dict(
         (
             await conn.execute(
@@ -127,8 +130,15 @@ async def check_ledger(conn: AsyncConnection) -> LedgerReport:
     charged = dict(
         (await conn.execute(select(requests.c.key_id, func.sum(requests.c.cost_nanos)).group_by(requests.c.key_id))).all()
     )
-    all_keys = (await conn.execute(select(api_keys.c.id, api_keys.c.used_nanos, api_keys.c.held_nanos))).all()
+    all_keys = (
+        await conn.execute(select(api_keys.c.id, api_keys.c.used_nanos, api_keys.c.held_nanos, api_keys.c.limit_nanos))
+    ).all()
     for key in all_keys:
+        if key.limit_nanos is not None and key.used_nanos + key.held_nanos > key.limit_nanos:
+            problems.append(
+                f"key {key.id}: used {format_usd(key.used_nanos)} + held {format_usd(key.held_nanos)} is past its limit "
+                f"{format_usd(key.limit_nanos)}"
+            )
         if key.held_nanos != int(open_holds.get(key.id) or 0):
             problems.append(f"key {key.id}: held {format_usd(key.held_nanos)} != open holds {format_usd(int(open_holds.get(key.id) or 0))}")
         if key.used_nanos != int(charged.get(key.id) or 0):

@@ -4,7 +4,11 @@ Each process registers itself in ``instances`` (host, pid) and refreshes a heart
 belongs to a dead process when its instance row is gone, its heartbeat is stale, or it ran on
 this host under a pid that no longer exists (which is how a restart after ``kill -9`` cleans up
 at once). Such holds are released through the ledger writer's compare-and-swap, so a hold that
-its own process settles at the same moment is still resolved exactly once.
+its own process settles at the same moment is still resolved exactly once. A hold younger than the
+sweep interval is left alone unless its process is known dead on this host: a process that was only
+paused or cut off from the database comes back, finds its row gone at its next heartbeat and
+registers again at once, and whatever it settles of a hold released meanwhile is charged late (see
+``ledger.py``): a pause never makes service free.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import os
 import secrets
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,21 +75,33 @@ class Sweeper:
         await self.sweep()
 
     async def heartbeat(self) -> None:
+        """Refresh this process's row; re-create it if another process declared this one dead."""
+        now = utc_now()
         async with self._engine.begin() as conn:
-            await conn.execute(update(instances).where(instances.c.id == self.instance_id).values(heartbeat_at=utc_now()))
+            result = await conn.execute(update(instances).where(instances.c.id == self.instance_id).values(heartbeat_at=now))
+            if result.rowcount == 0:
+                await conn.execute(
+                    insert(instances).values(id=self.instance_id, host=self._host, pid=os.getpid(), started_at=now, heartbeat_at=now)
+                )
+                log.warning("this process had been declared dead (paused, or cut off from the database): registered again")
 
     async def sweep(self) -> int:
         """Release every open hold of a dead process; returns how many were released."""
-        dead = await self._dead_instances()
-        if not dead:
+        cutoff = utc_now() - timedelta(seconds=self._stale_after)
+        gone, silent = await self._dead_instances(cutoff)
+        if not gone and not silent:
             return 0
+        held = (
+            requests.c.state == "held",
+            requests.c.endpoint != "video",  # a video task outlives its process: the poller settles it
+        )
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(requests.c.id, requests.c.user_id, requests.c.key_id, requests.c.hold_nanos).where(
-                        requests.c.state == "held",
-                        requests.c.instance_id.in_(dead),
-                        requests.c.endpoint != "video",  # a video task outlives its process: the poller settles it
+                        *held,
+                        requests.c.instance_id.in_(gone)
+                        | (requests.c.instance_id.in_(silent) & (requests.c.created_at < cutoff)),
                     )
                 )
             ).all()
@@ -99,28 +115,33 @@ class Sweeper:
                     cost=0,
                     status="interrupted",
                     error="the gateway process handling this request stopped; the hold was released",
+                    release_only=True,
                 )
             )
         await self._ledger.flush()
         if rows:
             log.info("released %d holds of stopped gateway processes", len(rows))
         async with self._engine.begin() as conn:
-            await conn.execute(delete(instances).where(instances.c.id.in_(dead)))
+            await conn.execute(delete(instances).where(instances.c.id.in_(gone + silent)))
         return len(rows)
 
-    async def _dead_instances(self) -> list[str]:
-        cutoff = utc_now() - timedelta(seconds=self._stale_after)
+    async def _dead_instances(self, cutoff: datetime) -> tuple[list[str], list[str]]:
+        """Processes known dead (a pid gone on this host) and processes silent since ``cutoff`` (stale
+        heartbeat, or no row at all), whose holds are released once they are older than the cutoff."""
         async with self._engine.connect() as conn:
             known = {row.id: row for row in await conn.execute(select(instances))}
             holders = {
                 r[0]
                 for r in await conn.execute(select(requests.c.instance_id).where(requests.c.state == "held").distinct())
             }
-        dead: list[str] = []
+        gone: list[str] = []
+        silent: list[str] = []
         for instance_id in holders | set(known):
             if instance_id == self.instance_id:
                 continue
             row = known.get(instance_id)
-            if row is None or as_utc(row.heartbeat_at) < cutoff or (row.host == self._host and not _pid_alive(row.pid)):
-                dead.append(instance_id)
-        return dead
+            if row is not None and row.host == self._host and not _pid_alive(row.pid):
+                gone.append(instance_id)
+            elif row is None or as_utc(row.heartbeat_at) < cutoff:
+                silent.append(instance_id)
+        return gone, silent

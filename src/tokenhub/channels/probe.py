@@ -56,7 +56,7 @@ async def _probe(session: aiohttp.ClientSession, directory: Directory, channel: 
     payload = {"model": model_id, "messages": PROBE_MESSAGES, "max_tokens": 1}
     started = time.monotonic()
     try:
-        upstream = adapter.build_request(payload, upstream_id, channel, stream=False, default_max_tokens=1)
+        upstream = adapter.build_request(payload, upstream_id, channel, stream=False, max_output=1)
         async with session.post(upstream.url, data=upstream.body, headers=upstream.headers) as resp:
             body = await resp.read()
             latency = int((time.monotonic() - started) * 1000)

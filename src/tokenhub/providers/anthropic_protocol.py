@@ -12,8 +12,9 @@ Request (OpenAI chat -> ``POST {base_url}/v1/messages``)
     Empty and whitespace-only text never becomes a block; an empty user message is dropped; a
     conversation that would start with the assistant gets a one-character user turn first; the
     final assistant turn (a prefill) loses trailing whitespace, which the API rejects.
-  * ``max_completion_tokens`` or ``max_tokens``, else ``default_max_tokens=`` (the model's cap, from
-    the relay), else :data:`DEFAULT_MAX_TOKENS`.
+  * ``max_output=`` (the relay's bound: the client's, clamped to the model's cap), else
+    ``max_completion_tokens`` or ``max_tokens``, else :data:`DEFAULT_MAX_TOKENS`; thinking's room
+    raises it, never above ``output_ceiling=``.
   * Sampling: API version 2026-10-21 removed ``temperature``/``top_p``/``top_k`` (400 even at their
     defaults), so they are dropped. Pinned to 2023-06-01 they are sent (temperature clamped to
     [0, 1]) unless thinking is on, which forbids them.
@@ -82,7 +83,7 @@ from tokenhub.relay.sse import Event
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
 LEGACY_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096  # when neither the client nor the relay (default_max_tokens=) gives a figure
+DEFAULT_MAX_TOKENS = 4096  # when neither the client nor the relay (max_output=) gives a figure
 MIN_THINKING_BUDGET = 1024
 # Budget-form thinking (models before Claude 4.6): the share of max_tokens given to thinking.
 BUDGET_SHARE = {"minimal": 0.1, "low": 0.2, "medium": 0.5, "high": 0.8, "xhigh": 0.9, "max": 0.95}
@@ -153,12 +154,13 @@ def build_request(
     channel: Channel,
     *,
     stream: bool,
-    default_max_tokens: int | None = None,
+    max_output: int | None = None,
+    output_ceiling: int | None = None,
     extra_headers: dict[str, str] | None = None,
     anthropic_version: str | None = None,
 ) -> UpstreamRequest:
     version = anthropic_version or ANTHROPIC_VERSION
-    body = translate_request(payload, upstream_model, default_max_tokens=default_max_tokens, version=version)
+    body = translate_request(payload, upstream_model, max_output=max_output, output_ceiling=output_ceiling, version=version)
     if stream:
         body["stream"] = True
     headers = {
@@ -179,15 +181,23 @@ def messages_url(base_url: str) -> str:
 
 
 def translate_request(
-    payload: dict[str, Any], model: str, *, default_max_tokens: int | None = None, version: str = ANTHROPIC_VERSION
+    payload: dict[str, Any],
+    model: str,
+    *,
+    max_output: int | None = None,
+    output_ceiling: int | None = None,
+    version: str = ANTHROPIC_VERSION,
 ) -> dict[str, Any]:
-    """The Anthropic Messages body for an OpenAI chat payload (without ``stream``)."""
+    """The Anthropic Messages body for an OpenAI chat payload (without ``stream``).
+
+    ``max_tokens`` is ``max_output`` when given (the relay's bound, which the hold covers), else the
+    client's; room for thinking may raise it, never above ``output_ceiling``."""
     n = payload.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
         raise InvalidRequest("this model returns one choice per request: 'n' must be 1", param="n")
 
-    max_tokens = _positive_int(payload.get("max_completion_tokens")) or _positive_int(payload.get("max_tokens"))
-    max_tokens = max_tokens or _positive_int(default_max_tokens) or DEFAULT_MAX_TOKENS
+    max_tokens = _positive_int(max_output) or _positive_int(payload.get("max_completion_tokens"))
+    max_tokens = max_tokens or _positive_int(payload.get("max_tokens")) or DEFAULT_MAX_TOKENS
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
 
     tools = _tools(payload.get("tools"))
@@ -214,9 +224,11 @@ def translate_request(
             body["thinking"] = {"type": "adaptive", "display": "summarized"}
         else:
             budget = max(MIN_THINKING_BUDGET, int(max_tokens * BUDGET_SHARE[effort]))
-            if budget >= max_tokens:
-                body["max_tokens"] = budget + max_tokens
-            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            if budget >= max_tokens:  # room for thinking on top of the answer, within the ceiling
+                body["max_tokens"] = min(budget + max_tokens, output_ceiling or budget + max_tokens)
+                budget = min(budget, body["max_tokens"] - 1)
+            if budget >= MIN_THINKING_BUDGET:
+                body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
     response_format = payload.get("response_format")
     if isinstance(response_format, dict):
@@ -867,7 +879,8 @@ class AnthropicAdapter(AdapterDefaults):
         channel: Channel,
         *,
         stream: bool,
-        default_max_tokens: int | None = None,
+        max_output: int | None = None,
+        output_ceiling: int | None = None,
         extra_headers: dict[str, str] | None = None,
         anthropic_version: str | None = None,
         **_unused: Any,
@@ -877,7 +890,8 @@ class AnthropicAdapter(AdapterDefaults):
             upstream_model,
             channel,
             stream=stream,
-            default_max_tokens=default_max_tokens,
+            max_output=max_output,
+            output_ceiling=output_ceiling,
             extra_headers=extra_headers,
             anthropic_version=anthropic_version,
         )

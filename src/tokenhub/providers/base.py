@@ -39,7 +39,7 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
-    max_output: int | None = None  # the output cap the adapter sent, when it chose one (for the hold)
+    max_output: int | None = None  # the output bound per choice the request forwards (the hold covers it)
 
 
 @dataclass
@@ -80,7 +80,8 @@ class ChatAdapter(Protocol):
         channel: Channel,
         *,
         stream: bool,
-        default_max_tokens: int | None = None,  # the model's output cap, for protocols that require one
+        max_output: int | None = None,  # output tokens per choice to forward: exactly what the hold covers
+        output_ceiling: int | None = None,  # the most an adapter may forward when it adds room (for thinking)
         images: dict[str, tuple[str, bytes]] | None = None,  # remote images the relay fetched, by URL
         extra_headers: dict[str, str] | None = None,  # client headers the upstream should see (anthropic-beta)
     ) -> UpstreamRequest:

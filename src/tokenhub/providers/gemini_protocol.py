@@ -124,9 +124,17 @@ def _image_url(part: Any) -> str | None:
 
 
 def build_request(
-    payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool, images: Images | None = None
+    payload: dict[str, Any],
+    upstream_model: str,
+    channel: Channel,
+    *,
+    stream: bool,
+    images: Images | None = None,
+    max_output: int | None = None,
 ) -> UpstreamRequest:
     body = to_gemini(payload, upstream_model, stream=stream, images=images)
+    if max_output is not None:  # exactly the bound the hold covers (the client's, clamped to the model's cap)
+        body.setdefault("generationConfig", {})["maxOutputTokens"] = max_output
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
     max_output = body.get("generationConfig", {}).get("maxOutputTokens")
     return UpstreamRequest(
@@ -737,9 +745,10 @@ class GeminiAdapter:
         *,
         stream: bool,
         images: Images | None = None,
-        **_unused: Any,  # default_max_tokens (Gemini needs no cap), extra_headers (nothing to pass on)
+        max_output: int | None = None,
+        **_unused: Any,  # output_ceiling (no room is added), extra_headers (nothing to pass on)
     ) -> UpstreamRequest:
-        return build_request(payload, upstream_model, channel, stream=stream, images=images)
+        return build_request(payload, upstream_model, channel, stream=stream, images=images, max_output=max_output)
 
     def parse_response(self, body: bytes) -> Completion:
         return parse_response(body)

@@ -18,15 +18,27 @@ from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, UpstreamError
 from tokenhub.providers.base import AdapterDefaults, Completion, MalformedChunk, UpstreamRequest, error_message
+from tokenhub.providers.registry import PROVIDERS
 from tokenhub.relay.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
-def build_request(payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool) -> UpstreamRequest:
-    """The client's request, unchanged but for the model id and, when streaming, a usage request."""
+OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
+def build_request(
+    payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool, max_output: int | None = None
+) -> UpstreamRequest:
+    """The client's request, unchanged but for the model id, the output bound (``max_output`` in the
+    client's own field, or in the vendor's when the client gave none) and, when streaming, a usage request."""
     body = dict(payload)
     body["model"] = upstream_model
+    if max_output is not None:
+        given = [name for name in OUTPUT_LIMIT_FIELDS if body.get(name) is not None]
+        vendor = PROVIDERS.get(channel.provider)
+        for name in given or (vendor.output_limit_field if vendor else "max_tokens",):
+            body[name] = max_output
     if stream:
         options = body.get("stream_options")
         body["stream_options"] = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
@@ -38,6 +50,7 @@ def build_request(payload: dict[str, Any], upstream_model: str, channel: Channel
             "Accept": "text/event-stream" if stream else "application/json",
         },
         body=orjson.dumps(body),
+        max_output=max_output,
     )
 
 
@@ -280,9 +293,10 @@ class OpenAIAdapter(AdapterDefaults):
     capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
 
     def build_request(
-        self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool, **_unused: Any
+        self, payload: dict[str, Any], upstream_model: str, channel: Channel, *, stream: bool, max_output: int | None = None,
+        **_unused: Any,
     ) -> UpstreamRequest:
-        return build_request(payload, upstream_model, channel, stream=stream)
+        return build_request(payload, upstream_model, channel, stream=stream, max_output=max_output)
 
     def parse_response(self, body: bytes) -> Completion:
         try:

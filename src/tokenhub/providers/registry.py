@@ -18,12 +18,15 @@ class Provider:
     base_url: str | None  # official; None where the operator must give one
     env_key: str | None = None  # e.g. OPENAI_API_KEY
     label: str = ""
+    # OpenAI protocol: the field that bounds the output when the client gave none (OpenAI's reasoning
+    # models refuse max_tokens; most compatible vendors know only max_tokens).
+    output_limit_field: str = "max_tokens"
 
 
 PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in [
-        Provider("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OpenAI"),
+        Provider("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OpenAI", "max_completion_tokens"),
         Provider("anthropic", "anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "Anthropic"),
         Provider("gemini", "gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY", "Google Gemini"),
         Provider("xai", "openai", "https://api.x.ai/v1", "XAI_API_KEY", "xAI"),

@@ -20,6 +20,13 @@ class ChatCall:
     include_usage: bool
     max_output: int | None
     n: int
+    # Input whose size the gateway cannot see (a document the upstream keeps, a part translation left
+    # out): the hold then covers the model's whole context window.
+    opaque_input: bool = False
+
+    def output_bound(self, cap: int) -> int:
+        """The output tokens per choice to forward and hold for: the client's bound, never above ``cap``."""
+        return min(self.max_output, cap) if self.max_output else cap
 
     @classmethod
     def parse(cls, payload: Any) -> "ChatCall":

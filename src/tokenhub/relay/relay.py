@@ -109,21 +109,25 @@ class Relay:
         responder: Responder,
         *,
         model: Model | None = None,
-        native: Callable[[Route], UpstreamRequest | None] | None = None,
+        native: Callable[[Route, int], UpstreamRequest | None] | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
         """Serve one chat request, failing over between channels until the first byte is sent.
 
-        ``native(route)`` may give the upstream request itself (the /messages pass-through to
-        Anthropic); otherwise the route's adapter builds it.
+        ``native(route, max_output)`` may give the upstream request itself (the /messages pass-through
+        to Anthropic, forwarding ``max_output`` as its output bound); otherwise the route's adapter
+        builds it.
         """
         started = time.monotonic()
         model = model or self.resolve(call.model_name, key)
         routes = candidates(self.gw.directory.routes(model.id), model)
         health = self.gw.health
         first = routes[0]
-        upstream = await self._build(call, model, first, native, extra_headers)
-        hold = self._hold_amount(call, model, body_size, upstream.max_output)
+        cap = model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
+        bound = call.output_bound(cap)
+        upstream = await self._build(call, first, native, extra_headers, bound, cap)
+        held_output = max(bound, upstream.max_output or 0)  # an adapter may add room for thinking, up to the cap
+        hold = self._hold_amount(call, model, body_size, held_output)
         request_id = request[REQUEST_ID]
         ticket = await admit(self.gw.rates, key, request)
         try:
@@ -139,8 +143,8 @@ class Relay:
         try:
             attempts = admitted(routes, health)[:MAX_ATTEMPTS]
             for number, route in enumerate(attempts):
-                if route is not first:
-                    upstream = await self._build(call, model, route, native, extra_headers)
+                if route is not first:  # never forward more output than was held for
+                    upstream = await self._build(call, route, native, extra_headers, bound, held_output)
                 adapter = CHAT_ADAPTERS[route.channel.protocol]
                 try:
                     if call.stream:
@@ -186,6 +190,7 @@ class Relay:
                 prices=self.gw.directory.prices_json.get(model.id),
                 channel_id=route.channel.id,
                 upstream_model=route.upstream_id,
+                budgets=key.budgets,
             )
             self.gw.ledger.settle(settlement)
             metrics.settled(responder.endpoint, model.id, settlement)
@@ -208,13 +213,16 @@ class Relay:
     async def _build(
         self,
         call: ChatCall,
-        model: Model,
         route: Route,
-        native: Callable[[Route], UpstreamRequest | None] | None,
+        native: Callable[[Route, int], UpstreamRequest | None] | None,
         extra_headers: dict[str, str] | None,
+        max_output: int,
+        output_ceiling: int,
     ) -> UpstreamRequest:
+        """The upstream request, forwarding exactly ``max_output`` output tokens per choice (an adapter
+        may raise it for thinking, never above ``output_ceiling``)."""
         if native is not None:
-            built = native(route)
+            built = native(route, max_output)
             if built is not None:
                 return built
         adapter = CHAT_ADAPTERS[route.channel.protocol]
@@ -226,19 +234,26 @@ class Relay:
             route.upstream_id,
             route.channel,
             stream=call.stream,
-            default_max_tokens=model.max_output_tokens,
+            max_output=max_output,
+            output_ceiling=output_ceiling,
             extra_headers=extra_headers,
             images=await self.gw.fetcher.fetch_all(urls) if urls else None,
         )
 
-    def _hold_amount(self, call: ChatCall, model: Model, body_size: int, adapter_cap: int | None) -> int:
-        prompt = prompt_upper_bound(call.payload, body_size)
-        if model.context_length:
+    def _hold_amount(self, call: ChatCall, model: Model, body_size: int, output: int) -> int:
+        """The most the request can cost: its prompt's upper bound (the context window where part of
+        the input has no tighter one) and ``output`` tokens for each of its ``n`` choices."""
+        prompt = None if call.opaque_input else prompt_upper_bound(call.payload, body_size)
+        if prompt is None:
+            if not model.context_length:
+                raise InvalidRequest(
+                    f"this request has input whose size in tokens cannot be known in advance (a file, audio or a document), "
+                    f"and '{model.id}' has no context length in the catalog to bound it; ask the operator to set one",
+                    code="unbounded_input",
+                )
+            prompt = model.context_length
+        elif model.context_length:
             prompt = min(prompt, model.context_length)
-        cap = model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
-        output = min(call.max_output, cap) if call.max_output else cap
-        if adapter_cap:  # the adapter raised the cap (e.g. room for thinking): hold for what it asked
-            output = max(output, adapter_cap)
         return max_cost(prompt, output * call.n, model.pricing)
 
     async def _post(self, upstream: UpstreamRequest, channel: Channel) -> aiohttp.ClientResponse:

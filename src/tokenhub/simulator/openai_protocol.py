@@ -40,7 +40,8 @@ Token accounting (identical for stream and non-stream)
   repeat cyclically for other lengths.  Reasoning text cycles through
   ``"Let me think about this step by step."``.
 * ``max_completion_tokens`` (or ``max_tokens``) caps the pieces per choice
-  (reasoning first, then content); when it bites, ``finish_reason`` is
+  (reasoning first, then content, then tool-call pieces: a call cut short keeps
+  the argument fragments that fit); when it bites, ``finish_reason`` is
   ``"length"``.
 
 Stream shape: ``data: {json}\\n\\n`` per chunk, no ``event:`` lines; first delta
@@ -92,6 +93,8 @@ Written anywhere in the text of the LAST user message as ``#fake:NAME`` or
                        ``token_delay``)
 ``hang``               never answer; wait for the client to go away
 ``echo_model=ID``      report ID as the response ``model``
+``overreport=N``       a misbehaving upstream: report N more prompt and N more
+                       completion tokens than were used (beyond ``max_tokens``)
 =====================  ======================================================
 
 Cancellation: a request whose client goes away before the response is complete
@@ -295,6 +298,7 @@ class Scenario(Directives):
     delay: float | None = None
     hang: bool = False
     echo_model: str | None = None
+    overreport: int = 0
 
     @classmethod
     def directive_error(cls, message: str, code: str) -> FakeAPIError:
@@ -429,6 +433,20 @@ def plan_tool_calls(body: dict[str, Any], scenario: Scenario) -> list[ToolCallPl
     return []
 
 
+def truncate_tool_calls(calls: list[ToolCallPlan], budget: int) -> list[ToolCallPlan]:
+    """The calls that fit in ``budget`` pieces, the last one cut mid-arguments (as a real model stops)."""
+    kept: list[ToolCallPlan] = []
+    for call in calls:
+        if budget < 1:
+            break
+        if call.fragments:
+            fragments = call.fragments[:budget - 1]
+            call = ToolCallPlan(call.index, call.id, call.name, "".join(fragments), fragments)
+        kept.append(call)
+        budget -= call.tokens
+    return kept
+
+
 def token_budget(body: dict[str, Any]) -> int | None:
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
@@ -446,9 +464,10 @@ def plan_choice(index: int, body: dict[str, Any], scenario: Scenario) -> ChoiceP
         content = word_pieces(REPLY_WORDS, len(REPLY_WORDS) if scenario.tokens is None else scenario.tokens)
     finish = "tool_calls" if tool_calls else "stop"
     budget = token_budget(body)
-    if budget is not None and not tool_calls and len(reasoning) + len(content) > budget:
+    if budget is not None and len(reasoning) + len(content) + sum(c.tokens for c in tool_calls) > budget:
         reasoning = reasoning[:budget]
         content = content[:budget - len(reasoning)]
+        tool_calls = truncate_tool_calls(tool_calls, budget - len(reasoning) - len(content))
         finish = "length"
     if scenario.length:
         finish = "length"
@@ -456,7 +475,8 @@ def plan_choice(index: int, body: dict[str, Any], scenario: Scenario) -> ChoiceP
 
 
 def build_usage(prompt_tokens: int, choices: list[ChoicePlan], scenario: Scenario) -> dict[str, Any]:
-    completion = sum(c.tokens for c in choices)
+    prompt_tokens += scenario.overreport
+    completion = sum(c.tokens for c in choices) + scenario.overreport
     reasoning = sum(len(c.reasoning) for c in choices)
     cached = min(scenario.cached, prompt_tokens)
     usage: dict[str, Any] = {

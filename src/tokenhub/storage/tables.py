@@ -107,7 +107,9 @@ requests = Table(
     Column("status", String(24)),  # ok | client_closed | upstream_error | truncated | interrupted
     Column("http_status", Integer),
     Column("hold_nanos", BigInteger, nullable=False),
-    Column("cost_nanos", BigInteger, nullable=False, default=0),
+    Column("cost_nanos", BigInteger, nullable=False, default=0),  # what was charged
+    # What the usage cost beyond what the account could pay (balance, key or spend limit): not charged.
+    Column("overage_nanos", BigInteger, nullable=False, default=0, server_default=text("0")),
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
     Column("cached_tokens", Integer, nullable=False, default=0),
