@@ -75,7 +75,8 @@ def test_limiter_per_account_and_per_address():
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("/keys", "/keys"), ("/keys?x=1", "/keys?x=1"), ("//evil.example", "/"), ("https://evil.example/", "/"),
-     ("/\\evil.example", "/"), ("", "/"), (None, "/"), ("keys", "/")],
+     ("/\\evil.example", "/"), ("", "/"), (None, "/"), ("keys", "/"), ("/\r\nSet-Cookie: x=1", "/"), ("/a\tb", "/"),
+     ("/caf\u00e9?q=1", "/caf%C3%A9?q=1")],
 )
 def test_safe_next(value, expected):
     assert safe_next(value) == expected

@@ -104,11 +104,16 @@ def redirect(location: str) -> web.Response:
 
 
 def safe_next(value: str | None) -> str:
-    """A local path to go back to after login; anything else (``//evil``, ``https://...``) is ``/``."""
+    """A local path to go back to after login; anything else (``//evil``, ``https://...``, control characters
+    such as CR/LF, which no header may carry) is ``/``. Other characters outside ASCII are percent-encoded."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        return "/"
     parts = urlsplit(value)
-    return value if not parts.scheme and not parts.netloc else "/"
+    if parts.scheme or parts.netloc:
+        return "/"
+    return quote(value, safe="/?&=%#:@!$'()*+,;~-._[]")
 
 
 def error_text(t: Translator, err: GatewayError) -> str:
