@@ -19,6 +19,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from tokenhub.accounts import service as accounts
 from tokenhub.api.routes import GATEWAY
+from tokenhub.console.addresses import client_address
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
 from tokenhub.console.ratelimit import LoginLimiter
 from tokenhub.console.render import Templates
@@ -56,7 +57,8 @@ class Ctx:
 
     @property
     def address(self) -> str:
-        return self.request.remote or "unknown"
+        """The client's address: the peer, or what a trusted proxy says (TOKENHUB_TRUSTED_PROXIES)."""
+        return client_address(self.request, self.request.config_dict[GATEWAY].settings.trusted_proxies)
 
     @property
     def user_id(self) -> int:

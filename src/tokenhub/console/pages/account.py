@@ -64,9 +64,13 @@ class AccountPages(Pages):
         email = ctx.form.get("email", "").strip().lower()
         password = ctx.form.get("password", "")
         values["email"] = email
-        retry = self.limiter.retry_after(email, ctx.address)
+        address = ctx.address
+        retry = self.limiter.retry_after(email, address)
         if retry:
             return self.too_many(ctx, retry)
+        delay = self.limiter.delay(email)
+        if delay:  # many failures on this account from elsewhere: slower, but the right password still works
+            await asyncio.sleep(delay)
         row = None
         async with self.gw.engine.connect() as conn:
             try:
@@ -76,11 +80,11 @@ class AccountPages(Pages):
         stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
         valid = await asyncio.to_thread(verify_password, stored, password)
         if row is None or not row.password_hash or not valid:
-            self.limiter.fail(email, ctx.address)
+            self.limiter.fail(email, address)
             return self.render(ctx, "login.html", status=400, title=ctx.t("login.title"), error=ctx.t("login.failed"), **values)
         if row.disabled:
             return self.render(ctx, "login.html", status=403, title=ctx.t("login.title"), error=ctx.t("login.disabled"), **values)
-        self.limiter.succeed(email)
+        self.limiter.succeed(email, address)
         self.shell.sign_in(ctx, row.id, row.session_epoch)
         return redirect(next_path)
 
