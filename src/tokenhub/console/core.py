@@ -23,7 +23,7 @@ from tokenhub.console.addresses import client_address
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
 from tokenhub.console.ratelimit import LoginLimiter
 from tokenhub.console.render import Templates
-from tokenhub.console.sessions import COOKIE, Session, SessionCodec
+from tokenhub.console.sessions import COOKIE, Session, SessionCodec, end_all_sessions, open_session, session_is_open
 from tokenhub.errors import GatewayError, NotFound, PermissionDenied
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
@@ -179,8 +179,8 @@ class Shell:
                 row = await accounts.get_user(conn, int(session.user_id))  # type: ignore[arg-type]
             except NotFound:
                 return None
-        if row.disabled or row.session_epoch != session.epoch:
-            return None
+            if row.disabled or row.session_epoch != session.epoch or not await session_is_open(conn, session):
+                return None  # disabled, password changed, logged out, or signed out everywhere
         return accounts.user_dict(row)
 
     async def checked_form(self, ctx: Ctx) -> MultiDictProxy[str]:
@@ -219,8 +219,15 @@ class Shell:
         response.headers.setdefault("Vary", "Cookie, Accept-Language")
         return response
 
-    def sign_in(self, ctx: Ctx, user_id: int, epoch: int) -> None:
-        ctx.new_session = self.codec.new(user_id, epoch)  # a new session id: no fixation
+    async def sign_in(self, ctx: Ctx, user_id: int, epoch: int, *, end_others: bool = False) -> None:
+        """A new signed-in session (a new id: no fixation), recorded server-side; ``end_others`` first ends
+        every other session of the account (a password change)."""
+        session = self.codec.new(user_id, epoch)
+        async with self.gw.engine.begin() as conn:
+            if end_others:
+                await end_all_sessions(conn, user_id)
+            await open_session(conn, session)
+        ctx.new_session = session
 
 
 class Pages:
