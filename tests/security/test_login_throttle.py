@@ -9,7 +9,9 @@ import pytest
 
 from tests.support.console_client import Visitor
 from tests.support.harness import Harness
+from tests.support.processes import clean_env, cli
 from tokenhub.accounts import service as accounts
+from tokenhub.config import Settings
 
 PASSWORD = "correct-horse-battery"
 
@@ -81,6 +83,12 @@ def test_behind_a_trusted_proxy_the_client_is_the_rightmost_untrusted_hop(make_g
 
 
 def _networks(raw: str):  # type: ignore[no-untyped-def]
-    from tokenhub.config import Settings
-
     return Settings.from_env({"TOKENHUB_HOME": "/nonexistent", "TOKENHUB_TRUSTED_PROXIES": raw}).trusted_proxies
+
+
+def test_a_bad_trusted_proxies_setting_stops_the_start(tmp_path):
+    env = {**clean_env(tmp_path / "home"), "TOKENHUB_TRUSTED_PROXIES": "127.0.0.1, proxy.example"}
+    answer = cli(["serve", "--port", "1"], env)
+    assert answer.returncode != 0
+    assert "TOKENHUB_TRUSTED_PROXIES must list IP addresses or CIDRs, got 'proxy.example'" in answer.stderr
+    assert "Traceback" not in answer.stderr
