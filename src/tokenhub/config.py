@@ -6,6 +6,7 @@ hangs off the app, so two gateways can live in one test process.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,18 @@ def _log_format(value: str) -> str:
     if value not in ("json", "text"):
         raise SystemExit(f"TOKENHUB_LOG_FORMAT must be json or text, got {value!r}")
     return value
+
+
+def _trusted_proxies(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``TOKENHUB_TRUSTED_PROXIES``: comma-separated IPs or CIDRs of the proxies whose X-Forwarded-For is believed."""
+    networks = []
+    for item in raw.split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise SystemExit(f"TOKENHUB_TRUSTED_PROXIES must list IP addresses or CIDRs, got {item.strip()!r}") from None
+    return tuple(networks)
 
 
 def normalize_database_url(url: str) -> str:
@@ -69,6 +82,8 @@ class Settings:
     task_timeout: float = 2 * 3600.0  # an open video task older than this fails and is refunded
     stripe_secret_key: str | None = None  # top-ups through Stripe Checkout (billing/payments.py)
     stripe_webhook_secret: str | None = None  # whsec_...: webhooks are refused while unset
+    # Proxies whose X-Forwarded-For names the client (console login throttling); none by default.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -99,6 +114,7 @@ class Settings:
             task_timeout=_env_float(env, "TOKENHUB_TASK_TIMEOUT", 2 * 3600.0),
             stripe_secret_key=(env.get("TOKENHUB_STRIPE_SECRET_KEY") or "").strip() or None,
             stripe_webhook_secret=(env.get("TOKENHUB_STRIPE_WEBHOOK_SECRET") or "").strip() or None,
+            trusted_proxies=_trusted_proxies(env.get("TOKENHUB_TRUSTED_PROXIES") or ""),
             upstream_env={
                 k: v
                 for k, v in env.items()

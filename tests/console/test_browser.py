@@ -175,6 +175,32 @@ def test_login_brute_force_is_limited(console, new_page):
     expect(page.get_by_role("alert")).to_have_text("The email or password is not right.")
 
 
+def test_logout_and_sign_out_everywhere_end_copied_sessions(console, new_page):
+    make_user(console, "copy@example.com")
+    page = new_page()
+    log_in(page, "copy@example.com")
+    thief = new_page()
+    thief.context.add_cookies(page.context.cookies())  # the cookie, copied before logout
+    thief.goto("/keys")
+    expect(thief.locator("h1")).to_have_text("API keys")
+    page.click("form.logout button[type=submit]")
+    expect(page).to_have_url(f"{console.server.url}/login")
+    thief.goto("/keys")
+    expect(thief).to_have_url(f"{console.server.url}/login?next=%2Fkeys")
+    # Two browsers again; "Sign out everywhere" in one ends both.
+    log_in(page, "copy@example.com")
+    other = new_page(locale="zh-CN")
+    log_in(other, "copy@example.com")
+    other.goto("/account/password")
+    expect(other.get_by_role("heading", name="已登录的浏览器")).to_be_visible()
+    page.goto("/account/password")
+    page.get_by_role("button", name="Sign out everywhere").click()
+    expect(page.get_by_role("status")).to_have_text("You were signed out in every browser.")
+    expect(page.locator("h1")).to_have_text("Log in")
+    other.goto("/keys")
+    expect(other.locator("h1")).to_have_text("登录")
+
+
 def test_user_text_is_escaped(console, new_page):
     fired: list[str] = []
     make_user(console, "xss@example.com")

@@ -53,29 +53,37 @@ def test_csrf_is_bound_to_the_session():
     assert not c.csrf_valid(one, None) and not c.csrf_valid(one, "")
 
 
-def test_limiter_per_account_and_per_address():
+def test_limiter_per_pair_per_address_and_account_slowdown():
     now = [1000.0]
-    limiter = LoginLimiter(per_account=5, per_address=20, window=900, clock=lambda: now[0])
+    limiter = LoginLimiter(clock=lambda: now[0])
     for _ in range(5):
         assert limiter.retry_after("a@x.io", "10.0.0.1") == 0
         limiter.fail("A@x.io", "10.0.0.1")
-    assert limiter.retry_after("a@x.io", "10.0.0.2") == 901  # the account, from any address
-    assert limiter.retry_after("b@x.io", "10.0.0.1") == 0
+    assert limiter.retry_after("a@x.io", "10.0.0.1") == 901  # this address, this account
+    assert limiter.retry_after("a@x.io", "10.0.0.2") == 0  # the owner elsewhere is not refused...
+    assert limiter.delay("a@x.io") == 0.5  # ...only slowed down
+    limiter.fail("a@x.io", "10.0.0.3")
+    limiter.fail("a@x.io", "10.0.0.4")
+    assert limiter.delay("a@x.io") == 2.0
+    for i in range(10):
+        limiter.fail("a@x.io", f"10.0.1.{i}")
+    assert limiter.delay("a@x.io") == 8.0  # capped
+    assert limiter.retry_after("b@x.io", "10.0.0.1") == 0 and limiter.delay("b@x.io") == 0
     for i in range(15):
         limiter.fail(f"user{i}@x.io", "10.0.0.1")
     assert limiter.retry_after("fresh@x.io", "10.0.0.1") > 0  # 20 failures from one address
     assert limiter.retry_after("fresh@x.io", "10.0.0.9") == 0
+    limiter.succeed("a@x.io", "10.0.0.1")
+    assert limiter.pairs.retry_after("a@x.io\n10.0.0.1") == 0 and limiter.delay("a@x.io") == 8.0
     now[0] += 901
-    assert limiter.retry_after("a@x.io", "10.0.0.1") == 0
-    limiter.fail("c@x.io", "1.1.1.1")
-    limiter.succeed("c@x.io")
-    assert limiter.accounts.retry_after("c@x.io") == 0
+    assert limiter.retry_after("a@x.io", "10.0.0.1") == 0 and limiter.delay("a@x.io") == 0
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("/keys", "/keys"), ("/keys?x=1", "/keys?x=1"), ("//evil.example", "/"), ("https://evil.example/", "/"),
-     ("/\\evil.example", "/"), ("", "/"), (None, "/"), ("keys", "/")],
+     ("/\\evil.example", "/"), ("", "/"), (None, "/"), ("keys", "/"), ("/\r\nSet-Cookie: x=1", "/"), ("/a\tb", "/"),
+     ("/caf\u00e9?q=1", "/caf%C3%A9?q=1")],
 )
 def test_safe_next(value, expected):
     assert safe_next(value) == expected

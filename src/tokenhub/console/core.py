@@ -19,10 +19,11 @@ from multidict import MultiDict, MultiDictProxy
 
 from tokenhub.accounts import service as accounts
 from tokenhub.api.routes import GATEWAY
+from tokenhub.console.addresses import client_address
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
 from tokenhub.console.ratelimit import LoginLimiter
 from tokenhub.console.render import Templates
-from tokenhub.console.sessions import COOKIE, Session, SessionCodec
+from tokenhub.console.sessions import COOKIE, Session, SessionCodec, end_all_sessions, open_session, session_is_open
 from tokenhub.errors import GatewayError, NotFound, PermissionDenied
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
@@ -56,7 +57,8 @@ class Ctx:
 
     @property
     def address(self) -> str:
-        return self.request.remote or "unknown"
+        """The client's address: the peer, or what a trusted proxy says (TOKENHUB_TRUSTED_PROXIES)."""
+        return client_address(self.request, self.request.config_dict[GATEWAY].settings.trusted_proxies)
 
     @property
     def user_id(self) -> int:
@@ -104,11 +106,16 @@ def redirect(location: str) -> web.Response:
 
 
 def safe_next(value: str | None) -> str:
-    """A local path to go back to after login; anything else (``//evil``, ``https://...``) is ``/``."""
+    """A local path to go back to after login; anything else (``//evil``, ``https://...``, control characters
+    such as CR/LF, which no header may carry) is ``/``. Other characters outside ASCII are percent-encoded."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        return "/"
     parts = urlsplit(value)
-    return value if not parts.scheme and not parts.netloc else "/"
+    if parts.scheme or parts.netloc:
+        return "/"
+    return quote(value, safe="/?&=%#:@!$'()*+,;~-._[]")
 
 
 def error_text(t: Translator, err: GatewayError) -> str:
@@ -172,8 +179,8 @@ class Shell:
                 row = await accounts.get_user(conn, int(session.user_id))  # type: ignore[arg-type]
             except NotFound:
                 return None
-        if row.disabled or row.session_epoch != session.epoch:
-            return None
+            if row.disabled or row.session_epoch != session.epoch or not await session_is_open(conn, session):
+                return None  # disabled, password changed, logged out, or signed out everywhere
         return accounts.user_dict(row)
 
     async def checked_form(self, ctx: Ctx) -> MultiDictProxy[str]:
@@ -212,8 +219,15 @@ class Shell:
         response.headers.setdefault("Vary", "Cookie, Accept-Language")
         return response
 
-    def sign_in(self, ctx: Ctx, user_id: int, epoch: int) -> None:
-        ctx.new_session = self.codec.new(user_id, epoch)  # a new session id: no fixation
+    async def sign_in(self, ctx: Ctx, user_id: int, epoch: int, *, end_others: bool = False) -> None:
+        """A new signed-in session (a new id: no fixation), recorded server-side; ``end_others`` first ends
+        every other session of the account (a password change)."""
+        session = self.codec.new(user_id, epoch)
+        async with self.gw.engine.begin() as conn:
+            if end_others:
+                await end_all_sessions(conn, user_id)
+            await open_session(conn, session)
+        ctx.new_session = session
 
 
 class Pages:

@@ -1,7 +1,14 @@
-"""Login attempt limits, in process memory: failures per account and per client address.
+"""Login attempt limits, in process memory (see docs/console.md, "Signing in").
 
-Several gateway processes each keep their own counts (so the effective limit is per process);
-a shared limiter comes with Redis (issue 6).
+Three counts of failed passwords, each over the last 15 minutes:
+
+- per (account, address): 5 failures refuse that address for that account (429 until the oldest expires);
+- per address: 20 failures refuse that address for every account;
+- per account, from every address: past 5, each further attempt on the account is answered only after a
+  growing delay (0.5 s doubling to 8 s), but never refused, so nobody can lock the owner out by failing
+  from addresses of their own. The right password from an address that is not refused always signs in.
+
+Several gateway processes each keep their own counts (so the effective limits are per process).
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ class FailureWindow:
             return 0
         return max(1, int(times[0] + self.window - self._clock()) + 1)
 
+    def count(self, key: str) -> int:
+        times = self._recent(key)
+        return 0 if times is None else len(times)
+
     def fail(self, key: str) -> None:
         if len(self._failures) >= self._max_keys:
             for stale in list(self._failures):
@@ -51,16 +62,42 @@ class FailureWindow:
 
 
 class LoginLimiter:
-    def __init__(self, per_account: int = 5, per_address: int = 20, window: float = 15 * 60, clock: Callable[[], float] = time.monotonic):
-        self.accounts = FailureWindow(per_account, window, clock)
+    def __init__(
+        self,
+        per_pair: int = 5,
+        per_address: int = 20,
+        account_free: int = 5,
+        window: float = 15 * 60,
+        first_delay: float = 0.5,
+        max_delay: float = 8.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pairs = FailureWindow(per_pair, window, clock)
         self.addresses = FailureWindow(per_address, window, clock)
+        self.accounts = FailureWindow(account_free, window, clock)
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+
+    @staticmethod
+    def _pair(account: str, address: str) -> str:
+        return f"{account.lower()}\n{address}"
 
     def retry_after(self, account: str, address: str) -> int:
-        return max(self.accounts.retry_after(account.lower()), self.addresses.retry_after(address))
+        """0 when this address may try this account; otherwise seconds until it may."""
+        return max(self.pairs.retry_after(self._pair(account, address)), self.addresses.retry_after(address))
+
+    def delay(self, account: str) -> float:
+        """Seconds to wait before checking a password for this account: 0, then growing with its recent failures."""
+        recent = self.accounts.count(account.lower())
+        if recent < self.accounts.limit:
+            return 0.0
+        return min(self.max_delay, self.first_delay * 2 ** (recent - self.accounts.limit))
 
     def fail(self, account: str, address: str) -> None:
-        self.accounts.fail(account.lower())
+        self.pairs.fail(self._pair(account, address))
         self.addresses.fail(address)
+        self.accounts.fail(account.lower())
 
-    def succeed(self, account: str) -> None:
-        self.accounts.clear(account.lower())
+    def succeed(self, account: str, address: str) -> None:
+        """The pair starts afresh; the account's count stays (an attacker elsewhere is still trying)."""
+        self.pairs.clear(self._pair(account, address))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
-
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from tokenhub.storage.tables import meta
 
+log = logging.getLogger(__name__)
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -32,7 +38,7 @@ def create_engine(database_url: str, *, pool_size: int = 8) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            make_private_sqlite_file(Path(url.database))
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _make_sqlite_transactions_immediate(engine)
         return engine
@@ -42,9 +48,36 @@ def create_engine(database_url: str, *, pool_size: int = 8) -> AsyncEngine:
 def create_sync_sqlite_engine(database_url: str) -> Engine:
     """A synchronous engine on the same SQLite file, for work done whole in one worker thread."""
     url = make_url(database_url).set(drivername="sqlite+pysqlite")
+    if url.database and url.database != ":memory:":
+        make_private_sqlite_file(Path(url.database))
     engine = sa_create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1, max_overflow=0)
     _make_sqlite_transactions_immediate(engine)
     return engine
+
+
+def make_private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 (its folder 0700) before anything opens it, and tighten an older one.
+
+    The file holds password hashes and webhook secrets. SQLite itself would create it 0644 (less the
+    umask); it creates ``-wal`` and ``-shm`` with the main file's mode whatever the umask, so a 0600
+    main file is what makes all three private — for every connection, the ledger store's included.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if stat.S_IMODE(os.stat(name).st_mode) & 0o077:
+                os.chmod(name, PRIVATE_FILE)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not ours to change: say so, and go on
+            log.warning("cannot make %s private (0600): %s", name, exc)
 
 
 def _make_sqlite_transactions_immediate(engine: AsyncEngine | Engine) -> None:

@@ -278,3 +278,14 @@ stripe_events = Table(
     Column("outcome", String(32)),  # credited | duplicate-effect | ignored | unmatched | ...
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+
+# Signed-in console sessions (console/sessions.py): only the SHA-256 of the session id in the cookie.
+# A cookie whose row is gone (logout) or expired signs nobody in, in every process sharing the database.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)

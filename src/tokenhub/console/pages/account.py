@@ -10,13 +10,18 @@ from tokenhub.accounts import service as accounts
 from tokenhub.accounts.secrets import hash_password, verify_password
 from tokenhub.console.core import Ctx, Pages, error_text, page, redirect, safe_next
 from tokenhub.console.i18n import LANG_COOKIE, LANGUAGES
+from tokenhub.console.sessions import end_all_sessions, end_session
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 
 _DUMMY_HASH = hash_password("not-a-real-password-0")  # unknown emails cost the same argon2 time
 
 
 class AccountPages(Pages):
-    NOTICES = {"password": "password.notice_changed", "welcome": "dashboard.notice_welcome"}
+    NOTICES = {
+        "password": "password.notice_changed",
+        "welcome": "dashboard.notice_welcome",
+        "signed_out_everywhere": "sessions.notice_everywhere",
+    }
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -25,6 +30,7 @@ class AccountPages(Pages):
             web.get("/login", self.login),
             web.post("/login", self.login),
             web.post("/logout", self.logout),
+            web.post("/logout/everywhere", self.logout_everywhere),
             web.get("/account/password", self.password),
             web.post("/account/password", self.password),
             web.get("/lang/{lang}", self.set_language),
@@ -51,7 +57,7 @@ class AccountPages(Pages):
             except GatewayError as err:
                 self.limiter.addresses.fail(ctx.address)  # signups count against the address too
                 return self.render(ctx, "signup.html", status=400, title=ctx.t("signup.title"), error=error_text(ctx.t, err), **values)
-            self.shell.sign_in(ctx, user["id"], 0)
+            await self.shell.sign_in(ctx, user["id"], 0)
             return redirect("/?done=welcome")
         return self.render(ctx, "signup.html", title=ctx.t("signup.title"), error=None, **values)
 
@@ -64,9 +70,13 @@ class AccountPages(Pages):
         email = ctx.form.get("email", "").strip().lower()
         password = ctx.form.get("password", "")
         values["email"] = email
-        retry = self.limiter.retry_after(email, ctx.address)
+        address = ctx.address
+        retry = self.limiter.retry_after(email, address)
         if retry:
             return self.too_many(ctx, retry)
+        delay = self.limiter.delay(email)
+        if delay:  # many failures on this account from elsewhere: slower, but the right password still works
+            await asyncio.sleep(delay)
         row = None
         async with self.gw.engine.connect() as conn:
             try:
@@ -76,12 +86,12 @@ class AccountPages(Pages):
         stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
         valid = await asyncio.to_thread(verify_password, stored, password)
         if row is None or not row.password_hash or not valid:
-            self.limiter.fail(email, ctx.address)
+            self.limiter.fail(email, address)
             return self.render(ctx, "login.html", status=400, title=ctx.t("login.title"), error=ctx.t("login.failed"), **values)
         if row.disabled:
             return self.render(ctx, "login.html", status=403, title=ctx.t("login.title"), error=ctx.t("login.disabled"), **values)
-        self.limiter.succeed(email)
-        self.shell.sign_in(ctx, row.id, row.session_epoch)
+        self.limiter.succeed(email, address)
+        await self.shell.sign_in(ctx, row.id, row.session_epoch)
         return redirect(next_path)
 
     def too_many(self, ctx: Ctx, retry_after: int) -> web.Response:
@@ -94,8 +104,20 @@ class AccountPages(Pages):
 
     @page("any")
     async def logout(self, ctx: Ctx) -> web.StreamResponse:
+        """Ends this session on the server too: a copy of the cookie signs nobody in afterwards."""
+        if ctx.user is not None:
+            async with self.gw.engine.begin() as conn:
+                await end_session(conn, ctx.session)
         ctx.new_session = self.shell.codec.new()
         return redirect("/login")
+
+    @page("user")
+    async def logout_everywhere(self, ctx: Ctx) -> web.StreamResponse:
+        """Ends every session of this account, this one included, in every browser."""
+        async with self.gw.engine.begin() as conn:
+            await end_all_sessions(conn, ctx.user_id)
+        ctx.new_session = self.shell.codec.new()
+        return redirect("/login?done=signed_out_everywhere")
 
     @page("user")
     async def password(self, ctx: Ctx) -> web.StreamResponse:
@@ -120,7 +142,7 @@ class AccountPages(Pages):
                 epoch = await accounts.set_password(conn, user["id"], new)
         except GatewayError as err:
             return self.render(ctx, "password.html", status=400, title=title, error=error_text(ctx.t, err))
-        self.shell.sign_in(ctx, user["id"], epoch)  # this browser stays signed in; every other session ends
+        await self.shell.sign_in(ctx, user["id"], epoch, end_others=True)  # this browser stays signed in; every other ends
         return redirect("/?done=password")
 
     @page("any")
