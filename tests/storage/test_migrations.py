@@ -33,7 +33,7 @@ def test_upgrade_from_the_first_revision_keeps_data(database_url: str):
             assert await conn.scalar(select(users.c.session_epoch).where(users.c.email == "old@example.com")) == 0
             assert await conn.scalar(select(func.count()).select_from(api_keys)) == 1
             assert await conn.scalar(select(func.count()).select_from(ledger_entries)) == 1
-            assert await conn.scalar(select(func.count()).select_from(console_sessions)) == 0  # 0006: a new table
+            assert await conn.scalar(select(func.count()).select_from(console_sessions)) == 0  # 0007: a new table
             assert (await credits_summary(conn, "new@example.com"))["balance_nanos"] == 5_000_000_000
             assert (await check_ledger(conn)).ok
         await engine.dispose()
