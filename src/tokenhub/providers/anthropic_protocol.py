@@ -73,10 +73,12 @@ from tokenhub.providers.base import (
     AdapterDefaults,
     Completion,
     MalformedChunk,
+    MalformedUsage,
     UpstreamRequest,
     error_message,
     new_chunk,
     now,
+    usage_count,
 )
 from tokenhub.relay.sse import Event
 
@@ -578,24 +580,50 @@ def _strip_thinking(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def read_usage(raw: Any) -> Usage | None:
-    """Anthropic usage (additive cache fields) in OpenAI semantics."""
+    """Anthropic usage (additive cache fields) in OpenAI semantics, with the server-tool uses
+    (``server_tool_use: {"web_search_requests": N, "web_fetch_requests": M}`` -> ``tool_uses``
+    ``{"web_search": N, "web_fetch": M}``). None when absent or malformed (a count that is not a
+    non-negative integer): the relay then charges its estimate, flagged."""
     if not isinstance(raw, dict):
         return None
-    return _usage(raw, _int(raw.get("input_tokens")), _int(raw.get("output_tokens")))
+    try:
+        return _usage(raw)
+    except MalformedUsage:
+        return None
 
 
-def _usage(raw: dict[str, Any], input_tokens: int, output_tokens: int) -> Usage:
-    cache_read = _int(raw.get("cache_read_input_tokens"))
-    cache_write = _int(raw.get("cache_creation_input_tokens"))
+def _usage(raw: dict[str, Any]) -> Usage:
+    input_tokens = usage_count(raw.get("input_tokens"))
+    output_tokens = usage_count(raw.get("output_tokens"))
+    cache_read = usage_count(raw.get("cache_read_input_tokens"))
+    cache_write = usage_count(raw.get("cache_creation_input_tokens"))
     details = raw.get("output_tokens_details")
-    thinking = _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+    if details is not None and not isinstance(details, dict):
+        raise MalformedUsage
+    thinking = usage_count(details.get("thinking_tokens")) if details else 0
     return Usage(
         prompt_tokens=input_tokens + cache_read + cache_write,
         completion_tokens=output_tokens,
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=min(thinking, output_tokens),
+        tool_uses=server_tool_uses(raw.get("server_tool_use")),
     )
+
+
+def server_tool_uses(raw: Any) -> dict[str, int]:
+    """``server_tool_use`` -> uses by tool kind (``web_search_requests`` -> ``web_search``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise MalformedUsage
+    uses: dict[str, int] = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and key.endswith("_requests"):
+            count = usage_count(value)
+            if count:
+                uses[key.removesuffix("_requests")] = count
+    return uses
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
@@ -606,10 +634,6 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def finish_reason(stop_reason: Any) -> str | None:
@@ -838,7 +862,7 @@ class AnthropicChunkStream:
         usage = obj.get("usage")
         if isinstance(usage, dict):
             merged = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-            self.usage = _usage(merged, _int(merged.get("input_tokens")), _int(merged.get("output_tokens")))
+            self.usage = read_usage(merged)  # None when malformed: the relay estimates
         delta = obj.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         if stop_reason is None or self.finish_reason is not None:

@@ -87,7 +87,7 @@ class AnthropicBytePipe:
         data = event.data
         if kind == "message_start":
             message = obj.get("message") or {}
-            self._usage_raw.update(message.get("usage") or {})
+            self._merge_usage(message.get("usage") if isinstance(message, dict) else None)
             data = _MODEL_FIELD.sub(lambda _m: self._model_json, data, count=1)
         elif kind == "content_block_delta":
             delta = obj.get("delta") or {}
@@ -95,8 +95,8 @@ class AnthropicBytePipe:
                 if isinstance(delta.get(field), str):
                     self._pieces.append(delta[field])
         elif kind == "message_delta":
-            self._usage_raw.update(obj.get("usage") or {})
-            self.usage = anth.read_usage(self._usage_raw)
+            self._merge_usage(obj.get("usage"))
+            self.usage = anth.read_usage(self._usage_raw)  # None when malformed: the relay estimates
             self.finish_reason = anth.finish_reason((obj.get("delta") or {}).get("stop_reason"))
         elif kind == "message_stop":
             self.finished = True
@@ -106,6 +106,13 @@ class AnthropicBytePipe:
             return b""
         name = event.name or (kind.encode() if isinstance(kind, str) else b"message")
         return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+    def _merge_usage(self, usage: Any) -> None:
+        """message_delta's usage is cumulative and may omit fields message_start gave."""
+        if isinstance(usage, dict):
+            self._usage_raw.update({k: v for k, v in usage.items() if v is not None})
+        elif usage is not None:
+            self._usage_raw["output_tokens"] = usage  # not an object: malformed, so read_usage gives None
 
     def close(self) -> bytes:
         return b""

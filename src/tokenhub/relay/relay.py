@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from tokenhub.api.requests import REQUEST_ID
-from tokenhub.billing.cost import Usage, max_cost, usage_cost
+from tokenhub.billing.cost import Usage, max_cost, tool_hold, usage_cost
 from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_upper_bound
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
@@ -124,6 +124,7 @@ class Relay:
         first = routes[0]
         upstream = await self._build(call, model, first, native, extra_headers)
         hold = self._hold_amount(call, model, body_size, upstream.max_output)
+        hold += tool_hold(call.server_tools, model.pricing)  # server tools: price x max_uses each
         request_id = request[REQUEST_ID]
         ticket = await admit(self.gw.rates, key, request)
         try:
