@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.ledger import GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
@@ -38,7 +39,8 @@ _REQUEST_COLUMNS = (
 _SETTLE_SET = (
     "state = {p}, status = {p}, http_status = {p}, cost_nanos = {p}, prompt_tokens = {p}, completion_tokens = {p}, "
     "cached_tokens = {p}, cache_write_tokens = {p}, reasoning_tokens = {p}, estimated = {p}, finish_reason = {p}, "
-    "latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = {p}, channel_id = {p}, upstream_model = {p}, settled_at = {p}"
+    "latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = {p}, channel_id = {p}, upstream_model = {p}, settled_at = {p}, "
+    "tool_uses = {p}"
 )
 
 
@@ -54,7 +56,8 @@ def _settle_values(op: Settlement, now: Any) -> tuple[Any, ...]:
     return (
         "settled" if op.cost else "released", op.status, op.http_status, op.cost, u.prompt_tokens, u.completion_tokens,
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated, op.finish_reason, op.latency_ms,
-        op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, now, op.request_id,
+        op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, now,
+        orjson.dumps(u.tool_uses).decode() if u.tool_uses else None, op.request_id,
     )  # fmt: skip
 
 
@@ -294,12 +297,13 @@ class PostgresLedgerStore:
             [h.stream for h in holds], [h.amount for h in holds],
         ]  # fmt: skip
         settle_rows = [_settle_values(op, now) for op in settled]
-        columns += [[row[i] for row in settle_rows] for i in range(19) if i != 17]  # 17 is settled_at: $now
+        columns += [[row[i] for row in settle_rows] for i in (*range(17), 19)]  # 17 is settled_at ($now), 18 tool_uses ($40)
         columns += [
             [e["user_id"] for e in entries], [e["kind"] for e in entries], [e["amount"] for e in entries],
             [e["balance_after"] for e in entries], [e["request_id"] for e in entries],
             list(plan.balances), list(plan.balances.values()),
             [c[0] for c in changed], [c[1] for c in changed], [c[2] for c in changed],
+            [row[18] for row in settle_rows],
         ]  # fmt: skip
         return [self._instance_id, now, *columns]
     def start(self) -> None:
@@ -344,12 +348,12 @@ WITH new_requests AS (
         prompt_tokens = s.pt, completion_tokens = s.ct, cached_tokens = s.cached, cache_write_tokens = s.cache_write,
         reasoning_tokens = s.reasoning, estimated = s.est, finish_reason = s.finish, latency_ms = s.latency,
         ttfb_ms = s.ttfb, error = s.err, prices = s.prices, channel_id = s.channel_id, upstream_model = s.upstream_model,
-        settled_at = $2
+        settled_at = $2, tool_uses = s.tool_uses
     FROM unnest($12::text[], $13::text[], $14::int[], $15::bigint[], $16::int[], $17::int[], $18::int[], $19::int[],
         $20::int[], $21::bool[], $22::text[], $23::int[], $24::int[], $25::text[], $26::text[], $27::int[], $28::text[],
-        $29::text[])
+        $29::text[], $40::text[])
         AS s(state, status, http_status, cost, pt, ct, cached, cache_write, reasoning, est, finish, latency, ttfb, err,
-             prices, channel_id, upstream_model, id)
+             prices, channel_id, upstream_model, id, tool_uses)
     WHERE r.id = s.id
 ), entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)

@@ -693,8 +693,9 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
     }
     if usage.reasoning_tokens > 0:
         out["output_tokens_details"] = {"thinking_tokens": min(usage.reasoning_tokens, out["output_tokens"])}
-    if usage.tool_uses:
-        out["server_tool_use"] = {f"{kind}_requests": count for kind, count in sorted(usage.tool_uses.items())}
+    if usage.tool_uses:  # Anthropic always reports both counts (the SDK requires them), then any other
+        counts = {"web_search": 0, "web_fetch": 0, **usage.tool_uses}
+        out["server_tool_use"] = {f"{kind}_requests": count for kind, count in counts.items()}
     return out
 
 
