@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.harness import Harness
-from tests.support.scenarios import MODEL, cost_nanos, customer, priced_model
+from tests.support.scenarios import MODEL, customer, priced_model
 from tokenhub.storage.tables import requests
 
 KINDS = ["negative", "float", "string"]
