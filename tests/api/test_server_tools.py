@@ -50,9 +50,8 @@ def test_web_search_is_charged_per_use_on_top_of_tokens(env, fake_anthropic: Fak
     message = ask(client, stream, "What is new today? #fake:web_search=2", [{**WEB_SEARCH, "max_uses": 3}])
     assert message.usage.server_tool_use is not None
     assert message.usage.server_tool_use.web_search_requests == 2 and message.usage.server_tool_use.web_fetch_requests == 0
-    if stream:  # the byte pipe relays the server tool blocks as Anthropic sent them
-        kinds = [b.type for b in message.content]
-        assert kinds == ["server_tool_use", "web_search_tool_result"] * 2 + ["text"]
+    # the pass-through hands over Anthropic's own message: the server tool blocks come back as sent
+    assert [b.type for b in message.content] == ["server_tool_use", "web_search_tool_result"] * 2 + ["text"]
     assert fake_anthropic.requests[-1].json["tools"] == [{**WEB_SEARCH, "max_uses": 3}]  # forwarded as sent
 
     expected = cost_nanos(message.usage.input_tokens, message.usage.output_tokens) + 2 * SEARCH_NANOS

@@ -646,6 +646,14 @@ def _json(value: Any) -> str:
     return orjson.dumps(value if value is not None else {}).decode()
 
 
+class CompletionFromMessage(dict):  # type: ignore[type-arg]
+    """An OpenAI ``chat.completion`` dict (serialised as one) that also keeps, in ``.message``, the
+    Anthropic message it was read from: an Anthropic client on the pass-through gets that message
+    itself, server-tool blocks, citations and all, instead of a re-translation."""
+
+    message: dict[str, Any]
+
+
 def parse_message(obj: dict[str, Any]) -> Completion:
     texts: list[str] = []
     thinking: list[str] = []
@@ -680,7 +688,7 @@ def parse_message(obj: dict[str, Any]) -> Completion:
     if details:
         message["reasoning_details"] = details
     usage = read_usage(obj.get("usage"))
-    body: dict[str, Any] = {
+    body = CompletionFromMessage({
         "id": f"chatcmpl-{obj.get('id') or secrets.token_hex(12)}",
         "object": "chat.completion",
         "created": now(),
@@ -688,7 +696,8 @@ def parse_message(obj: dict[str, Any]) -> Completion:
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(obj.get("stop_reason")) or "stop"}
         ],
-    }
+    })
+    body.message = obj
     if usage is not None:
         body["usage"] = usage_dict(usage)
     return Completion(body, usage)

@@ -22,7 +22,7 @@ from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import ChatAdapter, ChunkStream, MalformedChunk
-from tokenhub.relay.anthropic_format import AnthropicStreamWriter, error_body, to_anthropic_message
+from tokenhub.relay.anthropic_format import AnthropicStreamWriter, anthropic_usage, error_body, to_anthropic_message
 from tokenhub.relay.openai_responder import StreamFacts
 from tokenhub.relay.sse import Event
 
@@ -54,6 +54,12 @@ class AnthropicResponder:
         self.input_tokens = input_tokens  # the estimate message_start reports (message_delta has the real count)
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
+        native = getattr(body, "message", None)  # an Anthropic upstream's own message (pass-through)
+        if isinstance(native, dict):
+            message = {**native, "model": self.client_model}
+            if usage.estimated:  # the upstream's usage was missing or malformed: report what was charged
+                message["usage"] = anthropic_usage(usage)
+            return web.Response(body=orjson.dumps(message), content_type="application/json")
         message = to_anthropic_message(body, usage, self.client_model, self.message_id, tool_names=self.tool_names)
         return web.Response(body=orjson.dumps(message), content_type="application/json")
 
