@@ -3,6 +3,9 @@ from the catalog, held for price x max_uses, charged what the upstream reports (
 
 from __future__ import annotations
 
+import json
+import time
+
 import anthropic
 import pytest
 from sqlalchemy import select
@@ -111,3 +114,34 @@ def test_a_server_tool_on_a_translated_route_is_dropped_not_run(env, fake_openai
     assert "tools" not in fake_openai.requests[-1].json
     row = last_request(gw)
     assert row.tool_uses is None and row.cost_nanos > 0
+
+
+def test_searches_delivered_are_charged_when_the_usage_is_malformed(env):
+    gw, _, client = env
+    text_in = "news? #fake:web_search=2 #fake:bad_usage=negative"
+    with client.messages.stream(model=MODEL, max_tokens=400, messages=[{"role": "user", "content": text_in}],
+                                tools=[WEB_SEARCH]) as events:
+        final = events.get_final_message()
+    delivered = "".join(b.text if b.type == "text" else json.dumps(b.input) for b in final.content
+                        if b.type in ("text", "server_tool_use"))
+    row = last_request(gw)
+    assert row.estimated and row.tool_uses == '{"web_search":2}'
+    assert row.cost_nanos == cost_nanos(8 + -(-len(text_in) // 4), -(-len(delivered) // 4)) + 2 * SEARCH_NANOS
+
+
+def test_a_client_that_leaves_after_a_search_still_pays_for_it(env):
+    """Leaving as soon as the search results arrive (before the usage) must not make the search free."""
+    gw, _, client = env
+    content = "news? #fake:web_search=3 #fake:tokens=40 #fake:delay=0.05"
+    with client.messages.stream(model=MODEL, max_tokens=400, messages=[{"role": "user", "content": content}],
+                                tools=[WEB_SEARCH]) as events:
+        for event in events:
+            if event.type == "content_block_start" and event.content_block.type == "web_search_tool_result":
+                break
+    deadline = time.monotonic() + 20
+    while (row := last_request(gw)).state == "held":
+        assert time.monotonic() < deadline, "the request was never settled"
+        time.sleep(0.05)
+    searches = json.loads(row.tool_uses)["web_search"]
+    assert row.status == "client_closed" and row.estimated and 1 <= searches <= 3
+    assert row.cost_nanos > searches * SEARCH_NANOS

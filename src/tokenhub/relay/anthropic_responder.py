@@ -65,22 +65,36 @@ class AnthropicResponder:
 
     def pipe(self, adapter: ChatAdapter, cost_text: CostText, channel: Channel) -> "AnthropicBytePipe | AnthropicChunkPipe":
         if adapter.protocol == "anthropic":
-            return AnthropicBytePipe(self.client_model, channel)
+            return AnthropicBytePipe(self.client_model, channel, input_tokens=self.input_tokens)
         return AnthropicChunkPipe(self, adapter.chunk_stream(self.client_model), channel)
 
 
 class AnthropicBytePipe:
-    """Anthropic upstream, Anthropic client: relay the events, read usage and stop reason on the way."""
+    """Anthropic upstream, Anthropic client: relay the events, read usage and stop reason on the way.
 
-    def __init__(self, client_model: str, channel: Channel) -> None:
+    Server-tool results are counted as they pass (a ``*_tool_result`` block that is not an error is
+    one billed use), so a stream whose usage never comes — the client left after a search, the usage
+    was malformed — is charged its estimate *and* the uses delivered, never the searches for free.
+    """
+
+    def __init__(self, client_model: str, channel: Channel, *, input_tokens: int = 0) -> None:
         self._model_json = b'"model":' + orjson.dumps(client_model)
         self._channel = channel
+        self._input_tokens = input_tokens  # the prompt estimate, for a usage the upstream never gave
         self._pieces: list[str] = []
         self._usage_raw: dict[str, Any] = {}
-        self.usage: Usage | None = None
+        self._usage: Usage | None = None
+        self._tool_uses: dict[str, int] = {}  # server-tool results delivered, by kind
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.finished = False
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's usage; without one, the estimate with the server-tool uses delivered, if any."""
+        if self._usage is not None or not self._tool_uses:
+            return self._usage
+        return Usage(self._input_tokens, self.delivered_tokens(), estimated=True, tool_uses=dict(self._tool_uses))
 
     def feed(self, event: Event) -> bytes:
         try:
@@ -95,6 +109,8 @@ class AnthropicBytePipe:
             message = obj.get("message") or {}
             self._merge_usage(message.get("usage") if isinstance(message, dict) else None)
             data = _MODEL_FIELD.sub(lambda _m: self._model_json, data, count=1)
+        elif kind == "content_block_start":
+            self._count_tool_result(obj.get("content_block"))
         elif kind == "content_block_delta":
             delta = obj.get("delta") or {}
             for field in ("text", "thinking", "partial_json"):
@@ -102,7 +118,7 @@ class AnthropicBytePipe:
                     self._pieces.append(delta[field])
         elif kind == "message_delta":
             self._merge_usage(obj.get("usage"))
-            self.usage = anth.read_usage(self._usage_raw)  # None when malformed: the relay estimates
+            self._usage = anth.read_usage(self._usage_raw)  # None when malformed: estimated (see usage)
             self.finish_reason = anth.finish_reason((obj.get("delta") or {}).get("stop_reason"))
         elif kind == "message_stop":
             self.finished = True
@@ -112,6 +128,16 @@ class AnthropicBytePipe:
             return b""
         name = event.name or (kind.encode() if isinstance(kind, str) else b"message")
         return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+    def _count_tool_result(self, block: Any) -> None:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str) or not kind.endswith("_tool_result") or kind == "mcp_tool_result":
+            return
+        content = block.get("content")
+        if isinstance(content, dict) and "error_code" in content:  # e.g. max_uses_exceeded: not billed
+            return
+        name = kind.removesuffix("_tool_result")
+        self._tool_uses[name] = self._tool_uses.get(name, 0) + 1
 
     def _merge_usage(self, usage: Any) -> None:
         """message_delta's usage is cumulative and may omit fields message_start gave."""
