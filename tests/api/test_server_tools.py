@@ -145,3 +145,16 @@ def test_a_client_that_leaves_after_a_search_still_pays_for_it(env):
     searches = json.loads(row.tool_uses)["web_search"]
     assert row.status == "client_closed" and row.estimated and 1 <= searches <= 3
     assert row.cost_nanos > searches * SEARCH_NANOS
+
+
+def test_tool_uses_are_recorded_on_both_databases(make_gateway, database_url: str, anthropic_url: str):
+    gw = make_gateway(database_url)
+    gw.channel("anthropic", anthropic_url, name="claude")
+    cust = customer(gw, credits_usd="5")
+    client = anthropic.Anthropic(base_url=gw.base_url.removesuffix("/v1"), api_key=cust.key, max_retries=0)
+    message = ask(client, False, "news? #fake:web_search=1", [{**WEB_SEARCH, "max_uses": 2}])
+    client.close()
+    row = last_request(gw)
+    assert row.tool_uses == '{"web_search":1}'
+    assert row.cost_nanos == cost_nanos(message.usage.input_tokens, message.usage.output_tokens) + SEARCH_NANOS
+    assert gw.ledger_report().ok
