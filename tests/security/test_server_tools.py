@@ -72,6 +72,7 @@ OPENAI_BUILTINS = [
     ({"plugins": [{"id": "web"}]}, "plugins"),
     ({"tools": [{"type": "web_search", "web_search": {"enable": True}}]}, "web_search"),
     ({"tools": [{"type": "builtin_function", "function": {"name": "$web_search"}}]}, "builtin_function"),
+    ({"tools": [{"google_search": {}}]}, "google_search"),  # Gemini's OpenAI-compatible endpoint
 ]
 
 

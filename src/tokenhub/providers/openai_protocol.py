@@ -53,8 +53,10 @@ def refuse_server_tools(payload: dict[str, Any]) -> None:
         )
     tools = payload.get("tools")
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
-        kind = tool.get("type", "function") if isinstance(tool, dict) else "function"
-        if kind not in CLIENT_TOOL_TYPES:
+        if not isinstance(tool, dict):
+            continue  # not a tool at all: the upstream refuses it
+        kind = tool.get("type") or ("function" if "function" in tool else next(iter(tool), "function"))
+        if kind not in CLIENT_TOOL_TYPES:  # e.g. {"type": "web_search"}, or Gemini's untyped {"google_search": {}}
             raise InvalidRequest(
                 f"tools[{i}]: the server tool '{kind}' runs at the upstream and is billed per call, which this gateway "
                 "cannot meter, so it is not available",
