@@ -371,6 +371,58 @@ def test_usage_with_cache_fields(client: anthropic.Anthropic, base_url: str) -> 
     assert events[-2][1]["usage"]["cache_read_input_tokens"] == 4 and events[-2][1]["usage"]["input_tokens"] == 0
 
 
+# --------------------------------------------------------------------------- server tools and malformed usage
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search"}
+
+
+def test_web_search_blocks_and_usage(client: anthropic.Anthropic, base_url: str) -> None:
+    tools = [{**WEB_SEARCH, "max_uses": 2}]
+    message = client.messages.create(model=MODEL, max_tokens=256, messages=user("news? #fake:web_search=3"), tools=tools)
+    kinds = [b.type for b in message.content]
+    assert kinds == ["server_tool_use", "web_search_tool_result"] * 3 + ["text"]
+    uses = [b for b in message.content if b.type == "server_tool_use"]
+    results = [b for b in message.content if b.type == "web_search_tool_result"]
+    assert [u.name for u in uses] == ["web_search"] * 3 and uses[0].input == {"query": "fake search 1"}
+    assert [r.tool_use_id for r in results] == [u.id for u in uses] and all(u.id.startswith("srvtoolu_") for u in uses)
+    assert results[0].content[0].type == "web_search_result"
+    assert results[2].content.type == "web_search_tool_result_error" and results[2].content.error_code == "max_uses_exceeded"
+    usage = message.usage.server_tool_use
+    assert usage is not None and (usage.web_search_requests, usage.web_fetch_requests) == (2, 0)  # only those run
+    # a server_tool_use block costs like tool_use: 1 + its 6 partial_json fragments (26 characters); results cost nothing
+    assert message.usage.output_tokens == 3 * 7 + 6
+
+    with client.messages.stream(model=MODEL, max_tokens=256, messages=user("news? #fake:web_search=3"), tools=tools) as stream:
+        streamed = stream.get_final_message()
+    assert [b.type for b in streamed.content] == kinds and streamed.usage.server_tool_use.web_search_requests == 2
+    assert streamed.usage.output_tokens == message.usage.output_tokens
+    events = parse_sse(raw_stream(base_url, "news? #fake:web_search=1", tools=[WEB_SEARCH]))
+    assert events[0][1]["message"]["usage"]["server_tool_use"] == {"web_search_requests": 0, "web_fetch_requests": 0}
+    assert events[-2][1]["usage"]["server_tool_use"] == {"web_search_requests": 1, "web_fetch_requests": 0}
+    plain = client.messages.create(model=MODEL, max_tokens=64, messages=user("hi"))
+    assert plain.usage.server_tool_use is None  # no server tool offered: no server_tool_use
+
+
+def test_web_fetch_blocks_and_max_uses_validation(client: anthropic.Anthropic) -> None:
+    tools = [{"type": "web_fetch_20250910", "name": "web_fetch"}]
+    message = client.messages.create(model=MODEL, max_tokens=256, messages=user("read it #fake:web_fetch=1"), tools=tools)
+    assert [b.type for b in message.content] == ["server_tool_use", "web_fetch_tool_result", "text"]
+    assert message.content[1].content.type == "web_fetch_result"
+    assert message.usage.server_tool_use.web_fetch_requests == 1
+    for bad, words in ((0, "greater than or equal to 1"), ("3", "valid integer")):
+        with pytest.raises(anthropic.BadRequestError, match=words):
+            client.messages.create(model=MODEL, max_tokens=64, messages=user("hi"), tools=[{**WEB_SEARCH, "max_uses": bad}])
+
+
+@pytest.mark.parametrize(("kind", "value"), [("negative", -7), ("float", 12.5), ("string", "12")])
+def test_bad_usage_directive(base_url: str, kind: str, value: Any) -> None:
+    body = {"model": MODEL, "max_tokens": 64, "messages": user(f"hi #fake:bad_usage={kind}")}
+    status, _, data = raw_post(base_url, "/v1/messages", body)
+    assert status == 200 and json.loads(data)["usage"]["output_tokens"] == value
+    events = parse_sse(raw_stream(base_url, f"hi #fake:bad_usage={kind}"))
+    assert events[-2][0] == "message_delta" and events[-2][1]["usage"]["output_tokens"] == value
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -158,6 +158,12 @@ def test_thinking_and_usage(client: genai.Client) -> None:
     assert hidden.usage_metadata and hidden.usage_metadata.thoughts_token_count == 5
 
 
+@pytest.mark.parametrize(("kind", "value"), [("negative", -7), ("float", 12.5), ("string", "12")])
+def test_bad_usage_directive(server: ServerThread, kind: str, value: Any) -> None:
+    status, body = gen(server, {"contents": [user(f"hi #fake:bad_usage={kind}")]})
+    assert status == 200 and body["usageMetadata"]["candidatesTokenCount"] == value
+
+
 def test_max_output_tokens_counts_thoughts(client: genai.Client) -> None:
     config = types.GenerateContentConfig(max_output_tokens=4)
     r = client.models.generate_content(model=FLASH, contents="#fake:thinking=3", config=config)

@@ -187,6 +187,16 @@ def test_usage_on_last_and_no_usage(client: openai.OpenAI) -> None:
     assert client.chat.completions.create(model="m", messages=user("#fake:no_usage")).usage is None
 
 
+@pytest.mark.parametrize(("kind", "value"), [("negative", -7), ("float", 12.5), ("string", "12")])
+def test_bad_usage_directive(base_url: str, kind: str, value: Any) -> None:
+    body = {"model": "gpt-4.1", "messages": user(f"hi #fake:bad_usage={kind}")}
+    status, _, data = raw_post(base_url, "/v1/chat/completions", json.dumps(body).encode())
+    assert status == 200 and json.loads(data)["usage"]["completion_tokens"] == value
+    raw = raw_stream(base_url, f"hi #fake:bad_usage={kind}", stream_options={"include_usage": True})
+    last = json.loads(raw.split(b"data: ")[-2].strip())
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == value
+
+
 def test_deepseek_usage(client: openai.OpenAI) -> None:
     c = client.chat.completions.create(model="deepseek-chat", messages=user("#fake:deepseek_usage #fake:cached=5"))
     extra = c.usage.model_extra or {}  # type: ignore[union-attr]

@@ -3,8 +3,10 @@
 Every catalog chat model answers here. The request is translated to the gateway's OpenAI shape
 (for validation, the hold and non-Anthropic upstreams); when the model's channel *is* Anthropic,
 the client's own body and headers go upstream unchanged but for the model id (pass-through), so
-Claude Code's betas, tools, thinking and context management all keep working. Errors use
-Anthropic's format.
+Claude Code's betas, tools, thinking and context management all keep working. Server tools the
+upstream would run and bill (web search, ...) are priced from the catalog, refused when they have
+no price, and capped (``max_uses``) so the hold covers them: see :mod:`tokenhub.providers.server_tools`.
+Errors use Anthropic's format.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tokenhub.directory import Route
 from tokenhub.errors import GatewayError, PayloadTooLarge, UpstreamError, UpstreamTimeout
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import UpstreamRequest, upstream_error
+from tokenhub.providers.server_tools import plan_server_tools
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
@@ -87,10 +90,16 @@ class MessagesAPI(RouteGroup):
             call.opaque_input = bool(translation.unsupported)  # e.g. Files API documents: sizes unknown here
             relay = Relay(gw)
             model = relay.resolve(call.model_name, key)
+            forwarded = body
+            if any(r.channel.protocol == "anthropic" for r in gw.directory.routes(model.id)):
+                # server tools reach the upstream only on a pass-through route: price them (400 if a tool has no
+                # price), cap their uses, and hold for the cap whichever route answers
+                plan = plan_server_tools(body, model.pricing, model.id)
+                forwarded, call.server_tools = plan.body, plan.uses
 
             def native(route: Route, max_output: int) -> UpstreamRequest | None:
                 if route.channel.protocol == "anthropic":
-                    return native_request(body, route, request, max_output=max_output)  # pass-through: the client's own request
+                    return native_request(forwarded, route, request, max_output=max_output)  # pass-through: the client's own request
                 translation.require_translatable()  # what only Anthropic itself understands (file ids, ...)
                 return None
 

@@ -1,17 +1,25 @@
-"""What a request costs: from its usage and its model's prices, and at most (for the hold)."""
+"""What a request costs: from its usage and its model's prices, and at most (for the hold).
+
+Server tools (Anthropic's web search, ...) are priced per use (``Pricing.server_tools``, nanos per
+use by tool kind): a request costs its tokens plus each reported use at its tool's price, and holds
+its tokens' bound plus each requested tool's price × its ``max_uses`` (:func:`tool_hold`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from tokenhub.catalog.model import Pricing
+from tokenhub.errors import InvalidRequest
 from tokenhub.money import tokens_cost
 
 
 @dataclass
 class Usage:
     """Token counts in OpenAI's semantics: cached and cache-write tokens are part of
-    ``prompt_tokens``; reasoning tokens are part of ``completion_tokens``."""
+    ``prompt_tokens``; reasoning tokens are part of ``completion_tokens``. ``tool_uses`` counts the
+    server-tool uses the upstream reported, by tool kind (``{"web_search": 2}``)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -19,10 +27,35 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    tool_uses: dict[str, int] = field(default_factory=dict)
 
 
 def usage_cost(usage: Usage, pricing: Pricing) -> int:
-    """Nanos for what the upstream reports, each token class at its own price, rounded once."""
+    """Nanos for what the upstream reports, each token class at its own price, rounded once, plus
+    each server-tool use at its tool's price (a whole number of nanos per use)."""
+    return _tokens_cost(usage, pricing) + sum(
+        max(count, 0) * pricing.server_tools.get(kind, 0) for kind, count in usage.tool_uses.items()
+    )
+
+
+def tool_hold(tools: Mapping[str, int], pricing: Pricing) -> int:
+    """The most the requested server tools can cost: each tool's price per use × its use cap.
+
+    ``tools`` maps a tool kind to the uses the forwarded request allows (its ``max_uses``). A kind
+    the model has no price for is refused (400 naming it), never served free.
+    """
+    total = 0
+    for kind, uses in tools.items():
+        price = pricing.server_tools.get(kind)
+        if price is None:
+            raise InvalidRequest(
+                f"the server tool '{kind}' has no price for this model on this gateway, so it cannot be used", param="tools"
+            )
+        total += price * max(uses, 0)
+    return total
+
+
+def _tokens_cost(usage: Usage, pricing: Pricing) -> int:
     cached = min(max(usage.cached_tokens, 0), max(usage.prompt_tokens, 0))
     cache_write = min(max(usage.cache_write_tokens, 0), max(usage.prompt_tokens, 0) - cached)
     uncached = max(usage.prompt_tokens, 0) - cached - cache_write

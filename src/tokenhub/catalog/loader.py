@@ -44,6 +44,7 @@ def _pricing(raw: Mapping[str, Any] | None) -> Pricing:
         output=_usd(raw.get("output", 0)),
         per_image_by_size={str(k): _usd(v) for k, v in (raw.get("per_image_by_size") or {}).items()},
         per_second={str(k): _usd(v) for k, v in (raw.get("per_second") or {}).items()},
+        server_tools={str(k): _usd(v) for k, v in (raw.get("server_tools") or {}).items()},
         **optional,
     )
 

@@ -19,6 +19,9 @@ class Pricing:
     per_image: int | None = None  # nanos per image
     per_image_by_size: dict[str, int] = field(default_factory=dict)
     per_second: dict[str, int] = field(default_factory=dict)  # video: nanos per second, by mode
+    # chat: nanos per use of a server tool the upstream runs, by tool kind (web_search, web_fetch, ...);
+    # a kind that is absent has no price and is refused, 0 means tokens only
+    server_tools: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"input": self.input, "output": self.output}
@@ -30,6 +33,8 @@ class Pricing:
             out["per_image_by_size"] = dict(self.per_image_by_size)
         if self.per_second:
             out["per_second"] = dict(self.per_second)
+        if self.server_tools:
+            out["server_tools"] = dict(self.server_tools)
         return out
 
 

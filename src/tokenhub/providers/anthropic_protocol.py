@@ -74,10 +74,12 @@ from tokenhub.providers.base import (
     AdapterDefaults,
     Completion,
     MalformedChunk,
+    MalformedUsage,
     UpstreamRequest,
     error_message,
     new_chunk,
     now,
+    usage_count,
 )
 from tokenhub.relay.sse import Event
 
@@ -590,24 +592,50 @@ def _strip_thinking(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def read_usage(raw: Any) -> Usage | None:
-    """Anthropic usage (additive cache fields) in OpenAI semantics."""
+    """Anthropic usage (additive cache fields) in OpenAI semantics, with the server-tool uses
+    (``server_tool_use: {"web_search_requests": N, "web_fetch_requests": M}`` -> ``tool_uses``
+    ``{"web_search": N, "web_fetch": M}``). None when absent or malformed (a count that is not a
+    non-negative integer): the relay then charges its estimate, flagged."""
     if not isinstance(raw, dict):
         return None
-    return _usage(raw, _int(raw.get("input_tokens")), _int(raw.get("output_tokens")))
+    try:
+        return _usage(raw)
+    except MalformedUsage:
+        return None
 
 
-def _usage(raw: dict[str, Any], input_tokens: int, output_tokens: int) -> Usage:
-    cache_read = _int(raw.get("cache_read_input_tokens"))
-    cache_write = _int(raw.get("cache_creation_input_tokens"))
+def _usage(raw: dict[str, Any]) -> Usage:
+    input_tokens = usage_count(raw.get("input_tokens"))
+    output_tokens = usage_count(raw.get("output_tokens"))
+    cache_read = usage_count(raw.get("cache_read_input_tokens"))
+    cache_write = usage_count(raw.get("cache_creation_input_tokens"))
     details = raw.get("output_tokens_details")
-    thinking = _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+    if details is not None and not isinstance(details, dict):
+        raise MalformedUsage
+    thinking = usage_count(details.get("thinking_tokens")) if details else 0
     return Usage(
         prompt_tokens=input_tokens + cache_read + cache_write,
         completion_tokens=output_tokens,
         cached_tokens=cache_read,
         cache_write_tokens=cache_write,
         reasoning_tokens=min(thinking, output_tokens),
+        tool_uses=server_tool_uses(raw.get("server_tool_use")),
     )
+
+
+def server_tool_uses(raw: Any) -> dict[str, int]:
+    """``server_tool_use`` -> uses by tool kind (``web_search_requests`` -> ``web_search``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise MalformedUsage
+    uses: dict[str, int] = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and key.endswith("_requests"):
+            count = usage_count(value)
+            if count:
+                uses[key.removesuffix("_requests")] = count
+    return uses
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
@@ -620,10 +648,6 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def finish_reason(stop_reason: Any) -> str | None:
     if stop_reason is None:
         return None
@@ -632,6 +656,14 @@ def finish_reason(stop_reason: Any) -> str | None:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value if value is not None else {}).decode()
+
+
+class CompletionFromMessage(dict):  # type: ignore[type-arg]
+    """An OpenAI ``chat.completion`` dict (serialised as one) that also keeps, in ``.message``, the
+    Anthropic message it was read from: an Anthropic client on the pass-through gets that message
+    itself, server-tool blocks, citations and all, instead of a re-translation."""
+
+    message: dict[str, Any]
 
 
 def parse_message(obj: dict[str, Any]) -> Completion:
@@ -668,7 +700,7 @@ def parse_message(obj: dict[str, Any]) -> Completion:
     if details:
         message["reasoning_details"] = details
     usage = read_usage(obj.get("usage"))
-    body: dict[str, Any] = {
+    body = CompletionFromMessage({
         "id": f"chatcmpl-{obj.get('id') or secrets.token_hex(12)}",
         "object": "chat.completion",
         "created": now(),
@@ -676,7 +708,8 @@ def parse_message(obj: dict[str, Any]) -> Completion:
         "choices": [
             {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(obj.get("stop_reason")) or "stop"}
         ],
-    }
+    })
+    body.message = obj
     if usage is not None:
         body["usage"] = usage_dict(usage)
     return Completion(body, usage)
@@ -850,7 +883,7 @@ class AnthropicChunkStream:
         usage = obj.get("usage")
         if isinstance(usage, dict):
             merged = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-            self.usage = _usage(merged, _int(merged.get("input_tokens")), _int(merged.get("output_tokens")))
+            self.usage = read_usage(merged)  # None when malformed: the relay estimates
         delta = obj.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         if stop_reason is None or self.finish_reason is not None:

@@ -121,6 +121,23 @@ class MalformedChunk(UpstreamError):
     code = "upstream_malformed_chunk"
 
 
+class MalformedUsage(Exception):
+    """A usage block with a count that is not a non-negative integer (negative, float, string, ...).
+
+    Usage readers catch it and answer None: the relay then charges its estimate, flagged
+    ``estimated``, as for missing usage — never 0 for a count it could not read."""
+
+
+def usage_count(value: Any) -> int:
+    """A token or use count from an upstream's usage: absent/null is 0; anything but a
+    non-negative integer raises ``MalformedUsage``."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise MalformedUsage
+
+
 def upstream_error(status: int, detail: str, channel: Channel, retry_after: str | None = None) -> GatewayError:
     """An upstream's HTTP error in our terms, without its secrets or address.
 

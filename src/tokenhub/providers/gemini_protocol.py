@@ -57,7 +57,16 @@ import orjson
 from tokenhub.billing.cost import Usage
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
-from tokenhub.providers.base import Completion, MalformedChunk, UpstreamRequest, new_chunk, now, upstream_error
+from tokenhub.providers.base import (
+    Completion,
+    MalformedChunk,
+    MalformedUsage,
+    UpstreamRequest,
+    new_chunk,
+    now,
+    upstream_error,
+    usage_count,
+)
 from tokenhub.relay.sse import Event
 
 THOUGHT_SEPARATOR = "__thought__"
@@ -489,26 +498,28 @@ def _thinking_config(effort: Any, model: str) -> dict[str, Any] | None:
 
 
 def read_usage(meta: Any) -> Usage | None:
-    """``usageMetadata`` in OpenAI's semantics (cached inside prompt, thoughts inside completion)."""
+    """``usageMetadata`` in OpenAI's semantics (cached inside prompt, thoughts inside completion).
+    None when absent or malformed (a count that is not a non-negative integer): the relay then
+    charges its estimate, flagged ``estimated``."""
     if not isinstance(meta, dict):
         return None
-    prompt = _int(meta.get("promptTokenCount")) + _int(meta.get("toolUsePromptTokenCount"))
-    candidates = _int(meta.get("candidatesTokenCount"))
-    thoughts = _int(meta.get("thoughtsTokenCount"))
-    total = _int(meta.get("totalTokenCount"))
+    try:
+        prompt = usage_count(meta.get("promptTokenCount")) + usage_count(meta.get("toolUsePromptTokenCount"))
+        candidates = usage_count(meta.get("candidatesTokenCount"))
+        thoughts = usage_count(meta.get("thoughtsTokenCount"))
+        total = usage_count(meta.get("totalTokenCount"))
+        cached = usage_count(meta.get("cachedContentTokenCount"))
+    except MalformedUsage:
+        return None
     completion = candidates + thoughts
     if thoughts and candidates >= thoughts and total and prompt + candidates == total:
         completion = candidates  # some models report candidates already including thoughts
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cached_tokens=min(_int(meta.get("cachedContentTokenCount")), prompt),
+        cached_tokens=min(cached, prompt),
         reasoning_tokens=thoughts,
     )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def finish_reason(gemini: str, called_tools: bool) -> str:
@@ -690,8 +701,8 @@ class GeminiChunkStream:
         if not self._id:
             response_id = obj.get("responseId")
             self._id = f"chatcmpl-{response_id}" if isinstance(response_id, str) and response_id else f"chatcmpl-{secrets.token_hex(12)}"
-        if isinstance(obj.get("usageMetadata"), dict):
-            self.usage = read_usage(obj["usageMetadata"])
+        if obj.get("usageMetadata") is not None:
+            self.usage = read_usage(obj["usageMetadata"])  # None when malformed: the relay estimates
         candidates = obj.get("candidates")
         if not isinstance(candidates, list) or not candidates:
             feedback = obj.get("promptFeedback")

@@ -16,12 +16,54 @@ import orjson
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.directory import Channel
-from tokenhub.errors import GatewayError, UpstreamError
-from tokenhub.providers.base import AdapterDefaults, Completion, MalformedChunk, UpstreamRequest, error_message
+from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
+from tokenhub.providers.base import (
+    AdapterDefaults,
+    Completion,
+    MalformedChunk,
+    MalformedUsage,
+    UpstreamRequest,
+    error_message,
+    usage_count,
+)
 from tokenhub.providers.registry import PROVIDERS
 from tokenhub.relay.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+# Built-in tools the upstream runs and bills per call (OpenAI's web search on search models, Qwen's
+# enable_search, xAI's live search, OpenRouter's web plugin, GLM's and Kimi's search tools). Chat
+# Completions usage does not report how many calls were made, so the gateway cannot charge them:
+# they are refused (400 naming the field), never relayed free.
+UNMETERED_FIELDS = ("web_search_options", "enable_search", "search_parameters", "plugins")
+CLIENT_TOOL_TYPES = frozenset({"function", "custom"})
+
+
+def refuse_server_tools(payload: dict[str, Any]) -> None:
+    """``InvalidRequest`` naming the first built-in (upstream-run, per-call billed) tool the request asks for."""
+    for name in UNMETERED_FIELDS:
+        value = payload.get(name)
+        if value is None or value is False or value == [] or (isinstance(value, dict) and value.get("mode") == "off"):
+            continue
+        raise InvalidRequest(
+            f"'{name}': the upstream's built-in search is billed per call, which this gateway cannot meter, "
+            "so it is not available",
+            code="server_tool_not_priced",
+            param=name,
+        )
+    tools = payload.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if not isinstance(tool, dict):
+            continue  # not a tool at all: the upstream refuses it
+        kind = tool.get("type") or ("function" if "function" in tool else next(iter(tool), "function"))
+        if kind not in CLIENT_TOOL_TYPES:  # e.g. {"type": "web_search"}, or Gemini's untyped {"google_search": {}}
+            raise InvalidRequest(
+                f"tools[{i}]: the server tool '{kind}' runs at the upstream and is billed per call, which this gateway "
+                "cannot meter, so it is not available",
+                code="server_tool_not_priced",
+                param=f"tools[{i}]",
+            )
 
 
 OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
@@ -32,6 +74,7 @@ def build_request(
 ) -> UpstreamRequest:
     """The client's request, unchanged but for the model id, the output bound (``max_output`` in the
     client's own field, or in the vendor's when the client gave none) and, when streaming, a usage request."""
+    refuse_server_tools(payload)
     body = dict(payload)
     body["model"] = upstream_model
     if max_output is not None:
@@ -55,25 +98,32 @@ def build_request(
 
 
 def read_usage(raw: Any) -> Usage | None:
-    """OpenAI usage, including the vendors' spellings of cached tokens (DeepSeek's cache hits)."""
+    """OpenAI usage, including the vendors' spellings of cached tokens (DeepSeek's cache hits).
+    None when absent or malformed (a count that is not a non-negative integer): the relay then
+    charges its estimate, flagged ``estimated``."""
     if not isinstance(raw, dict):
         return None
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    completion_details = raw.get("completion_tokens_details") or {}
-    cached = _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else 0
-    if not cached:
-        cached = _int(raw.get("prompt_cache_hit_tokens"))
-    return Usage(
-        prompt_tokens=_int(raw.get("prompt_tokens")),
-        completion_tokens=_int(raw.get("completion_tokens")),
-        cached_tokens=cached,
-        cache_write_tokens=_int(prompt_details.get("cache_write_tokens")) if isinstance(prompt_details, dict) else 0,
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")) if isinstance(completion_details, dict) else 0,
-    )
+    try:
+        prompt_details = _details(raw.get("prompt_tokens_details"))
+        completion_details = _details(raw.get("completion_tokens_details"))
+        cached = usage_count(prompt_details.get("cached_tokens")) or usage_count(raw.get("prompt_cache_hit_tokens"))
+        return Usage(
+            prompt_tokens=usage_count(raw.get("prompt_tokens")),
+            completion_tokens=usage_count(raw.get("completion_tokens")),
+            cached_tokens=cached,
+            cache_write_tokens=usage_count(prompt_details.get("cache_write_tokens")),
+            reasoning_tokens=usage_count(completion_details.get("reasoning_tokens")),
+        )
+    except MalformedUsage:
+        return None
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+def _details(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedUsage
+    return value
 
 
 def usage_object(usage: Usage, cost_text: str) -> dict[str, Any]:
@@ -92,8 +142,9 @@ def usage_object(usage: Usage, cost_text: str) -> dict[str, Any]:
 
 
 def with_cost(raw: Any, usage: Usage, cost_text: str) -> dict[str, Any]:
-    """The upstream's usage object as it came (all its details), plus ``cost``."""
-    if isinstance(raw, dict):
+    """The upstream's usage object as it came (all its details), plus ``cost``; our own object when
+    the charge is an estimate (the upstream's was missing or malformed)."""
+    if isinstance(raw, dict) and not usage.estimated:
         merged = dict(raw)
         merged["cost"] = orjson.Fragment(cost_text.encode())
         return merged
@@ -191,8 +242,15 @@ class StreamMeter:
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         raw_usage = obj.get("usage")
-        if isinstance(raw_usage, dict):
-            self.usage = read_usage(raw_usage)
+        usage = read_usage(raw_usage) if raw_usage is not None else None
+        if raw_usage is not None and usage is None:  # malformed: as if absent (the relay estimates)
+            if not choices:
+                return None
+            obj["usage"] = None
+            obj["model"] = self._client_model
+            return frame(orjson.dumps(obj))
+        if usage is not None:
+            self.usage = usage
             if self._include_usage:
                 obj["usage"] = with_cost(raw_usage, self.usage, cost_of(self.usage))
                 self.usage_sent = True
@@ -270,8 +328,8 @@ class OpenAIChunkStream:
             err = obj["error"]
             self.error = err if isinstance(err, dict) else {"message": str(err)}
             return []
-        if isinstance(obj.get("usage"), dict):
-            self.usage = read_usage(obj["usage"])
+        if obj.get("usage") is not None:
+            self.usage = read_usage(obj["usage"]) or self.usage  # malformed: as if absent (the relay estimates)
         obj.pop("usage", None)
         choices = obj.get("choices") or []
         for choice in choices:

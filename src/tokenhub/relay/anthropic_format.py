@@ -81,7 +81,8 @@ refusal; a stop with tool calls is tool_use, a tool_calls finish without any is 
 
 Usage (:func:`anthropic_usage`): Anthropic's additive cache fields from OpenAI's inclusive ones
 (input = prompt - cache read - cache write); ``output_tokens_details.thinking_tokens`` when the
-upstream reported reasoning tokens.
+upstream reported reasoning tokens; ``server_tool_use`` (``{"web_search_requests": N, ...}``) when
+it reported server-tool uses.
 
 Stream: see :class:`AnthropicStreamWriter`. Errors: :func:`error_body` / :func:`error_type`.
 """
@@ -692,6 +693,9 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
     }
     if usage.reasoning_tokens > 0:
         out["output_tokens_details"] = {"thinking_tokens": min(usage.reasoning_tokens, out["output_tokens"])}
+    if usage.tool_uses:  # Anthropic always reports both counts (the SDK requires them), then any other
+        counts = {"web_search": 0, "web_fetch": 0, **usage.tool_uses}
+        out["server_tool_use"] = {f"{kind}_requests": count for kind, count in counts.items()}
     return out
 
 

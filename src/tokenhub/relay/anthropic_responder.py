@@ -22,7 +22,7 @@ from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import ChatAdapter, ChunkStream, MalformedChunk
-from tokenhub.relay.anthropic_format import AnthropicStreamWriter, error_body, to_anthropic_message
+from tokenhub.relay.anthropic_format import AnthropicStreamWriter, anthropic_usage, error_body, to_anthropic_message
 from tokenhub.relay.openai_responder import StreamFacts
 from tokenhub.relay.sse import Event
 
@@ -54,27 +54,47 @@ class AnthropicResponder:
         self.input_tokens = input_tokens  # the estimate message_start reports (message_delta has the real count)
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
+        native = getattr(body, "message", None)  # an Anthropic upstream's own message (pass-through)
+        if isinstance(native, dict):
+            message = {**native, "model": self.client_model}
+            if usage.estimated:  # the upstream's usage was missing or malformed: report what was charged
+                message["usage"] = anthropic_usage(usage)
+            return web.Response(body=orjson.dumps(message), content_type="application/json")
         message = to_anthropic_message(body, usage, self.client_model, self.message_id, tool_names=self.tool_names)
         return web.Response(body=orjson.dumps(message), content_type="application/json")
 
     def pipe(self, adapter: ChatAdapter, cost_text: CostText, channel: Channel) -> "AnthropicBytePipe | AnthropicChunkPipe":
         if adapter.protocol == "anthropic":
-            return AnthropicBytePipe(self.client_model, channel)
+            return AnthropicBytePipe(self.client_model, channel, input_tokens=self.input_tokens)
         return AnthropicChunkPipe(self, adapter.chunk_stream(self.client_model), channel)
 
 
 class AnthropicBytePipe:
-    """Anthropic upstream, Anthropic client: relay the events, read usage and stop reason on the way."""
+    """Anthropic upstream, Anthropic client: relay the events, read usage and stop reason on the way.
 
-    def __init__(self, client_model: str, channel: Channel) -> None:
+    Server-tool results are counted as they pass (a ``*_tool_result`` block that is not an error is
+    one billed use), so a stream whose usage never comes — the client left after a search, the usage
+    was malformed — is charged its estimate *and* the uses delivered, never the searches for free.
+    """
+
+    def __init__(self, client_model: str, channel: Channel, *, input_tokens: int = 0) -> None:
         self._model_json = b'"model":' + orjson.dumps(client_model)
         self._channel = channel
+        self._input_tokens = input_tokens  # the prompt estimate, for a usage the upstream never gave
         self._pieces: list[str] = []
         self._usage_raw: dict[str, Any] = {}
-        self.usage: Usage | None = None
+        self._usage: Usage | None = None
+        self._tool_uses: dict[str, int] = {}  # server-tool results delivered, by kind
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.finished = False
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's usage; without one, the estimate with the server-tool uses delivered, if any."""
+        if self._usage is not None or not self._tool_uses:
+            return self._usage
+        return Usage(self._input_tokens, self.delivered_tokens(), estimated=True, tool_uses=dict(self._tool_uses))
 
     def feed(self, event: Event) -> bytes:
         try:
@@ -87,16 +107,18 @@ class AnthropicBytePipe:
         data = event.data
         if kind == "message_start":
             message = obj.get("message") or {}
-            self._usage_raw.update(message.get("usage") or {})
+            self._merge_usage(message.get("usage") if isinstance(message, dict) else None)
             data = _MODEL_FIELD.sub(lambda _m: self._model_json, data, count=1)
+        elif kind == "content_block_start":
+            self._count_tool_result(obj.get("content_block"))
         elif kind == "content_block_delta":
             delta = obj.get("delta") or {}
             for field in ("text", "thinking", "partial_json"):
                 if isinstance(delta.get(field), str):
                     self._pieces.append(delta[field])
         elif kind == "message_delta":
-            self._usage_raw.update(obj.get("usage") or {})
-            self.usage = anth.read_usage(self._usage_raw)
+            self._merge_usage(obj.get("usage"))
+            self._usage = anth.read_usage(self._usage_raw)  # None when malformed: estimated (see usage)
             self.finish_reason = anth.finish_reason((obj.get("delta") or {}).get("stop_reason"))
         elif kind == "message_stop":
             self.finished = True
@@ -106,6 +128,23 @@ class AnthropicBytePipe:
             return b""
         name = event.name or (kind.encode() if isinstance(kind, str) else b"message")
         return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+    def _count_tool_result(self, block: Any) -> None:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str) or not kind.endswith("_tool_result") or kind == "mcp_tool_result":
+            return
+        content = block.get("content")
+        if isinstance(content, dict) and "error_code" in content:  # e.g. max_uses_exceeded: not billed
+            return
+        name = kind.removesuffix("_tool_result")
+        self._tool_uses[name] = self._tool_uses.get(name, 0) + 1
+
+    def _merge_usage(self, usage: Any) -> None:
+        """message_delta's usage is cumulative and may omit fields message_start gave."""
+        if isinstance(usage, dict):
+            self._usage_raw.update({k: v for k, v in usage.items() if v is not None})
+        elif usage is not None:
+            self._usage_raw["output_tokens"] = usage  # not an object: malformed, so read_usage gives None
 
     def close(self) -> bytes:
         return b""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tokenhub.errors import InvalidRequest
@@ -27,6 +27,9 @@ class ChatCall:
     def output_bound(self, cap: int) -> int:
         """The output tokens per choice to forward and hold for: the client's bound, never above ``cap``."""
         return min(self.max_output, cap) if self.max_output else cap
+    # server tools the upstream may run, by price kind -> the most uses the forwarded request allows
+    # (set by the surface that knows them, e.g. /messages; billing.cost.tool_hold prices the hold)
+    server_tools: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, payload: Any) -> "ChatCall":

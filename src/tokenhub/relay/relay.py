@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from tokenhub.api.requests import REQUEST_ID
-from tokenhub.billing.cost import Usage, max_cost, usage_cost
+from tokenhub.billing.cost import Usage, max_cost, tool_hold, usage_cost
 from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_upper_bound
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
@@ -128,6 +128,7 @@ class Relay:
         upstream = await self._build(call, first, native, extra_headers, bound, cap)
         held_output = max(bound, upstream.max_output or 0)  # an adapter may add room for thinking, up to the cap
         hold = self._hold_amount(call, model, body_size, held_output)
+        hold += tool_hold(call.server_tools, model.pricing)  # server tools: price x max_uses each
         request_id = request[REQUEST_ID]
         ticket = await admit(self.gw.rates, key, request)
         try:

@@ -68,6 +68,12 @@ Token accounting (identical for stream and non-stream)
   hides them), one per ``tool_use`` block plus one per non-empty
   ``input_json_delta``, one per ``redacted_thinking`` block.
   ``signature_delta`` and the leading empty ``input_json_delta`` are free.
+* Server tools: a request with a ``web_search_*`` or ``web_fetch_*`` tool gets
+  ``usage.server_tool_use: {"web_search_requests": N, "web_fetch_requests": M}``
+  (both always, as the API does; zeros in ``message_start``, the counts in
+  ``message_delta``), N and M the uses actually run (at most ``max_uses``).
+  A ``server_tool_use`` block costs output tokens like a ``tool_use`` block;
+  result blocks cost none.  ``max_uses`` must be a positive integer (400).
 * Default reply ``"Hello! This is a fake reply."`` (6 pieces), words cycling for
   other lengths; thinking text cycles ``"Let me think about this step by step."``.
 * ``max_tokens`` caps the pieces (thinking first, then text; not tool calls);
@@ -100,6 +106,18 @@ text) as ``#fake:NAME`` or ``#fake:NAME=VALUE``; an unknown name is a 400.
 ``pause_turn``         ``stop_reason: "pause_turn"``
 ``cache_read=N``       see token accounting
 ``cache_write=N``      see token accounting
+``web_search=N``       N searches when the request has a ``web_search_*``
+                       tool: per search a ``server_tool_use`` block
+                       (``name: "web_search"``, ``input: {"query"}``) and a
+                       ``web_search_tool_result`` (one ``web_search_result``);
+                       searches past the tool's ``max_uses`` get the result
+                       error ``max_uses_exceeded`` and are not counted
+``web_fetch=N``        the same for a ``web_fetch_*`` tool (``input: {"url"}``,
+                       a ``web_fetch_result`` document, or
+                       ``web_fetch_tool_result_error``)
+``bad_usage=KIND``     a malformed ``output_tokens`` (message_delta and the
+                       final message): ``negative`` (-7), ``float`` (12.5) or
+                       ``string`` ("12")
 ``status=CODE``        HTTP CODE with Anthropic's error body (429 adds
                        ``retry-after`` and ``anthropic-ratelimit-*``; 529 is
                        ``overloaded_error``)
@@ -167,6 +185,7 @@ from tokenhub.simulator.common import (
     abort_connection,
     directive_names,
     install_state,
+    malformed_count,
     random_id,
     read_json,
     record_request,
@@ -346,6 +365,9 @@ class Scenario(Directives):
     pause_turn: bool = False
     cache_read: int = 0
     cache_write: int = 0
+    web_search: int = 0
+    web_fetch: int = 0
+    bad_usage: str | None = None
     status: int | None = None
     retry_after: str | None = None
     error_mid: bool = False
@@ -475,7 +497,20 @@ def validate_common(body: Any, state: FakeAnthropicState, *, need_max_tokens: bo
     if temperature is not None and (not isinstance(temperature, int | float) or not 0 <= temperature <= 1):
         raise invalid("temperature: range: 0..1")
     validate_thinking(body, turns, need_max_tokens)
+    validate_server_tools(body.get("tools"))
     return body
+
+
+def validate_server_tools(tools: Any) -> None:
+    """``max_uses`` of a server tool: a positive integer when present."""
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if not isinstance(tool, dict) or "max_uses" not in tool:
+            continue
+        max_uses = tool["max_uses"]
+        if not _is_int(max_uses):
+            raise invalid(f"tools.{i}.max_uses: Input should be a valid integer")
+        if max_uses < 1:
+            raise invalid(f"tools.{i}.max_uses: Input should be greater than or equal to 1")
 
 
 def validate_messages(messages: list[Any], state: FakeAnthropicState) -> list[Turn]:
@@ -642,8 +677,9 @@ def validate_thinking(body: dict[str, Any], turns: list[Turn], need_max_tokens: 
 class BlockPlan:
     """One output content block and how it streams."""
 
-    kind: str  # "thinking" | "redacted_thinking" | "text" | "tool_use"
+    kind: str  # "thinking" | "redacted_thinking" | "text" | "tool_use" | "server_tool_use" | "result"
     pieces: list[str] = field(default_factory=list)  # text/thinking deltas or partial_json fragments
+    result: dict[str, Any] = field(default_factory=dict)  # a server tool's whole result block (kind "result")
     signature: str = ""
     data: str = ""
     tool_id: str = ""
@@ -653,10 +689,12 @@ class BlockPlan:
 
     @property
     def tokens(self) -> int:
-        if self.kind == "tool_use":
+        if self.kind in ("tool_use", "server_tool_use"):
             return 1 + sum(1 for p in self.pieces if p)
         if self.kind == "redacted_thinking":
             return 1
+        if self.kind == "result":
+            return 0
         return len(self.pieces) + self.hidden_tokens
 
     def start(self) -> dict[str, Any]:
@@ -666,7 +704,9 @@ class BlockPlan:
             return {"type": "thinking", "thinking": "", "signature": ""}
         if self.kind == "redacted_thinking":
             return {"type": "redacted_thinking", "data": self.data}
-        return {"type": "tool_use", "id": self.tool_id, "name": self.name, "input": {}}
+        if self.kind == "result":
+            return self.result
+        return {"type": self.kind, "id": self.tool_id, "name": self.name, "input": {}}
 
     def deltas(self) -> list[dict[str, Any]]:
         if self.kind == "text":
@@ -674,7 +714,7 @@ class BlockPlan:
         if self.kind == "thinking":
             return [{"type": "thinking_delta", "thinking": p} for p in self.pieces] + [
                 {"type": "signature_delta", "signature": self.signature}]
-        if self.kind == "tool_use":
+        if self.kind in ("tool_use", "server_tool_use"):
             return [{"type": "input_json_delta", "partial_json": p} for p in self.pieces]
         return []
 
@@ -685,7 +725,9 @@ class BlockPlan:
             return {"type": "thinking", "thinking": "".join(self.pieces), "signature": self.signature}
         if self.kind == "redacted_thinking":
             return {"type": "redacted_thinking", "data": self.data}
-        return {"type": "tool_use", "id": self.tool_id, "name": self.name, "input": self.input}
+        if self.kind == "result":
+            return self.result
+        return {"type": self.kind, "id": self.tool_id, "name": self.name, "input": self.input}
 
 
 @dataclass
@@ -699,13 +741,15 @@ class MessagePlan:
     cache_read: int
     cache_write: int
     cache_write_1h: bool
+    server_tool_use: dict[str, int] | None = None  # {"web_search_requests", "web_fetch_requests"} when server tools were offered
+    bad_usage: str | None = None  # #fake:bad_usage=KIND
 
     @property
     def output_tokens(self) -> int:
         return sum(b.tokens for b in self.blocks)
 
     def usage(self) -> dict[str, Any]:
-        return {
+        usage: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_write,
             "cache_read_input_tokens": self.cache_read,
@@ -713,17 +757,30 @@ class MessagePlan:
                 "ephemeral_5m_input_tokens": 0 if self.cache_write_1h else self.cache_write,
                 "ephemeral_1h_input_tokens": self.cache_write if self.cache_write_1h else 0,
             },
-            "output_tokens": self.output_tokens,
+            "output_tokens": malformed_count(self.bad_usage, self.output_tokens),
             "service_tier": "standard",
         }
+        if self.server_tool_use is not None:
+            usage["server_tool_use"] = dict(self.server_tool_use)
+        return usage
+
+    def start_usage(self) -> dict[str, Any]:
+        """message_start's usage: output_tokens 1, no server tool run yet."""
+        usage = {**self.usage(), "output_tokens": 1}
+        if self.server_tool_use is not None:
+            usage["server_tool_use"] = {name: 0 for name in self.server_tool_use}
+        return usage
 
     def delta_usage(self) -> dict[str, Any]:
-        return {
+        usage: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "cache_creation_input_tokens": self.cache_write,
             "cache_read_input_tokens": self.cache_read,
-            "output_tokens": self.output_tokens,
+            "output_tokens": malformed_count(self.bad_usage, self.output_tokens),
         }
+        if self.server_tool_use is not None:
+            usage["server_tool_use"] = dict(self.server_tool_use)
+        return usage
 
     def stop_details(self) -> dict[str, Any] | None:
         if self.stop_reason == "refusal":
@@ -749,6 +806,56 @@ def first_tool_name(body: dict[str, Any], default: str) -> str:
     return default
 
 
+SERVER_TOOL_KINDS = ("web_search", "web_fetch")
+
+
+def server_tool(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The request's ``web_search_*`` / ``web_fetch_*`` tool definition, if any."""
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and str(tool.get("type", "")).startswith(kind + "_"):
+            return tool
+    return None
+
+
+def server_result(kind: str, tool_id: str, k: int, exceeded: bool) -> dict[str, Any]:
+    """The result block of the k-th use of a server tool (an error past ``max_uses``)."""
+    if kind == "web_search":
+        content: Any = (
+            {"type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"} if exceeded else
+            [{"type": "web_search_result", "url": f"https://example.com/result-{k + 1}", "title": f"Fake result {k + 1}",
+              "encrypted_content": base64.b64encode(f"fake-result-{k + 1}".encode()).decode(), "page_age": "December 1, 2026"}]
+        )
+    else:
+        content = (
+            {"type": "web_fetch_tool_result_error", "error_code": "max_uses_exceeded"} if exceeded else
+            {"type": "web_fetch_result", "url": f"https://example.com/page-{k + 1}", "retrieved_at": "2026-12-01T00:00:00Z",
+             "content": {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Fake page text."},
+                         "title": f"Fake page {k + 1}"}}
+        )
+    return {"type": f"{kind}_tool_result", "tool_use_id": tool_id, "content": content}
+
+
+def plan_server_tools(body: dict[str, Any], scenario: Scenario, blocks: list[BlockPlan]) -> dict[str, int] | None:
+    """Append the ``#fake:web_search=N`` / ``web_fetch=N`` blocks; the ``server_tool_use`` usage (None: no server tool)."""
+    usage: dict[str, int] | None = None
+    for kind in SERVER_TOOL_KINDS:
+        tool = server_tool(body, kind)
+        if tool is None:
+            continue
+        usage = usage or {f"{k}_requests": 0 for k in SERVER_TOOL_KINDS}
+        attempts = getattr(scenario, kind)
+        cap = tool.get("max_uses")
+        performed = attempts if cap is None else min(attempts, cap)
+        usage[f"{kind}_requests"] = performed
+        for k in range(attempts):
+            tool_input = {"query": f"fake search {k + 1}"} if kind == "web_search" else {"url": f"https://example.com/page-{k + 1}"}
+            tool_id = random_id("srvtoolu_01", 22)
+            blocks.append(BlockPlan("server_tool_use", split_json(json.dumps(tool_input)), tool_id=tool_id, name=kind,
+                                    input=tool_input))
+            blocks.append(BlockPlan("result", result=server_result(kind, tool_id, k, exceeded=k >= performed)))
+    return usage
+
+
 def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicState) -> MessagePlan:
     blocks: list[BlockPlan] = []
     if thinking_enabled(body):
@@ -762,6 +869,7 @@ def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicS
             signature = sign_thinking(state.signing_key, "".join(shown))
             state.issued_signatures.add(signature)
             blocks.append(BlockPlan("thinking", shown, signature=signature, hidden_tokens=len(pieces) if hidden else 0))
+    server_tool_use = plan_server_tools(body, scenario, blocks)
     tool_calls = scenario.tools or scenario.tool_noargs
     if not tool_calls or scenario.tokens is not None:
         count = len(REPLY_WORDS) if scenario.tokens is None else scenario.tokens
@@ -816,6 +924,8 @@ def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicS
         cache_read=cache_read,
         cache_write=cache_write,
         cache_write_1h=_has_1h_cache(body),
+        server_tool_use=server_tool_use,
+        bad_usage=scenario.bad_usage,
     )
 
 
@@ -846,7 +956,7 @@ def stream_events(plan: MessagePlan) -> tuple[list[dict[str, Any]], list[dict[st
     """
     start_message = {
         "id": plan.id, "type": "message", "role": "assistant", "model": plan.model, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": {**plan.usage(), "output_tokens": 1},
+        "stop_reason": None, "stop_sequence": None, "usage": plan.start_usage(),
     }
     head: list[dict[str, Any]] = [{"type": "message_start", "message": start_message}]
     for index, block in enumerate(plan.blocks):

@@ -24,7 +24,9 @@ routes, bodies, errors and wire framing and builds on these pieces:
   fake as a sub-application), ``public_base`` (the origin plus that prefix, for
   the media URLs a fake hands out) and ``local_path`` (the path without it);
 * deterministic text: ``REPLY_WORDS``, ``REASONING_WORDS``, ``word_pieces``,
-  ``random_id``.
+  ``random_id``;
+* malformed usage (``#fake:bad_usage=KIND``): ``malformed_count`` gives the
+  output-token count a fake reports instead of the real one.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ __all__ = [
     "elapsed_ms",
     "install_state",
     "local_path",
+    "malformed_count",
     "parse_directives",
     "public_base",
     "random_id",
@@ -422,3 +425,16 @@ def word_pieces(words: list[str], count: int) -> list[str]:
 
 def random_id(prefix: str, length: int) -> str:
     return prefix + "".join(secrets.choice(ALNUM) for _ in range(length))
+
+
+# --------------------------------------------------------------------------- malformed usage
+
+BAD_USAGE: dict[str, Any] = {"negative": -7, "float": 12.5, "string": "12"}
+
+
+def malformed_count(kind: str | None, count: int) -> Any:
+    """``count`` as a fake reports it under ``#fake:bad_usage=KIND``: ``negative`` -7, ``float`` 12.5,
+    ``string`` "12" (JSON text), anything else ``"bad"``; ``count`` itself without the directive."""
+    if kind is None:
+        return count
+    return BAD_USAGE.get(kind, "bad")

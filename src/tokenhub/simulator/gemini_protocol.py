@@ -119,6 +119,8 @@ directives and the reply is plain text.
 ``thinking=N``         N thought pieces (visible only with
                        ``thinkingConfig.includeThoughts``)
 ``cached=N``           ``cachedContentTokenCount`` (clamped to the prompt)
+``bad_usage=KIND``     a malformed ``candidatesTokenCount``: ``negative``
+                       (-7), ``float`` (12.5) or ``string`` ("12")
 ``max_tokens``         ``finishReason: "MAX_TOKENS"``
 ``safety``             ``finishReason: "SAFETY"``, no content, safetyRatings
 ``recitation``         half the text, then ``finishReason: "RECITATION"``
@@ -179,6 +181,7 @@ from tokenhub.simulator.common import (
     directive_names,
     elapsed_ms,
     install_state,
+    malformed_count,
     serve_scenario,
     stamp_start,
     word_pieces,
@@ -492,6 +495,7 @@ class Scenario(Directives):
     tools: bool = False
     thinking: int = 0
     cached: int = 0
+    bad_usage: str | None = None
     max_tokens: bool = False
     safety: bool = False
     recitation: bool = False
@@ -676,6 +680,7 @@ class Plan:
     blocked_prompt: bool = False
     signature: str | None = None  # gemini-3 text-reply signature
     drop_content_at_end: bool = False  # SAFETY / RECITATION / MALFORMED: final candidate has no content
+    bad_usage: str | None = None  # #fake:bad_usage=KIND
 
 
 def random_response_id() -> str:
@@ -697,7 +702,8 @@ def plan_response(body: dict[str, Any], model: str, scenario: Scenario, state: F
     config = thinking_config(body)
     plan = Plan(model=model, response_id=random_response_id(), prompt_tokens=prompt,
                 cached=min(scenario.cached, prompt), thoughts=word_pieces(REASONING_WORDS, scenario.thinking),
-                show_thoughts=get(config, "includeThoughts") is True, text=[], calls=[], finish_reason="STOP")
+                show_thoughts=get(config, "includeThoughts") is True, text=[], calls=[], finish_reason="STOP",
+                bad_usage=scenario.bad_usage)
     if scenario.blocked_prompt:
         plan.thoughts = []
         plan.blocked_prompt = True
@@ -736,8 +742,8 @@ def plan_response(body: dict[str, Any], model: str, scenario: Scenario, state: F
 
 def usage_metadata(plan: Plan, candidates: int, thoughts: int) -> dict[str, Any]:
     usage: dict[str, Any] = {"promptTokenCount": plan.prompt_tokens}
-    if candidates:
-        usage["candidatesTokenCount"] = candidates
+    if candidates or plan.bad_usage:
+        usage["candidatesTokenCount"] = malformed_count(plan.bad_usage, candidates)
     usage["totalTokenCount"] = plan.prompt_tokens + candidates + thoughts
     if plan.cached:
         usage["cachedContentTokenCount"] = plan.cached

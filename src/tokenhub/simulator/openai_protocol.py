@@ -74,6 +74,8 @@ Written anywhere in the text of the LAST user message as ``#fake:NAME`` or
 ``deepseek_usage``     add ``prompt_cache_hit_tokens``/``prompt_cache_miss_tokens``
 ``usage_on_last``      usage rides on the final finish chunk, no usage chunk
 ``no_usage``           never send usage
+``bad_usage=KIND``     a malformed ``completion_tokens``: ``negative`` (-7),
+                       ``float`` (12.5) or ``string`` ("12")
 ``keepalive``          ``: keep-alive`` comments and blank lines in the stream
                        (non-stream: leading blank lines before the JSON body)
 ``crlf``               ``\\r\\n`` line endings in the stream
@@ -134,6 +136,7 @@ from tokenhub.simulator.common import (
     directive_names,
     elapsed_ms,
     install_state,
+    malformed_count,
     random_id,
     read_json,
     record_request,
@@ -286,6 +289,7 @@ class Scenario(Directives):
     deepseek_usage: bool = False
     usage_on_last: bool = False
     no_usage: bool = False
+    bad_usage: str | None = None
     keepalive: bool = False
     crlf: bool = False
     status: int | None = None
@@ -490,6 +494,7 @@ def build_usage(prompt_tokens: int, choices: list[ChoicePlan], scenario: Scenari
     if scenario.deepseek_usage:
         usage["prompt_cache_hit_tokens"] = cached
         usage["prompt_cache_miss_tokens"] = prompt_tokens - cached
+    usage["completion_tokens"] = malformed_count(scenario.bad_usage, completion)
     return usage
 
 

@@ -121,6 +121,7 @@ requests = Table(
     Column("ttfb_ms", Integer),
     Column("error", Text),
     Column("prices", Text),  # JSON: the prices (nanos per 1M) the cost was computed with
+    Column("tool_uses", Text),  # JSON: server-tool uses charged, by kind ({"web_search": 2}); NULL: none
     Column("instance_id", String(40), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
