@@ -30,6 +30,7 @@ from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
 from tokenhub.storage.tables import users
@@ -110,7 +111,8 @@ class MessagesAPI(RouteGroup):
 
         Free, but admitted like any request — the key, its model allow-list, its rate limits, and a
         positive balance (an Anthropic count is a call on the operator's key) — and recorded in usage
-        as a request of endpoint ``count_tokens`` costing 0 (a hold of 0, then its settlement).
+        as a request of endpoint ``count_tokens`` costing 0 (a hold of 0, then its settlement). Watched
+        like a relay call (relay/inflight.py): a client that leaves or the drain's deadline ends it.
         """
         try:
             gw = self.gw
@@ -139,6 +141,7 @@ class MessagesAPI(RouteGroup):
                 raise
             status, http_status, error = "error", None, None
             try:
+                gw.inflight.watch()  # a client that leaves, or the drain's deadline, cancels the upstream call
                 if route.channel.protocol == "anthropic":
                     counted = dict(body)
                     counted.pop("max_tokens", None)
@@ -152,8 +155,13 @@ class MessagesAPI(RouteGroup):
                 http_status, error = err.status, err.message
                 raise
             except asyncio.CancelledError:
-                status = "client_closed"
-                raise
+                if not gw.inflight.cut_off:
+                    status = "client_closed"
+                    raise
+                uncancel()  # the drain's deadline: answer 503
+                err = shutting_down()
+                status, http_status, error = "interrupted", err.status, err.message
+                raise err from None
             finally:
                 if ticket is not None:
                     ticket.release(0)

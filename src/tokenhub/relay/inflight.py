@@ -37,6 +37,13 @@ def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("the gateway is shutting down; send the request again", code="shutting_down")
 
 
+def uncancel() -> None:
+    """The current task's cancellation was turned into an answer: it is no longer being cancelled."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
 class InFlight:
     def __init__(self) -> None:
         self._requests: dict[asyncio.Task[Any], web.Request] = {}

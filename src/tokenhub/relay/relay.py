@@ -39,7 +39,7 @@ from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest
 from tokenhub.relay.call import ChatCall
-from tokenhub.relay.inflight import shutting_down
+from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.routing import admitted, candidates, judge
 from tokenhub.relay.sse import Event, SSEDecoder
 
@@ -189,7 +189,7 @@ class Relay:
                 outcome.status, outcome.http_status = "client_closed", 499
                 raise
             # The drain's deadline came before the first byte: answer 503, charge nothing.
-            _uncancel()
+            uncancel()
             err = shutting_down()
             outcome.status, outcome.error, outcome.http_status = "interrupted", err.message, err.status
             raise err from None
@@ -371,7 +371,7 @@ class Relay:
             except MalformedChunk as exc:
                 failure = exc
             except asyncio.CancelledError:  # the client left, or the drain's deadline came (relay/inflight.py)
-                _uncancel()
+                uncancel()
                 if self.gw.inflight.cut_off:
                     cut, failure = True, shutting_down()
                 else:
@@ -448,10 +448,3 @@ async def _chunks(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[by
             waiting_since = loop.time()
     finally:
         timer.cancel()
-
-
-def _uncancel() -> None:
-    """This task's cancellation was turned into an answer (relay/inflight.py): it is no longer being cancelled."""
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
