@@ -18,6 +18,7 @@ from tokenhub.config import Settings
 from tokenhub.console.render import STATIC
 from tokenhub.console.routes import Console
 from tokenhub.gateway import Gateway
+from tokenhub.relay.inflight import Handler
 from tokenhub.tasks.poller import TaskPoller
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,7 +31,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     poller.start()
 
     async def drain(_app: web.Application) -> None:
-        gateway.draining = True  # readiness fails; open requests finish (aiohttp waits shutdown_timeout)
+        await gateway.drain()  # readiness fails; open requests get drain_timeout, then open streams are cut
 
     app.on_shutdown.append(drain)
     yield
@@ -38,8 +39,18 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     await gateway.stop()
 
 
+@web.middleware
+async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request is known to the gateway while it runs (relay/inflight.py: drain, client disconnects)."""
+    gateway = request.app.get(GATEWAY)
+    if gateway is None:
+        return await handler(request)
+    return await gateway.inflight.serve(request, handler)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware()])
+    app.middlewares.append(in_flight)
     app[SETTINGS] = settings
     app[MAX_BODY] = settings.max_body_bytes
     app.cleanup_ctx.append(_lifespan)

@@ -80,6 +80,8 @@ def main() -> None:
 
 # -- serve --------------------------------------------------------------------------------------
 
+SHUTDOWN_BACKSTOP = 2.0  # seconds aiohttp gives a handler still running after the gateway's drain
+
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -113,7 +115,9 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
             access_log=logging.getLogger("aiohttp.access") if access_log else None,
             access_log_class=logs.AccessLogger,
             print=None,
-            shutdown_timeout=30,
+            # The gateway's own drain (TOKENHUB_DRAIN_TIMEOUT) runs first and cuts open streams at its
+            # deadline; this only bounds what is left after it (requests that are not relay calls).
+            shutdown_timeout=SHUTDOWN_BACKSTOP,
         )
 
     if workers == 1:

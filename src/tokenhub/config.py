@@ -77,6 +77,7 @@ class Settings:
     redis_url: str | None = None  # rate limits shared by every process (limits/redis_rates.py)
     log_format: str = "json"  # json | text
     hold_sweep_after: float = 60.0
+    drain_timeout: float = 30.0  # SIGTERM: requests in flight get this long, then open streams are cut (relay/inflight.py)
     fetch_allow_private: bool = False  # let image URLs reach private addresses (tests, closed networks)
     task_poll_base: float = 2.0  # seconds to the first poll of a video task; doubles per poll, up to 30 s
     task_timeout: float = 2 * 3600.0  # an open video task older than this fails and is refunded
@@ -109,6 +110,7 @@ class Settings:
             redis_url=(env.get("TOKENHUB_REDIS_URL") or "").strip() or None,
             log_format=_log_format(env.get("TOKENHUB_LOG_FORMAT") or "json"),
             hold_sweep_after=_env_float(env, "TOKENHUB_HOLD_SWEEP_AFTER", 60.0),
+            drain_timeout=_env_float(env, "TOKENHUB_DRAIN_TIMEOUT", 30.0),
             fetch_allow_private=env.get("TOKENHUB_FETCH_ALLOW_PRIVATE", "").lower() in ("1", "true", "yes"),
             task_poll_base=_env_float(env, "TOKENHUB_TASK_POLL_BASE", 2.0),
             task_timeout=_env_float(env, "TOKENHUB_TASK_TIMEOUT", 2 * 3600.0),

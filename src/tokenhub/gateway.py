@@ -21,6 +21,7 @@ from tokenhub.metrics import Metrics
 from tokenhub.providers.registry import env_channel_keys
 from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.relay.health import ChannelHealth
+from tokenhub.relay.inflight import InFlight
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine, deployment_id
@@ -42,6 +43,7 @@ class Gateway:
     rates: RateLimiter = field(default_factory=MemoryRates)
     health: ChannelHealth = field(default_factory=ChannelHealth)
     metrics: Metrics = field(default_factory=Metrics)
+    inflight: InFlight = field(default_factory=InFlight)  # the requests being served (drain, client disconnects)
     draining: bool = False  # SIGTERM received: readiness fails, no new requests
 
     @classmethod
@@ -73,9 +75,18 @@ class Gateway:
         if settings.redis_url:
             async with engine.begin() as conn:
                 rates = RedisRates(settings.redis_url, namespace=f"th:{await deployment_id(conn):x}")
-        return cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id, rates, metrics=metrics)
+        gateway = cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id, rates, metrics=metrics)
+        gateway.inflight.start()
+        return gateway
+
+    async def drain(self) -> None:
+        """SIGTERM: readiness fails; requests in flight get ``drain_timeout`` seconds to end, then open
+        relay calls are cut — each answered in its protocol and settled for what it delivered."""
+        self.draining = True
+        await self.inflight.drain(self.settings.drain_timeout)
 
     async def stop(self) -> None:
+        await self.inflight.stop()
         await self.directory.stop()
         await self.sweeper.stop()
         await self.ledger.close()

@@ -2,9 +2,11 @@
 
 The parent migrates the database and runs the first-start duties once, opens the socket, forks the
 workers and watches them: a worker that dies is replaced; SIGTERM or SIGINT is passed on to every
-worker, each drains (no new requests, open streams finish, holds settle) and the parent exits when
-they have. The workers share what any gateway processes share — the database (balances, holds,
-the config version they poll) and, with TOKENHUB_REDIS_URL, the rate limits.
+worker, each drains (no new requests; open streams finish or are cut at TOKENHUB_DRAIN_TIMEOUT, holds
+settle) and the parent exits when they have — killing, as a last resort, a worker still alive
+``KILL_MARGIN`` seconds past that deadline. The workers share what any gateway processes share —
+the database (balances, holds, the config version they poll) and, with TOKENHUB_REDIS_URL, the
+rate limits.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tokenhub.config import Settings
 log = logging.getLogger("tokenhub.workers")
 
 RESPAWN_PAUSE = 1.0  # seconds between replacing a dead worker and the next replacement
+WAIT_POLL = 0.1  # seconds between two looks for exited workers
+KILL_MARGIN = 15.0  # seconds past the drain deadline after which a worker still alive is killed
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -50,6 +54,16 @@ async def prepare(settings: Settings) -> None:
             await deployment_id(conn)
     finally:
         await engine.dispose()
+
+
+def kill_stragglers(children: dict[int, int]) -> None:
+    """The last resort: workers that outlived their drain by ``KILL_MARGIN`` (their holds go to the sweeper)."""
+    for pid, number in children.items():
+        log.error("worker %d (pid %d) did not stop within its drain deadline; killing it", number, pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def supervise(settings: Settings, sock: socket.socket, workers: int, run_worker: Callable[[socket.socket], None]) -> int:
@@ -91,12 +105,19 @@ def supervise(settings: Settings, sock: socket.socket, workers: int, run_worker:
     for number in range(workers):
         spawn(number)
     log.info("serving with %d workers", workers, extra={"workers": workers, "pids": sorted(children)})
+    kill_at: float | None = None
     while children:
         try:
-            pid, status = os.wait()
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
+        if pid == 0:  # none exited: look again soon (a blocking wait would not notice a signal's deadline)
+            if stopping:
+                kill_at = kill_at or time.monotonic() + settings.drain_timeout + KILL_MARGIN
+                if time.monotonic() >= kill_at:
+                    kill_stragglers(children)
+                    kill_at = float("inf")
+            time.sleep(WAIT_POLL)
             continue
         number = children.pop(pid, None)
         if number is None:

@@ -55,6 +55,7 @@ def gateway_settings(home: Path, database_url: str, **overrides: Any) -> Setting
         "database_url": normalize_database_url(database_url),
         "secret_key": "test-secret-key",
         "refresh_interval": 0.05,
+        "drain_timeout": 2.0,  # a stopping test gateway does not wait 30 s for requests a test left open
     }
     values.update(overrides)
     return Settings(**values)

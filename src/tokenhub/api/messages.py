@@ -12,25 +12,31 @@ Errors use Anthropic's format.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
+from sqlalchemy import select
 
 from tokenhub.api.requests import REQUEST_ID, authenticate, read_json
 from tokenhub.api.routes import RouteGroup
 from tokenhub.billing.estimate import prompt_estimate
+from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.directory import Route
-from tokenhub.errors import GatewayError, PayloadTooLarge, UpstreamError, UpstreamTimeout
+from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError, UpstreamTimeout
+from tokenhub.limits.gate import admit
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.providers.server_tools import plan_server_tools
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
+from tokenhub.storage.tables import users
 
 PASSED_HEADERS = ("anthropic-beta",)
 
@@ -116,9 +122,16 @@ class MessagesAPI(RouteGroup):
             return anthropic_error(err)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
-        """Exact from Anthropic upstreams; elsewhere the gateway's estimate (about 4 characters per token)."""
+        """Exact from Anthropic upstreams; elsewhere the gateway's estimate (about 4 characters per token).
+
+        Free, but admitted like any request — the key, its model allow-list, its rate limits, and a
+        positive balance (an Anthropic count is a call on the operator's key) — and recorded in usage
+        as a request of endpoint ``count_tokens`` costing 0 (a hold of 0, then its settlement). Watched
+        like a relay call (relay/inflight.py): a client that leaves or the drain's deadline ends it.
+        """
         try:
             gw = self.gw
+            started = time.monotonic()
             key = authenticate(request, gw.directory)
             body, _ = await self._read(request)
             if isinstance(body, dict) and "max_tokens" not in body:
@@ -127,15 +140,63 @@ class MessagesAPI(RouteGroup):
             payload = translation.payload
             model = Relay(gw).resolve(str(payload.get("model")), key)
             route = pick_route(gw.directory.routes(model.id), model)
-            if route.channel.protocol == "anthropic":
-                counted = dict(body)
-                counted.pop("max_tokens", None)
-                counted.pop("stream", None)
-                return await self._upstream_count(native_request(counted, route, request, path="/messages/count_tokens"), route)
-            translation.require_translatable()
-            return web.json_response({"input_tokens": prompt_estimate(payload)})
+            if route.channel.protocol != "anthropic":
+                translation.require_translatable()
+            request_id = request[REQUEST_ID]
+            ticket = await admit(gw.rates, key, request)
+            try:
+                await self._require_credit(key.user_id)
+                await gw.ledger.hold(
+                    Hold(request_id, key.user_id, key.id, 0, model.id, endpoint="count_tokens",
+                         channel_id=route.channel.id, upstream_model=route.upstream_id)
+                )  # fmt: skip
+            except BaseException:
+                if ticket is not None:
+                    ticket.release(0)
+                raise
+            status, http_status, error = "error", None, None
+            try:
+                gw.inflight.watch()  # a client that leaves, or the drain's deadline, cancels the upstream call
+                if route.channel.protocol == "anthropic":
+                    counted = dict(body)
+                    counted.pop("max_tokens", None)
+                    counted.pop("stream", None)
+                    response = await self._upstream_count(native_request(counted, route, request, path="/messages/count_tokens"), route)
+                else:
+                    response = web.json_response({"input_tokens": prompt_estimate(payload)})
+                status, http_status = "ok", 200
+                return response
+            except GatewayError as err:
+                http_status, error = err.status, err.message
+                raise
+            except asyncio.CancelledError:
+                if not gw.inflight.cut_off:
+                    status = "client_closed"
+                    raise
+                uncancel()  # the drain's deadline: answer 503
+                err = shutting_down()
+                status, http_status, error = "interrupted", err.status, err.message
+                raise err from None
+            finally:
+                if ticket is not None:
+                    ticket.release(0)
+                settlement = Settlement(
+                    request_id, key.user_id, key.id, hold=0, cost=0, status=status, http_status=http_status,
+                    latency_ms=int((time.monotonic() - started) * 1000), error=error,
+                    channel_id=route.channel.id, upstream_model=route.upstream_id,
+                )  # fmt: skip
+                gw.ledger.settle(settlement)
+                gw.metrics.settled("count_tokens", model.id, settlement)
         except GatewayError as err:
             return anthropic_error(err)
+
+    async def _require_credit(self, user_id: int) -> None:
+        """Counting is free, but only for accounts that could pay for the request they are counting."""
+        async with self.gw.engine.connect() as conn:
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == user_id))
+        if balance is None or balance <= 0:
+            raise InsufficientCredits("Insufficient credits: the balance is $0. Add credits to use this endpoint.",
+                                      code="insufficient_credits")  # fmt: skip
 
     async def _upstream_count(self, upstream: UpstreamRequest, route: Route) -> web.Response:
         try:

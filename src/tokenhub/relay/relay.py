@@ -7,6 +7,12 @@
 The settlement runs in ``finally``, so every exit — success, upstream failure, client gone,
 cancellation — resolves the hold exactly once. Response headers go out with the first event worth
 sending, not before: until then any failure is still a plain HTTP error and nothing is charged.
+
+Once the hold is taken the call is *watched* (relay/inflight.py): its task is cancelled when the
+client's connection closes, or at the drain's deadline on SIGTERM (``cut_off``). Before the first
+byte the first is recorded as ``client_closed`` and the second answered 503, both free; in a
+stream both are ended like any other cut-short stream — the client gone, or an error event in the
+client's protocol (``interrupted``) — and charged for what was delivered.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.routing import admitted, candidates, judge
 from tokenhub.relay.sse import Event, SSEDecoder
 
@@ -40,6 +47,7 @@ DEFAULT_MAX_OUTPUT = 16_384
 MAX_REMOTE_IMAGES = 16
 MAX_ATTEMPTS = 3  # channels tried for one request, at most
 FAILOVER_DEADLINE = 120.0  # seconds after which a failure is answered instead of tried elsewhere
+CUT_TAIL_TIMEOUT = 1.0  # seconds a stream cut at the drain's deadline may take to send its error event
 
 
 class StreamPipe(Protocol):
@@ -83,6 +91,7 @@ class Outcome:
     finish_reason: str | None = None
     error: str | None = None
     ttfb: float | None = None
+    started: bool = False  # the response's headers went out (a stream began)
 
 
 class Relay:
@@ -142,6 +151,7 @@ class Relay:
         metrics = self.gw.metrics
         metrics.holds.inc()
         try:
+            self.gw.inflight.watch()  # from here on, a client that leaves or the drain's deadline cancels this task
             attempts = admitted(routes, health)[:MAX_ATTEMPTS]
             for number, route in enumerate(attempts):
                 if route is not first:  # never forward more output than was held for
@@ -153,6 +163,11 @@ class Relay:
                     else:
                         response = await self._complete(call, model, route, adapter, upstream, responder, outcome)
                 except GatewayError as err:
+                    if self.gw.inflight.cut_off:  # the drain's deadline: not the channel's fault, no time for another
+                        health.release(route.channel.id)
+                        if err.code == "shutting_down":
+                            outcome.status, outcome.http_status = "interrupted", err.status
+                        raise
                     metrics.upstream_errors.labels(route.channel.name, err.code or type(err).__name__).inc()
                     last = number == len(attempts) - 1 or time.monotonic() - started > FAILOVER_DEADLINE
                     if not judge(health, route, err) or last:
@@ -171,6 +186,18 @@ class Relay:
             outcome.error = err.message
             outcome.http_status = outcome.http_status or err.status
             raise
+        except asyncio.CancelledError:
+            health.release(route.channel.id)
+            if outcome.started:
+                raise  # cancelled while a stream was being finished: its outcome stands
+            if not self.gw.inflight.cut_off:  # the client left before anything was sent: nothing to charge
+                outcome.status, outcome.http_status = "client_closed", 499
+                raise
+            # The drain's deadline came before the first byte: answer 503, charge nothing.
+            uncancel()
+            err = shutting_down()
+            outcome.status, outcome.error, outcome.http_status = "interrupted", err.message, err.status
+            raise err from None
         finally:
             metrics.holds.dec()
             if ticket is not None:
@@ -322,12 +349,14 @@ class Relay:
                 return
             if client is None:
                 client = web.StreamResponse(headers=responder.sse_headers)
+                outcome.started = True
                 await client.prepare(request)
                 outcome.ttfb = time.monotonic()
             await client.write(data)
 
         failure: GatewayError | None = None
         client_gone = False
+        cut = False  # the drain's deadline ended this stream
         try:
             outcome.http_status = upstream_resp.status
             if upstream_resp.status != 200:
@@ -357,6 +386,12 @@ class Relay:
                 failure = UpstreamError("the upstream connection broke in the middle of the answer", code="upstream_reset")
             except MalformedChunk as exc:
                 failure = exc
+            except asyncio.CancelledError:  # the client left, or the drain's deadline came (relay/inflight.py)
+                uncancel()
+                if self.gw.inflight.cut_off:
+                    cut, failure = True, shutting_down()
+                else:
+                    client_gone = True
             if failure is None and not client_gone and pipe.error is None and not pipe.finished:
                 failure = UpstreamError("the upstream stream ended before the answer was complete", code="upstream_truncated")
             if client is None and not client_gone:
@@ -379,21 +414,27 @@ class Relay:
         outcome.finish_reason = pipe.finish_reason
         if client_gone:
             outcome.status = "client_closed"
+            if client is None:
+                outcome.cost = 0  # nothing reached the client
             return client if client is not None else web.Response(status=499)
         assert client is not None
         try:
-            if pipe.error is not None:
-                outcome.status, outcome.error = "upstream_error", str(pipe.error.get("message", ""))[:500]
-                await client.write(pipe.error_tail(pipe.error))
-            elif failure is not None:
-                outcome.status, outcome.error = "truncated", failure.message
-                await client.write(pipe.error_tail(failure))
-            else:
-                outcome.status = "ok"
-                await client.write(pipe.ending(usage, format_usd(outcome.cost)))
-            await client.write_eof()
+            async with asyncio.timeout(CUT_TAIL_TIMEOUT if cut else None):
+                if pipe.error is not None:
+                    outcome.status, outcome.error = "upstream_error", str(pipe.error.get("message", ""))[:500]
+                    await client.write(pipe.error_tail(pipe.error))
+                elif failure is not None:
+                    outcome.status, outcome.error = "interrupted" if cut else "truncated", failure.message
+                    await client.write(pipe.error_tail(failure))
+                else:
+                    outcome.status = "ok"
+                    await client.write(pipe.ending(usage, format_usd(outcome.cost)))
+                await client.write_eof()
         except ConnectionResetError:
             outcome.status = "client_closed" if outcome.status == "ok" else outcome.status
+        except asyncio.TimeoutError:  # cut at the drain's deadline and the client reads no more: hang up
+            if request.transport is not None:
+                request.transport.abort()
         return client
 
 
