@@ -69,6 +69,9 @@ class Settings:
     task_timeout: float = 2 * 3600.0  # an open video task older than this fails and is refunded
     stripe_secret_key: str | None = None  # top-ups through Stripe Checkout (billing/payments.py)
     stripe_webhook_secret: str | None = None  # whsec_...: webhooks are refused while unset
+    header_timeout: float = 10.0  # a client must send a request's headers within this (also: idle keep-alive connections)
+    body_timeout: float = 30.0  # ... and its body within this, plus body_min_rate's allowance for its size
+    body_min_rate: int = 100_000  # bytes per second a large body is allowed on top of body_timeout
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -99,6 +102,9 @@ class Settings:
             task_timeout=_env_float(env, "TOKENHUB_TASK_TIMEOUT", 2 * 3600.0),
             stripe_secret_key=(env.get("TOKENHUB_STRIPE_SECRET_KEY") or "").strip() or None,
             stripe_webhook_secret=(env.get("TOKENHUB_STRIPE_WEBHOOK_SECRET") or "").strip() or None,
+            header_timeout=_env_float(env, "TOKENHUB_HEADER_TIMEOUT", 10.0),
+            body_timeout=_env_float(env, "TOKENHUB_BODY_TIMEOUT", 30.0),
+            body_min_rate=_env_int(env, "TOKENHUB_BODY_MIN_RATE", 100_000),
             upstream_env={
                 k: v
                 for k, v in env.items()
