@@ -26,6 +26,7 @@ from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.client_fields import without_upstream_fields
 from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
 
@@ -44,7 +45,7 @@ def _client_headers(request: web.Request) -> dict[str, str]:
 
 def native_request(body: dict[str, Any], route: Route, request: web.Request, *, path: str = "/messages") -> UpstreamRequest:
     """The client's Anthropic request for an Anthropic upstream: its body with our model id and our key."""
-    forwarded = dict(body)
+    forwarded = dict(without_upstream_fields(body))  # never forwarded: the gateway picks the upstream and its key
     forwarded["model"] = route.upstream_id
     url = anth.messages_url(route.channel.base_url) + path.removeprefix("/messages")
     if request.query.get("beta") == "true":
