@@ -19,19 +19,14 @@ from tokenhub.errors import InvalidRequest
 MAX_JSON_DEPTH = 128
 
 
-def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep."""
-    if not isinstance(value, (dict, list)):
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH, depth: int = 1) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (recursion stops at ``limit``)."""
+    if type(value) is not dict and type(value) is not list:
         return False
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth >= limit:
-                    return True
-                stack.append((child, depth + 1))
+    for child in value.values() if type(value) is dict else value:
+        kind = type(child)
+        if (kind is dict or kind is list) and (depth >= limit or too_deep(child, limit, depth + 1)):
+            return True
     return False
 
 
@@ -45,15 +40,20 @@ def parse_json(raw: bytes | str, *, what: str = "the request body", exact_decima
     ``exact_decimals`` reads numbers with fractions as ``Decimal`` (amounts of money), never as floats.
     """
     try:
-        value = orjson.loads(raw)
+        if exact_decimals:  # the stdlib parser: it reads Decimals (and, like before, NaN, for a field check to refuse)
+            value = json.loads(raw, parse_float=Decimal)
+        else:
+            value = orjson.loads(raw)
+    except RecursionError:
+        raise _depth_exceeded(what) from None
     except orjson.JSONDecodeError as exc:
         if "depth" in exc.msg or "recursion" in exc.msg:
             raise _depth_exceeded(what) from None
         raise InvalidRequest(f"{what} is not valid JSON: {exc.msg}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(f"{what} is not valid JSON") from None
     # Cheap first: fewer brackets than the limit cannot nest deeper than it (brackets inside strings only add).
     brackets = raw.count(b"[") + raw.count(b"{") if isinstance(raw, bytes) else raw.count("[") + raw.count("{")
     if brackets > MAX_JSON_DEPTH and too_deep(value):
         raise _depth_exceeded(what)
-    if exact_decimals:
-        value = json.loads(raw, parse_float=Decimal)  # checked above: valid, and shallow enough for the stdlib parser
     return value

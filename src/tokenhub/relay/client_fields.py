@@ -45,7 +45,25 @@ def _clean(value: Any, names: bool) -> Any:
     return _UNCHANGED
 
 
+def _mentions(value: Any) -> bool:
+    """Whether any object in ``value`` has one of the fields as a key (schema property names included):
+    the cheap test every request pays; only a body that passes it is rebuilt."""
+    if type(value) is dict:
+        if not UPSTREAM_FIELDS.isdisjoint(value):
+            return True
+        children: Any = value.values()
+    else:
+        children = value
+    for child in children:
+        kind = type(child)
+        if (kind is dict or kind is list) and _mentions(child):
+            return True
+    return False
+
+
 def without_upstream_fields(body: Any) -> Any:
     """``body`` without the fields that name an upstream or a credential; the same object when it has none."""
+    if not isinstance(body, (dict, list)) or not _mentions(body):
+        return body
     cleaned = _clean(body, False)
     return body if cleaned is _UNCHANGED else cleaned
