@@ -305,3 +305,15 @@ def test_a_stripe_amount_of_ten_to_the_fifteen_cents_is_a_logged_400(make_gatewa
     assert any("cs_huge" in r.getMessage() for r in caplog.records)
     assert gw.credits("payer@example.com")["balance_nanos"] == 0
     assert gw.ledger_report().ok
+
+
+@pytest.mark.parametrize("path", ["/api/v1/chat/completions", "/api/v1/messages"])
+def test_a_body_over_the_size_limit_is_a_413_in_the_routes_format(make_gateway: Callable[..., Harness], sqlite_url: str, path: str):
+    gw = make_gateway(sqlite_url, max_body_bytes=2_000)
+    body = json.dumps({"model": "openai/gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 5_000}]}).encode()
+    status, answer = request(gw, "POST", path, body, {"x-api-key": "th-whatever"})
+    assert status == 413, answer
+    if path == "/api/v1/messages":
+        assert anthropic_error(answer)["type"] == "request_too_large"
+    else:
+        openai_error(answer, 413, "payload_too_large")

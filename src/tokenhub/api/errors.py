@@ -66,6 +66,13 @@ def error_middleware() -> Any:
     return middleware
 
 
+def _in_route_format(request: web.Request, err: GatewayError) -> web.Response:
+    """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages, OpenAI's elsewhere."""
+    if request.path.startswith("/api/v1/messages"):
+        return web.Response(status=err.status, body=orjson.dumps(error_body(err.status, err.message)), content_type="application/json")
+    return error_response(err)
+
+
 async def _read_body_in_time(request: web.Request, timeout: float, min_rate: int) -> bool:
     """Read the whole body (aiohttp keeps it for the handler) unless the client sends it too slowly:
     it has ``timeout`` seconds, plus one more second for every ``min_rate`` bytes it has sent."""
@@ -97,12 +104,14 @@ def body_deadline_middleware(timeout: float, min_rate: int) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.body_exists and not await _read_body_in_time(request, timeout, min_rate):
-            err = RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)")
-            if request.path.startswith("/api/v1/messages"):
-                response = web.Response(status=408, body=orjson.dumps(error_body(408, err.message)), content_type="application/json")
-            else:
-                response = error_response(err)
+        if not request.body_exists:
+            return await handler(request)
+        try:
+            in_time = await _read_body_in_time(request, timeout, min_rate)
+        except web.HTTPRequestEntityTooLarge:
+            return _in_route_format(request, PayloadTooLarge(f"the request body is larger than {request.app[MAX_BODY]} bytes"))
+        if not in_time:
+            response = _in_route_format(request, RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)"))
             response.force_close()
             await response.prepare(request)
             await response.write_eof()
