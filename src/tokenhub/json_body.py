@@ -31,7 +31,9 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH, depth: int = 1) -> bool:
 
 
 def _depth_exceeded(what: str) -> InvalidRequest:
-    return InvalidRequest(f"{what} nests arrays and objects more than {MAX_JSON_DEPTH} levels deep (the limit)", code="json_too_deep")
+    return InvalidRequest(
+        f"{what} nests arrays and objects more than {MAX_JSON_DEPTH} levels deep (the limit)", code="json_too_deep"
+    )
 
 
 def parse_json(raw: bytes | str, *, what: str = "the request body", exact_decimals: bool = False) -> Any:

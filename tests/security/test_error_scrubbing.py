@@ -40,8 +40,20 @@ def leak(host: str) -> str:
 
 def forbidden(host: str) -> list[str]:
     return [
-        CHANNEL_KEY, "sk-UPSTR", "*****", host, host.split(":")[0], "10.1.2.3", "[::1]", "upstream-svc", "abcDEF123456",
-        "AIzaSy", "sk-ant-api03", "0123456789abcdef0123456789", "ab12", "QUJDREVGR0hJSktM",
+        CHANNEL_KEY,
+        "sk-UPSTR",
+        "*****",
+        host,
+        host.split(":")[0],
+        "10.1.2.3",
+        "[::1]",
+        "upstream-svc",
+        "abcDEF123456",
+        "AIzaSy",
+        "sk-ant-api03",
+        "0123456789abcdef0123456789",
+        "ab12",
+        "QUJDREVGR0hJSktM",
     ]
 
 
@@ -52,18 +64,29 @@ def leaky_upstream() -> web.Application:
         if body.get("stream"):
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}]}
+            chunk = {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}],
+            }
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            await response.write(b"data: " + json.dumps({"error": {"message": message, "type": "server_error"}}).encode() + b"\n\n")
+            await response.write(
+                b"data: " + json.dumps({"error": {"message": message, "type": "server_error"}}).encode() + b"\n\n"
+            )
             return response
         return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": None}}, status=400)
 
     async def anthropic_messages(request: web.Request) -> web.Response:
-        return web.json_response({"type": "error", "error": {"type": "invalid_request_error", "message": leak(request.host)}}, status=400)
+        return web.json_response(
+            {"type": "error", "error": {"type": "invalid_request_error", "message": leak(request.host)}}, status=400
+        )
 
     async def gemini(request: web.Request) -> web.Response:
-        return web.json_response({"error": {"code": 400, "message": leak(request.host), "status": "INVALID_ARGUMENT"}}, status=400)
+        return web.json_response(
+            {"error": {"code": 400, "message": leak(request.host), "status": "INVALID_ARGUMENT"}}, status=400
+        )
 
     async def ark_images(request: web.Request) -> web.Response:
         return web.json_response({"error": {"code": "InvalidParameter", "message": leak(request.host)}}, status=400)
@@ -101,8 +124,12 @@ def assert_scrubbed(text: str, host: str) -> None:
 
 
 def post(url: str, key: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read().decode()
@@ -156,7 +183,9 @@ def test_count_tokens(env):
 
 def test_image_generation(env):
     gw, cust, host = env
-    status, text = post(f"{gw.base_url}/images/generations", cust.key, {"model": "bytedance/doubao-seedream-5.0", "prompt": "a cat"})
+    status, text = post(
+        f"{gw.base_url}/images/generations", cust.key, {"model": "bytedance/doubao-seedream-5.0", "prompt": "a cat"}
+    )
     assert status == 400, text
     assert_scrubbed(text, host)
 
@@ -169,8 +198,9 @@ def test_channel_test_in_the_admin_api_and_the_cli(env, tmp_path: Path):
     assert status == 200, text
     assert_scrubbed(text, host)
     cli_env = clean_env(tmp_path / "cli-home")
-    cli_env.update({"TOKENHUB_DATABASE_URL": gw.settings.database_url.replace("+aiosqlite", ""),
-                    "TOKENHUB_SECRET_KEY": "test-secret-key"})
+    cli_env.update(
+        {"TOKENHUB_DATABASE_URL": gw.settings.database_url.replace("+aiosqlite", ""), "TOKENHUB_SECRET_KEY": "test-secret-key"}
+    )
     done = cli(["channel", "test", "leaky-openai"], cli_env)
     assert done.returncode == 1, done.stdout + done.stderr
     assert_scrubbed(done.stdout + done.stderr, host)

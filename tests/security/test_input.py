@@ -29,7 +29,9 @@ MSG = [{"role": "user", "content": "hi"}]
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
 
 
-def request(gw: Harness, method: str, path: str, body: bytes | None = None, headers: dict[str, Any] | None = None) -> tuple[int, Any]:
+def request(
+    gw: Harness, method: str, path: str, body: bytes | None = None, headers: dict[str, Any] | None = None
+) -> tuple[int, Any]:
     """One request with exactly the bytes given (header values may be bytes: http.client sends them as they are)."""
     conn = http.client.HTTPConnection("127.0.0.1", gw.server.port, timeout=30)
     try:
@@ -88,9 +90,17 @@ def env(gateway: Harness, upstream_url: str, anthropic_url: str, gemini_url: str
 
 
 @pytest.mark.parametrize("header", [{"Authorization": b"Bearer th-\xff\xfe\x80"}, {"x-api-key": b"th-\xc3\x28\xff"}])
-@pytest.mark.parametrize(("method", "path"), [("GET", "/api/v1/credits"), ("GET", "/api/v1/key"), ("POST", "/api/v1/chat/completions"),
-                                              ("POST", "/api/v1/messages"), ("GET", "/api/v1/videos/generations"),
-                                              ("GET", "/api/admin/users")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/credits"),
+        ("GET", "/api/v1/key"),
+        ("POST", "/api/v1/chat/completions"),
+        ("POST", "/api/v1/messages"),
+        ("GET", "/api/v1/videos/generations"),
+        ("GET", "/api/admin/users"),
+    ],
+)
 def test_a_key_that_is_not_utf8_is_a_401(env, header: dict[str, bytes], method: str, path: str):
     gw, _, _ = env
     status, body = request(gw, method, path, b'{"model": "openai/gpt-4.1", "messages": []}' if method == "POST" else None, header)
@@ -109,13 +119,27 @@ def test_a_key_that_is_not_utf8_is_a_401(env, header: dict[str, bytes], method: 
 def test_json_nested_too_deep_is_a_400_naming_the_limit(env, route: str, depth: int):
     gw, key, admin_key = env
     if route == "chat":
-        body, path, headers = {"model": "openai/gpt-4.1", "messages": MSG, "metadata": {"x": nested(depth)}}, "/api/v1/chat/completions", auth(key)
+        body, path, headers = (
+            {"model": "openai/gpt-4.1", "messages": MSG, "metadata": {"x": nested(depth)}},
+            "/api/v1/chat/completions",
+            auth(key),
+        )
     elif route == "messages":
-        body = {"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text", "text": "x", "x": nested(depth)}]}]}
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "x", "x": nested(depth)}]}],
+        }
         path, headers = "/api/v1/messages", {"x-api-key": key}
     elif route == "gemini_tools":
-        tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": nested(depth)}}}}]
-        body, path, headers = {"model": "google/gemini-2.5-pro", "messages": MSG, "tools": tools}, "/api/v1/chat/completions", auth(key)
+        tools = [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": nested(depth)}}}}
+        ]
+        body, path, headers = (
+            {"model": "google/gemini-2.5-pro", "messages": MSG, "tools": tools},
+            "/api/v1/chat/completions",
+            auth(key),
+        )
     else:
         body, path, headers = {"email": "x@example.com", "extra": nested(depth)}, "/api/admin/users", auth(admin_key)
     raw = json.dumps(body).encode() if depth < 900 else _deep_json(body, depth)
@@ -154,8 +178,13 @@ def _depth(value: Any) -> int:
 def test_json_at_the_depth_limit_is_forwarded(env, fake_gemini: FakeGeminiState, fake_openai: FakeOpenAIState):
     gw, key, _ = env
     near = nested(MAX_JSON_DEPTH - 8)
-    status, answer = request(gw, "POST", "/api/v1/chat/completions", json.dumps(
-        {"model": "openai/gpt-4.1", "messages": MSG, "metadata": {"x": near}}).encode(), auth(key))
+    status, answer = request(
+        gw,
+        "POST",
+        "/api/v1/chat/completions",
+        json.dumps({"model": "openai/gpt-4.1", "messages": MSG, "metadata": {"x": near}}).encode(),
+        auth(key),
+    )
     assert status == 200, answer
     assert fake_openai.requests[-1].json["metadata"]["x"] == near
 
@@ -178,7 +207,9 @@ def test_odd_ids_in_admin_paths_are_a_404(env, ref: str):
     gw, _, admin_key = env
     q = urllib.parse.quote(ref)
     for path in (f"/api/admin/users/{q}", f"/api/admin/users/{q}/keys", f"/api/admin/channels/{q}/test"):
-        status, body = request(gw, "GET" if "test" not in path else "POST", path, None if "test" not in path else b"{}", auth(admin_key))
+        status, body = request(
+            gw, "GET" if "test" not in path else "POST", path, None if "test" not in path else b"{}", auth(admin_key)
+        )
         assert status == 404, (path, body)
         openai_error(body, 404)
     status, body = request(gw, "DELETE", f"/api/admin/keys/{q}", None, auth(admin_key))
@@ -207,13 +238,23 @@ def test_a_broken_channel_base_url_is_a_400(env):
 # --------------------------------------------------------------------------- fields that name an upstream
 
 
-HOSTILE = {"api_base": "http://evil.example/v1", "base_url": "http://evil.example", "api_key": "sk-client", "user_config": {"model_list": []}}
-SCHEMA = {"type": "object", "properties": {"api_key": {"type": "string"}, "base_url": {"type": "string"}}, "required": ["api_key"]}
+HOSTILE = {
+    "api_base": "http://evil.example/v1",
+    "base_url": "http://evil.example",
+    "api_key": "sk-client",
+    "user_config": {"model_list": []},
+}
+SCHEMA = {
+    "type": "object",
+    "properties": {"api_key": {"type": "string"}, "base_url": {"type": "string"}},
+    "required": ["api_key"],
+}
 
 
 def _hostile_chat(model: str) -> dict[str, Any]:
     return {
-        "model": model, **HOSTILE,
+        "model": model,
+        **HOSTILE,
         "messages": [{"role": "user", "content": "hi", "api_key": "sk-in-message"}],
         "metadata": {"nested": {"api_base": "http://evil.example", "keep": "this"}},
         "tools": [{"type": "function", "function": {"name": "login", "parameters": SCHEMA}}],
@@ -242,7 +283,9 @@ def _assert_clean(sent: Any) -> None:
 
 def test_chat_to_openai_drops_upstream_fields_and_keeps_tool_schemas(env, fake_openai: FakeOpenAIState):
     gw, key, _ = env
-    status, answer = request(gw, "POST", "/api/v1/chat/completions", json.dumps(_hostile_chat("openai/gpt-4.1")).encode(), auth(key))
+    status, answer = request(
+        gw, "POST", "/api/v1/chat/completions", json.dumps(_hostile_chat("openai/gpt-4.1")).encode(), auth(key)
+    )
     assert status == 200, answer
     sent = fake_openai.requests[-1].json
     _assert_clean(sent)
@@ -265,9 +308,13 @@ def test_translated_chat_drops_upstream_fields(env, fake_anthropic: FakeAnthropi
 @pytest.mark.parametrize("path", ["/api/v1/messages", "/api/v1/messages/count_tokens"])
 def test_messages_pass_through_to_anthropic_drops_upstream_fields(env, fake_anthropic: FakeAnthropicState, path: str):
     gw, key, _ = env
-    body = {"model": "claude-sonnet-4-6", "max_tokens": 5, **HOSTILE,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "api_key": "sk-in-message"}]}],
-            "tools": [{"name": "login", "description": "d", "input_schema": SCHEMA}]}
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 5,
+        **HOSTILE,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "api_key": "sk-in-message"}]}],
+        "tools": [{"name": "login", "description": "d", "input_schema": SCHEMA}],
+    }
     status, answer = request(gw, "POST", path, json.dumps(body).encode(), {"x-api-key": key})
     assert status == 200, answer
     sent = fake_anthropic.requests[-1].json
@@ -291,13 +338,24 @@ def _signed(payload: bytes) -> str:
     return f"t={t},v1=" + hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
 
 
-def test_a_stripe_amount_of_ten_to_the_fifteen_cents_is_a_logged_400(make_gateway: Callable[..., Harness], sqlite_url: str,
-                                                                      caplog: pytest.LogCaptureFixture):
+def test_a_stripe_amount_of_ten_to_the_fifteen_cents_is_a_logged_400(
+    make_gateway: Callable[..., Harness], sqlite_url: str, caplog: pytest.LogCaptureFixture
+):
     gw = make_gateway(sqlite_url, stripe_webhook_secret=WEBHOOK_SECRET)
     user = gw.user("payer@example.com", None)
-    session = {"id": "cs_huge", "object": "checkout.session", "amount_total": 10**15, "currency": "usd", "payment_status": "paid",
-               "payment_intent": "pi_huge", "client_reference_id": str(user["id"]), "metadata": {"tokenhub_user_id": str(user["id"])}}
-    payload = json.dumps({"id": "evt_huge", "object": "event", "type": "checkout.session.completed", "data": {"object": session}}).encode()
+    session = {
+        "id": "cs_huge",
+        "object": "checkout.session",
+        "amount_total": 10**15,
+        "currency": "usd",
+        "payment_status": "paid",
+        "payment_intent": "pi_huge",
+        "client_reference_id": str(user["id"]),
+        "metadata": {"tokenhub_user_id": str(user["id"])},
+    }
+    payload = json.dumps(
+        {"id": "evt_huge", "object": "event", "type": "checkout.session.completed", "data": {"object": session}}
+    ).encode()
     with caplog.at_level(logging.WARNING, logger="tokenhub.billing.payments"):
         status, body = request(gw, "POST", "/api/stripe/webhook", payload, {"Stripe-Signature": _signed(payload)})
     assert status == 400, body
@@ -308,9 +366,13 @@ def test_a_stripe_amount_of_ten_to_the_fifteen_cents_is_a_logged_400(make_gatewa
 
 
 @pytest.mark.parametrize("path", ["/api/v1/chat/completions", "/api/v1/messages"])
-def test_a_body_over_the_size_limit_is_a_413_in_the_routes_format(make_gateway: Callable[..., Harness], sqlite_url: str, path: str):
+def test_a_body_over_the_size_limit_is_a_413_in_the_routes_format(
+    make_gateway: Callable[..., Harness], sqlite_url: str, path: str
+):
     gw = make_gateway(sqlite_url, max_body_bytes=2_000)
-    body = json.dumps({"model": "openai/gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 5_000}]}).encode()
+    body = json.dumps(
+        {"model": "openai/gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "x" * 5_000}]}
+    ).encode()
     status, answer = request(gw, "POST", path, body, {"x-api-key": "th-whatever"})
     assert status == 413, answer
     if path == "/api/v1/messages":

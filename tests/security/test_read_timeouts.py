@@ -102,7 +102,7 @@ def test_a_slow_but_steady_large_body_is_not_cut(make_gateway: Callable[..., Har
             b"Authorization: Bearer th-nope\r\nConnection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
         )
         for start in range(0, len(body), 500):  # 6 pieces, 0.3 s apart: ~2 s in all, above the 1 s base deadline
-            sock.sendall(body[start:start + 500])
+            sock.sendall(body[start : start + 500])
             time.sleep(0.3)
         received, _ = _answer(sock, started=time.monotonic())
     assert received.startswith(b"HTTP/1.1 401"), received[:200]  # read whole, then refused for its key

@@ -69,7 +69,8 @@ def error_middleware() -> Any:
 def _in_route_format(request: web.Request, err: GatewayError) -> web.Response:
     """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages, OpenAI's elsewhere."""
     if request.path.startswith("/api/v1/messages"):
-        return web.Response(status=err.status, body=orjson.dumps(error_body(err.status, err.message)), content_type="application/json")
+        body = orjson.dumps(error_body(err.status, err.message))
+        return web.Response(status=err.status, body=body, content_type="application/json")
     return error_response(err)
 
 
@@ -111,7 +112,8 @@ def body_deadline_middleware(timeout: float, min_rate: int) -> Any:
         except web.HTTPRequestEntityTooLarge:
             return _in_route_format(request, PayloadTooLarge(f"the request body is larger than {request.app[MAX_BODY]} bytes"))
         if not in_time:
-            response = _in_route_format(request, RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)"))
+            late = RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)")
+            response = _in_route_format(request, late)
             response.force_close()
             await response.prepare(request)
             await response.write_eof()
