@@ -61,6 +61,8 @@ def leaky_upstream() -> web.Application:
     async def openai_chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         message = leak(request.host)
+        if body["messages"][-1].get("content") == "error in a 200":  # some upstreams answer errors with 200
+            return web.json_response({"error": {"message": message, "type": "server_error"}})
         if body.get("stream"):
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
@@ -172,6 +174,14 @@ def test_a_streamed_error_event_on_messages(env):
         assert_scrubbed(json.dumps(raised.value.body) + str(raised.value.message), host)
     finally:
         client.close()
+
+
+def test_an_error_inside_a_200_answer(env):
+    gw, cust, host = env
+    body = {"model": "openai/gpt-4.1", "messages": [{"role": "user", "content": "error in a 200"}]}
+    status, text = post(f"{gw.base_url}/chat/completions", cust.key, body)
+    assert status == 502, text
+    assert_scrubbed(text, host)
 
 
 def test_count_tokens(env):
