@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 
 def _env_float(env: dict[str, str], name: str, default: float) -> float:
@@ -29,6 +30,15 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _positive(name: str, value: Number) -> Number:
+    if value <= 0:
+        raise SystemExit(f"{name} must be more than 0, got {value}")
+    return value
 
 
 def _log_format(value: str) -> str:
@@ -102,9 +112,9 @@ class Settings:
             task_timeout=_env_float(env, "TOKENHUB_TASK_TIMEOUT", 2 * 3600.0),
             stripe_secret_key=(env.get("TOKENHUB_STRIPE_SECRET_KEY") or "").strip() or None,
             stripe_webhook_secret=(env.get("TOKENHUB_STRIPE_WEBHOOK_SECRET") or "").strip() or None,
-            header_timeout=_env_float(env, "TOKENHUB_HEADER_TIMEOUT", 10.0),
-            body_timeout=_env_float(env, "TOKENHUB_BODY_TIMEOUT", 30.0),
-            body_min_rate=_env_int(env, "TOKENHUB_BODY_MIN_RATE", 100_000),
+            header_timeout=_positive("TOKENHUB_HEADER_TIMEOUT", _env_float(env, "TOKENHUB_HEADER_TIMEOUT", 10.0)),
+            body_timeout=_positive("TOKENHUB_BODY_TIMEOUT", _env_float(env, "TOKENHUB_BODY_TIMEOUT", 30.0)),
+            body_min_rate=_positive("TOKENHUB_BODY_MIN_RATE", _env_int(env, "TOKENHUB_BODY_MIN_RATE", 100_000)),
             upstream_env={
                 k: v
                 for k, v in env.items()

@@ -99,6 +99,7 @@ def leaky_upstream() -> web.Application:
     app.router.add_post("/anthropic/v1/messages/count_tokens", anthropic_messages)
     app.router.add_post("/gemini/v1beta/models/{model}", gemini)
     app.router.add_post("/ark/api/v3/images/generations", ark_images)
+    app.router.add_post("/ark/api/v3/contents/generations/tasks", ark_images)
     return app
 
 
@@ -196,6 +197,14 @@ def test_image_generation(env):
     status, text = post(
         f"{gw.base_url}/images/generations", cust.key, {"model": "bytedance/doubao-seedream-5.0", "prompt": "a cat"}
     )
+    assert status == 400, text
+    assert_scrubbed(text, host)
+
+
+def test_video_submission(env):
+    gw, cust, host = env
+    body = {"model": "bytedance/doubao-seedance-2.0", "prompt": "a cat", "duration": 5}
+    status, text = post(f"{gw.base_url}/videos/generations", cust.key, body)
     assert status == 400, text
     assert_scrubbed(text, host)
 
