@@ -7,7 +7,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from tokenhub.admin.routes import AdminAPI
-from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, error_middleware
+from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middleware, error_middleware
 from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
@@ -49,7 +49,13 @@ async def in_flight(request: web.Request, handler: Handler) -> web.StreamRespons
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware()])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware(), body_deadline_middleware(settings.body_timeout, settings.body_min_rate)],
+        # A connection that has not sent a complete request head this long after it opened (or after its
+        # last response) is closed: aiohttp's keep-alive timer closes any connection still waiting for one.
+        handler_args={"keepalive_timeout": settings.header_timeout},
+    )
     app.middlewares.append(in_flight)
     app[SETTINGS] = settings
     app[MAX_BODY] = settings.max_body_bytes

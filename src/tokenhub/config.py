@@ -10,6 +10,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 
 def _env_float(env: dict[str, str], name: str, default: float) -> float:
@@ -30,6 +31,15 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _positive(name: str, value: Number) -> Number:
+    if value <= 0:
+        raise SystemExit(f"{name} must be more than 0, got {value}")
+    return value
 
 
 def _log_format(value: str) -> str:
@@ -85,6 +95,9 @@ class Settings:
     stripe_webhook_secret: str | None = None  # whsec_...: webhooks are refused while unset
     # Proxies whose X-Forwarded-For names the client (console login throttling); none by default.
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    header_timeout: float = 10.0  # a client must send a request's headers within this (also: idle keep-alive connections)
+    body_timeout: float = 30.0  # ... and its body within this, plus body_min_rate's allowance for its size
+    body_min_rate: int = 100_000  # bytes per second a large body is allowed on top of body_timeout
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -117,6 +130,9 @@ class Settings:
             stripe_secret_key=(env.get("TOKENHUB_STRIPE_SECRET_KEY") or "").strip() or None,
             stripe_webhook_secret=(env.get("TOKENHUB_STRIPE_WEBHOOK_SECRET") or "").strip() or None,
             trusted_proxies=_trusted_proxies(env.get("TOKENHUB_TRUSTED_PROXIES") or ""),
+            header_timeout=_positive("TOKENHUB_HEADER_TIMEOUT", _env_float(env, "TOKENHUB_HEADER_TIMEOUT", 10.0)),
+            body_timeout=_positive("TOKENHUB_BODY_TIMEOUT", _env_float(env, "TOKENHUB_BODY_TIMEOUT", 30.0)),
+            body_min_rate=_positive("TOKENHUB_BODY_MIN_RATE", _env_int(env, "TOKENHUB_BODY_MIN_RATE", 100_000)),
             upstream_env={
                 k: v
                 for k, v in env.items()

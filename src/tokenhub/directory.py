@@ -31,6 +31,7 @@ from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import Scope
 from tokenhub.periodic import Periodic
 from tokenhub.providers.registry import PROVIDERS
+from tokenhub.scrub import scrub
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage.engine import as_utc, config_version
 from tokenhub.storage.tables import api_keys, channels, users
@@ -93,11 +94,8 @@ class Channel:
     timeouts: Timeouts = DEFAULT_TIMEOUTS
 
     def redact(self, text: str) -> str:
-        """Remove this channel's secrets and address from text bound for a client."""
-        for secret in (self.api_key, *self.api_key.split(":"), self.base_url):
-            if secret and len(secret) >= 6:
-                text = text.replace(secret, "[redacted]")
-        return text
+        """Text bound for a client without this channel's key and address, nor anything key-shaped or internal."""
+        return scrub(text, secrets=(self.api_key, *self.api_key.split(":"), self.base_url), hosts=(self.base_url,))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ message and exits non-zero. Messages never carry secrets or internal URLs.
     ├── InsufficientCredits   402 insufficient_quota
     ├── PermissionDenied      403 permission_error
     ├── NotFound              404 not_found_error
+    ├── RequestTimeout        408 invalid_request_error (the client sent its request too slowly)
     ├── Conflict              409 conflict_error
     ├── PayloadTooLarge       413 invalid_request_error
     ├── RateLimited           429 rate_limit_error
@@ -84,6 +85,12 @@ class Conflict(GatewayError):
     status = 409
     type = "conflict_error"
     code = "conflict"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class PayloadTooLarge(GatewayError):

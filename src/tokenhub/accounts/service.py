@@ -70,7 +70,7 @@ async def set_password(conn: AsyncConnection, user_ref: str | int, password: str
 
 async def get_user(conn: AsyncConnection, ref: str | int) -> Row[Any]:
     """A user by id or email."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
         query = select(users).where(users.c.id == int(ref))
     else:
         query = select(users).where(users.c.email == str(ref).strip().lower())
@@ -256,6 +256,8 @@ async def get_key(conn: AsyncConnection, key_id: int | str) -> dict[str, Any]:
         kid = int(key_id)
     except (TypeError, ValueError):
         raise InvalidRequest(f"'{key_id}' is not a key id (a number; see `tokenhub key list`)", param="key_id") from None
+    if not 0 < kid < 2**63:  # beyond what the database stores: no such key
+        raise NotFound(f"no key with id {kid}", code="key_not_found")
     row = (await conn.execute(select(api_keys).where(api_keys.c.id == kid))).first()
     if row is None:
         raise NotFound(f"no key with id {kid}", code="key_not_found")

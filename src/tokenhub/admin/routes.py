@@ -6,7 +6,6 @@ decimals, so a JSON number like ``12.5`` is also read exactly, never as a float.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
@@ -25,6 +24,7 @@ from tokenhub.channels import service as channels
 from tokenhub.channels.probe import probe_channel
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
+from tokenhub.json_body import parse_json
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
 
 MAX_ADMIN_BODY = 1024 * 1024
@@ -132,10 +132,7 @@ class AdminAPI(RouteGroup):
         raw = await request.read()
         if len(raw) > MAX_ADMIN_BODY:
             raise PayloadTooLarge("the request body is too large")
-        try:
-            body = json.loads(raw or b"{}", parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the request body is not valid JSON") from None
+        body = parse_json(raw or b"{}", exact_decimals=True)
         if not isinstance(body, dict):
             raise InvalidRequest("the request body must be a JSON object")
         return body
@@ -354,7 +351,7 @@ class AdminAPI(RouteGroup):
     async def stats_overview(self, request: web.Request) -> web.Response:
         self._admin(request)
         raw = request.query.get("days", "7")
-        days = stats.check_days(int(raw) if raw.isdigit() else -1)
+        days = stats.check_days(int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else -1)
         await self.gw.ledger.flush()
         overview = await self._read(lambda c: stats.overview(c, days))
         return _json({"data": _money_deep(overview)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
@@ -10,8 +11,9 @@ from aiohttp import web
 
 from tokenhub.api.requests import REQUEST_ID, RequestIds
 from tokenhub.api.routes import GATEWAY
-from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge
+from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge, RequestTimeout
 from tokenhub.logs import REQUEST_ID_VAR
+from tokenhub.relay.anthropic_format import error_body
 
 log = logging.getLogger("tokenhub.api")
 
@@ -19,8 +21,6 @@ MAX_BODY = web.AppKey("max_body_bytes", int)
 # Renders a not-found page for browsers (the console's), for paths outside the APIs.
 HTML_NOT_FOUND = web.AppKey("html_not_found", Callable[[web.Request], Awaitable[web.StreamResponse]])
 API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/static/")
-
-
 
 def error_response(err: GatewayError) -> web.Response:
     return web.Response(status=err.status, body=orjson.dumps(err.to_openai()), content_type="application/json", headers=err.headers)
@@ -62,5 +62,64 @@ def error_middleware() -> Any:
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(GatewayError("internal error; the request id helps the operator find it"))
+
+    return middleware
+
+
+def _in_route_format(request: web.Request, err: GatewayError) -> web.Response:
+    """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages, OpenAI's elsewhere."""
+    if request.path.startswith("/api/v1/messages"):
+        body = orjson.dumps(error_body(err.status, err.message))
+        return web.Response(status=err.status, body=body, content_type="application/json")
+    return error_response(err)
+
+
+async def _read_body_in_time(request: web.Request, timeout: float, min_rate: int) -> bool:
+    """Read the whole body (aiohttp keeps it for the handler) unless the client sends it too slowly:
+    it has ``timeout`` seconds, plus one more second for every ``min_rate`` bytes it has sent."""
+    if request.content.is_eof():  # all there already (most bodies arrive with their headers)
+        await request.read()
+        return True
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    reading = asyncio.ensure_future(request.read())
+    try:
+        while True:
+            remaining = start + timeout + request.content.total_bytes / min_rate - loop.time()
+            if remaining <= 0:
+                reading.cancel()
+                return False
+            done, _ = await asyncio.wait((reading,), timeout=remaining)
+            if done:
+                reading.result()  # a body over the size limit raises here (413)
+                return True
+    finally:
+        if not reading.done():
+            reading.cancel()
+
+
+def body_deadline_middleware(timeout: float, min_rate: int) -> Any:
+    """Hold every request body to a deadline (TOKENHUB_BODY_TIMEOUT and TOKENHUB_BODY_MIN_RATE): a client
+    that trickles its body gets a 408 and its connection closed. Headers have their own deadline
+    (TOKENHUB_HEADER_TIMEOUT, the server's keep-alive timeout: see app.py)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.body_exists:
+            return await handler(request)
+        try:
+            in_time = await _read_body_in_time(request, timeout, min_rate)
+        except web.HTTPRequestEntityTooLarge:
+            return _in_route_format(request, PayloadTooLarge(f"the request body is larger than {request.app[MAX_BODY]} bytes"))
+        if not in_time:
+            late = RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)")
+            response = _in_route_format(request, late)
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            if request.transport is not None:
+                request.transport.close()  # the rest of a trickled body is not worth waiting for
+            return response
+        return await handler(request)
 
     return middleware

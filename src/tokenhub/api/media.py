@@ -81,7 +81,7 @@ class MediaAPI(RouteGroup):
     async def list_videos(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
         raw_limit = request.query.get("limit", "20")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) < 4) or not 1 <= int(raw_limit) <= MAX_PAGE:
             raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}", param="limit")
         before = request.query.get("before") or None
         return _json(await list_tasks(self.gw, key, limit=int(raw_limit), before=before))

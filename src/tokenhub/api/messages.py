@@ -33,6 +33,7 @@ from tokenhub.providers.server_tools import plan_server_tools
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.client_fields import without_upstream_fields
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
@@ -56,7 +57,7 @@ def native_request(
 ) -> UpstreamRequest:
     """The client's Anthropic request for an Anthropic upstream: its body with our model id, our key and
     ``max_output`` as ``max_tokens`` (the client's, clamped to the model's cap: what the hold covers)."""
-    forwarded = dict(body)
+    forwarded = dict(without_upstream_fields(body))  # never forwarded: the gateway picks the upstream and its key
     forwarded["model"] = route.upstream_id
     if max_output is not None:
         forwarded["max_tokens"] = max_output

@@ -6,11 +6,11 @@ import itertools
 import secrets
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from tokenhub.directory import Directory, KeyInfo
-from tokenhub.errors import InvalidRequest, PayloadTooLarge
+from tokenhub.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
+from tokenhub.json_body import parse_json
 
 REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", KeyInfo)
@@ -44,10 +44,12 @@ def bearer_token(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
-    return request.headers.get("x-api-key") or None
+        token = token.strip() if scheme.lower() == "bearer" else ""
+    else:
+        token = request.headers.get("x-api-key") or ""
+    if not token.isascii():  # keys are ASCII; other bytes arrive as surrogates that cannot even be hashed
+        raise AuthenticationFailed("Invalid API key: keys are ASCII text")
+    return token or None
 
 
 def authenticate(request: web.Request, directory: Directory) -> KeyInfo:
@@ -57,13 +59,10 @@ def authenticate(request: web.Request, directory: Directory) -> KeyInfo:
 
 
 async def read_json(request: web.Request, max_bytes: int) -> tuple[Any, int]:
-    """The parsed body and its size in bytes; 413 over the limit, 400 for anything not JSON."""
+    """The parsed body and its size in bytes; 413 over the limit, 400 for anything not JSON or nested too deep."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
     body = await request.read()
     if not body:
         raise InvalidRequest("the request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body), len(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc.msg}") from None
+    return parse_json(body), len(body)

@@ -30,7 +30,6 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 import stripe
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,6 +39,7 @@ from tokenhub.accounts.service import get_user
 from tokenhub.billing.service import add_credits
 from tokenhub.config import Settings
 from tokenhub.errors import InvalidRequest, NotFound, ServiceUnavailable, UpstreamError
+from tokenhub.json_body import parse_json
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import payments, stripe_events, users
@@ -195,9 +195,9 @@ def verify_event(payload: bytes, signature_header: str | None, secret: str | Non
     if abs(clock - timestamp) > WEBHOOK_TOLERANCE:
         raise _fail("the Stripe signature's timestamp is outside the 300-second tolerance")
     try:
-        event = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("the webhook body is not JSON", code="invalid_event") from None
+        event = parse_json(body, what="the webhook body")
+    except InvalidRequest as err:
+        raise InvalidRequest(err.message, code="invalid_event") from None
     if (
         not isinstance(event, dict)
         or not isinstance(event.get("id"), str)
@@ -270,6 +270,11 @@ async def fulfil_session(conn: AsyncConnection, session: dict[str, Any], *, now:
         return "wrong_currency", 0
     total = session.get("amount_total")
     paid_nanos = total * NANOS_PER_CENT if isinstance(total, int) and not isinstance(total, bool) and total > 0 else None
+    if paid_nanos is not None and paid_nanos > MAX_TOPUP_NANOS:  # no checkout of ours asks that much (nor can a balance hold 10^15 cents)
+        log.warning("Checkout Session %s reports amount_total %s cents, more than the largest top-up: not credited", session_id, total)
+        raise InvalidRequest(
+            f"the Checkout Session's amount_total is more than the largest top-up (${format_usd(MAX_TOPUP_NANOS)})", code="invalid_amount"
+        )
     intent = _id_of(session.get("payment_intent"))
 
     for _ in range(2):

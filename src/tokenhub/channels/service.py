@@ -23,9 +23,13 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 def validate_base_url(url: str) -> str:
     url = (url or "").strip().rstrip("/")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise InvalidRequest(f"'{url[:200]}' is not a valid URL", param="base_url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"'{url}' is not an http(s) URL", param="base_url")
+        raise InvalidRequest(f"'{url[:200]}' is not an http(s) URL", param="base_url")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise InvalidRequest("the base URL must not carry credentials, a query or a fragment", param="base_url")
     return url
@@ -175,7 +179,7 @@ async def _free_name(conn: AsyncConnection, name: str | None, provider: str) -> 
 
 async def _get_row(conn: AsyncConnection, ref: str | int) -> Row[Any]:
     ref = str(ref).strip()
-    query = select(channels).where(channels.c.id == int(ref)) if ref.isdigit() else select(channels).where(channels.c.name == ref)
+    query = select(channels).where(channels.c.id == int(ref)) if ref.isascii() and ref.isdigit() and len(ref) <= 18 else select(channels).where(channels.c.name == ref)
     row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"no channel '{ref}'", code="channel_not_found")

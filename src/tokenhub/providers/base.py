@@ -163,6 +163,12 @@ def upstream_error(status: int, detail: str, channel: Channel, retry_after: str 
     return UpstreamError(f"The upstream provider failed (HTTP {status}): {detail}", code="upstream_error")
 
 
+def redacted(err: GatewayError, channel: Channel) -> GatewayError:
+    """``err`` with its message scrubbed for ``channel`` (for errors raised where the channel was not at hand)."""
+    err.message = channel.redact(err.message)
+    return err
+
+
 def error_message(body: bytes) -> str:
     """The message of an ``{"error": {"message": ...}}`` body (OpenAI's and Anthropic's shape), or
     the start of whatever the body is."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenhub.errors import InvalidRequest
+from tokenhub.relay.client_fields import without_upstream_fields
 
 MAX_N = 128
 
@@ -35,6 +36,7 @@ class ChatCall:
     def parse(cls, payload: Any) -> "ChatCall":
         if not isinstance(payload, dict):
             raise InvalidRequest("the request body must be a JSON object")
+        payload = without_upstream_fields(payload)  # never forwarded: the gateway picks the upstream and its key
         model = payload.get("model")
         if not isinstance(model, str) or not model.strip() or len(model) > 200:
             raise InvalidRequest("'model' is required: a model id such as openai/gpt-4.1", param="model")

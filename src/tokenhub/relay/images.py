@@ -20,6 +20,7 @@ from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo, Route
 from tokenhub.errors import GatewayError, InvalidRequest
 from tokenhub.gateway import Gateway
+from tokenhub.providers.base import redacted
 from tokenhub.providers.media_base import GeneratedImage, ImageAdapter, ImageJob
 from tokenhub.tasks.service import send
 
@@ -106,7 +107,7 @@ async def generate_images(
             dumps=_dumps,
         )
     except GatewayError as err:
-        error = err.message
+        error = redacted(err, route.channel).message
         raise
     finally:
         charged = price * len(images) if status == "ok" else 0

@@ -37,7 +37,7 @@ from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
-from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest
+from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, redacted
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.routing import admitted, candidates, judge
@@ -320,7 +320,10 @@ class Relay:
                 raise UpstreamError("the upstream connection broke in the middle of the answer", code="upstream_reset") from None
         finally:
             resp.release()
-        completion = adapter.parse_response(raw)
+        try:
+            completion = adapter.parse_response(raw)
+        except GatewayError as err:  # a 200 that carries the upstream's error
+            raise redacted(err, route.channel) from None
         usage = completion.usage
         if usage is None:
             usage = Usage(prompt_estimate(call.payload), estimate_tokens(oai.message_text(completion.body)), estimated=True)

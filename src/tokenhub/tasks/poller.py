@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -137,11 +138,14 @@ class TaskPoller:
             return
         except GatewayError as err:
             if err.code == "upstream_task_not_found":  # the upstream no longer knows it: it will never finish
-                await self.finish(row, TaskUpdate("failed", error={"code": err.code, "message": err.message}), channel.provider)
+                message = channel.redact(err.message)
+                await self.finish(row, TaskUpdate("failed", error={"code": err.code, "message": message}), channel.provider)
             else:
                 await self._reschedule(row, backoff(row.poll_attempts, self.base))
             return
         if result.state in TERMINAL_STATES:
+            if result.error and isinstance(result.error.get("message"), str):  # the upstream's words, for the client
+                result = replace(result, error={**result.error, "message": channel.redact(result.error["message"])})
             await self.finish(row, result, channel.provider)
         else:
             await self._reschedule(row, backoff(row.poll_attempts, self.base), status=result.state)

@@ -36,7 +36,11 @@ def _url(value: Any, where: str) -> str:
         raise InvalidRequest(f"'{where}' is too long", param=where)
     if value.startswith("data:"):
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:  # "http://[::1": the parser raises on what it cannot split
+        raise InvalidRequest(f"'{where}' is not a valid URL", param=where) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"'{where}' must be an http(s) or data: URL", param=where)
     return value

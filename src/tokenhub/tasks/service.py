@@ -26,7 +26,7 @@ from tokenhub.directory import KeyInfo, Route
 from tokenhub.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
-from tokenhub.providers.base import UpstreamRequest
+from tokenhub.providers.base import UpstreamRequest, redacted
 from tokenhub.providers.media_base import VideoAdapter, VideoJob
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import tasks, users
@@ -86,6 +86,7 @@ async def create_task(
             raise adapter.error(status, body, route.channel, retry_after)
         upstream_id = adapter.parse_submit(body)
     except GatewayError as err:
+        redacted(err, route.channel)
         await _fail(gw, task_id, key, hold, {"code": err.code, "message": err.message})
         raise
     async with gw.engine.begin() as conn:

@@ -33,6 +33,7 @@ from tokenhub.console.forms import parse_int
 from tokenhub.console.pages.catalog import enabled_models
 from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from tokenhub.json_body import parse_json
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import api_keys
 from tokenhub.tasks.service import get_task
@@ -52,9 +53,9 @@ def _text(form: Mapping[str, str], name: str, limit: int = 200) -> str:
 def chat_payload(form: Mapping[str, str]) -> dict[str, Any]:
     """The /chat/completions body the form stands for: always streamed, always with usage (and cost) at the end."""
     try:
-        messages = orjson.loads(form.get("messages") or "")
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("'messages' must be a JSON array of messages", param="messages") from None
+        messages = parse_json(form.get("messages") or "", what="'messages'")
+    except InvalidRequest as err:
+        raise InvalidRequest(f"'messages' must be a JSON array of messages: {err.message}", param="messages") from None
     payload: dict[str, Any] = {
         "model": _text(form, "model"),
         "messages": messages,
