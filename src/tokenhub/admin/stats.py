@@ -79,10 +79,12 @@ class Totals:
     revenue_nanos: int = 0
     upstream_cost_nanos: int = 0
     priced_revenue_nanos: int = 0  # revenue of the requests that have an upstream cost
+    overage_nanos: int = 0  # usage cost upstreams reported beyond what the accounts could pay (not charged)
     extra: dict[str, Any] = field(default_factory=dict)  # the group's key (day, model, channel...)
 
     def add(self, other: "Totals") -> None:
-        for name in ("requests", "errors", *TOKEN_FIELDS, "revenue_nanos", "upstream_cost_nanos", "priced_revenue_nanos"):
+        for name in ("requests", "errors", *TOKEN_FIELDS, "revenue_nanos", "upstream_cost_nanos", "priced_revenue_nanos",
+                     "overage_nanos"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,6 +100,7 @@ class Totals:
             "upstream_cost_nanos": self.upstream_cost_nanos,
             "unpriced_revenue_nanos": self.revenue_nanos - self.priced_revenue_nanos,
             "margin_nanos": self.priced_revenue_nanos - self.upstream_cost_nanos,
+            "overage_nanos": self.overage_nanos,
         }
 
 
@@ -113,6 +116,7 @@ async def _groups(conn: AsyncConnection, since: datetime) -> list[Totals]:
     query = (
         select(
             day, R.model, R.channel_id, R.endpoint, func.count().label("n"), _errors().label("errors"), _revenue().label("revenue"),
+            func.coalesce(func.sum(R.overage_nanos), 0).label("overage"),
             *(func.coalesce(func.sum(getattr(R, name)), 0).label(name) for name in TOKEN_FIELDS),
         )
         .where(R.created_at >= since)
@@ -122,7 +126,9 @@ async def _groups(conn: AsyncConnection, since: datetime) -> list[Totals]:
     groups = []
     for row in await conn.execute(query):
         tokens = {name: int(getattr(row, name)) for name in TOKEN_FIELDS}
-        group = Totals(requests=int(row.n), errors=int(row.errors), revenue_nanos=int(row.revenue), **tokens)
+        group = Totals(
+            requests=int(row.n), errors=int(row.errors), revenue_nanos=int(row.revenue), overage_nanos=int(row.overage), **tokens
+        )
         group.extra = {"day": str(row.day), "model": row.model, "channel_id": row.channel_id}
         pricing = prices.get(row.model) if row.endpoint == "chat" else None
         if pricing is not None:
