@@ -379,3 +379,16 @@ def test_a_body_over_the_size_limit_is_a_413_in_the_routes_format(
         assert anthropic_error(answer)["type"] == "request_too_large"
     else:
         openai_error(answer, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("path", ["/admin?days=%C2%B2", "/admin/users/%C2%B2", "/admin/channels/%C2%B2", "/billing?before=%C2%B2"])
+def test_unicode_digits_in_console_numbers_are_not_a_500(gateway: Harness, path: str):
+    """``"²".isdigit()`` is true but ``int("²")`` raises: the console reads numbers as ASCII digits only."""
+    from tests.support.console_client import Visitor
+    from tokenhub.accounts import service as accounts
+
+    gateway.write(lambda c: accounts.create_user(c, "num-admin@example.com", password="correct horse battery", is_admin=True))
+    visitor = Visitor(gateway.server.url)
+    assert visitor.log_in("num-admin@example.com", "correct horse battery").status == 303
+    status = visitor.get(path).status
+    assert status in (200, 404), (path, status)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts.secrets import display_prefix, hash_api_key, hash_password, new_api_key
+from tokenhub.digits import whole_number
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
 from tokenhub.limits.policy import RATE_FIELDS, Limits, cleared, parse_changes
 from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
@@ -70,8 +71,9 @@ async def set_password(conn: AsyncConnection, user_ref: str | int, password: str
 
 async def get_user(conn: AsyncConnection, ref: str | int) -> Row[Any]:
     """A user by id or email."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) <= 18):
-        query = select(users).where(users.c.id == int(ref))
+    user_id = ref if isinstance(ref, int) else whole_number(ref)
+    if user_id is not None:
+        query = select(users).where(users.c.id == user_id)
     else:
         query = select(users).where(users.c.email == str(ref).strip().lower())
     row = (await conn.execute(query)).first()

@@ -22,6 +22,7 @@ from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
 from tokenhub.channels import service as channels
 from tokenhub.channels.probe import probe_channel
+from tokenhub.digits import whole_number
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
 from tokenhub.json_body import parse_json
@@ -350,8 +351,8 @@ class AdminAPI(RouteGroup):
 
     async def stats_overview(self, request: web.Request) -> web.Response:
         self._admin(request)
-        raw = request.query.get("days", "7")
-        days = stats.check_days(int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else -1)
+        days = whole_number(request.query.get("days", "7"), 5)
+        days = stats.check_days(days if days is not None else -1)
         await self.gw.ledger.flush()
         overview = await self._read(lambda c: stats.overview(c, days))
         return _json({"data": _money_deep(overview)})

@@ -6,11 +6,12 @@ import orjson
 from aiohttp import web
 
 from tokenhub.api.requests import authenticate, read_json
-from tokenhub.limits.gate import limited
 from tokenhub.api.routes import RouteGroup
 from tokenhub.catalog.model import Model
+from tokenhub.digits import whole_number
 from tokenhub.directory import KeyInfo, Route
 from tokenhub.errors import InvalidRequest
+from tokenhub.limits.gate import limited
 from tokenhub.providers.media_adapters import IMAGE_ADAPTERS, VIDEO_ADAPTERS
 from tokenhub.relay.images import generate_images, parse_image_job
 from tokenhub.relay.routing import pick_route
@@ -80,8 +81,8 @@ class MediaAPI(RouteGroup):
 
     async def list_videos(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
-        raw_limit = request.query.get("limit", "20")
-        if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) < 4) or not 1 <= int(raw_limit) <= MAX_PAGE:
+        limit = whole_number(request.query.get("limit", "20"), 3)
+        if limit is None or not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}", param="limit")
         before = request.query.get("before") or None
-        return _json(await list_tasks(self.gw, key, limit=int(raw_limit), before=before))
+        return _json(await list_tasks(self.gw, key, limit=limit, before=before))

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tokenhub.accounts.service import get_user
 from tokenhub.billing.service import add_credits
 from tokenhub.config import Settings
+from tokenhub.digits import whole_number
 from tokenhub.errors import InvalidRequest, NotFound, ServiceUnavailable, UpstreamError
 from tokenhub.json_body import parse_json
 from tokenhub.money import format_usd
@@ -444,8 +445,9 @@ def _id_of(value: Any) -> str | None:
 def _metadata_user(session: dict[str, Any]) -> int | None:
     metadata = session.get("metadata") if isinstance(session.get("metadata"), dict) else {}
     for raw in (metadata.get("tokenhub_user_id"), session.get("client_reference_id")):
-        if isinstance(raw, str) and raw.isdigit() and len(raw) < 12:
-            return int(raw)
+        user_id = whole_number(raw, 11)
+        if user_id is not None:
+            return user_id
     return None
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.catalog.model import Catalog
+from tokenhub.digits import whole_number
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
 from tokenhub.providers.registry import PROVIDERS
 from tokenhub.secrets_box import SecretBox
@@ -179,7 +180,8 @@ async def _free_name(conn: AsyncConnection, name: str | None, provider: str) -> 
 
 async def _get_row(conn: AsyncConnection, ref: str | int) -> Row[Any]:
     ref = str(ref).strip()
-    query = select(channels).where(channels.c.id == int(ref)) if ref.isascii() and ref.isdigit() and len(ref) <= 18 else select(channels).where(channels.c.name == ref)
+    channel_id = whole_number(ref)
+    query = select(channels).where(channels.c.id == channel_id if channel_id is not None else channels.c.name == ref)
     row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"no channel '{ref}'", code="channel_not_found")

@@ -17,6 +17,7 @@ from tokenhub.api.presenters import usd_number
 from tokenhub.api.requests import REQUEST_ID
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
+from tokenhub.digits import whole_number
 from tokenhub.directory import KeyInfo, Route
 from tokenhub.errors import GatewayError, InvalidRequest
 from tokenhub.gateway import Gateway
@@ -53,8 +54,8 @@ def parse_image_job(payload: Any, model: Model) -> ImageJob:
 
 
 def _is_pixels(size: str) -> bool:
-    width, _, height = size.lower().partition("x")
-    return width.isdigit() and height.isdigit() and 64 <= int(width) <= 8192 and 64 <= int(height) <= 8192
+    width, _, height = (whole_number(side, 5) for side in size.lower().partition("x"))
+    return width is not None and height is not None and 64 <= width <= 8192 and 64 <= height <= 8192
 
 
 def price_per_image(model: Model, size: str | None) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Container
 from itertools import groupby
 
 from tokenhub.catalog.model import Model
+from tokenhub.digits import whole_number
 from tokenhub.directory import Route
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from tokenhub.providers.adapters import CHAT_ADAPTERS
@@ -65,7 +66,8 @@ def judge(health: ChannelHealth, route: Route, err: GatewayError) -> bool:
         return False  # the operator must fix the channel; another channel would not change the answer's cause
     if isinstance(err, RateLimited):
         retry_after = err.headers.get("Retry-After")
-        health.rate_limited(channel, float(retry_after) if retry_after and retry_after.isdigit() else None)
+        seconds = whole_number(retry_after, 9)
+        health.rate_limited(channel, float(seconds) if seconds is not None else None)
         return True
     health.failed(channel, err.message)
     return True

@@ -16,6 +16,7 @@ from tokenhub.channels.probe import probe_channel
 from tokenhub.console.core import Ctx, Pages, page, redirect
 from tokenhub.console.forms import parse_int
 from tokenhub.console.pages.admin_overview import admin_error_text
+from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.providers.registry import PROVIDERS
 
@@ -23,10 +24,10 @@ FIELDS = ("provider", "name", "base_url", "api_key", "models", "priority", "weig
 
 
 def channel_id_of(ctx: Ctx) -> int:
-    raw = ctx.request.match_info["channel_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    channel_id = whole_number(ctx.request.match_info["channel_id"], 12)
+    if channel_id is None:
         raise NotFound("no such channel", code="channel_not_found")
-    return int(raw)
+    return channel_id
 
 
 def models_text(mapping: dict[str, str] | None) -> str:

@@ -10,6 +10,7 @@ from aiohttp import web
 from tokenhub.admin import stats
 from tokenhub.console.core import Ctx, Pages, error_text, page
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, catalog
+from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError
 from tokenhub.money import nanos_to_decimal
 
@@ -63,8 +64,8 @@ class OverviewPages(Pages):
 
     @page("admin")
     async def index(self, ctx: Ctx) -> web.StreamResponse:
-        raw = ctx.request.query.get("days", "7")
-        days = int(raw) if raw.isdigit() and int(raw) in stats.WINDOW_DAYS else 7
+        days = whole_number(ctx.request.query.get("days"), 3)
+        days = days if days in stats.WINDOW_DAYS else 7
         await self.gw.ledger.flush()  # requests that just ended count
         async with self.gw.engine.connect() as conn:
             overview = await stats.overview(conn, days)

@@ -11,6 +11,7 @@ from tokenhub.billing import service as billing
 from tokenhub.console.core import Ctx, Pages, page, redirect
 from tokenhub.console.forms import last_day, parse_usd
 from tokenhub.console.pages.admin_overview import admin_error_text
+from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import utc_now
@@ -41,10 +42,10 @@ def limits_values(limits: dict[str, Any]) -> dict[str, str]:
 
 
 def user_id_of(ctx: Ctx) -> int:
-    raw = ctx.request.match_info["user_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    user_id = whole_number(ctx.request.match_info["user_id"], 12)
+    if user_id is None:
         raise NotFound("no such user", code="user_not_found")
-    return int(raw)
+    return user_id
 
 
 class UsersPages(Pages):

@@ -11,6 +11,7 @@ from tokenhub.billing import payments
 from tokenhub.billing import service as billing
 from tokenhub.console.core import Ctx, Pages, page, usd
 from tokenhub.console.sessions import is_https
+from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
 
@@ -38,8 +39,7 @@ class BillingPages(Pages):
     async def render_billing(self, ctx: Ctx, *, status: int = 200, **values: Any) -> web.Response:
         user_id = ctx.user_id
         query = ctx.request.query
-        before = query.get("before", "")
-        before_id = int(before) if before.isdigit() else None
+        before_id = whole_number(query.get("before"))
         checkout = None
         async with self.gw.engine.connect() as conn:
             summary = await billing.credits_summary(conn, user_id)
