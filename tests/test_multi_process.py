@@ -12,7 +12,6 @@ import http.client
 import json
 import re
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +21,7 @@ import asyncpg
 import pytest
 
 from tests.support.harness import create_pg_database, drop_pg_database
-from tests.support.processes import Served, clean_env, cli, free_port
+from tests.support.processes import Served, clean_env, cli
 from tests.support.servers import ServerThread
 from tests.support.tcp_proxy import TcpProxy
 

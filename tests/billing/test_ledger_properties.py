@@ -23,7 +23,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, multiple, rule
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement

@@ -181,7 +181,7 @@ def test_limits_are_validated(gateway: Harness):
     gateway.user("v@example.com")
     for bad in ({"rpm": "0"}, {"tpm": "-5"}, {"concurrency": "many"}, {"daily_limit": "1.0000000001"}, {"rpm": True}):
         with pytest.raises(Exception) as err:
-            gateway.write(lambda c: accounts.create_key(c, "v@example.com", limits=bad))
+            gateway.write(lambda c, bad=bad: accounts.create_key(c, "v@example.com", limits=bad))
         assert getattr(err.value, "status", None) == 400, bad
 
 
