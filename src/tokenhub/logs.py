@@ -18,6 +18,8 @@ import orjson
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from tokenhub.request_keys import REQUEST_ID
+
 REQUEST_ID_VAR: ContextVar[str | None] = ContextVar("tokenhub_request_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
@@ -65,8 +67,6 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request: method, path (no query string), status, duration, request id, client address."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        from tokenhub.api.requests import REQUEST_ID
-
         self.logger.info(
             "%s %s %s",
             request.method,

@@ -15,6 +15,8 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Iterable
 
+import orjson
+
 NANOS_PER_USD = 1_000_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
 MAX_NANOS = 2**63 - 1
@@ -53,6 +55,11 @@ def format_usd(nanos: int) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
+
+
+def usd_number(nanos: int) -> orjson.Fragment:
+    """An exact USD amount as a JSON number (no float round trip)."""
+    return orjson.Fragment(format_usd(nanos).encode())
 
 
 def tokens_cost(parts: Iterable[tuple[int, int]]) -> int:

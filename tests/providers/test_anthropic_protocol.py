@@ -27,7 +27,7 @@ from tokenhub.providers.anthropic_protocol import (
     tool_use_id,
     uses_adaptive_thinking,
 )
-from tokenhub.relay.sse import SSEDecoder
+from tokenhub.sse import SSEDecoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
 CHANNEL = Channel(id=1, name="anthropic", provider="anthropic", protocol="anthropic",
@@ -726,7 +726,7 @@ def test_stream_error_event() -> None:
 
 def test_stream_malformed_event() -> None:
     from tokenhub.providers.base import MalformedChunk
-    from tokenhub.relay.sse import Event
+    from tokenhub.sse import Event
 
     stream = ADAPTER.chunk_stream("m")
     with pytest.raises(MalformedChunk):
@@ -736,7 +736,7 @@ def test_stream_malformed_event() -> None:
 
 
 def test_stream_signature_only_block_and_role_without_message_start() -> None:
-    from tokenhub.relay.sse import Event
+    from tokenhub.sse import Event
 
     stream = ADAPTER.chunk_stream("m")
     events = [

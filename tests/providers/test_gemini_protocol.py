@@ -22,8 +22,8 @@ from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers import gemini_protocol as gp
 from tokenhub.providers.base import MalformedChunk
 from tokenhub.providers.gemini_protocol import GeminiAdapter, decode_call_id, encode_call_id, remote_image_urls, to_gemini
-from tokenhub.relay.sse import Event, SSEDecoder
 from tokenhub.simulator.gemini_protocol import STATE_KEY, FakeGeminiState, create_app
+from tokenhub.sse import Event, SSEDecoder
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 API_KEY = "gm-adapter-test"

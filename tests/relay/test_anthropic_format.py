@@ -31,7 +31,7 @@ from tokenhub.relay.anthropic_format import (
     translate_messages_request,
     upstream_tool_name,
 )
-from tokenhub.relay.sse import SSEDecoder
+from tokenhub.sse import SSEDecoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
 EVENTS = pydantic.TypeAdapter(RawMessageStreamEvent)

@@ -9,11 +9,12 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from tokenhub.api.requests import REQUEST_ID, RequestIds
+from tokenhub.api.requests import RequestIds
 from tokenhub.api.routes import GATEWAY
 from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge, RequestTimeout
 from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.relay.anthropic_format import error_body
+from tokenhub.request_keys import REQUEST_ID
 
 log = logging.getLogger("tokenhub.api")
 

@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 from sqlalchemy import select
 
-from tokenhub.api.requests import REQUEST_ID, authenticate, read_json
+from tokenhub.api.requests import authenticate, read_json
 from tokenhub.api.routes import RouteGroup
 from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.billing.ledger import Hold, Settlement
@@ -37,6 +37,7 @@ from tokenhub.relay.client_fields import without_upstream_fields
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
+from tokenhub.request_keys import REQUEST_ID
 from tokenhub.storage.tables import users
 
 PASSED_HEADERS = ("anthropic-beta",)

@@ -11,11 +11,6 @@ from tokenhub.catalog.model import Catalog, Model
 from tokenhub.money import format_usd, per_unit_to_per_token
 
 
-def usd_number(nanos: int) -> orjson.Fragment:
-    """An exact USD amount as a JSON number (no float round trip)."""
-    return orjson.Fragment(format_usd(nanos).encode())
-
-
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 

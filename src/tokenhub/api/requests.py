@@ -11,10 +11,9 @@ from aiohttp import web
 from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
 from tokenhub.json_body import parse_json
+from tokenhub.request_keys import RATE_HEADERS, REQUEST_ID
 
-REQUEST_ID = web.RequestKey("request_id", str)
 CALLER = web.RequestKey("caller", KeyInfo)
-RATE_HEADERS = web.RequestKey("rate_headers", dict)  # x-ratelimit-* for the caller's limits, if any
 
 
 class RequestIds:

@@ -6,13 +6,14 @@ import orjson
 from aiohttp import web
 from sqlalchemy import select
 
-from tokenhub.api.presenters import iso, models_list, usd_number
+from tokenhub.api.presenters import iso, models_list
 from tokenhub.api.requests import authenticate, read_json
 from tokenhub.billing.service import credits_summary
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.gateway import Gateway
 from tokenhub.limits.policy import Limits
+from tokenhub.money import usd_number
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.openai_responder import OpenAIResponder
 from tokenhub.relay.relay import Relay

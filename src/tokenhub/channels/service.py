@@ -199,13 +199,6 @@ async def remove_channel(conn: AsyncConnection, ref: str | int) -> dict[str, Any
     return channel_dict(row)
 
 
-async def set_channel_enabled(conn: AsyncConnection, ref: str | int, enabled: bool) -> dict[str, Any]:
-    row = await _get_row(conn, ref)
-    await conn.execute(update(channels).where(channels.c.id == row.id).values(enabled=enabled))
-    await bump_config_version(conn)
-    return channel_dict(await _get_row(conn, row.id))
-
-
 KEEP: Any = object()  # update_channel: leave this field as it is
 
 

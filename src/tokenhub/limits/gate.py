@@ -7,9 +7,9 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from tokenhub.api.requests import RATE_HEADERS, REQUEST_ID
 from tokenhub.directory import KeyInfo
 from tokenhub.limits.rates import RateLimiter, Ticket
+from tokenhub.request_keys import RATE_HEADERS, REQUEST_ID
 
 
 async def admit(rates: RateLimiter, key: KeyInfo, request: web.Request) -> Ticket | None:

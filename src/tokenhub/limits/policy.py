@@ -48,8 +48,6 @@ class Limits:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-NO_LIMITS = Limits()
-
 
 def period_start(period: str, now: datetime) -> datetime | None:
     """The start of the UTC calendar period containing ``now`` (ISO weeks start on Monday)."""

@@ -81,7 +81,7 @@ from tokenhub.providers.base import (
     now,
     usage_count,
 )
-from tokenhub.relay.sse import Event
+from tokenhub.sse import Event
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
 LEGACY_VERSION = "2023-06-01"

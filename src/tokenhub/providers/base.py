@@ -32,7 +32,7 @@ from tokenhub.billing.cost import Usage
 from tokenhub.digits import whole_number
 from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
-from tokenhub.relay.sse import Event
+from tokenhub.sse import Event
 
 
 @dataclass(frozen=True)

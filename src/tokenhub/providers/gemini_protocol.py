@@ -67,7 +67,7 @@ from tokenhub.providers.base import (
     upstream_error,
     usage_count,
 )
-from tokenhub.relay.sse import Event
+from tokenhub.sse import Event
 
 THOUGHT_SEPARATOR = "__thought__"
 SKIP_SIGNATURE = "skip_thought_signature_validator"

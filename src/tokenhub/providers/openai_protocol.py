@@ -27,7 +27,7 @@ from tokenhub.providers.base import (
     usage_count,
 )
 from tokenhub.providers.registry import PROVIDERS
-from tokenhub.relay.sse import Event, frame
+from tokenhub.sse import Event, frame
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 

@@ -24,7 +24,7 @@ from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import ChatAdapter, ChunkStream, MalformedChunk
 from tokenhub.relay.anthropic_format import AnthropicStreamWriter, anthropic_usage, error_body, to_anthropic_message
 from tokenhub.relay.openai_responder import StreamFacts
-from tokenhub.relay.sse import Event
+from tokenhub.sse import Event
 
 CostText = Callable[[Usage], str]
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from tokenhub.api.presenters import usd_number
-from tokenhub.api.requests import REQUEST_ID
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
 from tokenhub.directory import KeyInfo, Route
 from tokenhub.errors import GatewayError, InvalidRequest
-from tokenhub.gateway import Gateway
+from tokenhub.money import usd_number
 from tokenhub.providers.base import redacted
 from tokenhub.providers.media_base import GeneratedImage, ImageAdapter, ImageJob
+from tokenhub.request_keys import REQUEST_ID
 from tokenhub.tasks.service import send
+
+if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
+    from tokenhub.gateway import Gateway
 
 MAX_N = 10
 

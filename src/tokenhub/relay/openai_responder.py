@@ -23,7 +23,7 @@ from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.base import ChatAdapter, ChunkStream
-from tokenhub.relay.sse import DONE, Event, frame
+from tokenhub.sse import DONE, Event, frame
 
 CostText = Callable[[Usage], str]
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

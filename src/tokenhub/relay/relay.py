@@ -20,19 +20,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
 
 import aiohttp
 from aiohttp import web
 
-from tokenhub.api.requests import REQUEST_ID
 from tokenhub.billing.cost import Usage, max_cost, tool_hold, usage_cost
 from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_upper_bound
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import Channel, KeyInfo, Route
 from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError, UpstreamTimeout
-from tokenhub.gateway import Gateway
 from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
 from tokenhub.providers import openai_protocol as oai
@@ -41,7 +39,11 @@ from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.routing import admitted, candidates, judge
-from tokenhub.relay.sse import Event, SSEDecoder
+from tokenhub.request_keys import REQUEST_ID
+from tokenhub.sse import Event, SSEDecoder
+
+if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
+    from tokenhub.gateway import Gateway
 
 DEFAULT_MAX_OUTPUT = 16_384
 MAX_REMOTE_IMAGES = 16

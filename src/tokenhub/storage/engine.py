@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, insert, select, update
-from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -43,16 +42,6 @@ def create_engine(database_url: str, *, pool_size: int = 8) -> AsyncEngine:
         _make_sqlite_transactions_immediate(engine)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-
-
-def create_sync_sqlite_engine(database_url: str) -> Engine:
-    """A synchronous engine on the same SQLite file, for work done whole in one worker thread."""
-    url = make_url(database_url).set(drivername="sqlite+pysqlite")
-    if url.database and url.database != ":memory:":
-        make_private_sqlite_file(Path(url.database))
-    engine = sa_create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=1, max_overflow=0)
-    _make_sqlite_transactions_immediate(engine)
-    return engine
 
 
 def make_private_sqlite_file(path: Path) -> None:

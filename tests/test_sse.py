@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenhub.relay.sse import Event, SSEDecoder
+from tokenhub.sse import Event, SSEDecoder
 
 STREAM = (
     b": keep-alive\n\n"
