@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.accounts.secrets import KEY_PREFIX, hash_api_key
-from tokenhub.billing.ledger import Budget
+from tokenhub.billing.ledger_plan import Budget
 from tokenhub.catalog.model import Catalog, Model
 from tokenhub.catalog.service import load_catalog
 from tokenhub.errors import AuthenticationFailed, PermissionDenied

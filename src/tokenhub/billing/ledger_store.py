@@ -27,7 +27,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tokenhub.billing.ledger import Charge, GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
+from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
 from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
 from tokenhub.storage.engine import utc_now

@@ -1,0 +1,242 @@
+"""What one group of ledger operations does, decided in memory: the operations and ``plan_group``.
+
+A group's transaction (``ledger_store``) locks and reads the balances, key counters and spend by
+period involved, flips the settled requests' state with a compare-and-swap, and hands them here.
+``plan_group`` decides each hold in arrival order and each settlement once, and never lets a charge
+take a balance below zero or a key past a limit: the rest of a cost is the request's overage. Pure
+arithmetic, no I/O: the property test drives it through the writer, and the stores only write what
+it decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenhub.billing.cost import Usage
+from tokenhub.errors import InsufficientCredits, LimitReached
+from tokenhub.limits.policy import period_end
+from tokenhub.money import format_usd
+from tokenhub.storage.engine import utc_now
+
+Budget = tuple[str, int, str, int]  # scope ("key" | "user"), its id, period (day|week|month|total), limit
+SpendKey = tuple[str, int, str]  # scope, id, period
+
+
+@dataclass
+class Hold:
+    """Reserve ``amount`` for a request before it goes upstream."""
+
+    request_id: str
+    user_id: int
+    key_id: int
+    amount: int
+    model: str
+    endpoint: str = "chat"
+    stream: bool = False
+    channel_id: int | None = None
+    upstream_model: str | None = None
+    # Spend limits by period that this hold must fit in: (scope "key"|"user", id, period, limit).
+    # The key's total limit is not here: the key's own counters enforce it (api_keys.limit_nanos).
+    budgets: tuple[Budget, ...] = ()
+    future: asyncio.Future[None] | None = None
+
+
+@dataclass
+class Settlement:
+    """Resolve a hold: release it and charge ``cost`` (0 for a failed request), at most what the account can pay.
+
+    ``release_only`` settlements (the sweeper's) resolve only a hold that is still open. Any other
+    settlement also resolves a hold the sweeper released meanwhile: it then charges without releasing.
+    """
+
+    request_id: str
+    user_id: int
+    key_id: int
+    hold: int
+    cost: int
+    status: str  # ok | client_closed | upstream_error | truncated | interrupted | error
+    usage: Usage = field(default_factory=Usage)
+    http_status: int | None = None
+    finish_reason: str | None = None
+    latency_ms: int | None = None
+    ttfb_ms: int | None = None
+    error: str | None = None
+    prices: str | None = None
+    channel_id: int | None = None
+    upstream_model: str | None = None
+    release_only: bool = False
+    # The spend limits by period a cost above the hold must still fit in (as Hold.budgets).
+    budgets: tuple[Budget, ...] = ()
+
+
+Op = Hold | Settlement
+
+
+class SpendLimitReached(LimitReached):
+    """A spend limit by period would be exceeded: 429 until the period ends (402 for a total limit)."""
+
+    def __init__(self, scope: str, period: str, limit: int, used: int, amount: int) -> None:
+        whose = "key" if scope == "key" else "account"
+        when = {"day": "today (UTC)", "week": "this week (UTC, from Monday)", "month": "this month (UTC)", "total": "in total"}[period]
+        message = (
+            f"This {whose}'s spending limit of ${format_usd(limit)} {when} would be exceeded: ${format_usd(max(used, 0))} "
+            f"spent or reserved, and this request may cost up to ${format_usd(amount)}."
+        )
+        end = period_end(period, utc_now())
+        headers = {"Retry-After": str(max(1, int((end - utc_now()).total_seconds()) + 1))} if end else {}
+        code = f"{whose}_{period}_limit_reached" if end else f"{whose}_limit_reached"
+        super().__init__(message, scope=whose, limit=period, code=code, headers=headers, status=429 if end else 402)
+        if end is None:
+            self.type = InsufficientCredits.type  # a total limit does not reset: like running out of credit
+
+
+@dataclass
+class Charge:
+    """How one settlement resolved: ``charged`` + ``overage`` = the settlement's cost."""
+
+    op: Settlement
+    charged: int
+    overage: int
+    late: bool  # the sweeper had released the hold: nothing left to release
+
+
+@dataclass
+class GroupPlan:
+    """What one group writes: decided in memory against the locked balances and key counters."""
+
+    outcomes: list[Exception | None]
+    entries: list[dict[str, Any]]  # ledger rows: user_id, kind, amount, balance_after, request_id
+    new_requests: list[Hold]
+    settled: list[Charge]
+    balances: dict[int, int]  # user id -> new balance
+    key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
+
+
+def spend_scopes(batch: list[Op]) -> dict[tuple[str, int], set[str]]:
+    """The (scope, id) whose spend by period this group must know: its holds' budgets, and the budgets
+    of settlements that may charge more than they held (a cost above the hold, or a late settlement)."""
+    scopes: dict[tuple[str, int], set[str]] = {}
+    for op in batch:
+        if isinstance(op, Hold) or (op.cost > 0 and not op.release_only):
+            for scope, ident, period, _ in op.budgets:
+                scopes.setdefault((scope, ident), set()).add(period)
+    return scopes
+
+
+def plan_group(
+    batch: list[Op],
+    balances: dict[int, int],
+    keys: dict[int, tuple[int | None, int, int]],
+    settling: dict[str, tuple[Any, bool]],
+    spent: dict[SpendKey, int] | None = None,
+    starts: dict[str, Any] | None = None,
+) -> GroupPlan:
+    """Decide a group: holds in arrival order against the locked figures; each settlement once.
+
+    ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` maps the request ids whose
+    state this transaction flipped (the compare-and-swap) to (creation time, late): late when the
+    sweeper had already released the hold. ``spent`` is what each (scope, id, period) of the
+    budgets involved has spent so far (open holds at their amount, settled requests at their cost),
+    read under the same locks; ``starts`` maps each period to its first instant (None for "total"),
+    comparable with the creation times.
+    """
+    balance = dict(balances)
+    deltas: dict[int, list[int]] = {}
+    plan = GroupPlan([], [], [], [], balance, deltas)
+    settling = dict(settling)
+    spent = dict(spent or {})
+    starts = starts or {}
+    for op in batch:
+        delta = deltas.setdefault(op.key_id, [0, 0])
+        key = keys.get(op.key_id)
+        if isinstance(op, Hold):
+            limit_state = None if key is None else (key[0], key[1] + delta[0], key[2] + delta[1])
+            refusal = _refuse(op, balance.get(op.user_id), limit_state) or _over_budget(op, spent)
+            plan.outcomes.append(refusal)
+            if refusal is not None:
+                continue
+            balance[op.user_id] -= op.amount
+            delta[1] += op.amount
+            _add_spend(spent, op.key_id, op.user_id, op.amount, None, starts)
+            if op.amount:
+                plan.entries.append(_entry(op.user_id, "hold", -op.amount, balance[op.user_id], op.request_id))
+            plan.new_requests.append(op)
+        else:
+            plan.outcomes.append(None)
+            if op.request_id not in settling:
+                continue  # already resolved (by another party, or earlier in this group): never twice
+            created_at, late = settling.pop(op.request_id)
+            released = 0 if late else op.hold  # a late settlement's hold was released by the sweeper
+            balance[op.user_id] += released
+            if released:
+                plan.entries.append(_entry(op.user_id, "release", released, balance[op.user_id], op.request_id))
+            delta[1] -= released
+            _add_spend(spent, op.key_id, op.user_id, -released, created_at, starts)
+            room = _room(op, balance[op.user_id], key, delta, spent)
+            charged = max(0, min(op.cost, room))
+            balance[op.user_id] -= charged
+            if charged:
+                plan.entries.append(_entry(op.user_id, "charge", -charged, balance[op.user_id], op.request_id))
+            delta[0] += charged
+            _add_spend(spent, op.key_id, op.user_id, charged, created_at, starts)
+            plan.settled.append(Charge(op, charged, op.cost - charged, late))
+    return plan
+
+
+def _room(op: Settlement, balance: int, key: tuple[int | None, int, int] | None, delta: list[int], spent: dict[SpendKey, int]) -> int:
+    """The most ``op`` may charge: what the account can pay, within its key's total limit and the
+    spend limits by period it names (its own hold already released from all of them)."""
+    room = balance
+    if key is not None and key[0] is not None:
+        limit, used, held = key
+        room = min(room, limit - (used + delta[0]) - (held + delta[1]))
+    for scope, ident, period, limit in op.budgets:
+        tracked = spent.get((scope, ident, period))
+        if tracked is not None:
+            room = min(room, limit - tracked)
+    return room
+
+
+def _refuse(op: Hold, balance: int | None, key: tuple[int | None, int, int] | None) -> Exception | None:
+    if balance is None or key is None:
+        return InsufficientCredits("the account or key no longer exists", code="account_missing")
+    if balance < op.amount:
+        return InsufficientCredits(
+            f"Insufficient credits: this request may cost up to ${format_usd(op.amount)} "
+            f"and the balance is ${format_usd(max(balance, 0))}. Add credits or lower max_tokens.",
+            code="insufficient_credits",
+        )
+    limit, used, held = key
+    if limit is not None and used + held + op.amount > limit:
+        return InsufficientCredits(
+            f"This key's spending limit (${format_usd(limit)}) would be exceeded: ${format_usd(used)} used, "
+            f"${format_usd(held)} reserved by requests in flight, and this request may cost up to ${format_usd(op.amount)}.",
+            code="key_limit_reached",
+        )
+    return None
+
+
+def _add_spend(spent: dict[SpendKey, int], key_id: int, user_id: int, amount: int, created_at: Any, starts: dict[str, Any]) -> None:
+    """Count ``amount`` in every tracked period of the key and the account that contains ``created_at`` (None: now)."""
+    if not spent or not amount:
+        return
+    for tracked in spent:
+        scope, ident, period = tracked
+        if (scope == "key" and ident == key_id) or (scope == "user" and ident == user_id):
+            start = starts.get(period)
+            if created_at is None or start is None or created_at >= start:
+                spent[tracked] += amount
+
+
+def _over_budget(op: Hold, spent: dict[SpendKey, int]) -> Exception | None:
+    for scope, ident, period, limit in op.budgets:
+        used = spent.get((scope, ident, period), 0)
+        if used + op.amount > limit:
+            return SpendLimitReached(scope, period, limit, used, op.amount)
+    return None
+
+
+def _entry(user_id: int, kind: str, amount: int, balance_after: int, request_id: str) -> dict[str, Any]:
+    return {"user_id": user_id, "kind": kind, "amount": amount, "balance_after": balance_after, "request_id": request_id}
