@@ -15,7 +15,6 @@ import asyncio
 import time
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from sqlalchemy import select
@@ -25,11 +24,12 @@ from tokenhub.api.routes import RouteGroup
 from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.directory import Route
-from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError, UpstreamTimeout
+from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError
 from tokenhub.limits.gate import admit
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.providers.server_tools import plan_server_tools
+from tokenhub.providers.upstream_http import fetch
 from tokenhub.relay.anthropic_format import error_body, translate_messages_request
 from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
@@ -201,15 +201,7 @@ class MessagesAPI(RouteGroup):
                                       code="insufficient_credits")  # fmt: skip
 
     async def _upstream_count(self, upstream: UpstreamRequest, route: Route) -> web.Response:
-        try:
-            async with self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout("the upstream provider did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"could not reach the upstream provider ({type(exc).__name__})", code="upstream_unreachable") from None
+        status, raw, retry_after = await fetch(self.gw.http, upstream)
         if status != 200:
             raise upstream_error(status, anth.error_detail(raw), route.channel, retry_after)
         try:

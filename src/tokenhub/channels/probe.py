@@ -16,6 +16,7 @@ import aiohttp
 from tokenhub.directory import Channel, Directory
 from tokenhub.errors import Conflict, GatewayError
 from tokenhub.providers.adapters import CHAT_ADAPTERS
+from tokenhub.providers.upstream_http import NETWORK_FAILURES, upstream_failure
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 
@@ -69,8 +70,8 @@ async def _probe(session: aiohttp.ClientSession, directory: Directory, channel: 
         return ProbeResult(channel.name, model_id, True, latency, f"answered {text!r}")
     except GatewayError as err:
         return ProbeResult(channel.name, model_id, False, int((time.monotonic() - started) * 1000), err.message)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        return ProbeResult(channel.name, model_id, False, None, f"could not reach the upstream ({type(exc).__name__})")
+    except NETWORK_FAILURES as exc:
+        return ProbeResult(channel.name, model_id, False, None, upstream_failure(exc).message)
 
 
 async def probe_all(directory: Directory, channels: list[Channel], *, timeout: float = 30.0) -> list[ProbeResult]:

@@ -21,8 +21,8 @@ from tokenhub.errors import GatewayError, InvalidRequest
 from tokenhub.money import usd_number
 from tokenhub.providers.base import redacted
 from tokenhub.providers.media_base import GeneratedImage, ImageAdapter, ImageJob
+from tokenhub.providers.upstream_http import fetch
 from tokenhub.request_keys import REQUEST_ID
-from tokenhub.tasks.service import send
 
 if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
     from tokenhub.gateway import Gateway
@@ -86,7 +86,7 @@ async def generate_images(
     status, error = "error", None
     try:
         calls = adapter.build_request(job, route.upstream_id, route.channel)
-        results = await asyncio.gather(*(send(gw, call) for call in calls), return_exceptions=True)
+        results = await asyncio.gather(*(fetch(gw.http, call) for call in calls), return_exceptions=True)
         failures: list[GatewayError] = []
         for result in results:
             if isinstance(result, GatewayError):

@@ -30,12 +30,13 @@ from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_u
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import Channel, KeyInfo, Route
-from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError
 from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, redacted
+from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.routing import admitted, candidates, judge
@@ -289,13 +290,9 @@ class Relay:
     async def _post(self, upstream: UpstreamRequest, channel: Channel) -> aiohttp.ClientResponse:
         """Send; the response once its headers arrive within the channel's first-byte timeout."""
         timeouts = channel.timeouts
-        try:
+        with mapped_failures():
             async with asyncio.timeout(timeouts.first_byte):
                 return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers, timeout=timeouts.client)
-        except asyncio.TimeoutError:
-            raise UpstreamTimeout("the upstream provider did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"could not reach the upstream provider ({type(exc).__name__})", code="upstream_unreachable") from None
 
     async def _error(self, resp: aiohttp.ClientResponse, adapter: ChatAdapter, channel: Channel) -> GatewayError:
         raw = await resp.read()
@@ -313,13 +310,9 @@ class Relay:
             outcome.http_status = resp.status
             if resp.status != 200:
                 raise await self._error(resp, adapter, route.channel)
-            try:
+            with mapped_failures(answering=True):
                 async with asyncio.timeout(route.channel.timeouts.idle):
                     raw = await resp.read()
-            except asyncio.TimeoutError:
-                raise UpstreamTimeout("the upstream provider stopped sending in the middle of the answer") from None
-            except aiohttp.ClientError:
-                raise UpstreamError("the upstream connection broke in the middle of the answer", code="upstream_reset") from None
         finally:
             resp.release()
         try:
@@ -385,10 +378,8 @@ class Relay:
                         await send(pipe.close())
             except ConnectionResetError:
                 client_gone = True
-            except asyncio.TimeoutError:
-                failure = UpstreamTimeout("the upstream provider stopped sending in the middle of the answer")
-            except aiohttp.ClientError:
-                failure = UpstreamError("the upstream connection broke in the middle of the answer", code="upstream_reset")
+            except NETWORK_FAILURES as exc:
+                failure = upstream_failure(exc, answering=True)
             except MalformedChunk as exc:
                 failure = exc
             except asyncio.CancelledError:  # the client left, or the drain's deadline came (relay/inflight.py)

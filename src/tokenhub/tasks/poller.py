@@ -37,10 +37,11 @@ from tokenhub.gateway import Gateway
 from tokenhub.periodic import Periodic
 from tokenhub.providers.media_adapters import VIDEO_ADAPTERS
 from tokenhub.providers.media_base import TERMINAL_STATES, TaskUpdate, VideoJob
+from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import tasks
 from tokenhub.tasks.callbacks import deliver_due_callbacks
-from tokenhub.tasks.service import URL_LIFETIME, cost_of, send
+from tokenhub.tasks.service import URL_LIFETIME, cost_of
 
 log = logging.getLogger("tokenhub.tasks")
 
@@ -128,7 +129,7 @@ class TaskPoller:
         channel, adapter = route
         job = VideoJob.from_dict(orjson.loads(row.job))
         try:
-            status, body, retry_after = await send(self.gw, adapter.build_poll(row.upstream_task_id, job, channel, upstream_model=row.upstream_model))
+            status, body, retry_after = await fetch(self.gw.http, adapter.build_poll(row.upstream_task_id, job, channel, upstream_model=row.upstream_model))
             if status != 200:
                 raise adapter.error(status, body, channel, retry_after)
             result = adapter.parse_poll(body)

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import aiohttp
 import orjson
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row
@@ -23,11 +22,12 @@ from sqlalchemy.engine import Row
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo, Route
-from tokenhub.errors import GatewayError, NotFound, UpstreamError, UpstreamTimeout
+from tokenhub.errors import GatewayError, NotFound
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
-from tokenhub.providers.base import UpstreamRequest, redacted
+from tokenhub.providers.base import redacted
 from tokenhub.providers.media_base import VideoAdapter, VideoJob
+from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import tasks, users
 
@@ -41,18 +41,6 @@ def new_task_id() -> str:
 def cost_of(seconds: Decimal, price_per_second: int) -> int:
     """Nanos for a duration, rounded half up once (the ledger's rule)."""
     return int((seconds * price_per_second).to_integral_value(rounding=ROUND_HALF_UP))
-
-
-async def send(gw: Gateway, request: UpstreamRequest) -> tuple[int, bytes, str | None]:
-    """One upstream call (POST with a body, GET without); network failures in our error tree."""
-    method = "POST" if request.body else "GET"
-    try:
-        async with gw.http.request(method, request.url, data=request.body or None, headers=request.headers) as resp:
-            return resp.status, await resp.read(), resp.headers.get("Retry-After")
-    except TimeoutError:
-        raise UpstreamTimeout("the upstream provider did not answer in time") from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"could not reach the upstream provider ({type(exc).__name__})", code="upstream_unreachable") from None
 
 
 async def create_task(
@@ -81,7 +69,7 @@ async def create_task(
         await _release(gw, task_id, key, hold, "error", "the task could not be stored")
         raise
     try:
-        status, body, retry_after = await send(gw, adapter.build_submit(job, route.upstream_id, route.channel))
+        status, body, retry_after = await fetch(gw.http, adapter.build_submit(job, route.upstream_id, route.channel))
         if status not in (200, 201, 202):
             raise adapter.error(status, body, route.channel, retry_after)
         upstream_id = adapter.parse_submit(body)
