@@ -14,10 +14,8 @@ import fnmatch
 import logging
 import time
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
-import aiohttp
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,10 +29,10 @@ from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import Scope
 from tokenhub.periodic import Periodic
 from tokenhub.providers.registry import PROVIDERS
-from tokenhub.scrub import scrub
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage.engine import as_utc, config_version
 from tokenhub.storage.tables import api_keys, channels, users
+from tokenhub.upstream import DEFAULT_TIMEOUTS, Channel, Route, Timeouts
 
 log = logging.getLogger("tokenhub.directory")
 
@@ -62,46 +60,6 @@ class KeyInfo:
     def check_model(self, model: Model) -> None:
         if not self.allows(model):
             raise PermissionDenied(f"this API key may not use the model '{model.id}'", code="model_not_allowed", param="model")
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """How long to wait on a channel's upstream, in seconds."""
-
-    connect: float
-    first_byte: float  # from sending the request until the response headers
-    idle: float  # the longest gap between two chunks of the body
-
-    @cached_property
-    def client(self) -> aiohttp.ClientTimeout:
-        """For aiohttp: the connect timeout only (the first byte and idle timeouts are the relay's)."""
-        return aiohttp.ClientTimeout(total=None, sock_connect=self.connect, sock_read=None)
-
-
-DEFAULT_TIMEOUTS = Timeouts(connect=10.0, first_byte=300.0, idle=300.0)
-
-
-@dataclass(frozen=True)
-class Channel:
-    id: int
-    name: str
-    provider: str
-    protocol: str
-    base_url: str
-    api_key: str
-    priority: int
-    weight: int
-    timeouts: Timeouts = DEFAULT_TIMEOUTS
-
-    def redact(self, text: str) -> str:
-        """Text bound for a client without this channel's key and address, nor anything key-shaped or internal."""
-        return scrub(text, secrets=(self.api_key, *self.api_key.split(":"), self.base_url), hosts=(self.base_url,))
-
-
-@dataclass(frozen=True)
-class Route:
-    channel: Channel
-    upstream_id: str
 
 
 class Directory:

@@ -13,7 +13,7 @@ from tokenhub.billing.ledger import LedgerWriter
 from tokenhub.billing.sweeper import Sweeper, new_instance_id
 from tokenhub.channels.service import upsert_env_channel
 from tokenhub.config import Settings
-from tokenhub.directory import Directory, Timeouts
+from tokenhub.directory import Directory
 from tokenhub.errors import Conflict
 from tokenhub.limits.rates import MemoryRates, RateLimiter
 from tokenhub.limits.redis_rates import RedisRates
@@ -25,6 +25,7 @@ from tokenhub.relay.inflight import InFlight
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine, deployment_id
+from tokenhub.upstream import Timeouts
 
 log = logging.getLogger("tokenhub")
 

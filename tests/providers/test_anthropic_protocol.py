@@ -14,7 +14,6 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from tokenhub.directory import Channel
 from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers.anthropic_protocol import (
     ANTHROPIC_VERSION,
@@ -28,6 +27,7 @@ from tokenhub.providers.anthropic_protocol import (
     uses_adaptive_thinking,
 )
 from tokenhub.sse import SSEDecoder
+from tokenhub.upstream import Channel
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
 CHANNEL = Channel(id=1, name="anthropic", provider="anthropic", protocol="anthropic",

@@ -12,12 +12,12 @@ import orjson
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.providers.ark_media import ArkImageAdapter, ArkVideoAdapter, default_image_size
 from tokenhub.providers.base import UpstreamRequest
 from tokenhub.providers.media_base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
 from tokenhub.simulator.ark_protocol import FakeArkState, create_app
+from tokenhub.upstream import Channel
 
 API_KEY = "ark-test-key"
 BASE = "https://ark.cn-beijing.volces.com/api/v3"

@@ -13,12 +13,12 @@ import orjson
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.providers.base import UpstreamRequest
 from tokenhub.providers.dashscope_media import DashScopeVideoAdapter
 from tokenhub.providers.media_base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
 from tokenhub.simulator.dashscope_protocol import FAIL_CODE, FAIL_MESSAGE, FakeDashScopeState, create_app
+from tokenhub.upstream import Channel
 
 API_KEY = "sk-dashscope-adapter-test"
 BASE = "https://dashscope-intl.aliyuncs.com/api/v1"

@@ -17,13 +17,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.support.servers import ServerThread
 from tokenhub.billing.cost import Usage
-from tokenhub.directory import Channel
 from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers import gemini_protocol as gp
 from tokenhub.providers.base import MalformedChunk
 from tokenhub.providers.gemini_protocol import GeminiAdapter, decode_call_id, encode_call_id, remote_image_urls, to_gemini
 from tokenhub.simulator.gemini_protocol import STATE_KEY, FakeGeminiState, create_app
 from tokenhub.sse import Event, SSEDecoder
+from tokenhub.upstream import Channel
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"
 API_KEY = "gm-adapter-test"

@@ -16,12 +16,12 @@ import orjson
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.providers.base import UpstreamRequest
 from tokenhub.providers.kling_media import KlingVideoAdapter, family_of
 from tokenhub.providers.media_base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
 from tokenhub.simulator.kling_protocol import FAIL_MESSAGE, FakeKlingState, create_app
+from tokenhub.upstream import Channel
 
 ACCESS_KEY = "ak-adapter-0123456789"
 SECRET_KEY = "sk-adapter-0123456789abcdef0123456789abcdef"

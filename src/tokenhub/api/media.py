@@ -9,7 +9,7 @@ from tokenhub.api.requests import authenticate, read_json
 from tokenhub.api.routes import RouteGroup
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
-from tokenhub.directory import KeyInfo, Route
+from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest
 from tokenhub.limits.gate import limited
 from tokenhub.providers.media_adapters import IMAGE_ADAPTERS, VIDEO_ADAPTERS
@@ -17,6 +17,7 @@ from tokenhub.relay.images import generate_images, parse_image_job
 from tokenhub.relay.routing import pick_route
 from tokenhub.tasks.request import parse_callback_url, parse_video_job, price_per_second
 from tokenhub.tasks.service import create_task, get_task, list_tasks
+from tokenhub.upstream import Route
 
 MAX_PAGE = 100
 

@@ -23,7 +23,6 @@ from tokenhub.api.requests import authenticate, read_json
 from tokenhub.api.routes import RouteGroup
 from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.billing.ledger import Hold, Settlement
-from tokenhub.directory import Route
 from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError
 from tokenhub.limits.gate import admit
 from tokenhub.providers import anthropic_protocol as anth
@@ -39,6 +38,7 @@ from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.storage.tables import users
+from tokenhub.upstream import Route
 
 PASSED_HEADERS = ("anthropic-beta",)
 

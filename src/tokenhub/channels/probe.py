@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from tokenhub.directory import Channel, Directory
+from tokenhub.directory import Directory
 from tokenhub.errors import Conflict, GatewayError
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, upstream_failure
+from tokenhub.upstream import Channel
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 

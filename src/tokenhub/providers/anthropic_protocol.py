@@ -68,7 +68,6 @@ from typing import Any
 import orjson
 
 from tokenhub.billing.cost import Usage
-from tokenhub.directory import Channel
 from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers.base import (
     AdapterDefaults,
@@ -82,6 +81,7 @@ from tokenhub.providers.base import (
     usage_count,
 )
 from tokenhub.sse import Event
+from tokenhub.upstream import Channel
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
 LEGACY_VERSION = "2023-06-01"

@@ -59,10 +59,10 @@ from urllib.parse import quote
 
 import orjson
 
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.providers.media_base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
+from tokenhub.upstream import Channel
 
 TASKS_PATH = "/contents/generations/tasks"
 IMAGES_PATH = "/images/generations"

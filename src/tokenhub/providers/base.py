@@ -30,9 +30,9 @@ import orjson
 
 from tokenhub.billing.cost import Usage
 from tokenhub.digits import whole_number
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.sse import Event
+from tokenhub.upstream import Channel
 
 
 @dataclass(frozen=True)

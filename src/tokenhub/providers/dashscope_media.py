@@ -37,10 +37,10 @@ from urllib.parse import quote
 
 import orjson
 
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.providers.media_base import TaskUpdate, VideoJob, seconds
+from tokenhub.upstream import Channel
 
 SUBMIT_PATH = "/services/aigc/video-generation/video-synthesis"
 

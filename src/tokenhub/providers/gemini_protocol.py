@@ -55,7 +55,6 @@ from urllib.parse import quote, unquote_to_bytes
 import orjson
 
 from tokenhub.billing.cost import Usage
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import (
     Completion,
@@ -68,6 +67,7 @@ from tokenhub.providers.base import (
     usage_count,
 )
 from tokenhub.sse import Event
+from tokenhub.upstream import Channel
 
 THOUGHT_SEPARATOR = "__thought__"
 SKIP_SIGNATURE = "skip_thought_signature_validator"

@@ -50,10 +50,10 @@ from urllib.parse import quote
 import jwt
 import orjson
 
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
 from tokenhub.providers.media_base import MediaInput, TaskUpdate, VideoJob, seconds
+from tokenhub.upstream import Channel
 
 TOKEN_LIFETIME = 1800  # seconds, as in Kling's sample
 NOT_BEFORE_SLACK = 5  # seconds of clock skew tolerated by the token's nbf

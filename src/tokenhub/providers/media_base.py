@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError
 from tokenhub.providers.base import UpstreamRequest
+from tokenhub.upstream import Channel
 
 TASK_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "expired"})

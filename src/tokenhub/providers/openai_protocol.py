@@ -15,7 +15,6 @@ import orjson
 
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import (
     AdapterDefaults,
@@ -28,6 +27,7 @@ from tokenhub.providers.base import (
 )
 from tokenhub.providers.registry import PROVIDERS
 from tokenhub.sse import Event, frame
+from tokenhub.upstream import Channel
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 

@@ -18,13 +18,13 @@ from aiohttp import web
 
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError
 from tokenhub.providers import anthropic_protocol as anth
 from tokenhub.providers.base import ChatAdapter, ChunkStream, MalformedChunk
 from tokenhub.relay.anthropic_format import AnthropicStreamWriter, anthropic_usage, error_body, to_anthropic_message
 from tokenhub.relay.openai_responder import StreamFacts
 from tokenhub.sse import Event
+from tokenhub.upstream import Channel
 
 CostText = Callable[[Usage], str]
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -16,13 +16,14 @@ from aiohttp import web
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
-from tokenhub.directory import KeyInfo, Route
+from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest
 from tokenhub.money import usd_number
 from tokenhub.providers.base import redacted
 from tokenhub.providers.media_base import GeneratedImage, ImageAdapter, ImageJob
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.request_keys import REQUEST_ID
+from tokenhub.upstream import Route
 
 if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
     from tokenhub.gateway import Gateway

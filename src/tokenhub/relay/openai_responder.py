@@ -19,11 +19,11 @@ from aiohttp import web
 
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
-from tokenhub.directory import Channel
 from tokenhub.errors import GatewayError
 from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.base import ChatAdapter, ChunkStream
 from tokenhub.sse import DONE, Event, frame
+from tokenhub.upstream import Channel
 
 CostText = Callable[[Usage], str]
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -29,7 +29,7 @@ from tokenhub.billing.cost import Usage, max_cost, tool_hold, usage_cost
 from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_upper_bound
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
-from tokenhub.directory import Channel, KeyInfo, Route
+from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError
 from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
@@ -42,6 +42,7 @@ from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.routing import admitted, candidates, judge
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.sse import Event, SSEDecoder
+from tokenhub.upstream import Channel, Route
 
 if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
     from tokenhub.gateway import Gateway

@@ -14,10 +14,10 @@ from itertools import groupby
 
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
-from tokenhub.directory import Route
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.relay.health import ChannelHealth
+from tokenhub.upstream import Route
 
 # Upstream failures after which another channel may answer (before any byte reached the client).
 RETRYABLE = (UpstreamError, ServiceUnavailable, UpstreamTimeout, RateLimited)

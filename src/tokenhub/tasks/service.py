@@ -21,7 +21,7 @@ from sqlalchemy.engine import Row
 
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
-from tokenhub.directory import KeyInfo, Route
+from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
@@ -30,6 +30,7 @@ from tokenhub.providers.media_base import VideoAdapter, VideoJob
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import tasks, users
+from tokenhub.upstream import Route
 
 URL_LIFETIME = {"ark": timedelta(hours=24), "dashscope": timedelta(hours=24), "kling": timedelta(days=30)}
 
