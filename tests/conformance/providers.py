@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pytest
+
+from tokenhub.providers.adapters import CHAT_ADAPTERS
+
 
 @dataclass(frozen=True)
 class ProviderCase:
@@ -21,7 +25,10 @@ class ProviderCase:
     # where each feature lands in the upstream request: a function of the recorded JSON body
     json_schema_sent: Callable[[dict[str, Any]], Any] = lambda body: None
     stop_sent: Callable[[dict[str, Any]], Any] = lambda body: None
-    capabilities: frozenset[str] = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
+    def requires(self, capability: str) -> None:
+        """Skip a case whose upstream adapter does not declare ``capability`` (the adapter's own declaration)."""
+        if capability not in CHAT_ADAPTERS[self.name].capabilities:
+            pytest.skip(f"the {self.name} adapter does not declare {capability!r}")
 
     def say(self, scenario: str) -> str:
         return self.directives.get(scenario, f"#fake:{scenario}")

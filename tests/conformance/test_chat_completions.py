@@ -54,6 +54,7 @@ def test_system_prompt_and_multi_turn(env):
 
 def test_image_input(env):
     case, gw, cust, client, state = env
+    case.requires("vision")
     content = [{"type": "text", "text": "what is it?"}, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]
     assert client.chat.completions.create(model=case.model, messages=[{"role": "user", "content": content}]).choices[0].message.content
     assert PNG in json.dumps(state.requests[-1].json)
@@ -62,6 +63,9 @@ def test_image_input(env):
 @pytest.mark.parametrize("stream", [False, True])
 def test_parallel_tools_and_result_round_trip(env, stream: bool):
     case, gw, cust, client, state = env
+    case.requires("tools")
+    if stream:
+        case.requires("stream")
     messages = user("weather in Paris and Rome? " + case.say("tools"))
     if stream:
         with client.chat.completions.stream(model=case.model, messages=messages, tools=TOOLS) as s:
@@ -82,6 +86,7 @@ def test_parallel_tools_and_result_round_trip(env, stream: bool):
 
 def test_reasoning(env):
     case, gw, cust, client, _ = env
+    case.requires("reasoning")
     reply = client.chat.completions.create(model=case.model, messages=user("think " + case.say("reasoning")),
                                            reasoning_effort="low", max_tokens=4000)
     assert reply.choices[0].message.content
@@ -90,6 +95,7 @@ def test_reasoning(env):
 
 def test_json_schema_output(env):
     case, gw, cust, client, state = env
+    case.requires("json_schema")
     client.chat.completions.create(model=case.model, messages=user("answer as JSON"),
                                    response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}})
     assert case.json_schema_sent(state.requests[-1].json) == SCHEMA
@@ -119,6 +125,8 @@ def test_upstream_errors(env, code: int, status: int):
 @pytest.mark.parametrize("stream", [False, True])
 def test_usage_and_cost(env, stream: bool):
     case, gw, cust, client, _ = env
+    if stream:
+        case.requires("stream")
     model = gw.gw.directory.catalog.get(case.model)
     messages = user("a b c d e f " + case.say("cached"))
     if stream:

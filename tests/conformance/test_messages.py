@@ -47,6 +47,7 @@ def test_plain_text_and_system(env):
 
 def test_multi_turn_and_image(env):
     case, gw, cust, client, state = env
+    case.requires("vision")
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."},
                 {"role": "user", "content": [{"type": "text", "text": "and this?"},
                                              {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]
@@ -58,6 +59,9 @@ def test_multi_turn_and_image(env):
 @pytest.mark.parametrize("stream", [False, True])
 def test_parallel_tools_and_result_round_trip(env, stream: bool):
     case, gw, cust, client, _ = env
+    case.requires("tools")
+    if stream:
+        case.requires("stream")
     messages = user("weather in Paris and Rome? " + case.say("tools"))
     if stream:
         with client.messages.stream(model=case.model, max_tokens=500, messages=messages, tools=TOOLS) as s:
@@ -75,6 +79,7 @@ def test_parallel_tools_and_result_round_trip(env, stream: bool):
 
 def test_reasoning(env):
     case, gw, cust, client, _ = env
+    case.requires("reasoning")
     message = client.messages.create(model=case.model, max_tokens=4000, messages=user("think " + case.say("reasoning")),
                                      thinking={"type": "enabled", "budget_tokens": 2000})
     assert text_of(message)
@@ -83,6 +88,7 @@ def test_reasoning(env):
 
 def test_json_schema_output(env):
     case, gw, cust, client, state = env
+    case.requires("json_schema")
     client.messages.create(model=case.model, max_tokens=200, messages=user("answer as JSON"),
                            extra_body={"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}})
     body = state.requests[-1].json
@@ -110,6 +116,8 @@ def test_upstream_errors(env, code: int, status: int):
 @pytest.mark.parametrize("stream", [False, True])
 def test_usage_and_cost(env, stream: bool):
     case, gw, cust, client, _ = env
+    if stream:
+        case.requires("stream")
     model = gw.gw.directory.catalog.get(case.model)
     messages = user("a b c d e f " + case.say("cached"))
     if stream:
