@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -139,3 +139,19 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
 def gateway(make_gateway: Callable[..., Harness], sqlite_url: str) -> Harness:
     """A gateway on SQLite (for tests about the API rather than storage)."""
     return make_gateway(sqlite_url)
+
+
+@pytest.fixture
+def claude_customer(gateway: Harness, anthropic_url: str, upstream_url: str) -> Iterator[tuple[Harness, Any, Any]]:
+    """A gateway with an Anthropic channel and an OpenAI-protocol one, a customer with $20 and an
+    anthropic SDK client on the customer's key."""
+    import anthropic
+
+    from tests.support.scenarios import customer
+
+    gateway.channel("anthropic", anthropic_url, name="claude")
+    gateway.channel("deepseek", upstream_url, name="ds")
+    cust = customer(gateway, credits_usd="20")
+    client = anthropic.Anthropic(base_url=gateway.base_url.removesuffix("/v1"), api_key=cust.key, max_retries=0)
+    yield gateway, cust, client
+    client.close()

@@ -9,12 +9,10 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
-from sqlalchemy import select
 
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, cost_nanos, customer, priced_model
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
-from tokenhub.storage.tables import requests
 
 
 @pytest.fixture
@@ -23,12 +21,6 @@ def setup(gateway: Harness, upstream_url: str):
     cust = customer(gateway)
     return gateway, cust, gateway.client(cust.key)
 
-
-def request_row(gw: Harness, request_id: str):
-    async def fetch(conn):
-        return (await conn.execute(select(requests).where(requests.c.id == request_id))).one()
-
-    return gw.read(fetch)
 
 
 def wait_for(predicate, timeout: float = 5.0) -> None:
@@ -54,8 +46,8 @@ def test_client_disconnect_cancels_upstream_and_bills_what_was_delivered(setup, 
     conn.close()
 
     wait_for(lambda: fake_openai.cancelled_streams >= 1)  # the upstream request was cancelled too
-    wait_for(lambda: request_row(gw, request_id).state != "held")
-    row = request_row(gw, request_id)
+    wait_for(lambda: gw.request_row(request_id).state != "held")
+    row = gw.request_row(request_id)
     assert row.status == "client_closed"
     assert row.estimated is True
     full = cost_nanos(row.prompt_tokens, 400)
@@ -80,7 +72,7 @@ def test_broken_stream_ends_with_an_error_event_and_bills_delivered_text(setup, 
             received.extend(c.delta.content or "" for c in chunk.choices)
     assert received, "some content arrived before the failure"
     gw.flush()
-    row = request_row(gw, request_id)
+    row = gw.request_row(request_id)
     assert row.status == status
     assert row.estimated is True and row.cost_nanos > 0
     assert row.cost_nanos < cost_nanos(row.prompt_tokens, 30)
@@ -97,7 +89,7 @@ def test_stream_without_any_usage_is_estimated_and_flagged(setup):
     assert final.usage is not None and final.usage.model_extra.get("estimated") is True
     assert final.usage.completion_tokens > 0
     gw.flush()
-    row = request_row(gw, raw.headers["x-request-id"])
+    row = gw.request_row(raw.headers["x-request-id"])
     assert row.status == "ok" and row.estimated is True
     assert row.cost_nanos == cost_nanos(row.prompt_tokens, row.completion_tokens)
 

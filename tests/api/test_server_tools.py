@@ -8,13 +8,11 @@ import time
 
 import anthropic
 import pytest
-from sqlalchemy import select
 
 from tests.support.harness import Harness
 from tests.support.scenarios import cost_nanos, customer
 from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
-from tokenhub.storage.tables import requests
 
 MODEL = "claude-sonnet-4-6"  # $3/M input, $15/M output (cost_nanos' prices), web search $0.01 per use, web fetch 0
 SEARCH_NANOS = 10_000_000
@@ -23,20 +21,9 @@ WEB_FETCH = {"type": "web_fetch_20250910", "name": "web_fetch"}
 
 
 @pytest.fixture
-def env(gateway: Harness, anthropic_url: str, upstream_url: str):
-    gateway.channel("anthropic", anthropic_url, name="claude")
-    gateway.channel("deepseek", upstream_url, name="ds")
-    cust = customer(gateway, credits_usd="20")
-    client = anthropic.Anthropic(base_url=gateway.base_url.removesuffix("/v1"), api_key=cust.key, max_retries=0)
-    yield gateway, cust, client
-    client.close()
+def env(claude_customer):
+    return claude_customer
 
-
-def last_request(gw: Harness):
-    async def read(conn):
-        return (await conn.execute(select(requests).order_by(requests.c.created_at.desc()).limit(1))).one()
-
-    return gw.read(read)
 
 
 def ask(client: anthropic.Anthropic, stream: bool, text: str, tools: list[dict], max_tokens: int = 400):
@@ -58,7 +45,7 @@ def test_web_search_is_charged_per_use_on_top_of_tokens(env, fake_anthropic: Fak
     assert fake_anthropic.requests[-1].json["tools"] == [{**WEB_SEARCH, "max_uses": 3}]  # forwarded as sent
 
     expected = cost_nanos(message.usage.input_tokens, message.usage.output_tokens) + 2 * SEARCH_NANOS
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.cost_nanos == expected and not row.estimated
     assert row.tool_uses == '{"web_search":2}'
     assert '"server_tools":{"web_search":10000000,"web_fetch":0}' in row.prices
@@ -73,7 +60,7 @@ def test_a_missing_max_uses_is_capped_and_the_cap_forwarded(env, fake_anthropic:
     message = ask(client, stream, "Search a lot #fake:web_search=7", [WEB_SEARCH], max_tokens=600)
     assert fake_anthropic.requests[-1].json["tools"] == [{**WEB_SEARCH, "max_uses": 5}]  # the cap the hold covers
     assert message.usage.server_tool_use.web_search_requests == 5  # past max_uses: max_uses_exceeded, not counted
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.cost_nanos == cost_nanos(message.usage.input_tokens, message.usage.output_tokens) + 5 * SEARCH_NANOS
 
 
@@ -98,7 +85,7 @@ def test_web_fetch_costs_tokens_only(env, fake_anthropic: FakeAnthropicState, st
     message = ask(client, stream, "Read https://example.com/page-1 #fake:web_fetch=1", [WEB_FETCH])
     assert message.usage.server_tool_use.web_fetch_requests == 1
     assert fake_anthropic.requests[-1].json["tools"] == [WEB_FETCH]  # price 0: nothing to bound, forwarded as sent
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.cost_nanos == cost_nanos(message.usage.input_tokens, message.usage.output_tokens)
     assert row.tool_uses == '{"web_fetch":1}'
 
@@ -112,7 +99,7 @@ def test_a_server_tool_on_a_translated_route_is_dropped_not_run(env, fake_openai
     )
     assert message.usage.server_tool_use is None
     assert "tools" not in fake_openai.requests[-1].json
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.tool_uses is None and row.cost_nanos > 0
 
 
@@ -124,7 +111,7 @@ def test_searches_delivered_are_charged_when_the_usage_is_malformed(env):
         final = events.get_final_message()
     delivered = "".join(b.text if b.type == "text" else json.dumps(b.input) for b in final.content
                         if b.type in ("text", "server_tool_use"))
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.estimated and row.tool_uses == '{"web_search":2}'
     assert row.cost_nanos == cost_nanos(8 + -(-len(text_in) // 4), -(-len(delivered) // 4)) + 2 * SEARCH_NANOS
 
@@ -139,7 +126,7 @@ def test_a_client_that_leaves_after_a_search_still_pays_for_it(env):
             if event.type == "content_block_start" and event.content_block.type == "web_search_tool_result":
                 break
     deadline = time.monotonic() + 20
-    while (row := last_request(gw)).state == "held":
+    while (row := gw.request_row()).state == "held":
         assert time.monotonic() < deadline, "the request was never settled"
         time.sleep(0.05)
     searches = json.loads(row.tool_uses)["web_search"]
@@ -154,7 +141,7 @@ def test_tool_uses_are_recorded_on_both_databases(make_gateway, database_url: st
     client = anthropic.Anthropic(base_url=gw.base_url.removesuffix("/v1"), api_key=cust.key, max_retries=0)
     message = ask(client, False, "news? #fake:web_search=1", [{**WEB_SEARCH, "max_uses": 2}])
     client.close()
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.tool_uses == '{"web_search":1}'
     assert row.cost_nanos == cost_nanos(message.usage.input_tokens, message.usage.output_tokens) + SEARCH_NANOS
     assert gw.ledger_report().ok

@@ -23,15 +23,6 @@ from tests.support.scenarios import MODEL, customer, priced_model
 from tokenhub.logs import JsonFormatter
 from tokenhub.money import usd_to_nanos
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
-from tokenhub.storage.tables import requests
-
-
-def request_row(gw: Harness, request_id: str):
-    return gw.read(lambda c: _one(c, request_id))
-
-
-async def _one(conn, request_id: str):
-    return (await conn.execute(select(requests).where(requests.c.id == request_id))).one()
 
 
 def balance_of(gw: Harness, email: str) -> int:
@@ -73,7 +64,7 @@ def test_the_hostile_tool_call_request_of_the_issue_never_overdraws(gateway: Har
         completion = reply.parse()
         assert last_upstream_body(fake_openai)["max_tokens"] == 1
         assert all(c.finish_reason == "length" for c in completion.choices)
-        row = request_row(gw, reply.headers["x-request-id"])
+        row = gw.request_row(reply.headers["x-request-id"])
         assert row.cost_nanos <= row.hold_nanos and row.overage_nanos == 0
     assert balance_of(gw, cust.email) >= 0
     assert gw.ledger_report().ok, gw.ledger_report().problems
@@ -97,7 +88,7 @@ def test_an_upstream_reporting_more_than_possible_is_charged_at_most_the_balance
             else:
                 raw = client.chat.completions.with_raw_response.create(**kwargs)
             gw.flush()
-            row = request_row(gw, raw.headers["x-request-id"])
+            row = gw.request_row(raw.headers["x-request-id"])
             usage_cost = 1_000_000 * 3_000 + 1_000_000 * 15_000  # nanos: far beyond a hold for 5 output tokens
             assert row.cost_nanos + row.overage_nanos >= usage_cost
             assert row.cost_nanos == usd_to_nanos("0.05") and row.overage_nanos > 0  # everything the account had
@@ -144,7 +135,7 @@ def test_a_huge_output_bound_is_forwarded_clamped_to_the_models_maximum(gateway:
         model=MODEL, messages=[{"role": "user", "content": "hi"}], **{field: 1_000_000_000}
     )
     assert last_upstream_body(fake_openai)[field] == 8_192
-    row = request_row(gw, raw.headers["x-request-id"])
+    row = gw.request_row(raw.headers["x-request-id"])
     # The hold covers exactly the forwarded bound: 8,192 output tokens at $15/M plus the prompt's bound at $3/M.
     assert row.hold_nanos - 8_192 * 15_000 > 0 and row.hold_nanos < 8_192 * 15_000 + 1_000 * 3_000
 
@@ -193,7 +184,7 @@ def test_a_file_part_is_held_at_the_context_window_or_refused_with_a_402(gateway
     assert refused.value.status_code == 402 and "Insufficient credits" in refused.value.message
     rich = customer(gw, "rich@example.com", credits_usd="1")
     raw = gw.client(rich.key).chat.completions.with_raw_response.create(model=MODEL, max_tokens=10, messages=messages)
-    row = request_row(gw, raw.headers["x-request-id"])
+    row = gw.request_row(raw.headers["x-request-id"])
     assert row.hold_nanos == (128_000 * 3_000_000_000 + 10 * 15_000_000_000 + 500_000) // 1_000_000
     assert gw.ledger_report().ok
 

@@ -7,20 +7,13 @@ import anthropic
 import openai
 import pytest
 
-from tests.support.harness import Harness
-from tests.support.scenarios import customer
 from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
 from tokenhub.simulator.openai_protocol import FakeOpenAIState
 
 
 @pytest.fixture
-def env(gateway: Harness, anthropic_url: str, upstream_url: str):
-    gateway.channel("anthropic", anthropic_url, name="claude")
-    gateway.channel("deepseek", upstream_url, name="ds")
-    cust = customer(gateway, credits_usd="20")
-    client = anthropic.Anthropic(base_url=gateway.base_url.removesuffix("/v1"), api_key=cust.key, max_retries=0)
-    yield gateway, cust, client
-    client.close()
+def env(claude_customer):
+    return claude_customer
 
 
 UNPRICED = [

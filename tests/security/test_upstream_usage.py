@@ -8,11 +8,9 @@ from decimal import Decimal
 
 import anthropic
 import pytest
-from sqlalchemy import select
 
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
-from tokenhub.storage.tables import requests
 
 KINDS = ["negative", "float", "string"]
 # model -> its prices in USD per 1M tokens (input, output)
@@ -40,12 +38,6 @@ def expected_nanos(model: str, prompt_text: str, reply_text: str) -> int:
     return (exact + 500_000) // 1_000_000
 
 
-def last_request(gw: Harness):
-    async def read(conn):
-        return (await conn.execute(select(requests).order_by(requests.c.created_at.desc()).limit(1))).one()
-
-    return gw.read(read)
-
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -68,7 +60,7 @@ def test_malformed_usage_is_charged_the_estimate(env, model: str, stream: bool, 
     assert usage.model_extra["estimated"] is True
     assert usage.completion_tokens == estimate(text)
     assert Decimal(str(usage.model_extra["cost"])) * 10**9 == expected
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.estimated and row.cost_nanos == expected and row.completion_tokens == estimate(text)
     assert gw.ledger_report().ok
 
@@ -88,5 +80,5 @@ def test_malformed_usage_through_the_anthropic_pass_through(env, stream: bool, k
         text = message.content[0].text
         assert message.usage.output_tokens == estimate(text)  # the charged figure, not the upstream's garbage
     client.close()
-    row = last_request(gw)
+    row = gw.request_row()
     assert row.estimated and row.cost_nanos == expected_nanos("anthropic/claude-sonnet-4-6", prompt, text)

@@ -9,6 +9,8 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 import openai
+from sqlalchemy import select
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.servers import ServerThread
@@ -20,6 +22,7 @@ from tokenhub.channels import service as channels
 from tokenhub.config import Settings, normalize_database_url
 from tokenhub.gateway import Gateway
 from tokenhub.money import usd_to_nanos
+from tokenhub.storage.tables import requests
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -122,6 +125,16 @@ class Harness:
 
     def credits(self, email: str) -> dict[str, Any]:
         return self.read(lambda c: billing.credits_summary(c, email))
+
+    def request_row(self, request_id: str | None = None) -> Row[Any]:
+        """The ``requests`` row of a request id (the X-Request-Id header), or the newest one."""
+        query = select(requests)
+        query = query.where(requests.c.id == request_id) if request_id else query.order_by(requests.c.created_at.desc()).limit(1)
+
+        async def read(conn: AsyncConnection) -> Row[Any]:
+            return (await conn.execute(query)).one()
+
+        return self.read(read)
 
     def ledger_report(self) -> billing.LedgerReport:
         return self.read(billing.check_ledger)
