@@ -1,0 +1,88 @@
+"""One charge's life: hold -> the call -> settle, exactly once. Chat, count_tokens, images and video use it.
+
+    async with Bill(ledger, hold) as bill:      # the hold is taken here (it may refuse: nothing to settle)
+        ...the upstream call...
+        bill.status, bill.cost = "ok", cost     # filled in as the call goes
+    # on exit, whatever the exit (an answer, an error, the client gone, a cancellation), the
+    # settlement is queued once, from what the bill says then: a failure costs 0 unless a cost was set
+
+A call whose settlement belongs to someone else from some point on (a video task, settled by the
+poller when the task ends) calls ``hand_over()``; the bill then settles nothing on exit. ``durable``
+bills wait for the settlement's commit when the call failed (a video submit that failed answers only
+once its hold is released).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Callable
+
+from tokenhub.billing.cost import Usage
+from tokenhub.billing.ledger import LedgerWriter
+from tokenhub.billing.ledger_plan import Hold, Settlement
+
+
+@dataclass(eq=False)
+class Bill:
+    """The hold of one request and how the request ended, turned into its settlement on exit."""
+
+    ledger: LedgerWriter
+    hold: Hold
+    prices: str | None = None  # the model's prices as JSON, recorded with the request
+    on_settled: Callable[[Settlement], None] | None = None  # e.g. metrics, a rate-limit ticket
+    durable: bool = False  # on failure, wait until the settlement is committed before the error leaves
+    status: str = "error"  # ok | client_closed | upstream_error | truncated | interrupted | error
+    cost: int = 0
+    usage: Usage = field(default_factory=Usage)
+    http_status: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    ttfb: float | None = None  # time.monotonic() when the first byte went to the client
+    started: float = 0.0
+    channel_id: int | None = None  # the route that answered last (failover moves it); the hold's by default
+    upstream_model: str | None = None
+    _handed_over: bool = False
+
+    async def __aenter__(self) -> Bill:
+        self.started = time.monotonic()
+        self.channel_id = self.hold.channel_id
+        self.upstream_model = self.hold.upstream_model
+        await self.ledger.hold(self.hold)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._handed_over:
+            return
+        settlement = self.settlement()
+        self.ledger.settle(settlement)
+        if self.on_settled is not None:
+            self.on_settled(settlement)
+        if self.durable and exc is not None:
+            await self.ledger.flush()
+
+    def hand_over(self) -> None:
+        """From now on the hold is someone else's to settle (exactly once, by its own compare-and-swap)."""
+        self._handed_over = True
+
+    def settlement(self) -> Settlement:
+        hold = self.hold
+        return Settlement(
+            request_id=hold.request_id,
+            user_id=hold.user_id,
+            key_id=hold.key_id,
+            hold=hold.amount,
+            cost=self.cost,
+            status=self.status,
+            usage=self.usage,
+            http_status=self.http_status,
+            finish_reason=self.finish_reason,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            ttfb_ms=int((self.ttfb - self.started) * 1000) if self.ttfb else None,
+            error=self.error,
+            prices=self.prices,
+            channel_id=self.channel_id,
+            upstream_model=self.upstream_model,
+            budgets=hold.budgets,
+        )
