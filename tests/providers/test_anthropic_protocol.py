@@ -15,17 +15,16 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
 from tokenhub.errors import InvalidRequest, UpstreamError
-from tokenhub.providers.anthropic_protocol import (
-    ANTHROPIC_VERSION,
+from tokenhub.providers.anthropic.adapter import AnthropicAdapter
+from tokenhub.providers.anthropic.request import (
     DEFAULT_MAX_TOKENS,
     JSON_OBJECT_INSTRUCTION,
-    AnthropicAdapter,
-    AnthropicChunkStream,
     adaptive_effort,
     model_version,
-    tool_use_id,
     uses_adaptive_thinking,
 )
+from tokenhub.providers.anthropic.stream import AnthropicChunkStream
+from tokenhub.providers.anthropic.wire import ANTHROPIC_VERSION, tool_use_id
 from tokenhub.sse import SSEDecoder
 from tokenhub.upstream import Channel
 

@@ -18,9 +18,19 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from tests.support.servers import ServerThread
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InvalidRequest, UpstreamError
-from tokenhub.providers import gemini_protocol as gp
 from tokenhub.providers.base import MalformedChunk
-from tokenhub.providers.gemini_protocol import GeminiAdapter, decode_call_id, encode_call_id, remote_image_urls, to_gemini
+from tokenhub.providers.gemini import request as gemini_request
+from tokenhub.providers.gemini.adapter import GeminiAdapter
+from tokenhub.providers.gemini.request import SKIP_SIGNATURE, remote_image_urls, to_gemini
+from tokenhub.providers.gemini.stream import GeminiChunkStream
+from tokenhub.providers.gemini.wire import (
+    THOUGHT_SEPARATOR,
+    credentials_rejected,
+    decode_call_id,
+    encode_call_id,
+    read_usage,
+    retry_after_from_body,
+)
 from tokenhub.simulator.gemini_protocol import STATE_KEY, FakeGeminiState, create_app
 from tokenhub.sse import Event, SSEDecoder
 from tokenhub.upstream import Channel
@@ -364,7 +374,7 @@ def test_percent_encoded_data_url() -> None:
 
 
 def test_inline_media_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gp, "MAX_INLINE_BYTES", 10)
+    monkeypatch.setattr(gemini_request, "MAX_INLINE_BYTES", 10)
     small = "data:image/png;base64," + base64.b64encode(b"12345678").decode()
     payload = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": small}}]}]}
     to_gemini(payload, FLASH, stream=False)
@@ -413,7 +423,7 @@ def test_call_ids_carry_signatures(signature: str) -> None:
         signature.replace("+", "-").replace("/", "_") + "=" * (-len(signature) % 4))
     assert decode_call_id("call_plain") is None and decode_call_id(None) is None
     assert encode_call_id(None) != encode_call_id(None)
-    assert gp.THOUGHT_SEPARATOR not in encode_call_id("not base64!")
+    assert THOUGHT_SEPARATOR not in encode_call_id("not base64!")
 
 
 # --------------------------------------------------------------------------- non-stream responses
@@ -509,22 +519,22 @@ def test_several_candidates_become_several_choices() -> None:
     ],
 )
 def test_usage_mapping(meta: dict[str, Any], expected: Usage) -> None:
-    assert gp.read_usage(meta) == expected
+    assert read_usage(meta) == expected
 
 
 def test_error_helpers() -> None:
     quota = json.dumps({"error": {"code": 429, "message": "You exceeded your current quota", "status": "RESOURCE_EXHAUSTED",
                                   "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37.5s"}]}})
     assert adapter.error_detail(quota.encode()) == "You exceeded your current quota"
-    assert gp.retry_after_from_body(quota.encode()) == "38"
+    assert retry_after_from_body(quota.encode()) == "38"
     assert adapter.error_detail(b'[{"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}}]') == (
         "models/x is not found")
     assert adapter.error_detail(b"<html>404</html>") == "<html>404</html>"
     bad_key = {"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT",
                          "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}
-    assert gp.credentials_rejected(400, json.dumps(bad_key).encode())
-    assert not gp.credentials_rejected(400, b'{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}')
-    assert gp.credentials_rejected(403, b"")
+    assert credentials_rejected(400, json.dumps(bad_key).encode())
+    assert not credentials_rejected(400, b'{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}')
+    assert credentials_rejected(403, b"")
 
 
 # --------------------------------------------------------------------------- streams from transcripts
@@ -538,7 +548,7 @@ def events_of(raw: bytes, piece: int = 7) -> list[Event]:
     return events + decoder.close()
 
 
-def run_stream(name: str) -> tuple[gp.GeminiChunkStream, list[dict[str, Any]]]:
+def run_stream(name: str) -> tuple[GeminiChunkStream, list[dict[str, Any]]]:
     raw = (FIXTURES / name).read_bytes()
     assert b"\r\n\r\n" in raw and b"[DONE]" not in raw
     stream = adapter.chunk_stream("google/gemini-test")
@@ -665,7 +675,7 @@ def complete(server: ServerThread, payload: dict[str, Any], model: str) -> dict[
     return adapter.parse_response(body).body
 
 
-def stream_chunks(server: ServerThread, payload: dict[str, Any], model: str) -> tuple[gp.GeminiChunkStream, list[dict[str, Any]]]:
+def stream_chunks(server: ServerThread, payload: dict[str, Any], model: str) -> tuple[GeminiChunkStream, list[dict[str, Any]]]:
     status, body = call(server, payload, model, stream=True)
     assert status == 200, body
     stream = adapter.chunk_stream("google/gemini-test")
@@ -718,7 +728,7 @@ def test_http_tool_loop_fails_without_the_signature_when_ids_are_rewritten(serve
         tool_call["id"] = f"rewritten_{i}"  # a client that mints its own ids loses the signature ...
     messages += [message, *({"role": "tool", "tool_call_id": f"rewritten_{i}", "content": "sunny"} for i in range(2))]
     complete(server, {"messages": messages, "tools": [WEATHER]}, GEMINI_3)  # ... and the skip value keeps the turn valid
-    assert state.requests[-1].json["contents"][1]["parts"][0]["thoughtSignature"] == gp.SKIP_SIGNATURE
+    assert state.requests[-1].json["contents"][1]["parts"][0]["thoughtSignature"] == SKIP_SIGNATURE
 
 
 def test_http_thinking(server: ServerThread, state: FakeGeminiState) -> None:
@@ -753,8 +763,8 @@ def test_http_blocked_prompt_and_errors(server: ServerThread, state: FakeGeminiS
                                    FLASH)
     assert stream.error is not None and stream.error["code"] == "upstream_malformed_function_call"
     status, body = call(server, {"messages": [{"role": "user", "content": "x"}]}, FLASH, stream=False, key="wrong")
-    assert status == 400 and gp.credentials_rejected(status, body)
+    assert status == 400 and credentials_rejected(status, body)
     assert adapter.error_detail(body) == "API key not valid. Please pass a valid API key."
     status, body = call(server, {"messages": [{"role": "user", "content": "x #fake:status=429 #fake:retry_after=7"}]}, FLASH,
                         stream=True)
-    assert status == 429 and gp.retry_after_from_body(body) == "7"
+    assert status == 429 and retry_after_from_body(body) == "7"

@@ -19,18 +19,13 @@ from anthropic.types import Message, RawMessageStreamEvent
 
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InvalidRequest
-from tokenhub.providers.anthropic_protocol import LEGACY_VERSION, AnthropicChunkStream, translate_request
-from tokenhub.relay.anthropic_format import (
-    AnthropicStreamWriter,
-    Untranslatable,
-    anthropic_usage,
-    error_body,
-    new_message_id,
-    to_anthropic_message,
-    to_openai_request,
-    translate_messages_request,
-    upstream_tool_name,
-)
+from tokenhub.providers.anthropic.inbound import to_openai_request, translate_messages_request
+from tokenhub.providers.anthropic.inbound_turns import Untranslatable, upstream_tool_name
+from tokenhub.providers.anthropic.message import anthropic_usage, error_body, new_message_id, to_anthropic_message
+from tokenhub.providers.anthropic.request import translate_request
+from tokenhub.providers.anthropic.stream import AnthropicChunkStream
+from tokenhub.providers.anthropic.wire import LEGACY_VERSION
+from tokenhub.providers.anthropic.writer import AnthropicStreamWriter
 from tokenhub.sse import SSEDecoder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"

@@ -13,7 +13,7 @@ from tokenhub.api.requests import RequestIds
 from tokenhub.api.routes import GATEWAY
 from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge, RequestTimeout
 from tokenhub.logs import REQUEST_ID_VAR
-from tokenhub.relay.anthropic_format import error_body
+from tokenhub.providers.anthropic.message import error_body
 from tokenhub.request_keys import REQUEST_ID
 
 log = logging.getLogger("tokenhub.api")

@@ -25,12 +25,13 @@ from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError
 from tokenhub.limits.gate import admit
-from tokenhub.providers import anthropic_protocol as anth
+from tokenhub.providers.anthropic.inbound import translate_messages_request
+from tokenhub.providers.anthropic.message import error_body
+from tokenhub.providers.anthropic.responder import AnthropicResponder
+from tokenhub.providers.anthropic.server_tools import plan_server_tools
+from tokenhub.providers.anthropic.wire import ANTHROPIC_VERSION, error_detail, messages_url
 from tokenhub.providers.base import UpstreamRequest, upstream_error
-from tokenhub.providers.server_tools import plan_server_tools
 from tokenhub.providers.upstream_http import fetch
-from tokenhub.relay.anthropic_format import error_body, translate_messages_request
-from tokenhub.relay.anthropic_responder import AnthropicResponder
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.client_fields import without_upstream_fields
 from tokenhub.relay.inflight import shutting_down, uncancel
@@ -62,12 +63,12 @@ def native_request(
     forwarded["model"] = route.upstream_id
     if max_output is not None:
         forwarded["max_tokens"] = max_output
-    url = anth.messages_url(route.channel.base_url) + path.removeprefix("/messages")
+    url = messages_url(route.channel.base_url) + path.removeprefix("/messages")
     if request.query.get("beta") == "true":
         url += "?beta=true"
     headers = {
         "x-api-key": route.channel.api_key,
-        "anthropic-version": request.headers.get("anthropic-version") or anth.ANTHROPIC_VERSION,
+        "anthropic-version": request.headers.get("anthropic-version") or ANTHROPIC_VERSION,
         "content-type": "application/json",
         **_client_headers(request),
     }
@@ -203,7 +204,7 @@ class MessagesAPI(RouteGroup):
     async def _upstream_count(self, upstream: UpstreamRequest, route: Route) -> web.Response:
         status, raw, retry_after = await fetch(self.gw.http, upstream)
         if status != 200:
-            raise upstream_error(status, anth.error_detail(raw), route.channel, retry_after)
+            raise upstream_error(status, error_detail(raw), route.channel, retry_after)
         try:
             counted = orjson.loads(raw)
             return web.json_response({"input_tokens": int(counted["input_tokens"])})

@@ -14,8 +14,8 @@ from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.gateway import Gateway
 from tokenhub.limits.policy import Limits
 from tokenhub.money import usd_number
+from tokenhub.providers.openai.responder import OpenAIResponder
 from tokenhub.relay.call import ChatCall
-from tokenhub.relay.openai_responder import OpenAIResponder
 from tokenhub.relay.relay import Relay
 from tokenhub.storage.engine import as_utc
 from tokenhub.storage.tables import api_keys, requests, users

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tokenhub.providers.anthropic_protocol import AnthropicAdapter
+from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.base import ChatAdapter
-from tokenhub.providers.gemini_protocol import GeminiAdapter
-from tokenhub.providers.openai_protocol import OpenAIAdapter
+from tokenhub.providers.gemini.adapter import GeminiAdapter
+from tokenhub.providers.openai.adapter import OpenAIAdapter
 
 CHAT_ADAPTERS: dict[str, ChatAdapter] = {
     "openai": OpenAIAdapter(),

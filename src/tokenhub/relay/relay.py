@@ -33,9 +33,9 @@ from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError
 from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
-from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.adapters import CHAT_ADAPTERS
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, redacted
+from tokenhub.providers.openai.wire import finish_reason_of, message_text
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
@@ -322,10 +322,10 @@ class Relay:
             raise redacted(err, route.channel) from None
         usage = completion.usage
         if usage is None:
-            usage = Usage(prompt_estimate(call.payload), estimate_tokens(oai.message_text(completion.body)), estimated=True)
+            usage = Usage(prompt_estimate(call.payload), estimate_tokens(message_text(completion.body)), estimated=True)
         cost = usage_cost(usage, model.pricing)
         outcome.status, outcome.usage, outcome.cost = "ok", usage, cost
-        outcome.finish_reason = oai.finish_reason_of(completion.body)
+        outcome.finish_reason = finish_reason_of(completion.body)
         return responder.completion(completion.body, usage, format_usd(cost))
 
     # -- streaming -----------------------------------------------------------------------------

@@ -1,8 +1,4 @@
-"""Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse``, spoken for OpenAI clients.
-
-Pure translation, no I/O: an OpenAI chat payload becomes a Gemini request (camelCase REST JSON,
-``x-goog-api-key``), and Gemini's answers — whole or one SSE event at a time — become OpenAI
-``chat.completion`` / ``chat.completion.chunk`` dicts with usage in OpenAI's semantics.
+"""The gateway's OpenAI chat request as a Gemini ``generateContent`` request.
 
 Choices made here (and why):
 
@@ -48,68 +44,34 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 import orjson
 
-from tokenhub.billing.cost import Usage
-from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
+from tokenhub.errors import InvalidRequest
 from tokenhub.providers.base import (
-    Completion,
-    MalformedChunk,
-    MalformedUsage,
     UpstreamRequest,
-    new_chunk,
-    now,
-    upstream_error,
-    usage_count,
 )
-from tokenhub.sse import Event
+from tokenhub.providers.gemini.wire import decode_call_id
 from tokenhub.upstream import Channel
 
-THOUGHT_SEPARATOR = "__thought__"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+
 MAX_INLINE_BYTES = 20 * 1024 * 1024  # Gemini's limit for a request carrying inline data
+
+
 THINKING_BUDGETS = {"minimal": 128, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576, "max": 24576}
 
-_B64_TEXT = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
 _MODEL_VERSION = re.compile(r"gemini-(\d+(?:\.\d+)?)")
+
+
 _DATA_URL = re.compile(r"data:([^;,]*)((?:;[^;,]*)*),(.*)", re.DOTALL)
 
-FILTERED = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
-     "IMAGE_RECITATION", "LANGUAGE"}
-)
-BROKEN_CALL = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"})
 
 Images = dict[str, tuple[str, bytes]]
-
-
-# --------------------------------------------------------------------------- tool-call ids
-
-
-def encode_call_id(signature: str | None) -> str:
-    """A fresh OpenAI tool-call id, carrying Gemini's thought signature when there is one."""
-    base = "call_" + secrets.token_hex(12)
-    if signature and _B64_TEXT.fullmatch(signature):
-        return base + THOUGHT_SEPARATOR + signature.rstrip("=").replace("+", "-").replace("/", "_")
-    return base
-
-
-def decode_call_id(call_id: Any) -> str | None:
-    """The thought signature an id minted by ``encode_call_id`` carries (standard base64), or None."""
-    if not isinstance(call_id, str) or THOUGHT_SEPARATOR not in call_id:
-        return None
-    encoded = call_id.partition(THOUGHT_SEPARATOR)[2]
-    if not encoded or not _B64_TEXT.fullmatch(encoded):
-        return None
-    text = encoded.rstrip("=").replace("-", "+").replace("_", "/")
-    return text + "=" * (-len(text) % 4)
-
-
-# --------------------------------------------------------------------------- request
 
 
 def remote_image_urls(payload: dict[str, Any]) -> list[str]:
@@ -409,7 +371,9 @@ def _has_parameters(schema: dict[str, Any]) -> bool:
     """False for the 'no arguments' schemas Gemini refuses: an object with no properties and nothing else."""
     if schema.get("properties"):
         return True
-    return any(k not in ("type", "properties", "required", "additionalProperties", "$schema", "title", "description") for k in schema)
+    return any(
+        k not in ("type", "properties", "required", "additionalProperties", "$schema", "title", "description") for k in schema
+    )
 
 
 def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -492,288 +456,3 @@ def _thinking_config(effort: Any, model: str) -> dict[str, Any] | None:
     if effort != "none":
         config["includeThoughts"] = True
     return config
-
-
-# --------------------------------------------------------------------------- responses
-
-
-def read_usage(meta: Any) -> Usage | None:
-    """``usageMetadata`` in OpenAI's semantics (cached inside prompt, thoughts inside completion).
-    None when absent or malformed (a count that is not a non-negative integer): the relay then
-    charges its estimate, flagged ``estimated``."""
-    if not isinstance(meta, dict):
-        return None
-    try:
-        prompt = usage_count(meta.get("promptTokenCount")) + usage_count(meta.get("toolUsePromptTokenCount"))
-        candidates = usage_count(meta.get("candidatesTokenCount"))
-        thoughts = usage_count(meta.get("thoughtsTokenCount"))
-        total = usage_count(meta.get("totalTokenCount"))
-        cached = usage_count(meta.get("cachedContentTokenCount"))
-    except MalformedUsage:
-        return None
-    completion = candidates + thoughts
-    if thoughts and candidates >= thoughts and total and prompt + candidates == total:
-        completion = candidates  # some models report candidates already including thoughts
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cached_tokens=min(cached, prompt),
-        reasoning_tokens=thoughts,
-    )
-
-
-def finish_reason(gemini: str, called_tools: bool) -> str:
-    if gemini in FILTERED:
-        return "content_filter"
-    if gemini == "MAX_TOKENS":
-        return "length"
-    return "tool_calls" if called_tools else "stop"
-
-
-def _blocked_message(feedback: Any) -> str:
-    reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
-    message = feedback.get("blockReasonMessage") if isinstance(feedback, dict) else None
-    text = f"The model's provider refused the prompt (blockReason {reason or 'unknown'})"
-    return f"{text}: {message}" if isinstance(message, str) and message else text + "."
-
-
-def _broken_call_message(candidate: dict[str, Any]) -> str:
-    detail = candidate.get("finishMessage")
-    text = f"The model produced an invalid function call ({candidate.get('finishReason')})"
-    return f"{text}: {str(detail)[:300]}" if detail else text + "."
-
-
-def _tool_call(function_call: dict[str, Any], signature: Any, index: int | None = None) -> dict[str, Any]:
-    args = function_call.get("args")
-    call: dict[str, Any] = {}
-    if index is not None:
-        call["index"] = index
-    call["id"] = encode_call_id(signature if isinstance(signature, str) else None)
-    call["type"] = "function"
-    call["function"] = {"name": str(function_call.get("name") or ""), "arguments": orjson.dumps(args or {}).decode()}
-    return call
-
-
-def _load(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _google_error(obj: Any) -> dict[str, Any] | None:
-    if isinstance(obj, list) and len(obj) == 1:
-        obj = obj[0]
-    err = obj.get("error") if isinstance(obj, dict) else None
-    return err if isinstance(err, dict) else None
-
-
-def parse_response(body: bytes) -> Completion:
-    obj = _load(body)
-    err = _google_error(obj)
-    if err is not None:
-        raise UpstreamError(f"The upstream provider failed: {err.get('message') or 'no details'}", code="upstream_error")
-    if not isinstance(obj, dict):
-        raise UpstreamError("the upstream provider sent a response that is not a Gemini response", code="upstream_bad_response")
-    usage = read_usage(obj.get("usageMetadata"))
-    candidates = obj.get("candidates")
-    if not isinstance(candidates, list) or not candidates:
-        if isinstance(obj.get("promptFeedback"), dict) and obj["promptFeedback"].get("blockReason"):
-            raise InvalidRequest(_blocked_message(obj["promptFeedback"]), code="content_filter")
-        raise UpstreamError("the upstream provider answered without any candidate", code="upstream_bad_response")
-    choices = []
-    for i, candidate in enumerate(candidates):
-        if not isinstance(candidate, dict):
-            raise UpstreamError("the upstream provider sent a malformed candidate", code="upstream_bad_response")
-        if candidate.get("finishReason") in BROKEN_CALL:
-            raise UpstreamError(_broken_call_message(candidate), code="upstream_malformed_function_call")
-        choices.append(_choice(candidate, i))
-    response_id = obj.get("responseId")
-    completion: dict[str, Any] = {
-        "id": f"chatcmpl-{response_id}" if isinstance(response_id, str) and response_id else f"chatcmpl-{secrets.token_hex(12)}",
-        "object": "chat.completion",
-        "created": now(),
-        "model": str(obj.get("modelVersion") or ""),
-        "choices": choices,
-    }
-    if usage is not None:
-        completion["usage"] = {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        }
-    return Completion(completion, usage)
-
-
-def _choice(candidate: dict[str, Any], position: int) -> dict[str, Any]:
-    content = candidate.get("content")
-    parts = content.get("parts") if isinstance(content, dict) else None
-    texts: list[str] = []
-    thoughts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for part in parts if isinstance(parts, list) else ():
-        if not isinstance(part, dict):
-            continue
-        if isinstance(part.get("functionCall"), dict):
-            calls.append(_tool_call(part["functionCall"], part.get("thoughtSignature")))
-        elif isinstance(part.get("text"), str):
-            (thoughts if part.get("thought") else texts).append(part["text"])
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    if thoughts:
-        message["reasoning_content"] = "".join(thoughts)
-    if calls:
-        message["tool_calls"] = calls
-    message["refusal"] = None
-    index = candidate.get("index")
-    return {
-        "index": index if isinstance(index, int) else position,
-        "message": message,
-        "logprobs": None,
-        "finish_reason": finish_reason(str(candidate.get("finishReason") or "STOP"), bool(calls)),
-    }
-
-
-def error_detail(body: bytes) -> str:
-    """The message of Google's error body (``{"error": {"code", "message", "status"}}``, maybe in a list)."""
-    err = _google_error(_load(body))
-    if err is not None and isinstance(err.get("message"), str) and err["message"]:
-        return err["message"]
-    return body[:300].decode("utf-8", "replace").strip() or "no details"
-
-
-def retry_after_from_body(body: bytes) -> str | None:
-    """Whole seconds from a 429's ``RetryInfo.retryDelay`` ("37s" -> "37"): Gemini sends no Retry-After header."""
-    err = _google_error(_load(body))
-    for detail in (err or {}).get("details") or ():
-        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
-        if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return str(max(1, round(float(delay[:-1]))))
-            except ValueError:
-                return None
-    return None
-
-
-def credentials_rejected(status: int, body: bytes) -> bool:
-    """Google answers a wrong API key with 400 (``API_KEY_INVALID``): our credential, not the client's request."""
-    if status in (401, 403):
-        return True
-    err = _google_error(_load(body))
-    return status == 400 and any(
-        isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID" for d in (err or {}).get("details") or ()
-    )
-
-
-# --------------------------------------------------------------------------- streams
-
-
-class GeminiChunkStream:
-    """OpenAI chunks from ``streamGenerateContent?alt=sse`` events (each a whole response with delta parts)."""
-
-    def __init__(self, client_model: str) -> None:
-        self._model = client_model
-        self._id = ""
-        self._created = now()
-        self._sent_role = False
-        self._tool_index = 0
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-        self.error: dict[str, Any] | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
-
-    def feed(self, event: Event) -> list[dict[str, Any]]:
-        obj = _load(event.data)
-        if not isinstance(obj, dict):
-            raise MalformedChunk("the upstream sent a malformed stream chunk")
-        err = _google_error(obj)
-        if err is not None:
-            self.error = {
-                "message": str(err.get("message") or "the upstream reported an error"),
-                "type": "upstream_error",
-                "code": str(err.get("status") or err.get("code") or "upstream_error"),
-            }
-            return []
-        if not self._id:
-            response_id = obj.get("responseId")
-            self._id = f"chatcmpl-{response_id}" if isinstance(response_id, str) and response_id else f"chatcmpl-{secrets.token_hex(12)}"
-        if obj.get("usageMetadata") is not None:
-            self.usage = read_usage(obj["usageMetadata"])  # None when malformed: the relay estimates
-        candidates = obj.get("candidates")
-        if not isinstance(candidates, list) or not candidates:
-            feedback = obj.get("promptFeedback")
-            if isinstance(feedback, dict) and feedback.get("blockReason"):
-                self.error = {"message": _blocked_message(feedback), "type": "invalid_request_error", "code": "content_filter"}
-            return []
-        candidate = candidates[0]
-        if not isinstance(candidate, dict):
-            raise MalformedChunk("the upstream sent a malformed stream chunk")
-        chunks = []
-        content = candidate.get("content")
-        parts = content.get("parts") if isinstance(content, dict) else None
-        for part in parts if isinstance(parts, list) else ():
-            if not isinstance(part, dict):
-                continue
-            if isinstance(part.get("functionCall"), dict):
-                call = _tool_call(part["functionCall"], part.get("thoughtSignature"), self._tool_index)
-                self._tool_index += 1
-                chunks.append(self._chunk({"tool_calls": [call]}))
-            elif isinstance(part.get("text"), str) and part["text"]:
-                chunks.append(self._chunk({"reasoning_content" if part.get("thought") else "content": part["text"]}))
-        reason = candidate.get("finishReason")
-        if isinstance(reason, str) and reason and self.finish_reason is None and self.error is None:
-            if reason in BROKEN_CALL:
-                self.error = {"message": _broken_call_message(candidate), "type": "upstream_error",
-                              "code": "upstream_malformed_function_call"}
-            else:
-                self.finish_reason = finish_reason(reason, self._tool_index > 0)
-                chunks.append(self._chunk({}, self.finish_reason))
-        return chunks
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        if not self._sent_role:
-            self._sent_role = True
-            delta = {"role": "assistant", **({"content": ""} if not delta else {}), **delta}
-        return new_chunk(self._id, self._created, self._model, delta, finish)
-
-    def close(self) -> list[dict[str, Any]]:
-        return []
-
-
-class GeminiAdapter:
-    protocol = "gemini"
-    capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
-
-    def build_request(
-        self,
-        payload: dict[str, Any],
-        upstream_model: str,
-        channel: Channel,
-        *,
-        stream: bool,
-        images: Images | None = None,
-        max_output: int | None = None,
-        **_unused: Any,  # output_ceiling (no room is added), extra_headers (nothing to pass on)
-    ) -> UpstreamRequest:
-        return build_request(payload, upstream_model, channel, stream=stream, images=images, max_output=max_output)
-
-    def parse_response(self, body: bytes) -> Completion:
-        return parse_response(body)
-
-    def error_detail(self, body: bytes) -> str:
-        return error_detail(body)
-
-    def error(self, status: int, body: bytes, channel: Channel, retry_after: str | None) -> GatewayError:
-        if credentials_rejected(status, body):
-            status = 401  # Google refuses a bad key with 400: it is our credential, not the client's request
-        return upstream_error(status, error_detail(body), channel, retry_after or retry_after_from_body(body))
-
-    def remote_images(self, payload: dict[str, Any]) -> list[str]:
-        return remote_image_urls(payload)
-
-    def chunk_stream(self, client_model: str) -> GeminiChunkStream:
-        return GeminiChunkStream(client_model)

@@ -20,8 +20,9 @@ from aiohttp import web
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.errors import GatewayError
-from tokenhub.providers import openai_protocol as oai
 from tokenhub.providers.base import ChatAdapter, ChunkStream
+from tokenhub.providers.openai.stream import StreamMeter
+from tokenhub.providers.openai.wire import collect_text, error_event, usage_object, with_cost
 from tokenhub.sse import DONE, Event, frame
 from tokenhub.upstream import Channel
 
@@ -39,7 +40,7 @@ class OpenAIResponder:
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
         body["model"] = self.client_model
-        body["usage"] = oai.with_cost(body.get("usage"), usage, cost_text)
+        body["usage"] = with_cost(body.get("usage"), usage, cost_text)
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     def pipe(self, adapter: ChatAdapter, cost_text: CostText, channel: Channel) -> "OpenAIBytePipe | ChunkPipe":
@@ -48,12 +49,12 @@ class OpenAIResponder:
         return ChunkPipe(self, adapter.chunk_stream(self.client_model), cost_text, channel)
 
     def error_event(self, err: GatewayError | dict[str, Any], channel: Channel) -> bytes:
-        return oai.error_event(err, channel)
+        return error_event(err, channel)
 
 
 class OpenAIBytePipe:
     def __init__(self, responder: OpenAIResponder, cost_text: CostText, channel: Channel) -> None:
-        self._meter = oai.StreamMeter(responder.client_model, responder.include_usage)
+        self._meter = StreamMeter(responder.client_model, responder.include_usage)
         self._responder = responder
         self._cost_text = cost_text
         self._channel = channel
@@ -125,7 +126,6 @@ class ChunkPipe(StreamFacts):
         self._pieces: list[str] = []
         self._first: dict[str, Any] | None = None
 
-
     def feed(self, event: Event) -> bytes:
         return self._encode(self._stream.feed(event))
 
@@ -141,7 +141,7 @@ class ChunkPipe(StreamFacts):
         for chunk in chunks:
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
-                oai.collect_text(delta, self._pieces)
+                collect_text(delta, self._pieces)
             out.append(frame(orjson.dumps(chunk)))
         return b"".join(out)
 
@@ -158,7 +158,7 @@ class ChunkPipe(StreamFacts):
             "created": first.get("created"),
             "model": self._responder.client_model,
             "choices": [],
-            "usage": oai.usage_object(usage, cost_text),
+            "usage": usage_object(usage, cost_text),
         }
         return frame(orjson.dumps(chunk)) + DONE
 

@@ -19,10 +19,11 @@ from aiohttp import web
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.errors import GatewayError
-from tokenhub.providers import anthropic_protocol as anth
+from tokenhub.providers.anthropic.message import anthropic_usage, error_body, to_anthropic_message
+from tokenhub.providers.anthropic.wire import finish_reason, read_usage
+from tokenhub.providers.anthropic.writer import AnthropicStreamWriter
 from tokenhub.providers.base import ChatAdapter, ChunkStream, MalformedChunk
-from tokenhub.relay.anthropic_format import AnthropicStreamWriter, anthropic_usage, error_body, to_anthropic_message
-from tokenhub.relay.openai_responder import StreamFacts
+from tokenhub.providers.openai.responder import StreamFacts
 from tokenhub.sse import Event
 from tokenhub.upstream import Channel
 
@@ -47,7 +48,9 @@ class AnthropicResponder:
     sse_headers = SSE_HEADERS
     endpoint = "messages"
 
-    def __init__(self, client_model: str, message_id: str, *, tool_names: dict[str, str] | None = None, input_tokens: int = 0) -> None:
+    def __init__(
+        self, client_model: str, message_id: str, *, tool_names: dict[str, str] | None = None, input_tokens: int = 0
+    ) -> None:
         self.client_model = client_model
         self.message_id = message_id
         self.tool_names = tool_names or {}  # shortened upstream tool name -> the client's name
@@ -118,8 +121,8 @@ class AnthropicBytePipe:
                     self._pieces.append(delta[field])
         elif kind == "message_delta":
             self._merge_usage(obj.get("usage"))
-            self._usage = anth.read_usage(self._usage_raw)  # None when malformed: estimated (see usage)
-            self.finish_reason = anth.finish_reason((obj.get("delta") or {}).get("stop_reason"))
+            self._usage = read_usage(self._usage_raw)  # None when malformed: estimated (see usage)
+            self.finish_reason = finish_reason((obj.get("delta") or {}).get("stop_reason"))
         elif kind == "message_stop":
             self.finished = True
         elif kind == "error":
@@ -169,7 +172,6 @@ class AnthropicChunkPipe(StreamFacts):
         self._writer = AnthropicStreamWriter(responder.client_model, responder.message_id, tool_names=responder.tool_names)
         self._input_tokens = responder.input_tokens
         self._started = False
-
 
     def _encode(self, chunks: list[dict[str, Any]]) -> bytes:
         if not chunks:

@@ -1,6 +1,4 @@
-"""Anthropic Messages API, spoken from the gateway's OpenAI chat shape and read back into it.
-
-Pure translation, no I/O (see :mod:`tokenhub.providers.base`). Decisions worth knowing:
+"""The gateway's OpenAI chat request as an Anthropic Messages request (``POST {base_url}/v1/messages``).
 
 Request (OpenAI chat -> ``POST {base_url}/v1/messages``)
   * Headers: ``x-api-key``, ``anthropic-version`` (:data:`ANTHROPIC_VERSION`, the current version;
@@ -47,72 +45,51 @@ Request (OpenAI chat -> ``POST {base_url}/v1/messages``)
     too. Reasoning without a signature, or of another vendor's ``format``, is dropped.
   * ``response_format``: ``json_schema`` -> ``output_config.format`` (structured outputs, GA on
     Claude 4.5+); ``json_object`` has no schema to give, so it becomes a system instruction.
-
-Response: text -> ``content`` (null when there is none); tool_use -> ``tool_calls`` (compact JSON
-arguments); thinking -> ``reasoning_content`` + ``reasoning_details`` entries ``{"type":
-"reasoning.text", "text", "signature", "format": "anthropic-claude-v1", "index"}``;
-redacted_thinking -> ``{"type": "reasoning.encrypted", "data", ...}``. Usage in OpenAI semantics:
-prompt = input + cache read + cache creation, cached = cache read, cache write = cache creation,
-completion = output (thinking included), reasoning = ``output_tokens_details.thinking_tokens``.
-
-Stream: see :class:`AnthropicChunkStream`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from typing import Any
 
 import orjson
 
-from tokenhub.billing.cost import Usage
-from tokenhub.errors import InvalidRequest, UpstreamError
+from tokenhub.errors import InvalidRequest
+from tokenhub.providers.anthropic.wire import ANTHROPIC_VERSION, messages_url, tool_use_id
 from tokenhub.providers.base import (
-    AdapterDefaults,
-    Completion,
-    MalformedChunk,
-    MalformedUsage,
     UpstreamRequest,
-    error_message,
-    new_chunk,
-    now,
-    usage_count,
 )
-from tokenhub.sse import Event
 from tokenhub.upstream import Channel
 
-ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
-LEGACY_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # when neither the client nor the relay (max_output=) gives a figure
+
+
 MIN_THINKING_BUDGET = 1024
+
+
 # Budget-form thinking (models before Claude 4.6): the share of max_tokens given to thinking.
 BUDGET_SHARE = {"minimal": 0.1, "low": 0.2, "medium": 0.5, "high": 0.8, "xhigh": 0.9, "max": 0.95}
+
+
 EFFORTS = ("none", *BUDGET_SHARE)
-REASONING_FORMAT = "anthropic-claude-v1"
+
+
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else: no prose, no code fences."
+
+
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 
-_TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
-_TOOL_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]+")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[^,;]*)*),(.*)$", re.DOTALL)
+
+
 _VERSION = re.compile(r"claude-(?:[a-z]+-)?(\d{1,2})(?:[-.](\d{1,2})(?!\d))?")
+
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
-
-
-# --------------------------------------------------------------------------- models
 
 
 def model_version(model: str) -> tuple[int, int] | None:
@@ -147,9 +124,6 @@ def adaptive_effort(model: str, effort: str) -> str:
     return effort
 
 
-# --------------------------------------------------------------------------- request
-
-
 def build_request(
     payload: dict[str, Any],
     upstream_model: str,
@@ -175,11 +149,6 @@ def build_request(
     return UpstreamRequest(
         url=messages_url(channel.base_url), headers=headers, body=orjson.dumps(body), max_output=body.get("max_tokens")
     )
-
-
-def messages_url(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
 
 def translate_request(
@@ -292,16 +261,6 @@ def _positive_int(value: Any) -> int | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def tool_use_id(value: Any) -> str:
-    """A tool call id as Anthropic accepts it; the same input always gives the same id."""
-    text = value if isinstance(value, str) else ""
-    if _TOOL_ID.match(text):
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    cleaned = _TOOL_ID_BAD.sub("_", text).strip("_")[:40]
-    return f"{cleaned}_{digest}" if cleaned else f"toolu_{digest}"
 
 
 def _tools(raw: Any) -> list[dict[str, Any]]:
@@ -586,359 +545,3 @@ def _strip_thinking(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append(turn)
     return out
-
-
-# --------------------------------------------------------------------------- response
-
-
-def read_usage(raw: Any) -> Usage | None:
-    """Anthropic usage (additive cache fields) in OpenAI semantics, with the server-tool uses
-    (``server_tool_use: {"web_search_requests": N, "web_fetch_requests": M}`` -> ``tool_uses``
-    ``{"web_search": N, "web_fetch": M}``). None when absent or malformed (a count that is not a
-    non-negative integer): the relay then charges its estimate, flagged."""
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return _usage(raw)
-    except MalformedUsage:
-        return None
-
-
-def _usage(raw: dict[str, Any]) -> Usage:
-    input_tokens = usage_count(raw.get("input_tokens"))
-    output_tokens = usage_count(raw.get("output_tokens"))
-    cache_read = usage_count(raw.get("cache_read_input_tokens"))
-    cache_write = usage_count(raw.get("cache_creation_input_tokens"))
-    details = raw.get("output_tokens_details")
-    if details is not None and not isinstance(details, dict):
-        raise MalformedUsage
-    thinking = usage_count(details.get("thinking_tokens")) if details else 0
-    return Usage(
-        prompt_tokens=input_tokens + cache_read + cache_write,
-        completion_tokens=output_tokens,
-        cached_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        reasoning_tokens=min(thinking, output_tokens),
-        tool_uses=server_tool_uses(raw.get("server_tool_use")),
-    )
-
-
-def server_tool_uses(raw: Any) -> dict[str, int]:
-    """``server_tool_use`` -> uses by tool kind (``web_search_requests`` -> ``web_search``)."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise MalformedUsage
-    uses: dict[str, int] = {}
-    for key, value in raw.items():
-        if isinstance(key, str) and key.endswith("_requests"):
-            count = usage_count(value)
-            if count:
-                uses[key.removesuffix("_requests")] = count
-    return uses
-
-
-def usage_dict(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-def finish_reason(stop_reason: Any) -> str | None:
-    if stop_reason is None:
-        return None
-    return FINISH_REASONS.get(str(stop_reason), "stop")
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
-
-
-class CompletionFromMessage(dict):  # type: ignore[type-arg]
-    """An OpenAI ``chat.completion`` dict (serialised as one) that also keeps, in ``.message``, the
-    Anthropic message it was read from: an Anthropic client on the pass-through gets that message
-    itself, server-tool blocks, citations and all, instead of a re-translation."""
-
-    message: dict[str, Any]
-
-
-def parse_message(obj: dict[str, Any]) -> Completion:
-    texts: list[str] = []
-    thinking: list[str] = []
-    details: list[dict[str, Any]] = []
-    tool_calls: list[dict[str, Any]] = []
-    for block in obj.get("content") or ():
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": _json(block.get("input"))},
-                }
-            )
-        elif kind == "thinking":
-            text = block.get("thinking") if isinstance(block.get("thinking"), str) else ""
-            thinking.append(text)
-            entry = {"type": "reasoning.text", "text": text, "signature": block.get("signature"), "format": REASONING_FORMAT}
-            details.append({**entry, "index": len(details)})
-        elif kind == "redacted_thinking":
-            details.append(
-                {"type": "reasoning.encrypted", "data": block.get("data"), "format": REASONING_FORMAT, "index": len(details)}
-            )
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    if thinking:
-        message["reasoning_content"] = "".join(thinking)
-    if details:
-        message["reasoning_details"] = details
-    usage = read_usage(obj.get("usage"))
-    body = CompletionFromMessage({
-        "id": f"chatcmpl-{obj.get('id') or secrets.token_hex(12)}",
-        "object": "chat.completion",
-        "created": now(),
-        "model": obj.get("model"),
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(obj.get("stop_reason")) or "stop"}
-        ],
-    })
-    body.message = obj
-    if usage is not None:
-        body["usage"] = usage_dict(usage)
-    return Completion(body, usage)
-
-
-def error_detail(body: bytes) -> str:
-    """The message of Anthropic's ``{"type": "error", "error": {"type", "message"}}`` (or the body's start)."""
-    return error_message(body)
-
-
-# --------------------------------------------------------------------------- stream
-
-
-class AnthropicChunkStream:
-    """Anthropic SSE events -> OpenAI ``chat.completion.chunk`` dicts.
-
-    * ``message_start`` -> the role chunk (``{"role": "assistant", "content": ""}``), always first.
-    * text -> ``content``; thinking -> ``reasoning_content`` and, for the SDK's accumulator to
-      rebuild signed blocks, ``reasoning_details: [{"index": k, "type": "reasoning.text", "text"}]``
-      (``format`` once, in the entry's first delta; ``signature`` in its own delta); a
-      redacted_thinking block -> one ``reasoning.encrypted`` entry. ``k`` counts reasoning blocks.
-    * tool_use -> ``tool_calls`` with a running index from 0: id, name and ``arguments: ""`` first,
-      then each non-empty ``partial_json`` in order; a tool whose input never streamed gets ``"{}"``
-      at its ``content_block_stop``.
-    * ``message_delta`` -> ``{"delta": {}, "finish_reason"}`` (once) and usage (output cumulative);
-      ``message_stop`` -> finished; ``ping`` and unknown events -> nothing; ``error`` -> ``.error``,
-      after which nothing more is produced. ``usage`` stays None until ``message_delta``.
-    """
-
-    def __init__(self, client_model: str) -> None:
-        self._model = client_model
-        self._id = f"chatcmpl-{secrets.token_hex(12)}"
-        self._created = now()
-        self._started = False
-        self._blocks: dict[int, str] = {}  # block index -> kind
-        self._tools: dict[int, int] = {}  # block index -> tool call index
-        self._args_seen: set[int] = set()
-        self._reasoning: dict[int, int] = {}  # block index -> reasoning_details index
-        self._reasoning_open: set[int] = set()  # reasoning entries already announced
-        self._input: dict[str, Any] = {}
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-        self.error: dict[str, Any] | None = None
-        self.done = False
-
-    @property
-    def finished(self) -> bool:
-        return self.done
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return new_chunk(self._id, self._created, self._model, delta, finish)
-
-    def feed(self, event: Event) -> list[dict[str, Any]]:
-        if self.error is not None:
-            return []
-        try:
-            obj = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise MalformedChunk("the upstream sent a malformed stream event") from None
-        if not isinstance(obj, dict):
-            raise MalformedChunk("the upstream sent a malformed stream event")
-        kind = obj.get("type") or event.name.decode("utf-8", "replace")
-        out: list[dict[str, Any]] = []
-        if kind != "message_start" and kind not in ("ping", "error") and not self._started:
-            out.append(self._start())
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is not None:
-            out += handler(obj)
-        return out
-
-    def close(self) -> list[dict[str, Any]]:
-        return []
-
-    def _start(self) -> dict[str, Any]:
-        self._started = True
-        return self._chunk({"role": "assistant", "content": ""})
-
-    def _on_error(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        err = obj.get("error")
-        err = err if isinstance(err, dict) else {}
-        kind = str(err.get("type") or "api_error")
-        self.error = {"message": str(err.get("message") or "the upstream reported an error"), "type": kind, "code": kind}
-        return []
-
-    def _on_message_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        message = obj.get("message")
-        message = message if isinstance(message, dict) else {}
-        if isinstance(message.get("id"), str) and not self._started:
-            self._id = f"chatcmpl-{message['id']}"
-        if isinstance(message.get("usage"), dict):
-            self._input = dict(message["usage"])
-        return [] if self._started else [self._start()]
-
-    def _on_content_block_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        index = obj.get("index")
-        block = obj.get("content_block")
-        if not isinstance(index, int) or not isinstance(block, dict):
-            raise MalformedChunk("the upstream sent a malformed content_block_start")
-        kind = str(block.get("type"))
-        self._blocks[index] = kind
-        if kind == "text" and isinstance(block.get("text"), str) and block["text"]:
-            return [self._chunk({"content": block["text"]})]
-        if kind == "tool_use":
-            tool_index = len(self._tools)
-            self._tools[index] = tool_index
-            call = {
-                "index": tool_index,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
-            }
-            return [self._chunk({"tool_calls": [call]})]
-        if kind == "thinking":
-            self._reasoning[index] = len(self._reasoning)
-            text = block.get("thinking")
-            if isinstance(text, str) and text:
-                return [self._chunk({"reasoning_content": text, "reasoning_details": [self._reasoning_entry(index, text=text)]})]
-        if kind == "redacted_thinking":
-            self._reasoning[index] = len(self._reasoning)
-            entry = self._reasoning_entry(index, kind="reasoning.encrypted", data=block.get("data"))
-            return [self._chunk({"reasoning_details": [entry]})]
-        return []
-
-    def _reasoning_entry(self, block_index: int, kind: str = "reasoning.text", **fields: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = {"index": self._reasoning[block_index], "type": kind}
-        if block_index not in self._reasoning_open:  # `format` only once: the SDK concatenates strings
-            self._reasoning_open.add(block_index)
-            entry["format"] = REASONING_FORMAT
-            if kind == "reasoning.text":
-                fields.setdefault("text", "")
-        entry.update(fields)
-        return entry
-
-    def _on_content_block_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        index = obj.get("index")
-        delta = obj.get("delta")
-        if not isinstance(index, int) or not isinstance(delta, dict):
-            raise MalformedChunk("the upstream sent a malformed content_block_delta")
-        kind = delta.get("type")
-        if kind == "text_delta":
-            text = delta.get("text")
-            return [self._chunk({"content": text})] if isinstance(text, str) and text else []
-        if kind == "input_json_delta":
-            fragment = delta.get("partial_json")
-            if index not in self._tools or not isinstance(fragment, str) or not fragment:
-                return []
-            self._args_seen.add(index)
-            return [self._chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": fragment}}]})]
-        if kind in ("thinking_delta", "signature_delta") and index not in self._reasoning:
-            self._reasoning[index] = len(self._reasoning)
-        if kind == "thinking_delta":
-            text = delta.get("thinking")
-            if not isinstance(text, str) or not text:
-                return []
-            return [self._chunk({"reasoning_content": text, "reasoning_details": [self._reasoning_entry(index, text=text)]})]
-        if kind == "signature_delta":
-            signature = delta.get("signature")
-            if not isinstance(signature, str) or not signature:
-                return []
-            return [self._chunk({"reasoning_details": [self._reasoning_entry(index, signature=signature)]})]
-        return []  # citations_delta and future delta types
-
-    def _on_content_block_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        index = obj.get("index")
-        if index in self._tools and index not in self._args_seen:
-            self._args_seen.add(index)
-            return [self._chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": "{}"}}]})]
-        return []
-
-    def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            merged = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-            self.usage = read_usage(merged)  # None when malformed: the relay estimates
-        delta = obj.get("delta")
-        stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
-        if stop_reason is None or self.finish_reason is not None:
-            return []
-        self.finish_reason = finish_reason(stop_reason)
-        return [self._chunk({}, self.finish_reason)]
-
-    def _on_message_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        self.done = True
-        return []
-
-
-# --------------------------------------------------------------------------- adapter
-
-
-class AnthropicAdapter(AdapterDefaults):
-    """The Anthropic Messages protocol as a ``ChatAdapter``."""
-
-    protocol = "anthropic"
-    capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
-
-    def build_request(
-        self,
-        payload: dict[str, Any],
-        upstream_model: str,
-        channel: Channel,
-        *,
-        stream: bool,
-        max_output: int | None = None,
-        output_ceiling: int | None = None,
-        extra_headers: dict[str, str] | None = None,
-        anthropic_version: str | None = None,
-        **_unused: Any,
-    ) -> UpstreamRequest:
-        return build_request(
-            payload,
-            upstream_model,
-            channel,
-            stream=stream,
-            max_output=max_output,
-            output_ceiling=output_ceiling,
-            extra_headers=extra_headers,
-            anthropic_version=anthropic_version,
-        )
-
-    def parse_response(self, body: bytes) -> Completion:
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            obj = None
-        if isinstance(obj, dict) and (obj.get("type") == "error" or isinstance(obj.get("error"), dict)):
-            raise UpstreamError(f"The upstream provider failed: {error_detail(body)}", code="upstream_error")
-        if not isinstance(obj, dict) or obj.get("type", "message") != "message" or not isinstance(obj.get("content"), list):
-            raise UpstreamError("the upstream provider sent a response that is not a message", code="upstream_bad_response")
-        return parse_message(obj)
-
-    def chunk_stream(self, client_model: str) -> AnthropicChunkStream:
-        return AnthropicChunkStream(client_model)

@@ -1,0 +1,190 @@
+"""An Anthropic upstream's stream, one event at a time."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+from tokenhub.billing.cost import Usage
+from tokenhub.providers.anthropic.wire import REASONING_FORMAT, finish_reason, read_usage
+from tokenhub.providers.base import (
+    MalformedChunk,
+    new_chunk,
+    now,
+)
+from tokenhub.sse import Event
+
+
+class AnthropicChunkStream:
+    """Anthropic SSE events -> OpenAI ``chat.completion.chunk`` dicts.
+
+    * ``message_start`` -> the role chunk (``{"role": "assistant", "content": ""}``), always first.
+    * text -> ``content``; thinking -> ``reasoning_content`` and, for the SDK's accumulator to
+      rebuild signed blocks, ``reasoning_details: [{"index": k, "type": "reasoning.text", "text"}]``
+      (``format`` once, in the entry's first delta; ``signature`` in its own delta); a
+      redacted_thinking block -> one ``reasoning.encrypted`` entry. ``k`` counts reasoning blocks.
+    * tool_use -> ``tool_calls`` with a running index from 0: id, name and ``arguments: ""`` first,
+      then each non-empty ``partial_json`` in order; a tool whose input never streamed gets ``"{}"``
+      at its ``content_block_stop``.
+    * ``message_delta`` -> ``{"delta": {}, "finish_reason"}`` (once) and usage (output cumulative);
+      ``message_stop`` -> finished; ``ping`` and unknown events -> nothing; ``error`` -> ``.error``,
+      after which nothing more is produced. ``usage`` stays None until ``message_delta``.
+    """
+
+    def __init__(self, client_model: str) -> None:
+        self._model = client_model
+        self._id = f"chatcmpl-{secrets.token_hex(12)}"
+        self._created = now()
+        self._started = False
+        self._blocks: dict[int, str] = {}  # block index -> kind
+        self._tools: dict[int, int] = {}  # block index -> tool call index
+        self._args_seen: set[int] = set()
+        self._reasoning: dict[int, int] = {}  # block index -> reasoning_details index
+        self._reasoning_open: set[int] = set()  # reasoning entries already announced
+        self._input: dict[str, Any] = {}
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.done = False
+
+    @property
+    def finished(self) -> bool:
+        return self.done
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return new_chunk(self._id, self._created, self._model, delta, finish)
+
+    def feed(self, event: Event) -> list[dict[str, Any]]:
+        if self.error is not None:
+            return []
+        try:
+            obj = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise MalformedChunk("the upstream sent a malformed stream event") from None
+        if not isinstance(obj, dict):
+            raise MalformedChunk("the upstream sent a malformed stream event")
+        kind = obj.get("type") or event.name.decode("utf-8", "replace")
+        out: list[dict[str, Any]] = []
+        if kind != "message_start" and kind not in ("ping", "error") and not self._started:
+            out.append(self._start())
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            out += handler(obj)
+        return out
+
+    def close(self) -> list[dict[str, Any]]:
+        return []
+
+    def _start(self) -> dict[str, Any]:
+        self._started = True
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _on_error(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        err = obj.get("error")
+        err = err if isinstance(err, dict) else {}
+        kind = str(err.get("type") or "api_error")
+        self.error = {"message": str(err.get("message") or "the upstream reported an error"), "type": kind, "code": kind}
+        return []
+
+    def _on_message_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        message = obj.get("message")
+        message = message if isinstance(message, dict) else {}
+        if isinstance(message.get("id"), str) and not self._started:
+            self._id = f"chatcmpl-{message['id']}"
+        if isinstance(message.get("usage"), dict):
+            self._input = dict(message["usage"])
+        return [] if self._started else [self._start()]
+
+    def _on_content_block_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        index = obj.get("index")
+        block = obj.get("content_block")
+        if not isinstance(index, int) or not isinstance(block, dict):
+            raise MalformedChunk("the upstream sent a malformed content_block_start")
+        kind = str(block.get("type"))
+        self._blocks[index] = kind
+        if kind == "text" and isinstance(block.get("text"), str) and block["text"]:
+            return [self._chunk({"content": block["text"]})]
+        if kind == "tool_use":
+            tool_index = len(self._tools)
+            self._tools[index] = tool_index
+            call = {
+                "index": tool_index,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            return [self._chunk({"tool_calls": [call]})]
+        if kind == "thinking":
+            self._reasoning[index] = len(self._reasoning)
+            text = block.get("thinking")
+            if isinstance(text, str) and text:
+                return [self._chunk({"reasoning_content": text, "reasoning_details": [self._reasoning_entry(index, text=text)]})]
+        if kind == "redacted_thinking":
+            self._reasoning[index] = len(self._reasoning)
+            entry = self._reasoning_entry(index, kind="reasoning.encrypted", data=block.get("data"))
+            return [self._chunk({"reasoning_details": [entry]})]
+        return []
+
+    def _reasoning_entry(self, block_index: int, kind: str = "reasoning.text", **fields: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"index": self._reasoning[block_index], "type": kind}
+        if block_index not in self._reasoning_open:  # `format` only once: the SDK concatenates strings
+            self._reasoning_open.add(block_index)
+            entry["format"] = REASONING_FORMAT
+            if kind == "reasoning.text":
+                fields.setdefault("text", "")
+        entry.update(fields)
+        return entry
+
+    def _on_content_block_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        index = obj.get("index")
+        delta = obj.get("delta")
+        if not isinstance(index, int) or not isinstance(delta, dict):
+            raise MalformedChunk("the upstream sent a malformed content_block_delta")
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            return [self._chunk({"content": text})] if isinstance(text, str) and text else []
+        if kind == "input_json_delta":
+            fragment = delta.get("partial_json")
+            if index not in self._tools or not isinstance(fragment, str) or not fragment:
+                return []
+            self._args_seen.add(index)
+            return [self._chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": fragment}}]})]
+        if kind in ("thinking_delta", "signature_delta") and index not in self._reasoning:
+            self._reasoning[index] = len(self._reasoning)
+        if kind == "thinking_delta":
+            text = delta.get("thinking")
+            if not isinstance(text, str) or not text:
+                return []
+            return [self._chunk({"reasoning_content": text, "reasoning_details": [self._reasoning_entry(index, text=text)]})]
+        if kind == "signature_delta":
+            signature = delta.get("signature")
+            if not isinstance(signature, str) or not signature:
+                return []
+            return [self._chunk({"reasoning_details": [self._reasoning_entry(index, signature=signature)]})]
+        return []  # citations_delta and future delta types
+
+    def _on_content_block_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        index = obj.get("index")
+        if index in self._tools and index not in self._args_seen:
+            self._args_seen.add(index)
+            return [self._chunk({"tool_calls": [{"index": self._tools[index], "function": {"arguments": "{}"}}]})]
+        return []
+
+    def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            merged = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
+            self.usage = read_usage(merged)  # None when malformed: the relay estimates
+        delta = obj.get("delta")
+        stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+        if stop_reason is None or self.finish_reason is not None:
+            return []
+        self.finish_reason = finish_reason(stop_reason)
+        return [self._chunk({}, self.finish_reason)]
+
+    def _on_message_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        self.done = True
+        return []
