@@ -14,6 +14,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
+from tests.support.reading import ReadStream
 from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.anthropic.request import (
@@ -23,7 +24,6 @@ from tokenhub.providers.anthropic.request import (
     model_version,
     uses_adaptive_thinking,
 )
-from tokenhub.providers.anthropic.stream import AnthropicChunkStream
 from tokenhub.providers.anthropic.wire import ANTHROPIC_VERSION, tool_use_id
 from tokenhub.sse import SSEDecoder
 from tokenhub.upstream import Channel
@@ -613,11 +613,11 @@ def fixture_bytes(name: str, crlf: bool) -> bytes:
     return raw.replace(b"\n", b"\r\n") if crlf else raw
 
 
-def run_stream(data: bytes, model: str = "anthropic/claude-sonnet-4-6", step: int = 7) -> tuple[AnthropicChunkStream,
+def run_stream(data: bytes, model: str = "anthropic/claude-sonnet-4-6", step: int = 7) -> tuple[ReadStream,
                                                                                                    list[dict[str, Any]]]:
     """Feed the bytes in odd-sized pieces through the SSE decoder and the chunk stream."""
     decoder = SSEDecoder()
-    stream = ADAPTER.chunk_stream(model)
+    stream = ReadStream(ADAPTER, model)
     chunks: list[dict[str, Any]] = []
     for start in range(0, len(data), step):
         for event in decoder.feed(data[start:start + step]):
@@ -727,7 +727,7 @@ def test_stream_malformed_event() -> None:
     from tokenhub.providers.base import MalformedChunk
     from tokenhub.sse import Event
 
-    stream = ADAPTER.chunk_stream("m")
+    stream = ReadStream(ADAPTER, "m")
     with pytest.raises(MalformedChunk):
         stream.feed(Event(b"content_block_delta", b"{not json"))
     with pytest.raises(MalformedChunk):
@@ -737,7 +737,7 @@ def test_stream_malformed_event() -> None:
 def test_stream_signature_only_block_and_role_without_message_start() -> None:
     from tokenhub.sse import Event
 
-    stream = ADAPTER.chunk_stream("m")
+    stream = ReadStream(ADAPTER, "m")
     events = [
         {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "S"}},
@@ -791,7 +791,7 @@ def complete(channel: Channel, payload: dict[str, Any], model: str) -> dict[str,
     return ADAPTER.parse_response(body).body
 
 
-def streamed(channel: Channel, payload: dict[str, Any], model: str) -> tuple[AnthropicChunkStream, dict[str, Any]]:
+def streamed(channel: Channel, payload: dict[str, Any], model: str) -> tuple[ReadStream, dict[str, Any]]:
     status, body = send(channel, payload, model, stream=True)
     assert status == 200, ADAPTER.error_detail(body)
     stream, chunks = run_stream(body, model=model, step=50)

@@ -15,6 +15,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from tests.support.reading import ReadStream
 from tests.support.servers import ServerThread
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InvalidRequest, UpstreamError
@@ -22,7 +23,6 @@ from tokenhub.providers.base import MalformedChunk
 from tokenhub.providers.gemini import request as gemini_request
 from tokenhub.providers.gemini.adapter import GeminiAdapter
 from tokenhub.providers.gemini.request import SKIP_SIGNATURE, remote_image_urls, to_gemini
-from tokenhub.providers.gemini.stream import GeminiChunkStream
 from tokenhub.providers.gemini.wire import (
     THOUGHT_SEPARATOR,
     credentials_rejected,
@@ -548,10 +548,10 @@ def events_of(raw: bytes, piece: int = 7) -> list[Event]:
     return events + decoder.close()
 
 
-def run_stream(name: str) -> tuple[GeminiChunkStream, list[dict[str, Any]]]:
+def run_stream(name: str) -> tuple[ReadStream, list[dict[str, Any]]]:
     raw = (FIXTURES / name).read_bytes()
     assert b"\r\n\r\n" in raw and b"[DONE]" not in raw
-    stream = adapter.chunk_stream("google/gemini-test")
+    stream = ReadStream(adapter, "google/gemini-test")
     chunks: list[dict[str, Any]] = []
     for event in events_of(raw):
         chunks += stream.feed(event)
@@ -632,7 +632,7 @@ def test_stream_malformed_call_and_mid_stream_error() -> None:
 
 
 def test_stream_finish_without_content_still_opens_with_the_role() -> None:
-    stream = adapter.chunk_stream("m")
+    stream = ReadStream(adapter, "m")
     chunks = stream.feed(Event(b"", b'{"candidates": [{"finishReason": "MAX_TOKENS","index": 0}]}'))
     assert [c["choices"][0]["delta"] for c in chunks] == [{"role": "assistant", "content": ""}]
     assert chunks[0]["choices"][0]["finish_reason"] == "length"
@@ -675,10 +675,10 @@ def complete(server: ServerThread, payload: dict[str, Any], model: str) -> dict[
     return adapter.parse_response(body).body
 
 
-def stream_chunks(server: ServerThread, payload: dict[str, Any], model: str) -> tuple[GeminiChunkStream, list[dict[str, Any]]]:
+def stream_chunks(server: ServerThread, payload: dict[str, Any], model: str) -> tuple[ReadStream, list[dict[str, Any]]]:
     status, body = call(server, payload, model, stream=True)
     assert status == 200, body
-    stream = adapter.chunk_stream("google/gemini-test")
+    stream = ReadStream(adapter, "google/gemini-test")
     chunks: list[dict[str, Any]] = []
     for event in events_of(body, piece=64):
         chunks += stream.feed(event)

@@ -17,13 +17,14 @@ import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 
+from tests.support.reading import ReadStream
 from tokenhub.billing.cost import Usage
 from tokenhub.errors import InvalidRequest
+from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.anthropic.inbound import to_openai_request, translate_messages_request
 from tokenhub.providers.anthropic.inbound_turns import Untranslatable, upstream_tool_name
 from tokenhub.providers.anthropic.message import anthropic_usage, error_body, new_message_id, to_anthropic_message
 from tokenhub.providers.anthropic.request import translate_request
-from tokenhub.providers.anthropic.stream import AnthropicChunkStream
 from tokenhub.providers.anthropic.wire import LEGACY_VERSION
 from tokenhub.providers.anthropic.writer import AnthropicStreamWriter
 from tokenhub.sse import SSEDecoder
@@ -822,7 +823,7 @@ def test_outbound_chunks_rebuild_the_original_message(name: str) -> None:
     original = (FIXTURES / name).read_bytes()
     decoder = SSEDecoder()
     upstream_events = decoder.feed(original) + decoder.close()
-    stream = AnthropicChunkStream("claude-sonnet-4-6")
+    stream = ReadStream(AnthropicAdapter(), "claude-sonnet-4-6")
     chunks: list[dict[str, Any]] = []
     for event in upstream_events:
         chunks += stream.feed(event)

@@ -12,3 +12,8 @@ CHAT_ADAPTERS: dict[str, ChatAdapter] = {
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
 }
+
+
+def chat_adapter(protocol: str) -> ChatAdapter:
+    """The chat adapter of a channel's wire protocol."""
+    return CHAT_ADAPTERS[protocol]

@@ -11,17 +11,20 @@ translation: it builds requests and reads bytes; it never opens a socket and nev
       error_detail(body bytes)                                  -> the upstream's own error message
       error(status, body, channel, retry_after)                 -> GatewayError
       remote_images(payload)                                    -> URLs the relay must fetch first
-      chunk_stream(client_model)                                -> ChunkStream
-    ChunkStream  (one per streamed response)
-      feed(sse Event) -> [OpenAI chunk dicts]   close() -> [...]   .usage .finish_reason .finished .error
+      stream_reader(client_model, meter)                        -> StreamReader
+    StreamReader  (one per streamed response)
+      read(sse Event) -> the parsed event, after telling the meter what it says (usage, finish
+                         reason, error, end, text, server-tool uses)
+      chunks(parsed) -> [OpenAI chunk dicts]   close() -> [...]
 
 Usage is reported in OpenAI's semantics (cached and cache-write tokens inside ``prompt_tokens``,
-reasoning tokens inside ``completion_tokens``); chunks carry no usage — the relay adds the usage
-chunk, with the cost, itself.
+reasoning tokens inside ``completion_tokens``); chunks carry no usage — the meter keeps it and the
+responder adds the usage chunk, with the cost, itself.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,6 +36,8 @@ from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.sse import Event
 from tokenhub.upstream import Channel
+
+MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')  # a JSON payload's model field, rewritten in place
 
 
 @dataclass(frozen=True)
@@ -51,18 +56,33 @@ class Completion:
     usage: Usage | None
 
 
-class ChunkStream(Protocol):
-    usage: Usage | None  # the upstream's final usage, once known
+class Meter(Protocol):
+    """What a stream reader tells as it reads: the relay's meter (relay/meter.py) keeps it and owns the charge rules."""
+
+    usage: Usage | None  # the upstream's usage, once reported (None while absent, or when malformed)
     finish_reason: str | None  # OpenAI vocabulary: stop | length | tool_calls | content_filter
     error: dict[str, Any] | None  # an error the upstream sent inside the stream: {"message", "type", "code"}
+    finished: bool  # the upstream's terminal signal arrived ([DONE], message_stop, a finish reason)
+    pieces: list[str]  # the generated text so far (content, reasoning, tool arguments), for an estimate
 
-    @property
-    def finished(self) -> bool:
-        """The upstream's terminal signal arrived (``[DONE]``, ``message_stop``, a finish reason)."""
+    def tool_use(self, kind: str) -> None:
+        """One server-tool use delivered (e.g. a web search result), billed even if usage never comes."""
         ...
 
-    def feed(self, event: Event) -> list[dict[str, Any]]:
-        """OpenAI chunk dicts for one upstream event; raise ``MalformedChunk`` on garbage."""
+
+class StreamReader(Protocol):
+    """One upstream stream, read one event at a time; made by ``ChatAdapter.stream_reader`` with its meter.
+
+    ``read`` parses the event once and tells the meter what it says; ``chunks`` translates the parsed
+    event into OpenAI chunk dicts, for the pipes that translate (a pipe relaying the bytes never asks).
+    """
+
+    def read(self, event: Event) -> Any:
+        """The parsed event (None when there is nothing to translate); raise ``MalformedChunk`` on garbage."""
+        ...
+
+    def chunks(self, parsed: Any) -> list[dict[str, Any]]:
+        """OpenAI chunk dicts for an event ``read`` returned."""
         ...
 
     def close(self) -> list[dict[str, Any]]:
@@ -101,7 +121,7 @@ class ChatAdapter(Protocol):
         """Image URLs the gateway must download for this upstream (it cannot take URLs); usually none."""
         ...
 
-    def chunk_stream(self, client_model: str) -> ChunkStream: ...
+    def stream_reader(self, client_model: str, meter: Meter) -> StreamReader: ...
 
 
 class AdapterDefaults:
@@ -199,3 +219,34 @@ def new_chunk(chunk_id: str, created: int, model: str, delta: dict[str, Any], fi
 
 def now() -> int:
     return int(time.time())
+
+
+def collect_text(part: dict[str, Any], pieces: list[str]) -> None:
+    for field in ("content", "reasoning_content", "refusal"):
+        value = part.get(field)
+        if isinstance(value, str):
+            pieces.append(value)
+    for call in part.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            for field in ("name", "arguments"):
+                value = function.get(field)
+                if isinstance(value, str):
+                    pieces.append(value)
+
+
+def message_text(obj: dict[str, Any]) -> str:
+    """All generated text of a complete response (for estimating when usage is missing)."""
+    pieces: list[str] = []
+    for choice in obj.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            collect_text(message, pieces)
+    return "".join(pieces)
+
+
+def finish_reason_of(obj: dict[str, Any]) -> str | None:
+    for choice in obj.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            return str(choice["finish_reason"])
+    return None

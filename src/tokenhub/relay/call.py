@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenhub.errors import InvalidRequest
-from tokenhub.relay.client_fields import without_upstream_fields
+from tokenhub.providers.client_fields import without_upstream_fields
 
 MAX_N = 128
 

@@ -19,29 +19,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from tokenhub.billing.cost import Usage, max_cost, tool_hold, usage_cost
-from tokenhub.billing.estimate import estimate_tokens, prompt_estimate, prompt_upper_bound
+from tokenhub.billing.bill import Bill
+from tokenhub.billing.cost import max_cost, tool_hold, usage_cost
+from tokenhub.billing.estimate import prompt_estimate, prompt_upper_bound
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError
 from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
-from tokenhub.providers.adapters import CHAT_ADAPTERS
-from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, redacted
-from tokenhub.providers.openai.wire import finish_reason_of, message_text
+from tokenhub.providers.adapters import chat_adapter
+from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, finish_reason_of, message_text, redacted
+from tokenhub.providers.client import ClientRequest, Pipe, Responder
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
+from tokenhub.relay.meter import StreamMeter, completion_charge
 from tokenhub.relay.routing import admitted, candidates, judge
 from tokenhub.request_keys import REQUEST_ID
-from tokenhub.sse import Event, SSEDecoder
+from tokenhub.sse import SSEDecoder
 from tokenhub.upstream import Channel, Route
 
 if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
@@ -54,48 +56,22 @@ FAILOVER_DEADLINE = 120.0  # seconds after which a failure is answered instead o
 CUT_TAIL_TIMEOUT = 1.0  # seconds a stream cut at the drain's deadline may take to send its error event
 
 
-class StreamPipe(Protocol):
-    """Upstream SSE events in, bytes for the client out (see openai_responder.py)."""
-
-    usage: Usage | None
-    finish_reason: str | None
-    error: dict[str, Any] | None
-    finished: bool
-
-    def feed(self, event: Event) -> bytes: ...
-
-    def close(self) -> bytes: ...
-
-    def delivered_tokens(self) -> int: ...
-
-    def ending(self, usage: Usage, cost_text: str) -> bytes: ...
-
-    def error_tail(self, err: GatewayError | dict[str, Any]) -> bytes: ...
-
-
-class Responder(Protocol):
-    """Speaks the client's protocol (OpenAI chat, Anthropic messages)."""
-
-    sse_headers: dict[str, str]
-    endpoint: str  # for metrics: chat | messages
-
-    def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response: ...
-
-    def pipe(self, adapter: ChatAdapter, cost_text: Any, channel: Channel) -> StreamPipe: ...
-
-
 @dataclass
-class Outcome:
-    """How the request ended, filled in as it goes; turned into the settlement in ``finally``."""
+class Job:
+    """One chat request on its way: what every attempt (one channel each) shares."""
 
-    status: str = "error"
-    http_status: int | None = None
-    usage: Usage = field(default_factory=Usage)
-    cost: int = 0
-    finish_reason: str | None = None
-    error: str | None = None
-    ttfb: float | None = None
-    started: bool = False  # the response's headers went out (a stream began)
+    request: web.Request
+    call: ChatCall
+    model: Model
+    responder: Responder
+    client_request: ClientRequest | None  # the client's own request, for upstreams that speak its protocol
+    extra_headers: dict[str, str] | None
+    bound: int  # output tokens per choice forwarded and held for
+    held_output: int  # the most any attempt may forward (an adapter may add room for thinking)
+    streaming: bool = False  # the response's headers went out (a stream began)
+
+    def prompt_estimate(self) -> int:
+        return prompt_estimate(self.call.payload)
 
 
 class Relay:
@@ -122,153 +98,125 @@ class Relay:
         responder: Responder,
         *,
         model: Model | None = None,
-        native: Callable[[Route, int], UpstreamRequest | None] | None = None,
+        client_request: ClientRequest | None = None,
         extra_headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        """Serve one chat request, failing over between channels until the first byte is sent.
+        """Serve one chat request: hold, fail over between channels until the first byte is sent, settle.
 
-        ``native(route, max_output)`` may give the upstream request itself (the /messages pass-through
-        to Anthropic, forwarding ``max_output`` as its output bound); otherwise the route's adapter
-        builds it.
+        ``client_request`` gives the upstream request itself on routes whose upstream speaks the
+        client's protocol (the /messages pass-through to Anthropic, forwarding the held output bound).
         """
-        started = time.monotonic()
         model = model or self.resolve(call.model_name, key)
         routes = candidates(self.gw.directory.routes(model.id), model)
-        health = self.gw.health
         first = routes[0]
         cap = model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
-        bound = call.output_bound(cap)
-        upstream = await self._build(call, first, native, extra_headers, bound, cap)
-        held_output = max(bound, upstream.max_output or 0)  # an adapter may add room for thinking, up to the cap
-        hold = self._hold_amount(call, model, body_size, held_output)
-        hold += tool_hold(call.server_tools, model.pricing)  # server tools: price x max_uses each
-        request_id = request[REQUEST_ID]
+        job = Job(request, call, model, responder, client_request, extra_headers, call.output_bound(cap), cap)
+        upstream = await self._build(job, first, job.bound, cap)
+        job.held_output = max(job.bound, upstream.max_output or 0)  # thinking room, up to the cap
+        amount = self._hold_amount(call, model, body_size, job.held_output) + tool_hold(call.server_tools, model.pricing)
+        hold = Hold(request[REQUEST_ID], key.user_id, key.id, amount, model.id, stream=call.stream,
+                    channel_id=first.channel.id, upstream_model=first.upstream_id, budgets=key.budgets)  # fmt: skip
         ticket = await admit(self.gw.rates, key, request)
-        try:
-            await self._hold(key, model, request_id, hold, call.stream, first)
-        except BaseException:
-            if ticket is not None:
-                ticket.release(0)
-            raise
-        outcome = Outcome()
-        route = first
         metrics = self.gw.metrics
-        metrics.holds.inc()
+
+        def settled(settlement: Settlement) -> None:
+            metrics.holds.dec()
+            metrics.settled(responder.endpoint, model.id, settlement)
+
+        bill = Bill(self.gw.ledger, hold, prices=self.gw.directory.prices_json.get(model.id), on_settled=settled)
+        try:
+            async with bill:
+                metrics.holds.inc()
+                return await self._serve(job, routes, upstream, bill)
+        finally:
+            if ticket is not None:
+                ticket.release(bill.usage.prompt_tokens + bill.usage.completion_tokens)
+
+    async def _serve(self, job: Job, routes: list[Route], upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
+        """Try the admitted routes in turn until one answers; record on ``bill`` how it ended."""
+        health = self.gw.health
+        first = route = routes[0]
         try:
             self.gw.inflight.watch()  # from here on, a client that leaves or the drain's deadline cancels this task
             attempts = admitted(routes, health)[:MAX_ATTEMPTS]
             for number, route in enumerate(attempts):
+                bill.channel_id, bill.upstream_model = route.channel.id, route.upstream_id
                 if route is not first:  # never forward more output than was held for
-                    upstream = await self._build(call, route, native, extra_headers, bound, held_output)
-                adapter = CHAT_ADAPTERS[route.channel.protocol]
+                    upstream = await self._build(job, route, job.bound, job.held_output)
                 try:
-                    if call.stream:
-                        response = await self._stream(request, call, model, route, adapter, upstream, responder, outcome)
-                    else:
-                        response = await self._complete(call, model, route, adapter, upstream, responder, outcome)
+                    response = await self._attempt(job, route, upstream, bill)
                 except GatewayError as err:
-                    if self.gw.inflight.cut_off:  # the drain's deadline: not the channel's fault, no time for another
-                        health.release(route.channel.id)
-                        if err.code == "shutting_down":
-                            outcome.status, outcome.http_status = "interrupted", err.status
+                    if not self._retry(err, route, bill, last=number == len(attempts) - 1):
                         raise
-                    metrics.upstream_errors.labels(route.channel.name, err.code or type(err).__name__).inc()
-                    last = number == len(attempts) - 1 or time.monotonic() - started > FAILOVER_DEADLINE
-                    if not judge(health, route, err) or last:
-                        raise
-                    outcome.http_status = None
                     continue  # nothing reached the client yet: the next channel may answer
-                if outcome.status == "ok":
-                    health.succeeded(route.channel.id)
-                elif outcome.status in ("truncated", "upstream_error"):  # broke after output began: no retry, but a failure
-                    health.failed(route.channel.id, outcome.error or outcome.status)
-                else:
-                    health.release(route.channel.id)  # ended without a verdict on the channel (e.g. the client left)
+                self._verdict(route, bill)
                 return response
             raise ServiceUnavailable("no channel could take the request", code="no_channel")  # pragma: no cover
         except GatewayError as err:
-            outcome.error = err.message
-            outcome.http_status = outcome.http_status or err.status
+            bill.error = err.message
+            bill.http_status = bill.http_status or err.status
             raise
         except asyncio.CancelledError:
             health.release(route.channel.id)
-            if outcome.started:
+            if job.streaming:
                 raise  # cancelled while a stream was being finished: its outcome stands
             if not self.gw.inflight.cut_off:  # the client left before anything was sent: nothing to charge
-                outcome.status, outcome.http_status = "client_closed", 499
+                bill.status, bill.http_status = "client_closed", 499
                 raise
             # The drain's deadline came before the first byte: answer 503, charge nothing.
             uncancel()
             err = shutting_down()
-            outcome.status, outcome.error, outcome.http_status = "interrupted", err.message, err.status
+            bill.status, bill.error, bill.http_status = "interrupted", err.message, err.status
             raise err from None
-        finally:
-            metrics.holds.dec()
-            if ticket is not None:
-                ticket.release(outcome.usage.prompt_tokens + outcome.usage.completion_tokens)
-            settlement = Settlement(
-                request_id=request_id,
-                user_id=key.user_id,
-                key_id=key.id,
-                hold=hold,
-                cost=outcome.cost,
-                status=outcome.status,
-                usage=outcome.usage,
-                http_status=outcome.http_status,
-                finish_reason=outcome.finish_reason,
-                latency_ms=int((time.monotonic() - started) * 1000),
-                ttfb_ms=int((outcome.ttfb - started) * 1000) if outcome.ttfb else None,
-                error=outcome.error,
-                prices=self.gw.directory.prices_json.get(model.id),
-                channel_id=route.channel.id,
-                upstream_model=route.upstream_id,
-                budgets=key.budgets,
-            )
-            self.gw.ledger.settle(settlement)
-            metrics.settled(responder.endpoint, model.id, settlement)
 
-    async def _hold(self, key: KeyInfo, model: Model, request_id: str, amount: int, stream: bool, first: Route) -> None:
-        await self.gw.ledger.hold(
-            Hold(
-                request_id=request_id,
-                user_id=key.user_id,
-                key_id=key.id,
-                amount=amount,
-                model=model.id,
-                stream=stream,
-                channel_id=first.channel.id,
-                upstream_model=first.upstream_id,
-                budgets=key.budgets,
-            )
-        )
+    async def _attempt(self, job: Job, route: Route, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
+        adapter = chat_adapter(route.channel.protocol)
+        if job.call.stream:
+            return await self._stream(job, route, adapter, upstream, bill)
+        return await self._complete(job, route, adapter, upstream, bill)
 
-    async def _build(
-        self,
-        call: ChatCall,
-        route: Route,
-        native: Callable[[Route, int], UpstreamRequest | None] | None,
-        extra_headers: dict[str, str] | None,
-        max_output: int,
-        output_ceiling: int,
-    ) -> UpstreamRequest:
+    def _retry(self, err: GatewayError, route: Route, bill: Bill, *, last: bool) -> bool:
+        """Whether a failed attempt may go to the next channel (the failure counted against this one)."""
+        health = self.gw.health
+        if self.gw.inflight.cut_off:  # the drain's deadline: not the channel's fault, no time for another
+            health.release(route.channel.id)
+            if err.code == "shutting_down":
+                bill.status, bill.http_status = "interrupted", err.status
+            return False
+        self.gw.metrics.upstream_errors.labels(route.channel.name, err.code or type(err).__name__).inc()
+        if not judge(health, route, err) or last or time.monotonic() - bill.started > FAILOVER_DEADLINE:
+            return False
+        bill.http_status = None
+        return True
+
+    def _verdict(self, route: Route, bill: Bill) -> None:
+        health = self.gw.health
+        if bill.status == "ok":
+            health.succeeded(route.channel.id)
+        elif bill.status in ("truncated", "upstream_error"):  # broke after output began: no retry, but a failure
+            health.failed(route.channel.id, bill.error or bill.status)
+        else:
+            health.release(route.channel.id)  # ended without a verdict on the channel (e.g. the client left)
+
+    async def _build(self, job: Job, route: Route, max_output: int, output_ceiling: int) -> UpstreamRequest:
         """The upstream request, forwarding exactly ``max_output`` output tokens per choice (an adapter
         may raise it for thinking, never above ``output_ceiling``)."""
-        if native is not None:
-            built = native(route, max_output)
-            if built is not None:
-                return built
-        adapter = CHAT_ADAPTERS[route.channel.protocol]
-        urls = adapter.remote_images(call.payload)
+        adapter = chat_adapter(route.channel.protocol)
+        if job.client_request is not None:
+            if job.responder.relays(adapter):
+                return job.client_request.native(route, max_output)  # pass-through: the client's own request
+            job.client_request.translated()  # refuses what only the client's own protocol can carry
+        urls = adapter.remote_images(job.call.payload)
         if len(urls) > MAX_REMOTE_IMAGES:
             raise InvalidRequest(f"at most {MAX_REMOTE_IMAGES} image URLs per request", param="messages")
         return adapter.build_request(
-            call.payload,
+            job.call.payload,
             route.upstream_id,
             route.channel,
-            stream=call.stream,
+            stream=job.call.stream,
             max_output=max_output,
             output_ceiling=output_ceiling,
-            extra_headers=extra_headers,
+            extra_headers=job.extra_headers,
             images=await self.gw.fetcher.fetch_all(urls) if urls else None,
         )
 
@@ -301,14 +249,11 @@ class Relay:
 
     # -- non-streaming -------------------------------------------------------------------------
 
-    async def _complete(
-        self, call: ChatCall, model: Model, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest,
-        responder: Responder, outcome: Outcome,
-    ) -> web.Response:  # fmt: skip
+    async def _complete(self, job: Job, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest, bill: Bill) -> web.Response:
         resp = await self._post(upstream, route.channel)
         try:
-            outcome.ttfb = time.monotonic()
-            outcome.http_status = resp.status
+            bill.ttfb = time.monotonic()
+            bill.http_status = resp.status
             if resp.status != 200:
                 raise await self._error(resp, adapter, route.channel)
             with mapped_failures(answering=True):
@@ -320,119 +265,138 @@ class Relay:
             completion = adapter.parse_response(raw)
         except GatewayError as err:  # a 200 that carries the upstream's error
             raise redacted(err, route.channel) from None
-        usage = completion.usage
-        if usage is None:
-            usage = Usage(prompt_estimate(call.payload), estimate_tokens(message_text(completion.body)), estimated=True)
-        cost = usage_cost(usage, model.pricing)
-        outcome.status, outcome.usage, outcome.cost = "ok", usage, cost
-        outcome.finish_reason = finish_reason_of(completion.body)
-        return responder.completion(completion.body, usage, format_usd(cost))
+        usage, cost = completion_charge(completion.usage, job.model.pricing, job.prompt_estimate, lambda: message_text(completion.body))
+        bill.status, bill.usage, bill.cost = "ok", usage, cost
+        bill.finish_reason = finish_reason_of(completion.body)
+        return job.responder.completion(completion.body, usage, format_usd(cost))
 
     # -- streaming -----------------------------------------------------------------------------
 
-    async def _stream(
-        self, request: web.Request, call: ChatCall, model: Model, route: Route, adapter: ChatAdapter,
-        upstream: UpstreamRequest, responder: Responder, outcome: Outcome,
-    ) -> web.StreamResponse:  # fmt: skip
+    async def _stream(self, job: Job, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
         upstream_resp = await self._post(upstream, route.channel)
-
-        def cost_text(usage: Usage) -> str:
-            return format_usd(usage_cost(usage, model.pricing))
-
-        pipe = responder.pipe(adapter, cost_text, route.channel)
-        client: web.StreamResponse | None = None
-
-        async def send(data: bytes) -> None:
-            nonlocal client
-            if not data:
-                return
-            if client is None:
-                client = web.StreamResponse(headers=responder.sse_headers)
-                outcome.started = True
-                await client.prepare(request)
-                outcome.ttfb = time.monotonic()
-            await client.write(data)
-
-        failure: GatewayError | None = None
-        client_gone = False
-        cut = False  # the drain's deadline ended this stream
+        pricing = job.model.pricing
+        meter = StreamMeter()
+        pipe = job.responder.pipe(adapter, meter, lambda usage: format_usd(usage_cost(usage, pricing)), route.channel)
+        client = Client(job, bill)
         try:
-            outcome.http_status = upstream_resp.status
+            bill.http_status = upstream_resp.status
             if upstream_resp.status != 200:
                 raise await self._error(upstream_resp, adapter, route.channel)
-            decoder = SSEDecoder()
-            try:
-                async for chunk in _chunks(upstream_resp, route.channel.timeouts.idle):
-                    for event in decoder.feed(chunk):
-                        out = pipe.feed(event)
-                        if pipe.error is not None:
-                            break
-                        await send(out)
-                    if pipe.error is not None or (pipe.finished and pipe.usage is not None):
-                        break
-                else:
-                    for event in decoder.close():
-                        out = pipe.feed(event)
-                        if pipe.error is None:
-                            await send(out)
-                    if pipe.error is None:
-                        await send(pipe.close())
-            except ConnectionResetError:
-                client_gone = True
-            except NETWORK_FAILURES as exc:
-                failure = upstream_failure(exc, answering=True)
-            except MalformedChunk as exc:
-                failure = exc
-            except asyncio.CancelledError:  # the client left, or the drain's deadline came (relay/inflight.py)
-                uncancel()
-                if self.gw.inflight.cut_off:
-                    cut, failure = True, shutting_down()
-                else:
-                    client_gone = True
-            if failure is None and not client_gone and pipe.error is None and not pipe.finished:
-                failure = UpstreamError("the upstream stream ended before the answer was complete", code="upstream_truncated")
-            if client is None and not client_gone:
-                # Nothing reached the client yet: answer with a plain HTTP error, charge nothing.
-                if pipe.error is not None:
-                    message = route.channel.redact(str(pipe.error.get("message", "")))
-                    if pipe.error.get("code") == "content_filter":  # the upstream refused the prompt itself
-                        raise InvalidRequest(message, code="content_filter")
-                    raise UpstreamError(f"The upstream provider failed: {message}", code="upstream_error")
-                if failure is not None:
-                    raise failure
+            ended = await self._relay_events(upstream_resp, route.channel, pipe, meter, client)
+            if client.response is None and not ended.client_gone:
+                _refuse_before_first_byte(meter, ended.failure, route.channel)  # a plain HTTP error, nothing charged
         finally:
             upstream_resp.close()  # stops the upstream generating if we left early
+        failed = ended.failure is not None or meter.error is not None
+        bill.usage, bill.cost = meter.charge(pricing, job.prompt_estimate, upstream_failed=failed)
+        bill.finish_reason = meter.finish_reason
+        if ended.client_gone:
+            bill.status = "client_closed"
+            if client.response is None:
+                bill.cost = 0  # nothing reached the client
+            return client.response if client.response is not None else web.Response(status=499)
+        assert client.response is not None
+        await self._end_stream(job.request, client.response, pipe, meter, ended, bill)
+        return client.response
 
-        usage = pipe.usage or Usage(prompt_estimate(call.payload), pipe.delivered_tokens(), estimated=True)
-        outcome.usage, outcome.cost = usage, usage_cost(usage, model.pricing)
-        upstream_failed = failure is not None or pipe.error is not None
-        if upstream_failed and pipe.usage is None and usage.completion_tokens == 0:
-            outcome.cost = 0  # the upstream failed before generating anything: nothing to charge
-        outcome.finish_reason = pipe.finish_reason
-        if client_gone:
-            outcome.status = "client_closed"
-            if client is None:
-                outcome.cost = 0  # nothing reached the client
-            return client if client is not None else web.Response(status=499)
-        assert client is not None
+    async def _relay_events(
+        self, upstream_resp: aiohttp.ClientResponse, channel: Channel, pipe: Pipe, meter: StreamMeter, client: Client
+    ) -> Ending:
+        """Upstream events through the pipe to the client until the upstream ends, fails or the client leaves."""
+        ended = Ending()
+        decoder = SSEDecoder()
         try:
-            async with asyncio.timeout(CUT_TAIL_TIMEOUT if cut else None):
-                if pipe.error is not None:
-                    outcome.status, outcome.error = "upstream_error", str(pipe.error.get("message", ""))[:500]
-                    await client.write(pipe.error_tail(pipe.error))
-                elif failure is not None:
-                    outcome.status, outcome.error = "interrupted" if cut else "truncated", failure.message
-                    await client.write(pipe.error_tail(failure))
+            async for chunk in _chunks(upstream_resp, channel.timeouts.idle):
+                for event in decoder.feed(chunk):
+                    out = pipe.feed(event)
+                    if meter.error is not None:
+                        break
+                    await client.send(out)
+                if meter.done:
+                    break
+            else:
+                for event in decoder.close():
+                    out = pipe.feed(event)
+                    if meter.error is None:
+                        await client.send(out)
+                if meter.error is None:
+                    await client.send(pipe.close())
+        except ConnectionResetError:
+            ended.client_gone = True
+        except NETWORK_FAILURES as exc:
+            ended.failure = upstream_failure(exc, answering=True)
+        except MalformedChunk as exc:
+            ended.failure = exc
+        except asyncio.CancelledError:  # the client left, or the drain's deadline came (relay/inflight.py)
+            uncancel()
+            if self.gw.inflight.cut_off:
+                ended.cut, ended.failure = True, shutting_down()
+            else:
+                ended.client_gone = True
+        if ended.failure is None and not ended.client_gone and meter.error is None and not meter.finished:
+            ended.failure = UpstreamError("the upstream stream ended before the answer was complete", code="upstream_truncated")
+        return ended
+
+    async def _end_stream(
+        self, request: web.Request, client: web.StreamResponse, pipe: Pipe, meter: StreamMeter, ended: Ending, bill: Bill
+    ) -> None:
+        """The stream's last bytes: the ending after a complete answer, else an error event."""
+        try:
+            async with asyncio.timeout(CUT_TAIL_TIMEOUT if ended.cut else None):
+                if meter.error is not None:
+                    bill.status, bill.error = "upstream_error", str(meter.error.get("message", ""))[:500]
+                    await client.write(pipe.error_tail(meter.error))
+                elif ended.failure is not None:
+                    bill.status, bill.error = "interrupted" if ended.cut else "truncated", ended.failure.message
+                    await client.write(pipe.error_tail(ended.failure))
                 else:
-                    outcome.status = "ok"
-                    await client.write(pipe.ending(usage, format_usd(outcome.cost)))
+                    bill.status = "ok"
+                    await client.write(pipe.ending(bill.usage, format_usd(bill.cost)))
                 await client.write_eof()
         except ConnectionResetError:
-            outcome.status = "client_closed" if outcome.status == "ok" else outcome.status
+            bill.status = "client_closed" if bill.status == "ok" else bill.status
         except asyncio.TimeoutError:  # cut at the drain's deadline and the client reads no more: hang up
             if request.transport is not None:
                 request.transport.abort()
-        return client
+
+
+@dataclass
+class Ending:
+    """How the upstream part of a stream ended."""
+
+    failure: GatewayError | None = None
+    client_gone: bool = False
+    cut: bool = False  # the drain's deadline ended it
+
+
+class Client:
+    """The client's side of a stream: the response's headers go out with the first bytes worth sending."""
+
+    def __init__(self, job: Job, bill: Bill) -> None:
+        self._job = job
+        self._bill = bill
+        self.response: web.StreamResponse | None = None
+
+    async def send(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.response is None:
+            self.response = web.StreamResponse(headers=self._job.responder.sse_headers)
+            self._job.streaming = True
+            await self.response.prepare(self._job.request)
+            self._bill.ttfb = time.monotonic()
+        await self.response.write(data)
+
+
+def _refuse_before_first_byte(meter: StreamMeter, failure: GatewayError | None, channel: Channel) -> None:
+    """Nothing reached the client yet: an upstream error becomes a plain HTTP error (and may fail over)."""
+    if meter.error is not None:
+        message = channel.redact(str(meter.error.get("message", "")))
+        if meter.error.get("code") == "content_filter":  # the upstream refused the prompt itself
+            raise InvalidRequest(message, code="content_filter")
+        raise UpstreamError(f"The upstream provider failed: {message}", code="upstream_error")
+    if failure is not None:
+        raise failure
 
 
 async def _chunks(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:

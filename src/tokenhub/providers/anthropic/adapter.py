@@ -9,11 +9,12 @@ import orjson
 from tokenhub.errors import UpstreamError
 from tokenhub.providers.anthropic.request import build_request
 from tokenhub.providers.anthropic.response import parse_message
-from tokenhub.providers.anthropic.stream import AnthropicChunkStream
+from tokenhub.providers.anthropic.stream import AnthropicStreamReader
 from tokenhub.providers.anthropic.wire import error_detail
 from tokenhub.providers.base import (
     AdapterDefaults,
     Completion,
+    Meter,
     UpstreamRequest,
 )
 from tokenhub.upstream import Channel
@@ -22,7 +23,6 @@ from tokenhub.upstream import Channel
 class AnthropicAdapter(AdapterDefaults):
     """The Anthropic Messages protocol as a ``ChatAdapter``."""
 
-    protocol = "anthropic"
     capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
 
     def build_request(
@@ -60,5 +60,5 @@ class AnthropicAdapter(AdapterDefaults):
             raise UpstreamError("the upstream provider sent a response that is not a message", code="upstream_bad_response")
         return parse_message(obj)
 
-    def chunk_stream(self, client_model: str) -> AnthropicChunkStream:
-        return AnthropicChunkStream(client_model)
+    def stream_reader(self, client_model: str, meter: Meter) -> AnthropicStreamReader:
+        return AnthropicStreamReader(client_model, meter)

@@ -7,17 +7,17 @@ from typing import Any
 
 import orjson
 
-from tokenhub.billing.cost import Usage
 from tokenhub.providers.anthropic.wire import REASONING_FORMAT, finish_reason, read_usage
 from tokenhub.providers.base import (
     MalformedChunk,
+    Meter,
     new_chunk,
     now,
 )
 from tokenhub.sse import Event
 
 
-class AnthropicChunkStream:
+class AnthropicStreamReader:
     """Anthropic SSE events -> OpenAI ``chat.completion.chunk`` dicts.
 
     * ``message_start`` -> the role chunk (``{"role": "assistant", "content": ""}``), always first.
@@ -28,13 +28,19 @@ class AnthropicChunkStream:
     * tool_use -> ``tool_calls`` with a running index from 0: id, name and ``arguments: ""`` first,
       then each non-empty ``partial_json`` in order; a tool whose input never streamed gets ``"{}"``
       at its ``content_block_stop``.
-    * ``message_delta`` -> ``{"delta": {}, "finish_reason"}`` (once) and usage (output cumulative);
-      ``message_stop`` -> finished; ``ping`` and unknown events -> nothing; ``error`` -> ``.error``,
-      after which nothing more is produced. ``usage`` stays None until ``message_delta``.
+    * ``message_delta`` -> ``{"delta": {}, "finish_reason"}`` (once).
+
+    What the events say goes to the meter as they are read: ``message_start``'s usage merged with
+    ``message_delta``'s (cumulative, and it may omit fields the start gave), the stop reason, the
+    end (``message_stop``), an ``error`` (after which nothing more is produced), the text of every
+    delta, and each server-tool result delivered (a ``*_tool_result`` block that is not an error is
+    one billed use, so a stream whose usage never comes is charged its estimate *and* the uses
+    delivered, never the searches for free). The meter's usage stays None until ``message_delta``.
     """
 
-    def __init__(self, client_model: str) -> None:
+    def __init__(self, client_model: str, meter: Meter) -> None:
         self._model = client_model
+        self._meter = meter
         self._id = f"chatcmpl-{secrets.token_hex(12)}"
         self._created = now()
         self._started = False
@@ -43,35 +49,79 @@ class AnthropicChunkStream:
         self._args_seen: set[int] = set()
         self._reasoning: dict[int, int] = {}  # block index -> reasoning_details index
         self._reasoning_open: set[int] = set()  # reasoning entries already announced
-        self._input: dict[str, Any] = {}
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-        self.error: dict[str, Any] | None = None
-        self.done = False
-
-    @property
-    def finished(self) -> bool:
-        return self.done
+        self._usage: dict[str, Any] = {}  # message_start's usage, then message_delta's merged in
+        self._finish_sent = False
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return new_chunk(self._id, self._created, self._model, delta, finish)
 
-    def feed(self, event: Event) -> list[dict[str, Any]]:
-        if self.error is not None:
-            return []
+    def read(self, event: Event) -> dict[str, Any] | None:
+        meter = self._meter
+        if meter.error is not None:
+            return None
         try:
             obj = orjson.loads(event.data)
         except orjson.JSONDecodeError:
             raise MalformedChunk("the upstream sent a malformed stream event") from None
         if not isinstance(obj, dict):
             raise MalformedChunk("the upstream sent a malformed stream event")
-        kind = obj.get("type") or event.name.decode("utf-8", "replace")
+        kind = obj.get("type")
+        if not kind and event.name:  # the type named only by the SSE event line
+            kind = obj["type"] = event.name.decode("utf-8", "replace")
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                for field in ("text", "thinking", "partial_json"):
+                    if isinstance(delta.get(field), str):
+                        meter.pieces.append(delta[field])
+        elif kind == "content_block_start":
+            self._count_tool_result(obj.get("content_block"))
+        elif kind == "message_start":
+            message = obj.get("message")
+            self._merge_usage(message.get("usage") if isinstance(message, dict) else None)
+        elif kind == "message_delta":
+            self._merge_usage(obj.get("usage"))
+            meter.usage = read_usage(self._usage)  # None when malformed: the relay estimates
+            delta = obj.get("delta")
+            stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+            if stop_reason is not None and meter.finish_reason is None:
+                meter.finish_reason = finish_reason(stop_reason)
+        elif kind == "message_stop":
+            meter.finished = True
+        elif kind == "error":
+            err = obj.get("error")
+            err = err if isinstance(err, dict) else {}
+            code = str(err.get("type") or "api_error")
+            meter.error = {"message": str(err.get("message") or "the upstream reported an error"), "type": code, "code": code}
+            return None
+        return obj
+
+    def _merge_usage(self, usage: Any) -> None:
+        """message_delta's usage is cumulative and may omit fields message_start gave."""
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if v is not None})
+        elif usage is not None:
+            self._usage["output_tokens"] = usage  # not an object: malformed, so read_usage gives None
+
+    def _count_tool_result(self, block: Any) -> None:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str) or not kind.endswith("_tool_result") or kind == "mcp_tool_result":
+            return
+        content = block.get("content")
+        if isinstance(content, dict) and "error_code" in content:  # e.g. max_uses_exceeded: not billed
+            return
+        self._meter.tool_use(kind.removesuffix("_tool_result"))
+
+    def chunks(self, parsed: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if parsed is None:
+            return []
+        kind = parsed.get("type")
         out: list[dict[str, Any]] = []
-        if kind != "message_start" and kind not in ("ping", "error") and not self._started:
+        if kind != "message_start" and kind != "ping" and not self._started:
             out.append(self._start())
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
-            out += handler(obj)
+            out += handler(parsed)
         return out
 
     def close(self) -> list[dict[str, Any]]:
@@ -81,20 +131,11 @@ class AnthropicChunkStream:
         self._started = True
         return self._chunk({"role": "assistant", "content": ""})
 
-    def _on_error(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        err = obj.get("error")
-        err = err if isinstance(err, dict) else {}
-        kind = str(err.get("type") or "api_error")
-        self.error = {"message": str(err.get("message") or "the upstream reported an error"), "type": kind, "code": kind}
-        return []
-
     def _on_message_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         message = obj.get("message")
         message = message if isinstance(message, dict) else {}
         if isinstance(message.get("id"), str) and not self._started:
             self._id = f"chatcmpl-{message['id']}"
-        if isinstance(message.get("usage"), dict):
-            self._input = dict(message["usage"])
         return [] if self._started else [self._start()]
 
     def _on_content_block_start(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -174,17 +215,8 @@ class AnthropicChunkStream:
         return []
 
     def _on_message_delta(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            merged = {**self._input, **{k: v for k, v in usage.items() if v is not None}}
-            self.usage = read_usage(merged)  # None when malformed: the relay estimates
-        delta = obj.get("delta")
-        stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
-        if stop_reason is None or self.finish_reason is not None:
+        reason = self._meter.finish_reason
+        if reason is None or self._finish_sent:
             return []
-        self.finish_reason = finish_reason(stop_reason)
-        return [self._chunk({}, self.finish_reason)]
-
-    def _on_message_stop(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
-        self.done = True
-        return []
+        self._finish_sent = True
+        return [self._chunk({}, reason)]

@@ -7,18 +7,18 @@ from typing import Any
 from tokenhub.errors import GatewayError
 from tokenhub.providers.base import (
     Completion,
+    Meter,
     UpstreamRequest,
     upstream_error,
 )
 from tokenhub.providers.gemini.request import Images, build_request, remote_image_urls
 from tokenhub.providers.gemini.response import parse_response
-from tokenhub.providers.gemini.stream import GeminiChunkStream
+from tokenhub.providers.gemini.stream import GeminiStreamReader
 from tokenhub.providers.gemini.wire import credentials_rejected, error_detail, retry_after_from_body
 from tokenhub.upstream import Channel
 
 
 class GeminiAdapter:
-    protocol = "gemini"
     capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
 
     def build_request(
@@ -48,5 +48,5 @@ class GeminiAdapter:
     def remote_images(self, payload: dict[str, Any]) -> list[str]:
         return remote_image_urls(payload)
 
-    def chunk_stream(self, client_model: str) -> GeminiChunkStream:
-        return GeminiChunkStream(client_model)
+    def stream_reader(self, client_model: str, meter: Meter) -> GeminiStreamReader:
+        return GeminiStreamReader(client_model, meter)

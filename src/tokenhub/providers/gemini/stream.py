@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from tokenhub.billing.cost import Usage
 from tokenhub.providers.base import (
     MalformedChunk,
+    Meter,
+    collect_text,
     new_chunk,
     now,
 )
@@ -24,30 +25,38 @@ from tokenhub.providers.gemini.wire import (
 from tokenhub.sse import Event
 
 
-class GeminiChunkStream:
-    """OpenAI chunks from ``streamGenerateContent?alt=sse`` events (each a whole response with delta parts)."""
+class GeminiStreamReader:
+    """``streamGenerateContent?alt=sse`` events (each a whole response with delta parts).
 
-    def __init__(self, client_model: str) -> None:
+    Gemini has no byte pipe (no client speaks it to the gateway yet), so ``read`` translates the event
+    as it reads it: its chunks are what it parsed, and the text the meter gets is theirs.
+    """
+
+    def __init__(self, client_model: str, meter: Meter) -> None:
         self._model = client_model
+        self._meter = meter
         self._id = ""
         self._created = now()
         self._sent_role = False
         self._tool_index = 0
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-        self.error: dict[str, Any] | None = None
 
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
+    def read(self, event: Event) -> list[dict[str, Any]]:
+        chunks = self._translate(event)
+        for chunk in chunks:
+            collect_text(chunk["choices"][0]["delta"], self._meter.pieces)
+        return chunks
 
-    def feed(self, event: Event) -> list[dict[str, Any]]:
+    def chunks(self, parsed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return parsed
+
+    def _translate(self, event: Event) -> list[dict[str, Any]]:
+        meter = self._meter
         obj = load(event.data)
         if not isinstance(obj, dict):
             raise MalformedChunk("the upstream sent a malformed stream chunk")
         err = google_error(obj)
         if err is not None:
-            self.error = {
+            meter.error = {
                 "message": str(err.get("message") or "the upstream reported an error"),
                 "type": "upstream_error",
                 "code": str(err.get("status") or err.get("code") or "upstream_error"),
@@ -59,12 +68,12 @@ class GeminiChunkStream:
                 f"chatcmpl-{response_id}" if isinstance(response_id, str) and response_id else f"chatcmpl-{secrets.token_hex(12)}"
             )
         if obj.get("usageMetadata") is not None:
-            self.usage = read_usage(obj["usageMetadata"])  # None when malformed: the relay estimates
+            meter.usage = read_usage(obj["usageMetadata"])  # None when malformed: the relay estimates
         candidates = obj.get("candidates")
         if not isinstance(candidates, list) or not candidates:
             feedback = obj.get("promptFeedback")
             if isinstance(feedback, dict) and feedback.get("blockReason"):
-                self.error = {"message": blocked_message(feedback), "type": "invalid_request_error", "code": "content_filter"}
+                meter.error = {"message": blocked_message(feedback), "type": "invalid_request_error", "code": "content_filter"}
             return []
         candidate = candidates[0]
         if not isinstance(candidate, dict):
@@ -82,16 +91,17 @@ class GeminiChunkStream:
             elif isinstance(part.get("text"), str) and part["text"]:
                 chunks.append(self._chunk({"reasoning_content" if part.get("thought") else "content": part["text"]}))
         reason = candidate.get("finishReason")
-        if isinstance(reason, str) and reason and self.finish_reason is None and self.error is None:
+        if isinstance(reason, str) and reason and meter.finish_reason is None and meter.error is None:
             if reason in BROKEN_CALL:
-                self.error = {
+                meter.error = {
                     "message": broken_call_message(candidate),
                     "type": "upstream_error",
                     "code": "upstream_malformed_function_call",
                 }
             else:
-                self.finish_reason = finish_reason(reason, self._tool_index > 0)
-                chunks.append(self._chunk({}, self.finish_reason))
+                meter.finish_reason = finish_reason(reason, self._tool_index > 0)
+                meter.finished = True
+                chunks.append(self._chunk({}, meter.finish_reason))
         return chunks
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

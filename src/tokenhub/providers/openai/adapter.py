@@ -10,10 +10,11 @@ from tokenhub.errors import UpstreamError
 from tokenhub.providers.base import (
     AdapterDefaults,
     Completion,
+    Meter,
     UpstreamRequest,
 )
 from tokenhub.providers.openai.request import build_request
-from tokenhub.providers.openai.stream import OpenAIChunkStream
+from tokenhub.providers.openai.stream import OpenAIStreamReader
 from tokenhub.providers.openai.wire import error_detail, read_usage
 from tokenhub.upstream import Channel
 
@@ -21,7 +22,6 @@ from tokenhub.upstream import Channel
 class OpenAIAdapter(AdapterDefaults):
     """The OpenAI protocol as a ``ChatAdapter``; the relay also has a byte-level fast path for it."""
 
-    protocol = "openai"
     capabilities = frozenset({"stream", "tools", "vision", "json_schema", "reasoning"})
 
     def build_request(
@@ -49,5 +49,5 @@ class OpenAIAdapter(AdapterDefaults):
             )
         return Completion(obj, read_usage(obj.get("usage")))
 
-    def chunk_stream(self, client_model: str) -> OpenAIChunkStream:
-        return OpenAIChunkStream(client_model)
+    def stream_reader(self, client_model: str, meter: Meter) -> OpenAIStreamReader:
+        return OpenAIStreamReader(client_model, meter)

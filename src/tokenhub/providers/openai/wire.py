@@ -4,7 +4,6 @@ generated text of an answer (for estimates), finish reasons and error bodies, in
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -18,8 +17,6 @@ from tokenhub.providers.base import (
 )
 from tokenhub.sse import frame
 from tokenhub.upstream import Channel
-
-MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
 def read_usage(raw: Any) -> Usage | None:
@@ -76,35 +73,8 @@ def with_cost(raw: Any, usage: Usage, cost_text: str) -> dict[str, Any]:
     return usage_object(usage, cost_text)
 
 
-def message_text(obj: dict[str, Any]) -> str:
-    """All generated text of a complete response (for estimating when usage is missing)."""
-    pieces: list[str] = []
-    for choice in obj.get("choices") or []:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict):
-            collect_text(message, pieces)
-    return "".join(pieces)
 
 
-def collect_text(part: dict[str, Any], pieces: list[str]) -> None:
-    for field in ("content", "reasoning_content", "refusal"):
-        value = part.get(field)
-        if isinstance(value, str):
-            pieces.append(value)
-    for call in part.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            for field in ("name", "arguments"):
-                value = function.get(field)
-                if isinstance(value, str):
-                    pieces.append(value)
-
-
-def finish_reason_of(obj: dict[str, Any]) -> str | None:
-    for choice in obj.get("choices") or ():
-        if isinstance(choice, dict) and choice.get("finish_reason"):
-            return str(choice["finish_reason"])
-    return None
 
 
 def error_detail(body: bytes) -> str:
