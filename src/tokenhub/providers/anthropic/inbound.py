@@ -171,6 +171,16 @@ def translate_messages_request(body: Any, *, lenient: bool = False) -> Translati
     payload["messages"] = messages
     payload["max_tokens"] = max_tokens
 
+    _sampling(body, payload)
+    _tools_and_output(body, payload, tools, names, dropped_tools)
+
+    dropped_fields = sorted(k for k in body if k not in HANDLED_FIELDS)
+    tool_names = {upstream: client for client, upstream in names.items() if upstream != client}
+    return Translation(payload, dropped_tools, dropped_fields, tool_names, sink or [])
+
+
+def _sampling(body: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Temperature, top_p, stop sequences, stream and the end user, checked and copied across."""
     for name in ("temperature", "top_p"):
         value = body.get(name)
         if value is None:
@@ -203,6 +213,11 @@ def translate_messages_request(body: Any, *, lenient: bool = False) -> Translati
         if user_id:
             payload["user"] = user_id if len(user_id) <= USER_ID_MAX else hashlib.sha256(user_id.encode()).hexdigest()
 
+
+def _tools_and_output(
+    body: dict[str, Any], payload: dict[str, Any], tools: list[dict[str, Any]], names: dict[str, str], dropped_tools: list[str]
+) -> None:
+    """Tools and tool choice, reasoning effort and the structured output format."""
     if tools:
         payload["tools"] = tools
         choice, parallel = _tool_choice(body.get("tool_choice"), names, dropped_tools)
@@ -225,10 +240,6 @@ def translate_messages_request(body: Any, *, lenient: bool = False) -> Translati
         output_format = body.get("output_format")
     if output_format is not None:
         payload["response_format"] = _response_format(output_format)
-
-    dropped_fields = sorted(k for k in body if k not in HANDLED_FIELDS)
-    tool_names = {upstream: client for client, upstream in names.items() if upstream != client}
-    return Translation(payload, dropped_tools, dropped_fields, tool_names, sink or [])
 
 
 def _is_number(value: Any) -> bool:

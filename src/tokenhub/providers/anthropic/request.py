@@ -191,15 +191,7 @@ def translate_request(
     if effort is not None and effort != "none" and uses_adaptive_thinking(model):
         output_config["effort"] = adaptive_effort(model, effort)  # effort also applies without thinking
     if thinking and effort is not None:
-        if uses_adaptive_thinking(model):
-            body["thinking"] = {"type": "adaptive", "display": "summarized"}
-        else:
-            budget = max(MIN_THINKING_BUDGET, int(max_tokens * BUDGET_SHARE[effort]))
-            if budget >= max_tokens:  # room for thinking on top of the answer, within the ceiling
-                body["max_tokens"] = min(budget + max_tokens, output_ceiling or budget + max_tokens)
-                budget = min(budget, body["max_tokens"] - 1)
-            if budget >= MIN_THINKING_BUDGET:
-                body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        _thinking(body, model, effort, max_tokens, output_ceiling)
 
     response_format = payload.get("response_format")
     if isinstance(response_format, dict):
@@ -223,6 +215,25 @@ def translate_request(
     if output_config:
         body["output_config"] = output_config
 
+    _sampling(payload, body, version=version, thinking=thinking)
+    return body
+
+
+def _thinking(body: dict[str, Any], model: str, effort: str, max_tokens: int, output_ceiling: int | None) -> None:
+    """Adaptive thinking from Claude 4.6 on; a budget (a share of max_tokens, with room added within the ceiling) before."""
+    if uses_adaptive_thinking(model):
+        body["thinking"] = {"type": "adaptive", "display": "summarized"}
+        return
+    budget = max(MIN_THINKING_BUDGET, int(max_tokens * BUDGET_SHARE[effort]))
+    if budget >= max_tokens:  # room for thinking on top of the answer, within the ceiling
+        body["max_tokens"] = min(budget + max_tokens, output_ceiling or budget + max_tokens)
+        budget = min(budget, body["max_tokens"] - 1)
+    if budget >= MIN_THINKING_BUDGET:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+
+
+def _sampling(payload: dict[str, Any], body: dict[str, Any], *, version: str, thinking: bool) -> None:
+    """Sampling parameters (only before 2026-10-21, and never with thinking), stop sequences, the end user."""
     if version < ANTHROPIC_VERSION and not thinking:  # sampling parameters exist only before 2026-10-21
         temperature = payload.get("temperature")
         if _is_number(temperature):
@@ -240,7 +251,6 @@ def translate_request(
     user = payload.get("user") or payload.get("safety_identifier")
     if isinstance(user, str) and user.strip() and not _EMAIL.match(user.strip()) and not _PHONE.match(user.strip()):
         body["metadata"] = {"user_id": user}
-    return body
 
 
 def _effort(payload: dict[str, Any]) -> str | None:
