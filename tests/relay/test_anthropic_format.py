@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from anthropic.types import Message, RawMessageStreamEvent
 
 from tests.support.reading import ReadStream
 from tokenhub.billing.cost import Usage
+from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.errors import InvalidRequest
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.anthropic.inbound import to_openai_request, translate_messages_request
@@ -798,11 +800,18 @@ def test_stream_error() -> None:
     assert events(data + tail)[-1][0] == "error"
 
 
-def test_stream_delivered_text() -> None:
-    writer = AnthropicStreamWriter("m", "msg_1")
-    writer.chunks([chunk({"reasoning_content": "think "}), chunk({"content": "answer "}), tool_start(0, "c", "fn", '{"a":1}')])
-    assert writer.delivered_text == 'think answer fn{"a":1}'
-    assert writer.delivered_tokens() > 0
+def test_a_translated_stream_meters_the_text_it_delivers() -> None:
+    """The meter, not the writer, keeps the delivered text: thinking, text and tool arguments as they stream."""
+    stream = ReadStream(AnthropicAdapter(), "m")
+    for event in SSEDecoder().feed((FIXTURES / "thinking_tools.sse").read_bytes()):
+        stream.feed(event)
+    expected = []
+    for event in SSEDecoder().feed((FIXTURES / "thinking_tools.sse").read_bytes()):
+        delta = json.loads(event.data).get("delta") or {}
+        expected += [delta[field] for field in ("text", "thinking", "partial_json") if isinstance(delta.get(field), str)]
+    assert any('"' in piece for piece in expected) and any(piece.strip() and '"' not in piece for piece in expected)
+    assert stream.pieces == expected
+    assert stream.meter.delivered_tokens() == estimate_tokens("".join(expected)) > 0
 
 
 def test_stream_tool_ids_sanitized_and_missing_id_generated() -> None:

@@ -75,7 +75,12 @@ class AnthropicStreamReader:
                     if isinstance(delta.get(field), str):
                         meter.pieces.append(delta[field])
         elif kind == "content_block_start":
-            self._count_tool_result(obj.get("content_block"))
+            block = obj.get("content_block")
+            if isinstance(block, dict):
+                for field in ("text", "thinking", "name"):  # text a block starts with; a tool's name
+                    if isinstance(block.get(field), str):
+                        meter.pieces.append(block[field])
+                self._count_tool_result(block)
         elif kind == "message_start":
             message = obj.get("message")
             self._merge_usage(message.get("usage") if isinstance(message, dict) else None)

@@ -9,7 +9,6 @@ from typing import Any, Mapping
 import orjson
 
 from tokenhub.billing.cost import Usage
-from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.providers.anthropic.message import anthropic_usage, foreign, restore, stop_reason
 from tokenhub.providers.anthropic.wire import is_int, tool_use_id
 
@@ -73,21 +72,12 @@ class AnthropicStreamWriter:
         self._calls: dict[int, _ToolCall] = {}
         self._queue: list[int] = []  # tool calls waiting for their block, in arrival order
         self._closed_thinking: set[Any] = set()
-        self._pieces: list[str] = []
         self._tool_use = False
         self._stop_string: Any = None
         self.finish_reason: str | None = None  # the last finish_reason seen in the chunks
         self.dropped_fragments = 0
 
     # -- public -----------------------------------------------------------
-
-    @property
-    def delivered_text(self) -> str:
-        """Everything sent as text, thinking, tool names and arguments (for estimating tokens)."""
-        return "".join(self._pieces)
-
-    def delivered_tokens(self) -> int:
-        return estimate_tokens(self.delivered_text)
 
     @property
     def finished(self) -> bool:
@@ -221,7 +211,6 @@ class AnthropicStreamWriter:
         if self._open is None or self._open[0] != "text":
             out += self._close()
             out += self._open_block("text", None, {"type": "text", "text": ""})
-        self._pieces.append(text)
         out.append(self._block_delta(self._open_index, {"type": "text_delta", "text": text}))
         return out
 
@@ -245,7 +234,6 @@ class AnthropicStreamWriter:
         text_keys = [d.get("index") for d in details if d.get("type") in ("reasoning.text", "reasoning.summary")]
         if text:
             out += self._ensure_thinking(text_keys[0] if text_keys else None)
-            self._pieces.append(text)
             out.append(self._block_delta(self._open_index, {"type": "thinking_delta", "thinking": text}))
         for entry in details:
             kind, key = entry.get("type"), entry.get("index")
@@ -253,7 +241,6 @@ class AnthropicStreamWriter:
                 piece = entry.get("text") if kind == "reasoning.text" else entry.get("summary")
                 if not text and isinstance(piece, str) and piece:
                     out += self._ensure_thinking(key)
-                    self._pieces.append(piece)
                     out.append(self._block_delta(self._open_index, {"type": "thinking_delta", "thinking": piece}))
                 signature = entry.get("signature")
                 if isinstance(signature, str) and signature and not foreign(entry):
@@ -290,7 +277,6 @@ class AnthropicStreamWriter:
             if call.closed:
                 self.dropped_fragments += 1
             elif call.block is not None:
-                self._pieces.append(fragment)
                 out.append(self._block_delta(call.block, {"type": "input_json_delta", "partial_json": fragment}))
             else:
                 call.pending.append(fragment)
@@ -316,10 +302,8 @@ class AnthropicStreamWriter:
         out = self._open_block("tool", call.index, {"type": "tool_use", "id": call_id, "name": name, "input": {}})
         call.block = self._open_index
         self._tool_use = True
-        self._pieces.append(name)
         if call.pending:
             fragment = "".join(call.pending)
             call.pending.clear()
-            self._pieces.append(fragment)
             out.append(self._block_delta(call.block, {"type": "input_json_delta", "partial_json": fragment}))
         return out
