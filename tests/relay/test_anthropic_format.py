@@ -801,14 +801,15 @@ def test_stream_error() -> None:
 
 
 def test_a_translated_stream_meters_the_text_it_delivers() -> None:
-    """The meter, not the writer, keeps the delivered text: thinking, text and tool arguments as they stream."""
+    """The meter, not the writer, keeps the delivered text: thinking, text, tool names and arguments as they stream."""
     stream = ReadStream(AnthropicAdapter(), "m")
     for event in SSEDecoder().feed((FIXTURES / "thinking_tools.sse").read_bytes()):
         stream.feed(event)
     expected = []
     for event in SSEDecoder().feed((FIXTURES / "thinking_tools.sse").read_bytes()):
-        delta = json.loads(event.data).get("delta") or {}
-        expected += [delta[field] for field in ("text", "thinking", "partial_json") if isinstance(delta.get(field), str)]
+        obj = json.loads(event.data)
+        part = obj.get("delta") or obj.get("content_block") or {}
+        expected += [part[field] for field in ("text", "thinking", "partial_json", "name") if isinstance(part.get(field), str)]
     assert any('"' in piece for piece in expected) and any(piece.strip() and '"' not in piece for piece in expected)
     assert stream.pieces == expected
     assert stream.meter.delivered_tokens() == estimate_tokens("".join(expected)) > 0
