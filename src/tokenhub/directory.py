@@ -28,11 +28,11 @@ from tokenhub.errors import AuthenticationFailed, PermissionDenied
 from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import Scope
 from tokenhub.periodic import Periodic
-from tokenhub.providers.registry import PROVIDERS
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage.engine import as_utc, config_version
 from tokenhub.storage.tables import api_keys, channels, users
 from tokenhub.upstream import DEFAULT_TIMEOUTS, Channel, Route, Timeouts
+from tokenhub.vendors import PROVIDERS
 
 log = logging.getLogger("tokenhub.directory")
 

@@ -18,7 +18,6 @@ from tokenhub.errors import Conflict
 from tokenhub.limits.rates import MemoryRates, RateLimiter
 from tokenhub.limits.redis_rates import RedisRates
 from tokenhub.metrics import Metrics
-from tokenhub.providers.registry import env_channel_keys
 from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.relay.health import ChannelHealth
 from tokenhub.relay.inflight import InFlight
@@ -26,6 +25,7 @@ from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine, deployment_id
 from tokenhub.upstream import Timeouts
+from tokenhub.vendors import env_channel_keys
 
 log = logging.getLogger("tokenhub")
 

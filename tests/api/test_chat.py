@@ -150,7 +150,7 @@ def test_stream_framing_variants_parse(setup, directive: str):
 
 def test_every_openai_protocol_vendor_in_the_catalog_is_served(gateway: Harness, upstream_url: str, fake_openai: FakeOpenAIState):
     """One channel per OpenAI-protocol vendor, each pointed at the fake; every catalog model answers."""
-    from tokenhub.providers.registry import PROVIDERS
+    from tokenhub.vendors import PROVIDERS
 
     vendors = [p.name for p in PROVIDERS.values() if p.protocol == "openai" and p.base_url]
     for vendor in vendors:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tokenhub.providers.adapters import CHAT_ADAPTERS
+from tokenhub.providers.registry import CHAT_ADAPTERS
 
 
 @dataclass(frozen=True)

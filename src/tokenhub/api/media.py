@@ -11,8 +11,8 @@ from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest
-from tokenhub.limits.gate import limited
-from tokenhub.providers.media_adapters import IMAGE_ADAPTERS, VIDEO_ADAPTERS
+from tokenhub.providers.registry import IMAGE_ADAPTERS, VIDEO_ADAPTERS
+from tokenhub.relay.admission import limited
 from tokenhub.relay.images import generate_images, parse_image_job
 from tokenhub.relay.routing import pick_route
 from tokenhub.tasks.request import parse_callback_url, parse_video_job, price_per_second

@@ -24,8 +24,6 @@ from tokenhub.billing.bill import Bill
 from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError
-from tokenhub.limits.gate import admit
-from tokenhub.providers.adapters import chat_adapter
 from tokenhub.providers.anthropic.inbound import translate_messages_request
 from tokenhub.providers.anthropic.message import error_body
 from tokenhub.providers.anthropic.passthrough import MessagesRequest, client_headers, native_request
@@ -33,7 +31,9 @@ from tokenhub.providers.anthropic.responder import AnthropicResponder
 from tokenhub.providers.anthropic.server_tools import plan_server_tools
 from tokenhub.providers.anthropic.wire import error_detail
 from tokenhub.providers.base import UpstreamRequest, upstream_error
+from tokenhub.providers.registry import chat_adapter
 from tokenhub.providers.upstream_http import fetch
+from tokenhub.relay.admission import admit
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.relay import Relay

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tokenhub.catalog.loader import apply_overrides, load_shipped
 from tokenhub.catalog.model import Catalog, Family, Model
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
-from tokenhub.providers.registry import PROVIDERS
 from tokenhub.storage.engine import bump_config_version, utc_now
 from tokenhub.storage.tables import model_overrides
+from tokenhub.vendors import PROVIDERS
 
 MODEL_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
 

@@ -15,7 +15,7 @@ import aiohttp
 
 from tokenhub.directory import Directory
 from tokenhub.errors import Conflict, GatewayError
-from tokenhub.providers.adapters import CHAT_ADAPTERS
+from tokenhub.providers.registry import CHAT_ADAPTERS
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, upstream_failure
 from tokenhub.upstream import Channel
 

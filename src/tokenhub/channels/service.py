@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tokenhub.catalog.model import Catalog
 from tokenhub.digits import whole_number
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
-from tokenhub.providers.registry import PROVIDERS
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
 from tokenhub.storage.tables import channels
+from tokenhub.vendors import PROVIDERS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -139,8 +139,10 @@ def validate_api_key(api_key: str | None, provider: str) -> str:
     api_key = (api_key or "").strip()
     if not api_key:
         raise InvalidRequest("the upstream API key is empty", param="api_key")
-    if provider == "kling" and (":" not in api_key or not all(api_key.split(":", 1))):
-        raise InvalidRequest("a Kling key is ACCESS_KEY:SECRET_KEY", param="api_key")
+    vendor = PROVIDERS.get(provider)
+    problem = vendor.check_key(api_key) if vendor else None
+    if problem:
+        raise InvalidRequest(problem, param="api_key")
     return api_key
 
 

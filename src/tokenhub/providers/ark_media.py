@@ -236,7 +236,6 @@ def task_update(task: dict[str, Any]) -> TaskUpdate:
 class ArkVideoAdapter:
     """Seedance through Ark's content-generation tasks."""
 
-    protocol = "ark"
 
     def build_submit(self, job: VideoJob, upstream_model: str, channel: Channel) -> UpstreamRequest:
         return UpstreamRequest(
@@ -303,7 +302,6 @@ def image_body(job: ImageJob, upstream_model: str) -> dict[str, Any]:
 class ArkImageAdapter:
     """Seedream (and SeedEdit) through Ark's synchronous image generation: n requests for n images."""
 
-    protocol = "ark"
 
     def build_request(self, job: ImageJob, upstream_model: str, channel: Channel) -> list[UpstreamRequest]:
         request = UpstreamRequest(

@@ -192,7 +192,6 @@ def parse_poll(body: bytes) -> TaskUpdate:
 
 
 class DashScopeVideoAdapter:
-    protocol = "dashscope"
 
     def build_submit(self, job: VideoJob, upstream_model: str, channel: Channel) -> UpstreamRequest:
         return UpstreamRequest(

@@ -68,7 +68,7 @@ BAD_REQUEST_CODES = frozenset({1200, 1201, 1300, 1301})
 NOT_FOUND_CODES = frozenset({1202, 1203})
 SERVER_CODES = {5000: 500, 5001: 503, 5002: 504}
 
-_NO_CHANNEL = Channel(id=0, name="", provider="kling", protocol="kling", base_url="", api_key="", priority=0, weight=0)
+_NO_CHANNEL = Channel(id=0, name="", provider="", protocol="", base_url="", api_key="", priority=0, weight=0)  # nothing to redact
 
 
 def is_omni(upstream_model: str | None) -> bool:
@@ -253,7 +253,6 @@ def parse_poll(body: bytes) -> TaskUpdate:
 
 
 class KlingVideoAdapter:
-    protocol = "kling"
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._now = now

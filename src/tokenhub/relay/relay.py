@@ -32,12 +32,12 @@ from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError
-from tokenhub.limits.gate import admit
 from tokenhub.money import format_usd
-from tokenhub.providers.adapters import chat_adapter
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, finish_reason_of, message_text, redacted
 from tokenhub.providers.client import ClientRequest, Pipe, Responder
+from tokenhub.providers.registry import chat_adapter
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
+from tokenhub.relay.admission import admit
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.meter import StreamMeter, completion_charge

@@ -15,7 +15,7 @@ from itertools import groupby
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
-from tokenhub.providers.adapters import CHAT_ADAPTERS
+from tokenhub.providers.registry import CHAT_ADAPTERS
 from tokenhub.relay.health import ChannelHealth
 from tokenhub.upstream import Route
 

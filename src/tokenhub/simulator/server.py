@@ -276,7 +276,7 @@ class Mount:
 def _shipped_upstream_ids() -> tuple[tuple[str, str], ...]:
     """(protocol, upstream id) of every model of the shipped catalog."""
     from tokenhub.catalog.loader import load_shipped
-    from tokenhub.providers.registry import PROVIDERS
+    from tokenhub.vendors import PROVIDERS
 
     return tuple((PROVIDERS[m.provider].protocol, m.upstream_id) for m in load_shipped()[1] if m.provider in PROVIDERS)
 

@@ -15,15 +15,17 @@ import hmac
 import logging
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import select, update
 
 from tokenhub.errors import GatewayError
-from tokenhub.gateway import Gateway
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import tasks, users
+
+if TYPE_CHECKING:  # the gateway wires the tasks in: a type only
+    from tokenhub.gateway import Gateway
 
 log = logging.getLogger("tokenhub.tasks")
 

@@ -25,7 +25,7 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import and_, or_, select, update
@@ -33,15 +33,18 @@ from sqlalchemy import and_, or_, select, update
 from tokenhub.billing.cost import Usage
 from tokenhub.billing.ledger import Settlement
 from tokenhub.errors import GatewayError, RateLimited
-from tokenhub.gateway import Gateway
 from tokenhub.periodic import Periodic
-from tokenhub.providers.media_adapters import VIDEO_ADAPTERS
 from tokenhub.providers.media_base import TERMINAL_STATES, TaskUpdate, VideoJob
+from tokenhub.providers.registry import VIDEO_ADAPTERS
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import tasks
 from tokenhub.tasks.callbacks import deliver_due_callbacks
-from tokenhub.tasks.service import URL_LIFETIME, cost_of
+from tokenhub.tasks.service import cost_of
+from tokenhub.vendors import PROVIDERS
+
+if TYPE_CHECKING:  # the gateway wires the tasks in: a type only
+    from tokenhub.gateway import Gateway
 
 log = logging.getLogger("tokenhub.tasks")
 
@@ -180,7 +183,8 @@ class TaskPoller:
         )
         await self.gw.ledger.flush()
         now = utc_now()
-        lifetime = URL_LIFETIME.get(provider)
+        vendor = PROVIDERS.get(provider)
+        lifetime = vendor.result_url_lifetime if vendor else None
         async with self.gw.engine.begin() as conn:
             await conn.execute(
                 update(tasks)

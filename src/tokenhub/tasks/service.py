@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import func, insert, select, update
@@ -23,7 +23,6 @@ from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, NotFound
-from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
 from tokenhub.providers.base import redacted
 from tokenhub.providers.media_base import VideoAdapter, VideoJob
@@ -32,7 +31,9 @@ from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import tasks, users
 from tokenhub.upstream import Route
 
-URL_LIFETIME = {"ark": timedelta(hours=24), "dashscope": timedelta(hours=24), "kling": timedelta(days=30)}
+if TYPE_CHECKING:  # the gateway wires the tasks in: a type only
+    from tokenhub.gateway import Gateway
+
 
 
 def new_task_id() -> str:

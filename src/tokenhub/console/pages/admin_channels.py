@@ -18,7 +18,7 @@ from tokenhub.console.forms import parse_int
 from tokenhub.console.pages.admin_overview import admin_error_text
 from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, NotFound
-from tokenhub.providers.registry import PROVIDERS
+from tokenhub.vendors import PROVIDERS
 
 FIELDS = ("provider", "name", "base_url", "api_key", "models", "priority", "weight", *channels.TIMEOUT_FIELDS)
 

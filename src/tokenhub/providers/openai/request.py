@@ -13,8 +13,8 @@ from tokenhub.errors import InvalidRequest
 from tokenhub.providers.base import (
     UpstreamRequest,
 )
-from tokenhub.providers.registry import PROVIDERS
 from tokenhub.upstream import Channel
+from tokenhub.vendors import PROVIDERS
 
 # Built-in tools the upstream runs and bills per call (OpenAI's web search on search models, Qwen's
 # enable_search, xAI's live search, OpenRouter's web plugin, GLM's and Kimi's search tools). Chat
