@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenhub.billing.cost import Usage, max_cost, usage_cost
+from tokenhub.billing.cost import max_cost, usage_cost
 from tokenhub.catalog.model import Pricing
 from tokenhub.money import MoneyError, format_usd, tokens_cost, usd_to_nanos
+from tokenhub.tokens import Usage
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,14 @@ from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middlewa
 from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
-from tokenhub.api.requests import echo_request_id
-from tokenhub.api.routes import GATEWAY, PublicAPI
+from tokenhub.api.routes import PublicAPI
 from tokenhub.api.stripe_webhook import StripeWebhookAPI
 from tokenhub.config import Settings
 from tokenhub.console.render import STATIC
 from tokenhub.console.routes import Console
 from tokenhub.gateway import Gateway
 from tokenhub.relay.inflight import Handler
+from tokenhub.surface import GATEWAY, echo_request_id
 from tokenhub.tasks.poller import TaskPoller
 
 SETTINGS = web.AppKey("settings", Settings)

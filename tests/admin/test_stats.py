@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import insert
 
 from tests.support.harness import Harness
-from tokenhub.admin import stats
+from tokenhub.billing import stats
 from tokenhub.catalog import service as catalog_service
 from tokenhub.errors import InvalidRequest
 from tokenhub.money import usd_to_nanos

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.bill import Bill
-from tokenhub.billing.cost import Usage
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
 from tokenhub.billing.service import add_credits, check_ledger, credits_summary
 from tokenhub.config import normalize_database_url
@@ -18,6 +17,7 @@ from tokenhub.errors import InsufficientCredits, UpstreamError
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine
 from tokenhub.storage.tables import requests
+from tokenhub.tokens import Usage
 
 
 async def _setup(url: str, balance: int = 1_000_000) -> tuple[Any, LedgerWriter, int, int]:

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from tokenhub.accounts.service import create_key, create_user
-from tokenhub.billing.cost import Usage
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
 from tokenhub.billing.ledger_store import PostgresLedgerStore, SqliteLedgerStore
 from tokenhub.billing.service import add_credits, check_ledger, credits_summary
@@ -19,6 +18,7 @@ from tokenhub.errors import InsufficientCredits
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine, utc_now
 from tokenhub.storage.tables import api_keys, instances, ledger_entries, requests, users
+from tokenhub.tokens import Usage
 
 
 async def _setup(url: str, balance: int = 1_000_000):

@@ -11,8 +11,9 @@ import pytest
 from tests.conformance.providers import PROVIDERS, ProviderCase
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
-from tokenhub.billing.cost import Usage, usage_cost
+from tokenhub.billing.cost import usage_cost
 from tokenhub.money import format_usd
+from tokenhub.tokens import Usage
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]

@@ -10,7 +10,8 @@ import pytest
 from tests.conformance.providers import PROVIDERS, ProviderCase
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
-from tokenhub.billing.cost import Usage, usage_cost
+from tokenhub.billing.cost import usage_cost
+from tokenhub.tokens import Usage
 
 TOOLS = [{"name": "get_weather", "description": "Weather by city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]

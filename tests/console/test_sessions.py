@@ -7,9 +7,9 @@ import time
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
+from tokenhub.accounts.sessions import MAX_AGE, Session, SessionCodec
 from tokenhub.console.core import safe_next
 from tokenhub.console.ratelimit import LoginLimiter
-from tokenhub.console.sessions import MAX_AGE, Session, SessionCodec
 from tokenhub.secrets_box import SecretBox
 
 

@@ -17,7 +17,6 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.support.reading import ReadStream
 from tests.support.servers import ServerThread
-from tokenhub.billing.cost import Usage
 from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers.base import MalformedChunk
 from tokenhub.providers.gemini import request as gemini_request
@@ -33,6 +32,7 @@ from tokenhub.providers.gemini.wire import (
 )
 from tokenhub.simulator.gemini_protocol import STATE_KEY, FakeGeminiState, create_app
 from tokenhub.sse import Event, SSEDecoder
+from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gemini"

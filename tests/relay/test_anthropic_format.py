@@ -19,8 +19,6 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 
 from tests.support.reading import ReadStream
-from tokenhub.billing.cost import Usage
-from tokenhub.billing.estimate import estimate_tokens
 from tokenhub.errors import InvalidRequest
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.anthropic.inbound import to_openai_request, translate_messages_request
@@ -30,6 +28,7 @@ from tokenhub.providers.anthropic.request import translate_request
 from tokenhub.providers.anthropic.wire import LEGACY_VERSION
 from tokenhub.providers.anthropic.writer import AnthropicStreamWriter
 from tokenhub.sse import SSEDecoder
+from tokenhub.tokens import Usage, estimate_tokens
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
 EVENTS = pydantic.TypeAdapter(RawMessageStreamEvent)
@@ -801,7 +800,7 @@ def test_stream_error() -> None:
 
 
 def test_a_translated_stream_meters_the_text_it_delivers() -> None:
-    """The meter, not the writer, keeps the delivered text: thinking, text, tool names and arguments as they stream."""
+    """The meter, not the writer, keeps the delivered text: thinking, text and tool arguments as they stream."""
     stream = ReadStream(AnthropicAdapter(), "m")
     for event in SSEDecoder().feed((FIXTURES / "thinking_tools.sse").read_bytes()):
         stream.feed(event)
@@ -809,7 +808,7 @@ def test_a_translated_stream_meters_the_text_it_delivers() -> None:
     for event in SSEDecoder().feed((FIXTURES / "thinking_tools.sse").read_bytes()):
         obj = json.loads(event.data)
         part = obj.get("delta") or obj.get("content_block") or {}
-        expected += [part[field] for field in ("text", "thinking", "partial_json", "name") if isinstance(part.get(field), str)]
+        expected += [part[field] for field in ("text", "thinking", "partial_json") if isinstance(part.get(field), str)]
     assert any('"' in piece for piece in expected) and any(piece.strip() and '"' not in piece for piece in expected)
     assert stream.pieces == expected
     assert stream.meter.delivered_tokens() == estimate_tokens("".join(expected)) > 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import orjson
 
 from tests.support.reading import ReadStream
-from tokenhub.billing.cost import Usage, usage_cost
-from tokenhub.billing.estimate import estimate_tokens
+from tokenhub.billing.cost import usage_cost
 from tokenhub.catalog.model import Pricing
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.openai.adapter import OpenAIAdapter
 from tokenhub.relay.meter import StreamMeter, completion_charge
 from tokenhub.sse import Event
+from tokenhub.tokens import Usage, estimate_tokens
 
 PRICING = Pricing(input=1_000_000_000, output=4_000_000_000, server_tools={"web_search": 10_000_000})
 

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.servers import ServerThread
 from tokenhub.accounts import service as accounts
-from tokenhub.api.routes import GATEWAY
 from tokenhub.app import create_app
 from tokenhub.billing import service as billing
 from tokenhub.channels import service as channels
@@ -23,6 +22,7 @@ from tokenhub.config import Settings, normalize_database_url
 from tokenhub.gateway import Gateway
 from tokenhub.money import usd_to_nanos
 from tokenhub.storage.tables import requests
+from tokenhub.surface import GATEWAY
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

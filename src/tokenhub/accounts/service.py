@@ -253,6 +253,22 @@ def account_limits(row: Row[Any]) -> dict[str, Any]:
     return {"user_id": row.id, "email": row.email, **Limits.of(row).as_dict()}
 
 
+async def key_row(conn: AsyncConnection, key_id: int) -> Row[Any]:
+    """A key's whole row (counters and limits included), for the key's own view of itself."""
+    return (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).one()
+
+
+async def live_key_ids(conn: AsyncConnection, user_id: int, name: str) -> list[int]:
+    """The ids of an account's keys of this name that are neither revoked nor expired, oldest first."""
+    query = (
+        select(api_keys.c.id, api_keys.c.expires_at)
+        .where(api_keys.c.user_id == user_id, api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+        .order_by(api_keys.c.id)
+    )
+    now = utc_now()
+    return [row.id for row in (await conn.execute(query)).all() if row.expires_at is None or as_utc(row.expires_at) > now]
+
+
 async def get_key(conn: AsyncConnection, key_id: int | str) -> dict[str, Any]:
     try:
         kid = int(key_id)

@@ -15,10 +15,8 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts import service as accounts
-from tokenhub.admin import stats
-from tokenhub.api.requests import authenticate
-from tokenhub.api.routes import RouteGroup
 from tokenhub.billing import service as billing
+from tokenhub.billing import stats
 from tokenhub.catalog import service as catalog_service
 from tokenhub.channels import service as channels
 from tokenhub.channels.probe import probe_channel
@@ -27,6 +25,7 @@ from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
 from tokenhub.json_body import parse_json
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
+from tokenhub.surface import RouteGroup, authenticate
 
 MAX_ADMIN_BODY = 1024 * 1024
 

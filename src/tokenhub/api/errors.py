@@ -9,12 +9,11 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from tokenhub.api.requests import RequestIds
-from tokenhub.api.routes import GATEWAY
 from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge, RequestTimeout
 from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.providers.anthropic.message import error_body
 from tokenhub.request_keys import REQUEST_ID
+from tokenhub.surface import GATEWAY, RequestIds
 
 log = logging.getLogger("tokenhub.api")
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from tokenhub.api.requests import authenticate, read_json
-from tokenhub.api.routes import RouteGroup
-from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
-from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest
-from tokenhub.providers.registry import IMAGE_ADAPTERS, VIDEO_ADAPTERS
-from tokenhub.relay.admission import limited
-from tokenhub.relay.images import generate_images, parse_image_job
-from tokenhub.relay.routing import pick_route
-from tokenhub.tasks.request import parse_callback_url, parse_video_job, price_per_second
-from tokenhub.tasks.service import create_task, get_task, list_tasks
-from tokenhub.upstream import Route
+from tokenhub.relay.serve import images_for_key, video_for_key
+from tokenhub.surface import RouteGroup, authenticate, read_json
+from tokenhub.tasks.service import get_task, list_tasks
 
 MAX_PAGE = 100
 
@@ -35,46 +27,15 @@ class MediaAPI(RouteGroup):
             web.get("/api/v1/videos/generations/{task_id}", self.get_video),
         ]
 
-    def _resolve(self, payload: object, key: KeyInfo, kind: str, protocols: dict[str, object]) -> tuple[Model, Route]:
-        if not isinstance(payload, dict):
-            raise InvalidRequest("the request body must be a JSON object")
-        name = payload.get("model")
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidRequest(f"'model' is required: a {kind} model id", param="model")
-        model = self.gw.directory.catalog.resolve(name.strip())
-        if model.kind != kind:
-            raise InvalidRequest(f"'{model.id}' is a {model.kind} model, not a {kind} model", param="model")
-        key.check_model(model)
-        return model, pick_route(self.gw.directory.routes(model.id), model, protocols)
-
     async def images(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
         payload, _ = await read_json(request, self.gw.settings.max_body_bytes)
-        return await self.images_for_key(request, key, payload)
-
-    async def images_for_key(self, request: web.Request, key: KeyInfo, payload: object) -> web.Response:
-        """``POST /images/generations`` for an authenticated key (the console playground uses it too)."""
-        model, route = self._resolve(payload, key, "image", IMAGE_ADAPTERS)
-        job = parse_image_job(payload, model)
-        async with limited(self.gw.rates, key, request):
-            return await generate_images(request, self.gw, key, model, route, IMAGE_ADAPTERS[route.channel.protocol], job)
+        return await images_for_key(self.gw, request, key, payload)
 
     async def create_video(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
         payload, _ = await read_json(request, self.gw.settings.max_body_bytes)
-        return _json(await self.video_for_key(request, key, payload))
-
-    async def video_for_key(self, request: web.Request, key: KeyInfo, payload: object) -> dict[str, object]:
-        """``POST /videos/generations`` for an authenticated key: the new task (the console playground uses it too)."""
-        gw = self.gw
-        model, route = self._resolve(payload, key, "video", VIDEO_ADAPTERS)
-        assert isinstance(payload, dict)
-        job = parse_video_job(payload, model)
-        callback_url = parse_callback_url(payload.get("callback_url"))
-        async with limited(gw.rates, key, request):
-            return await create_task(
-                gw, key, model, route, VIDEO_ADAPTERS[route.channel.protocol], job, price_per_second(model, job), callback_url
-            )
+        return _json(await video_for_key(self.gw, request, key, payload))
 
     async def get_video(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)

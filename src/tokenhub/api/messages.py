@@ -16,13 +16,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from sqlalchemy import select
 
-from tokenhub.api.requests import authenticate, read_json
-from tokenhub.api.routes import RouteGroup
 from tokenhub.billing.bill import Bill
-from tokenhub.billing.estimate import prompt_estimate
 from tokenhub.billing.ledger import Hold, Settlement
+from tokenhub.billing.service import balance_of
 from tokenhub.errors import GatewayError, InsufficientCredits, PayloadTooLarge, UpstreamError
 from tokenhub.providers.anthropic.inbound import translate_messages_request
 from tokenhub.providers.anthropic.message import error_body
@@ -39,7 +36,8 @@ from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.relay import Relay
 from tokenhub.relay.routing import pick_route
 from tokenhub.request_keys import REQUEST_ID
-from tokenhub.storage.tables import users
+from tokenhub.surface import RouteGroup, authenticate, read_json
+from tokenhub.tokens import prompt_estimate
 from tokenhub.upstream import Route
 
 
@@ -160,7 +158,7 @@ class MessagesAPI(RouteGroup):
     async def _require_credit(self, user_id: int) -> None:
         """Counting is free, but only for accounts that could pay for the request they are counting."""
         async with self.gw.engine.connect() as conn:
-            balance = await conn.scalar(select(users.c.balance).where(users.c.id == user_id))
+            balance = await balance_of(conn, user_id)
         if balance is None or balance <= 0:
             raise InsufficientCredits("Insufficient credits: the balance is $0. Add credits to use this endpoint.",
                                       code="insufficient_credits")  # fmt: skip

@@ -6,8 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy import text
 
-from tokenhub.api.routes import RouteGroup
 from tokenhub.metrics import BREAKER_VALUES
+from tokenhub.surface import RouteGroup
 
 
 class OpsAPI(RouteGroup):

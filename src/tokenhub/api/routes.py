@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from sqlalchemy import select
 
+from tokenhub.accounts.service import get_user, key_row
 from tokenhub.api.presenters import iso, models_list
-from tokenhub.api.requests import authenticate, read_json
 from tokenhub.billing.service import credits_summary
-from tokenhub.directory import KeyInfo
+from tokenhub.billing.usage import request_record
 from tokenhub.errors import InvalidRequest, NotFound
-from tokenhub.gateway import Gateway
 from tokenhub.limits.policy import Limits
 from tokenhub.money import usd_number
-from tokenhub.providers.openai.responder import OpenAIResponder
-from tokenhub.relay.call import ChatCall
-from tokenhub.relay.relay import Relay
+from tokenhub.relay.serve import chat_for_key
 from tokenhub.storage.engine import as_utc
-from tokenhub.storage.tables import api_keys, requests, users
+from tokenhub.surface import RouteGroup, authenticate, read_json
 from tokenhub.tasks.service import ensure_webhook_secret
-
-GATEWAY = web.AppKey("gateway", Gateway)
 
 
 def _json(data: object) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
-
-
-async def chat_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload: object, size: int) -> web.StreamResponse:
-    """``POST /chat/completions`` for an authenticated key: the console playground runs the same path."""
-    call = ChatCall.parse(payload)
-    relay = Relay(gw)
-    model = relay.resolve(call.model_name, key)
-    responder = OpenAIResponder(model.id, call.include_usage)
-    return await relay.handle(request, key, call, size, responder, model=model)
 
 
 def _limits_view(limits: Limits) -> dict[str, object]:
@@ -46,20 +31,6 @@ def _limits_view(limits: Limits) -> dict[str, object]:
         else:
             view[name] = value
     return view
-
-
-class RouteGroup:
-    """Routes that share the app's Gateway (looked up per request: it exists once the app started)."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    @property
-    def gw(self) -> Gateway:
-        return self.app[GATEWAY]
-
-    def routes(self) -> list[web.RouteDef]:
-        raise NotImplementedError
 
 
 class PublicAPI(RouteGroup):
@@ -105,8 +76,8 @@ class PublicAPI(RouteGroup):
     async def key(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)
         async with self.gw.engine.begin() as conn:
-            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key.id))).one()
-            account = (await conn.execute(select(users).where(users.c.id == key.user_id))).one()
+            row = await key_row(conn, key.id)
+            account = await get_user(conn, key.user_id)
             webhook_secret = await ensure_webhook_secret(conn, key.user_id)
         limit = row.limit_nanos
         return _json(
@@ -136,7 +107,7 @@ class PublicAPI(RouteGroup):
         if len(gen_id) > 40:
             raise NotFound(f"no request {gen_id[:40]}… in this account", code="generation_not_found")
         async with self.gw.engine.connect() as conn:
-            row = (await conn.execute(select(requests).where(requests.c.id == gen_id, requests.c.user_id == key.user_id))).first()
+            row = await request_record(conn, gen_id, key.user_id)
         if row is None:
             raise NotFound(f"no request {gen_id} in this account", code="generation_not_found")
         return _json(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tokenhub.api.routes import RouteGroup
 from tokenhub.billing import payments
+from tokenhub.surface import RouteGroup
 
 
 class StripeWebhookAPI(RouteGroup):

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Callable
 
-from tokenhub.billing.cost import Usage
 from tokenhub.billing.ledger import LedgerWriter
 from tokenhub.billing.ledger_plan import Hold, Settlement
+from tokenhub.tokens import Usage
 
 
 @dataclass(eq=False)

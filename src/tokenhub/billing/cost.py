@@ -7,27 +7,12 @@ its tokens' bound plus each requested tool's price × its ``max_uses`` (:func:`t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Mapping
 
 from tokenhub.catalog.model import Pricing
 from tokenhub.errors import InvalidRequest
 from tokenhub.money import tokens_cost
-
-
-@dataclass
-class Usage:
-    """Token counts in OpenAI's semantics: cached and cache-write tokens are part of
-    ``prompt_tokens``; reasoning tokens are part of ``completion_tokens``. ``tool_uses`` counts the
-    server-tool uses the upstream reported, by tool kind (``{"web_search": 2}``)."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
-    tool_uses: dict[str, int] = field(default_factory=dict)
+from tokenhub.tokens import Usage
 
 
 def usage_cost(usage: Usage, pricing: Pricing) -> int:

@@ -14,11 +14,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenhub.billing.cost import Usage
 from tokenhub.errors import InsufficientCredits, LimitReached
 from tokenhub.limits.policy import period_end
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import utc_now
+from tokenhub.tokens import Usage
 
 Budget = tuple[str, int, str, int]  # scope ("key" | "user"), its id, period (day|week|month|total), limit
 SpendKey = tuple[str, int, str]  # scope, id, period

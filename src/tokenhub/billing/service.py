@@ -46,6 +46,11 @@ async def add_credits(
     return await credits_summary(conn, user.id)
 
 
+async def balance_of(conn: AsyncConnection, user_id: int) -> int | None:
+    """An account's spendable balance in nanos (None: no such account)."""
+    return await conn.scalar(select(users.c.balance).where(users.c.id == user_id))
+
+
 async def credits_summary(conn: AsyncConnection, user_ref: str | int) -> dict[str, Any]:
     """Balance (spendable), open holds, everything credited and everything charged, in nanos."""
     user = await get_user(conn, user_ref)

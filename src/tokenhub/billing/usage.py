@@ -86,6 +86,11 @@ def _request_conditions(flt: UsageFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+async def request_record(conn: AsyncConnection, request_id: str, user_id: int) -> Any:
+    """One request's row, if it is this account's (None otherwise)."""
+    return (await conn.execute(select(requests).where(requests.c.id == request_id, requests.c.user_id == user_id))).first()
+
+
 def request_dict(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,

@@ -18,15 +18,15 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from tokenhub.accounts import service as accounts
-from tokenhub.api.routes import GATEWAY
+from tokenhub.accounts.sessions import COOKIE, Session, SessionCodec, end_all_sessions, open_session, session_is_open
 from tokenhub.console.addresses import client_address
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
 from tokenhub.console.ratelimit import LoginLimiter
 from tokenhub.console.render import Templates
-from tokenhub.console.sessions import COOKIE, Session, SessionCodec, end_all_sessions, open_session, session_is_open
 from tokenhub.errors import GatewayError, NotFound, PermissionDenied
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
+from tokenhub.surface import GATEWAY
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -31,10 +31,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from tokenhub.billing.cost import Usage
 from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.sse import Event
+from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel
 
 MODEL_FIELD = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')  # a JSON payload's model field, rewritten in place

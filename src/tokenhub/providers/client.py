@@ -17,10 +17,10 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from aiohttp import web
 
-from tokenhub.billing.cost import Usage
 from tokenhub.errors import GatewayError
 from tokenhub.providers.base import ChatAdapter, Meter, StreamReader, UpstreamRequest
 from tokenhub.sse import Event
+from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel, Route
 
 CostText = Callable[[Usage], str]  # the exact USD text of a usage's cost

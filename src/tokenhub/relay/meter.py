@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tokenhub.billing.cost import Usage, usage_cost
-from tokenhub.billing.estimate import estimate_tokens
+from tokenhub.billing.cost import usage_cost
 from tokenhub.catalog.model import Pricing
+from tokenhub.tokens import Usage, estimate_tokens
 
 
 class StreamMeter:

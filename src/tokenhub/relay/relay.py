@@ -27,7 +27,6 @@ from aiohttp import web
 
 from tokenhub.billing.bill import Bill
 from tokenhub.billing.cost import max_cost, tool_hold, usage_cost
-from tokenhub.billing.estimate import prompt_estimate, prompt_upper_bound
 from tokenhub.billing.ledger import Hold, Settlement
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
@@ -44,6 +43,7 @@ from tokenhub.relay.meter import StreamMeter, completion_charge
 from tokenhub.relay.routing import admitted, candidates, judge
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.sse import SSEDecoder
+from tokenhub.tokens import prompt_estimate, prompt_upper_bound
 from tokenhub.upstream import Channel, Route
 
 if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import and_, or_, select, update
 
-from tokenhub.billing.cost import Usage
 from tokenhub.billing.ledger import Settlement
 from tokenhub.errors import GatewayError, RateLimited
 from tokenhub.periodic import Periodic
@@ -41,6 +40,7 @@ from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import tasks
 from tokenhub.tasks.callbacks import deliver_due_callbacks
 from tokenhub.tasks.service import cost_of
+from tokenhub.tokens import Usage
 from tokenhub.vendors import PROVIDERS
 
 if TYPE_CHECKING:  # the gateway wires the tasks in: a type only

@@ -8,9 +8,9 @@ from aiohttp import web
 
 from tokenhub.accounts import service as accounts
 from tokenhub.accounts.secrets import hash_password, verify_password
+from tokenhub.accounts.sessions import end_all_sessions, end_session
 from tokenhub.console.core import Ctx, Pages, error_text, page, redirect, safe_next
 from tokenhub.console.i18n import LANG_COOKIE, LANGUAGES
-from tokenhub.console.sessions import end_all_sessions, end_session
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 
 _DUMMY_HASH = hash_password("not-a-real-password-0")  # unknown emails cost the same argon2 time

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tokenhub.admin import stats
+from tokenhub.billing import stats
 from tokenhub.channels import service as channels
 from tokenhub.channels.probe import probe_channel
 from tokenhub.console.core import Ctx, Pages, page, redirect

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tokenhub.admin.stats import list_prices
+from tokenhub.billing.stats import list_prices
 from tokenhub.catalog import service as catalog_service
 from tokenhub.catalog.model import Model, Pricing
 from tokenhub.console.core import Ctx, Pages, page, redirect, usd

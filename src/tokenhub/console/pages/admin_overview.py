@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tokenhub.admin import stats
+from tokenhub.billing import stats
 from tokenhub.console.core import Ctx, Pages, error_text, page
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, catalog
 from tokenhub.digits import whole_number

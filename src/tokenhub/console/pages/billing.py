@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from tokenhub.accounts.sessions import is_https
 from tokenhub.billing import codes as codes_service
 from tokenhub.billing import payments
 from tokenhub.billing import service as billing
 from tokenhub.console.core import Ctx, Pages, page, usd
-from tokenhub.console.sessions import is_https
 from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos

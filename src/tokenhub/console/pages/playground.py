@@ -1,7 +1,7 @@
 """The playground: streaming chat, image and video generation, billed exactly like the API.
 
-Every request goes through the API's own handlers (``api.routes.chat_for_key``,
-``MediaAPI.images_for_key`` / ``video_for_key``, ``tasks.service.get_task``) with the signed-in
+Every request goes through the path the API serves (``relay.serve.chat_for_key``,
+``images_for_key`` / ``video_for_key``, ``tasks.service.get_task``) with the signed-in
 user's API key named "Playground" (created on first use, listed on /keys like any key; revoked,
 it is replaced by a new one). So holds, limits, settlement, the ledger and ``usage.cost`` are the
 API's, to the nano. The key is found by the session's user id only: no request names a key.
@@ -22,11 +22,9 @@ from typing import Any, Mapping
 
 import orjson
 from aiohttp import web
-from sqlalchemy import select
 
 from tokenhub.accounts import service as accounts
-from tokenhub.api.media import MediaAPI
-from tokenhub.api.routes import chat_for_key
+from tokenhub.accounts.service import live_key_ids
 from tokenhub.catalog.model import Catalog, Model
 from tokenhub.console.core import CsrfFailed, Ctx, Pages, Shell, page
 from tokenhub.console.forms import parse_int
@@ -34,8 +32,7 @@ from tokenhub.console.pages.catalog import enabled_models
 from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenhub.json_body import parse_json
-from tokenhub.storage.engine import as_utc, utc_now
-from tokenhub.storage.tables import api_keys
+from tokenhub.relay.serve import chat_for_key, images_for_key, video_for_key
 from tokenhub.tasks.service import get_task
 
 PLAYGROUND_KEY = "Playground"
@@ -114,7 +111,6 @@ def model_options(models: list[Model], catalog: Catalog) -> list[tuple[str, list
 class PlaygroundPages(Pages):
     def __init__(self, shell: Shell) -> None:
         super().__init__(shell)
-        self.media = MediaAPI(shell.app)
         self._key_lock = asyncio.Lock()  # one Playground key per user, even when the first requests race
 
     def routes(self) -> list[web.RouteDef]:
@@ -146,13 +142,13 @@ class PlaygroundPages(Pages):
 
     async def images(self, request: web.Request) -> web.StreamResponse:
         ctx, key = await self._caller(request)
-        response = await self.media.images_for_key(request, key, image_payload(ctx.form))
+        response = await images_for_key(self.gw, request, key, image_payload(ctx.form))
         response.headers["Cache-Control"] = "no-store"
         return response
 
     async def create_video(self, request: web.Request) -> web.StreamResponse:
         ctx, key = await self._caller(request)
-        return _json(await self.media.video_for_key(request, key, video_payload(ctx.form)))
+        return _json(await video_for_key(self.gw, request, key, video_payload(ctx.form)))
 
     async def get_video(self, request: web.Request) -> web.StreamResponse:
         _, key = await self._caller(request, post=False)
@@ -185,19 +181,12 @@ class PlaygroundPages(Pages):
         return key
 
     async def _find_key(self, user_id: int) -> KeyInfo | None:
-        query = (
-            select(api_keys.c.id, api_keys.c.expires_at)
-            .where(api_keys.c.user_id == user_id, api_keys.c.name == PLAYGROUND_KEY, api_keys.c.revoked_at.is_(None))
-            .order_by(api_keys.c.id)
-        )
         async with self.gw.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        now = utc_now()
-        for row in rows:
-            if row.expires_at is None or as_utc(row.expires_at) > now:
-                key = self.gw.directory.key_by_id(row.id)  # the KeyInfo the API itself would use (limits included)
-                if key is None:  # created by another process a moment ago: load it
-                    await self.gw.directory.refresh_if_changed()
-                    key = self.gw.directory.key_by_id(row.id)
-                return key
-        return None
+            ids = await live_key_ids(conn, user_id, PLAYGROUND_KEY)
+        if not ids:
+            return None
+        key = self.gw.directory.key_by_id(ids[0])  # the KeyInfo the API itself would use (limits included)
+        if key is None:  # created by another process a moment ago: load it
+            await self.gw.directory.refresh_if_changed()
+            key = self.gw.directory.key_by_id(ids[0])
+        return key

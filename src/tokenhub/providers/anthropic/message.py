@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 import orjson
 
-from tokenhub.billing.cost import Usage
 from tokenhub.providers.anthropic.wire import tool_use_id
+from tokenhub.tokens import Usage
 
 STOP_REASONS = {
     "stop": "end_turn",

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tokenhub.billing.cost import Usage
 from tokenhub.errors import GatewayError
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.anthropic.message import anthropic_usage, error_body, to_anthropic_message
@@ -23,6 +22,7 @@ from tokenhub.providers.anthropic.writer import AnthropicStreamWriter
 from tokenhub.providers.base import MODEL_FIELD, Meter, StreamReader
 from tokenhub.providers.client import CostText, Responder
 from tokenhub.sse import Event
+from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel
 
 

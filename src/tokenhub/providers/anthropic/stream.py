@@ -77,7 +77,7 @@ class AnthropicStreamReader:
         elif kind == "content_block_start":
             block = obj.get("content_block")
             if isinstance(block, dict):
-                for field in ("text", "thinking", "name"):  # text a block starts with; a tool's name
+                for field in ("text", "thinking"):  # text a block starts with
                     if isinstance(block.get(field), str):
                         meter.pieces.append(block[field])
                 self._count_tool_result(block)

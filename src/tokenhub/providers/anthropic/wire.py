@@ -8,12 +8,12 @@ import hashlib
 import re
 from typing import Any
 
-from tokenhub.billing.cost import Usage
 from tokenhub.providers.base import (
     MalformedUsage,
     error_message,
     usage_count,
 )
+from tokenhub.tokens import Usage
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
 

@@ -8,9 +8,9 @@ from typing import Any, Mapping
 
 import orjson
 
-from tokenhub.billing.cost import Usage
 from tokenhub.providers.anthropic.message import anthropic_usage, foreign, restore, stop_reason
 from tokenhub.providers.anthropic.wire import is_int, tool_use_id
+from tokenhub.tokens import Usage
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from tokenhub.billing.cost import Usage
 from tokenhub.providers.base import (
     MalformedUsage,
     usage_count,
 )
+from tokenhub.tokens import Usage
 
 THOUGHT_SEPARATOR = "__thought__"
 

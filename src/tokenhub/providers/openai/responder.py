@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tokenhub.billing.cost import Usage
 from tokenhub.errors import GatewayError
 from tokenhub.providers.base import MODEL_FIELD, Meter, StreamReader
 from tokenhub.providers.client import CostText, Responder
 from tokenhub.providers.openai.adapter import OpenAIAdapter
 from tokenhub.providers.openai.wire import error_event, read_usage, usage_object, with_cost
 from tokenhub.sse import DONE, Event, frame
+from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel
 
 

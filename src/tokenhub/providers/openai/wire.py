@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 
-from tokenhub.billing.cost import Usage
 from tokenhub.errors import GatewayError
 from tokenhub.providers.base import (
     MalformedUsage,
@@ -16,6 +15,7 @@ from tokenhub.providers.base import (
     usage_count,
 )
 from tokenhub.sse import frame
+from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel
 
 

@@ -1,4 +1,5 @@
-"""Reading requests: the caller's key and a JSON body, with the errors the API promises."""
+"""What every HTTP surface (api, admin, console) shares: the app's Gateway and the route groups that use
+it, request ids, the caller's key, and a JSON body read with the errors the API promises."""
 
 from __future__ import annotations
 
@@ -10,10 +11,26 @@ from aiohttp import web
 
 from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
+from tokenhub.gateway import Gateway
 from tokenhub.json_body import parse_json
 from tokenhub.request_keys import RATE_HEADERS, REQUEST_ID
 
+GATEWAY = web.AppKey("gateway", Gateway)
 CALLER = web.RequestKey("caller", KeyInfo)
+
+
+class RouteGroup:
+    """Routes that share the app's Gateway (looked up per request: it exists once the app started)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    @property
+    def gw(self) -> Gateway:
+        return self.app[GATEWAY]
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
 
 
 class RequestIds:

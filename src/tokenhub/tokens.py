@@ -1,6 +1,6 @@
-"""Token estimates, used where no upstream count exists.
+"""Token counts: the ``Usage`` an upstream reports, and estimates where no count exists.
 
-Two different questions, two functions:
+Estimates answer two different questions, with two functions:
 
 * ``prompt_upper_bound`` sizes the *hold*: it must never be below the real prompt count. A BPE
   token is at least one byte of text, so the UTF-8 size of the request (minus inline image data,
@@ -16,11 +16,27 @@ Two different questions, two functions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 MEDIA_PART_ALLOWANCE = 6_000  # tokens held per image part
 MESSAGE_OVERHEAD = 8  # framing tokens per message
 TEXT_PARTS = frozenset({None, "text", "refusal"})
+
+
+@dataclass
+class Usage:
+    """Token counts in OpenAI's semantics: cached and cache-write tokens are part of
+    ``prompt_tokens``; reasoning tokens are part of ``completion_tokens``. ``tool_uses`` counts the
+    server-tool uses the upstream reported, by tool kind (``{"web_search": 2}``)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    tool_uses: dict[str, int] = field(default_factory=dict)
 
 
 def estimate_tokens(text: str) -> int:

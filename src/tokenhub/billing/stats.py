@@ -24,12 +24,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tokenhub.billing.cost import Usage, usage_cost
+from tokenhub.billing.cost import usage_cost
 from tokenhub.catalog.model import Pricing
 from tokenhub.catalog.service import shipped
 from tokenhub.errors import InvalidRequest
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import channels, requests, users
+from tokenhub.tokens import Usage
 
 WINDOW_DAYS = (1, 7, 30, 90)
 NOT_ERRORS = ("ok", "client_closed")
