@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
@@ -16,6 +15,7 @@ from tokenhub.simulator.ark.request import read_json
 from tokenhub.simulator.ark.tasks import STATE_KEY, FakeArkState
 from tokenhub.simulator.ark.video_tasks import create_task, delete_task, get_task, list_tasks
 from tokenhub.simulator.common.mounting import local_path
+from tokenhub.simulator.common.recording import install_state
 
 API_PREFIX = "/api/v3"
 
@@ -47,10 +47,7 @@ def create_app(api_keys: Iterable[str] | None = None, *, models: Iterable[str] |
         api_keys=set(api_keys) if api_keys is not None else None, models=tuple(models) if models is not None else DEFAULT_MODELS
     )
     app = web.Application(middlewares=[ark_errors])
-    app[STATE_KEY] = state
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["state"] = state  # the documented string key, kept for convenience
+    install_state(app, STATE_KEY, state)
     tasks = f"{API_PREFIX}/contents/generations/tasks"
     app.router.add_post(tasks, create_task)
     app.router.add_get(tasks, list_tasks)

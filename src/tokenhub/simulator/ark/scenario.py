@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from tokenhub.simulator.ark.errors import invalid
-
-DIRECTIVE_RE = re.compile(r"#fake:([A-Za-z_]+)(?:=(\S+))?")
-
+from tokenhub.simulator.common.directives import DIRECTIVE_RE
 
 # kind: "flag" (no value), "int", "status" (HTTP 400-599), "str", "flag_or_str"
 DIRECTIVES = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -10,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from tokenhub.simulator.common.mounting import public_base
-from tokenhub.simulator.common.recording import Headers, RecordedRequest
+from tokenhub.simulator.common.recording import Headers, RecordedRequest, install_state
 from tokenhub.simulator.kling.auth import authenticate
 from tokenhub.simulator.kling.errors import KlingError, concurrency_error, invalid, new_request_id, status_error
 from tokenhub.simulator.kling.models import DEFAULT_MODELS, FAMILIES
@@ -191,10 +190,7 @@ def create_app(
         max_concurrency=max_concurrency,
     )
     app = web.Application(middlewares=[kling_not_found])
-    app[STATE_KEY] = state
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["state"] = state  # the documented string key, kept for convenience
+    install_state(app, STATE_KEY, state)
     for family in FAMILIES:
         app.router.add_post(f"/v1/videos/{family}", create_handler(family))
         app.router.add_get(f"/v1/videos/{family}", list_handler(family))
