@@ -288,28 +288,54 @@ def _fields(scenario: type) -> frozenset[str]:
 
 
 MOUNTS: tuple[Mount, ...] = (
-    Mount("openai", "/openai", "/v1", "openai",
-          ("xai", "deepseek", "qwen", "zhipu", "moonshot", "minimax", "xiaomi", "openai-compatible"),
-          lambda c: openai.create_app(c.api_keys, c.token_delay,
-                                               _catalog_models("openai", openai.DEFAULT_MODELS)),
-          _openai_error, _openai_generation, ("/v1/", "/chat/", "/models"), _fields(openai.Scenario)),
-    Mount("anthropic", "/anthropic", "", "anthropic", (),
-          lambda c: anthropic.create_app(c.api_keys, c.token_delay,
-                                                  _catalog_models("anthropic", anthropic.DEFAULT_MODELS)),
-          _anthropic_error, _anthropic_generation, ("/v1/",), _fields(anthropic.Scenario)),
-    Mount("gemini", "/gemini", "", "gemini", (),
-          lambda c: gemini.create_app(c.api_keys, c.token_delay,
-                                               _catalog_models("gemini", gemini.DEFAULT_MODELS)),
-          _gemini_error, _gemini_generation, ("/v1beta/", "/v1/"), _fields(gemini.Scenario)),
-    Mount("ark", "/ark", "/api/v3", "ark", (),
-          lambda c: ark.create_app(c.api_keys),
-          _ark_error, api_paths=("/api/v3/",)),
-    Mount("kling", "/kling", "", "kling", (),
-          lambda c: kling.create_app(c.kling_credentials),
-          _kling_error, api_paths=("/v1/",)),
-    Mount("dashscope", "/dashscope", "/api/v1", "dashscope", (),
-          lambda c: dashscope.create_app(c.api_keys),
-          _dashscope_error, api_paths=("/api/v1/",)),
+    Mount(
+        "openai",
+        "/openai",
+        "/v1",
+        "openai",
+        ("xai", "deepseek", "qwen", "zhipu", "moonshot", "minimax", "xiaomi", "openai-compatible"),
+        lambda c: openai.create_app(c.api_keys, c.token_delay, _catalog_models("openai", openai.DEFAULT_MODELS)),
+        _openai_error,
+        _openai_generation,
+        ("/v1/", "/chat/", "/models"),
+        _fields(openai.Scenario),
+    ),
+    Mount(
+        "anthropic",
+        "/anthropic",
+        "",
+        "anthropic",
+        (),
+        lambda c: anthropic.create_app(c.api_keys, c.token_delay, _catalog_models("anthropic", anthropic.DEFAULT_MODELS)),
+        _anthropic_error,
+        _anthropic_generation,
+        ("/v1/",),
+        _fields(anthropic.Scenario),
+    ),
+    Mount(
+        "gemini",
+        "/gemini",
+        "",
+        "gemini",
+        (),
+        lambda c: gemini.create_app(c.api_keys, c.token_delay, _catalog_models("gemini", gemini.DEFAULT_MODELS)),
+        _gemini_error,
+        _gemini_generation,
+        ("/v1beta/", "/v1/"),
+        _fields(gemini.Scenario),
+    ),
+    Mount("ark", "/ark", "/api/v3", "ark", (), lambda c: ark.create_app(c.api_keys), _ark_error, api_paths=("/api/v3/",)),
+    Mount("kling", "/kling", "", "kling", (), lambda c: kling.create_app(c.kling_credentials), _kling_error, api_paths=("/v1/",)),
+    Mount(
+        "dashscope",
+        "/dashscope",
+        "/api/v1",
+        "dashscope",
+        (),
+        lambda c: dashscope.create_app(c.api_keys),
+        _dashscope_error,
+        api_paths=("/api/v1/",),
+    ),
 )
 
 
@@ -323,8 +349,7 @@ class SimulatorStats:
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "errors": {str(k): v for k, v in self.errors.items()},
-                "faults": self.faults}
+        return {"requests": self.requests, "errors": {str(k): v for k, v in self.errors.items()}, "faults": self.faults}
 
 
 STATS_KEY = web.AppKey("tokenhub_simulator_stats", SimulatorStats)
@@ -336,8 +361,9 @@ def _fault_directives(fault: str, is_stream: bool, known: frozenset[str]) -> str
     return f"#fake:{fault}" if fault in known else ""
 
 
-def operator_faults(mount: Mount, config: SimulatorConfig, state: Any,
-                    stats: SimulatorStats) -> Callable[..., Awaitable[web.StreamResponse]]:
+def operator_faults(
+    mount: Mount, config: SimulatorConfig, state: Any, stats: SimulatorStats
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The sub-app middleware applying ``config`` to every request of ``mount``'s fake."""
     rng = random.Random(f"{config.seed}:{mount.name}") if config.seed is not None else random.Random()
 
@@ -402,8 +428,13 @@ def create_app(config: SimulatorConfig | None = None, mounts: Iterable[Mount] = 
 async def _index(request: web.Request) -> web.Response:
     origin = f"{request.scheme}://{request.host}"
     subapps = request.app[SUBAPPS_KEY]
-    return web.json_response({"object": "tokenhub.simulator", "base_urls": dict(base_urls(origin)),
-                              "stats": {name: sub[STATS_KEY].as_json() for name, sub in subapps.items()}})
+    return web.json_response(
+        {
+            "object": "tokenhub.simulator",
+            "base_urls": dict(base_urls(origin)),
+            "stats": {name: sub[STATS_KEY].as_json() for name, sub in subapps.items()},
+        }
+    )
 
 
 def base_urls(origin: str, mounts: Iterable[Mount] = MOUNTS) -> list[tuple[str, str]]:
@@ -411,8 +442,7 @@ def base_urls(origin: str, mounts: Iterable[Mount] = MOUNTS) -> list[tuple[str, 
     return [(m.name, f"{origin}{m.prefix}{m.base_path}") for m in mounts]
 
 
-def channel_commands(origin: str, config: SimulatorConfig | None = None,
-                     mounts: Iterable[Mount] = MOUNTS) -> list[str]:
+def channel_commands(origin: str, config: SimulatorConfig | None = None, mounts: Iterable[Mount] = MOUNTS) -> list[str]:
     """The ``tokenhub channel add`` command pointing a channel at each fake."""
     config = config or SimulatorConfig()
     api_key = sorted(config.api_keys)[0] if config.api_keys else DEFAULT_KEY
@@ -423,4 +453,3 @@ def channel_commands(origin: str, config: SimulatorConfig | None = None,
         f"--api-key {kling_key if m.name == 'kling' else api_key}"
         for m, (_, url) in zip(list(mounts), base_urls(origin, mounts))
     ]
-
