@@ -26,7 +26,8 @@ def first_tool_name(body: dict[str, Any], default: str) -> str:
     return default
 
 
-def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicState) -> MessagePlan:
+def plan_thinking(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicState) -> list[BlockPlan]:
+    """The (redacted) thinking blocks that open the message when the request enables thinking."""
     blocks: list[BlockPlan] = []
     if thinking_enabled(body):
         if scenario.redacted_thinking:
@@ -39,47 +40,51 @@ def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicS
             signature = sign_thinking(state.signing_key, "".join(shown))
             state.issued_signatures.add(signature)
             blocks.append(BlockPlan("thinking", shown, signature=signature, hidden_tokens=len(pieces) if hidden else 0))
-    server_tool_use = plan_server_tools(body, scenario, blocks)
-    tool_calls = scenario.tools or scenario.tool_noargs
-    if not tool_calls or scenario.tokens is not None:
-        count = len(REPLY_WORDS) if scenario.tokens is None else scenario.tokens
-        if count:
-            blocks.append(BlockPlan("text", word_pieces(REPLY_WORDS, count)))
+    return blocks
+
+
+def plan_tool_uses(body: dict[str, Any], scenario: Scenario) -> list[BlockPlan]:
+    """The ``tool_use`` blocks of ``#fake:tools`` (two calls) or ``#fake:tool_noargs`` (one, no input)."""
     if scenario.tools:
         name = first_tool_name(body, DEFAULT_TOOL_NAME)
-        for tool_input in TOOL_INPUTS:
-            blocks.append(
-                BlockPlan(
-                    "tool_use",
-                    split_json(json.dumps(tool_input)),
-                    tool_id=random_id("toolu_01", 22),
-                    name=name,
-                    input=dict(tool_input),
-                )
+        return [
+            BlockPlan(
+                "tool_use",
+                split_json(json.dumps(tool_input)),
+                tool_id=random_id("toolu_01", 22),
+                name=name,
+                input=dict(tool_input),
             )
-    elif scenario.tool_noargs:
-        blocks.append(
+            for tool_input in TOOL_INPUTS
+        ]
+    if scenario.tool_noargs:
+        return [
             BlockPlan(
                 "tool_use", [], tool_id=random_id("toolu_01", 22), name=first_tool_name(body, DEFAULT_NOARG_TOOL_NAME), input={}
             )
-        )
+        ]
+    return []
 
-    stop_reason = "tool_use" if tool_calls else "end_turn"
+
+def cut_to_budget(blocks: list[BlockPlan], budget: int, state: FakeAnthropicState) -> list[BlockPlan]:
+    """The blocks that fit in ``budget`` output tokens, the last thinking/text block cut short (and re-signed)."""
+    remaining, kept = budget, []
+    for block in blocks:
+        if remaining <= 0:
+            break
+        if block.kind in ("thinking", "text") and block.tokens > remaining:
+            block.pieces = block.pieces[:remaining]
+            if block.kind == "thinking":
+                block.signature = sign_thinking(state.signing_key, "".join(block.pieces))
+                state.issued_signatures.add(block.signature)
+        remaining -= block.tokens
+        kept.append(block)
+    return kept
+
+
+def directed_stop(body: dict[str, Any], scenario: Scenario, stop_reason: str) -> tuple[str, str | None]:
+    """``stop_reason`` and ``stop_sequence`` as the stop directives (``max_tokens``, ``stop_sequence`` ...) set them."""
     stop_sequence: str | None = None
-    budget = body["max_tokens"]
-    if not tool_calls and sum(b.tokens for b in blocks) > budget:
-        remaining, kept = budget, []
-        for block in blocks:
-            if remaining <= 0:
-                break
-            if block.kind in ("thinking", "text") and block.tokens > remaining:
-                block.pieces = block.pieces[:remaining]
-                if block.kind == "thinking":
-                    block.signature = sign_thinking(state.signing_key, "".join(block.pieces))
-                    state.issued_signatures.add(block.signature)
-            remaining -= block.tokens
-            kept.append(block)
-        blocks, stop_reason = kept, "max_tokens"
     if scenario.max_tokens:
         stop_reason = "max_tokens"
     elif scenario.stop_sequence:
@@ -90,6 +95,24 @@ def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicS
         stop_reason = "refusal"
     elif scenario.pause_turn:
         stop_reason = "pause_turn"
+    return stop_reason, stop_sequence
+
+
+def plan_message(body: dict[str, Any], scenario: Scenario, state: FakeAnthropicState) -> MessagePlan:
+    blocks = plan_thinking(body, scenario, state)
+    server_tool_use = plan_server_tools(body, scenario, blocks)
+    tool_calls = scenario.tools or scenario.tool_noargs
+    if not tool_calls or scenario.tokens is not None:
+        count = len(REPLY_WORDS) if scenario.tokens is None else scenario.tokens
+        if count:
+            blocks.append(BlockPlan("text", word_pieces(REPLY_WORDS, count)))
+    blocks += plan_tool_uses(body, scenario)
+
+    stop_reason = "tool_use" if tool_calls else "end_turn"
+    budget = body["max_tokens"]
+    if not tool_calls and sum(b.tokens for b in blocks) > budget:
+        blocks, stop_reason = cut_to_budget(blocks, budget, state), "max_tokens"
+    stop_reason, stop_sequence = directed_stop(body, scenario, stop_reason)
 
     total = count_input_tokens(body)
     cache_read = min(scenario.cache_read, total)
