@@ -30,7 +30,7 @@ DIRECTIVES = {
 
 @dataclass
 class Scenario:
-    """The parsed ``#fake:`` directives of a request (see the module docstring)."""
+    """The parsed ``#fake:`` directives of a request (see the package docstring)."""
 
     queued: int = 1
     polls: int = 2

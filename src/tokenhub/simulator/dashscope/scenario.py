@@ -11,7 +11,7 @@ from tokenhub.simulator.dashscope.errors import DashScopeError
 
 @dataclass
 class Scenario(Directives):
-    """The parsed ``#fake:`` directives of a create request (see the module docstring)."""
+    """The parsed ``#fake:`` directives of a create request (see the package docstring)."""
 
     queued: int = 1
     polls: int = 2

@@ -11,7 +11,7 @@ from tokenhub.simulator.gemini.errors import GeminiError, invalid
 
 @dataclass
 class Scenario(Directives):
-    """The parsed ``#fake:`` directives of a request (see the module docstring)."""
+    """The parsed ``#fake:`` directives of a request (see the package docstring)."""
 
     tokens: int | None = None
     tools: bool = False

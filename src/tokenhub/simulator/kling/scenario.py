@@ -12,7 +12,7 @@ from tokenhub.simulator.kling.errors import invalid
 
 @dataclass
 class Scenario:
-    """The parsed ``#fake:`` directives of a create request (see the module docstring)."""
+    """The parsed ``#fake:`` directives of a create request (see the package docstring)."""
 
     queued: int = 1
     polls: int = 2
