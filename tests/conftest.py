@@ -10,17 +10,17 @@ import pytest
 
 from tests.support.harness import Harness, create_pg_database, drop_pg_database, gateway_settings
 from tests.support.servers import ServerThread
-from tokenhub.simulator.anthropic_protocol import STATE_KEY as ANTHROPIC_STATE
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
-from tokenhub.simulator.anthropic_protocol import create_app as create_fake_anthropic
-from tokenhub.simulator.ark_protocol import create_app as create_fake_ark
-from tokenhub.simulator.dashscope_protocol import create_app as create_fake_dashscope
-from tokenhub.simulator.gemini_protocol import STATE_KEY as GEMINI_STATE
-from tokenhub.simulator.gemini_protocol import FakeGeminiState
-from tokenhub.simulator.gemini_protocol import create_app as create_fake_gemini
-from tokenhub.simulator.kling_protocol import create_app as create_fake_kling
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
-from tokenhub.simulator.openai_protocol import create_app as create_fake_openai
+from tokenhub.simulator.anthropic import STATE_KEY as ANTHROPIC_STATE
+from tokenhub.simulator.anthropic import FakeAnthropicState
+from tokenhub.simulator.anthropic import create_app as create_fake_anthropic
+from tokenhub.simulator.ark import create_app as create_fake_ark
+from tokenhub.simulator.dashscope import create_app as create_fake_dashscope
+from tokenhub.simulator.gemini import STATE_KEY as GEMINI_STATE
+from tokenhub.simulator.gemini import FakeGeminiState
+from tokenhub.simulator.gemini import create_app as create_fake_gemini
+from tokenhub.simulator.kling import create_app as create_fake_kling
+from tokenhub.simulator.openai import FakeOpenAIState
+from tokenhub.simulator.openai import create_app as create_fake_openai
 
 UPSTREAM_KEY = "sk-upstream"
 

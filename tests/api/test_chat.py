@@ -10,7 +10,7 @@ import pytest
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, cost_nanos, customer, priced_model
 from tokenhub.money import format_usd
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 UPSTREAM_MODEL = "upstream-priced"
 

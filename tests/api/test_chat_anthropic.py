@@ -11,7 +11,7 @@ import pytest
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
 from tokenhub.money import format_usd, tokens_cost, usd_to_nanos
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
+from tokenhub.simulator.anthropic import FakeAnthropicState
 
 MODEL = "anthropic/claude-sonnet-4-6"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",

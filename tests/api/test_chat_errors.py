@@ -14,7 +14,7 @@ from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
 from tokenhub.accounts import service as accounts
 from tokenhub.catalog import service as catalog_service
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 MSG = [{"role": "user", "content": "hello"}]
 

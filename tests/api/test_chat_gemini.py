@@ -14,7 +14,7 @@ from tests.support.harness import Harness
 from tests.support.scenarios import customer
 from tests.support.servers import ServerThread
 from tokenhub.money import format_usd, tokens_cost, usd_to_nanos
-from tokenhub.simulator.gemini_protocol import FakeGeminiState
+from tokenhub.simulator.gemini import FakeGeminiState
 
 MODEL = "google/gemini-2.5-pro"
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",

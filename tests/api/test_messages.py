@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.anthropic import FakeAnthropicState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 TOOLS = [{"name": "get_weather", "description": "Weather by city",
           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]

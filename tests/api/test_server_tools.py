@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.harness import Harness
 from tests.support.scenarios import cost_nanos, customer
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.anthropic import FakeAnthropicState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 MODEL = "claude-sonnet-4-6"  # $3/M input, $15/M output (cost_nanos' prices), web search $0.01 per use, web fetch 0
 SEARCH_NANOS = 10_000_000

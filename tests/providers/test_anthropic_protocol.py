@@ -758,7 +758,7 @@ def test_stream_signature_only_block_and_role_without_message_start() -> None:
 
 try:
     from tests.support.servers import ServerThread
-    from tokenhub.simulator.anthropic_protocol import create_app as create_fake_anthropic
+    from tokenhub.simulator.anthropic import create_app as create_fake_anthropic
 except ImportError:  # pragma: no cover - the simulator is optional for these tests
     create_fake_anthropic = None  # type: ignore[assignment]
 

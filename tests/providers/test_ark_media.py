@@ -1,5 +1,5 @@
 """Ark media adapters (Seedance tasks, Seedream images): pure mapping, then round trips over real HTTP
-against the fake Ark (``tokenhub.simulator.ark_protocol``)."""
+against the fake Ark (``tokenhub.simulator.ark``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUn
 from tokenhub.providers.ark_media import ArkImageAdapter, ArkVideoAdapter, default_image_size
 from tokenhub.providers.base import UpstreamRequest
 from tokenhub.providers.media_base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
-from tokenhub.simulator.ark_protocol import FakeArkState, create_app
+from tokenhub.simulator.ark import FakeArkState, create_app
 from tokenhub.upstream import Channel
 
 API_KEY = "ark-test-key"

@@ -17,7 +17,7 @@ from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUn
 from tokenhub.providers.base import UpstreamRequest
 from tokenhub.providers.dashscope_media import DashScopeVideoAdapter
 from tokenhub.providers.media_base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
-from tokenhub.simulator.dashscope_protocol import FAIL_CODE, FAIL_MESSAGE, FakeDashScopeState, create_app
+from tokenhub.simulator.dashscope import FAIL_CODE, FAIL_MESSAGE, FakeDashScopeState, create_app
 from tokenhub.upstream import Channel
 
 API_KEY = "sk-dashscope-adapter-test"

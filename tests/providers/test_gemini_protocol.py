@@ -30,7 +30,7 @@ from tokenhub.providers.gemini.wire import (
     read_usage,
     retry_after_from_body,
 )
-from tokenhub.simulator.gemini_protocol import STATE_KEY, FakeGeminiState, create_app
+from tokenhub.simulator.gemini import STATE_KEY, FakeGeminiState, create_app
 from tokenhub.sse import Event, SSEDecoder
 from tokenhub.tokens import Usage
 from tokenhub.upstream import Channel

@@ -20,7 +20,7 @@ from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUn
 from tokenhub.providers.base import UpstreamRequest
 from tokenhub.providers.kling_media import KlingVideoAdapter, family_of
 from tokenhub.providers.media_base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
-from tokenhub.simulator.kling_protocol import FAIL_MESSAGE, FakeKlingState, create_app
+from tokenhub.simulator.kling import FAIL_MESSAGE, FakeKlingState, create_app
 from tokenhub.upstream import Channel
 
 ACCESS_KEY = "ak-adapter-0123456789"

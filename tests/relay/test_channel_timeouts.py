@@ -8,7 +8,7 @@ import pytest
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
 from tokenhub.channels import service as channels
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 
 def test_first_byte_timeout_of_one_channel_fails_over_to_the_next(gateway: Harness, upstream_url: str, fake_openai: FakeOpenAIState):

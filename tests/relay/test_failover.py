@@ -11,7 +11,7 @@ from aiohttp import web
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
 from tests.support.servers import ServerThread
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 
 class Broken:

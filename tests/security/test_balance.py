@@ -22,7 +22,7 @@ from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
 from tokenhub.logs import JsonFormatter
 from tokenhub.money import usd_to_nanos
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 
 def balance_of(gw: Harness, email: str) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
+from tokenhub.simulator.anthropic import FakeAnthropicState
 from tokenhub.storage.tables import requests
 
 CLAUDE = "claude-sonnet-4-6"

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.openai import FakeOpenAIState
 from tokenhub.storage.tables import requests
 
 FREED_WITHIN = 5.0  # seconds; generous (the gateway looks every 0.25 s) — the upstream would answer after 60

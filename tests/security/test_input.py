@@ -21,9 +21,9 @@ from tests.conftest import UPSTREAM_KEY
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
 from tokenhub.json_body import MAX_JSON_DEPTH
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
-from tokenhub.simulator.gemini_protocol import FakeGeminiState
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.anthropic import FakeAnthropicState
+from tokenhub.simulator.gemini import FakeGeminiState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 MSG = [{"role": "user", "content": "hi"}]
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef"

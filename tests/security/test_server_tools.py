@@ -7,8 +7,8 @@ import anthropic
 import openai
 import pytest
 
-from tokenhub.simulator.anthropic_protocol import FakeAnthropicState
-from tokenhub.simulator.openai_protocol import FakeOpenAIState
+from tokenhub.simulator.anthropic import FakeAnthropicState
+from tokenhub.simulator.openai import FakeOpenAIState
 
 
 @pytest.fixture

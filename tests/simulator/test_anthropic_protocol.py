@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.simulator.anthropic_protocol import STATE_KEY, FakeAnthropicState, create_app, sign_thinking
+from tokenhub.simulator.anthropic import STATE_KEY, FakeAnthropicState, create_app, sign_thinking
 
 API_KEY = "sk-ant-test"
 MODEL = "claude-sonnet-4-6"

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.servers import ServerThread
-from tokenhub.simulator.ark_protocol import FakeArkState, create_app
+from tokenhub.simulator.ark import FakeArkState, create_app
 
 API_KEY = "ark-test"
 TASKS = "/api/v3/contents/generations/tasks"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.simulator.dashscope_protocol import STATE_KEY, FakeDashScopeState, create_app
+from tokenhub.simulator.dashscope import STATE_KEY, FakeDashScopeState, create_app
 
 API_KEY = "sk-test"
 CREATE = "/api/v1/services/aigc/video-generation/video-synthesis"

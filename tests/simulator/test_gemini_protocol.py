@@ -15,7 +15,7 @@ from google import genai
 from google.genai import errors, types
 
 from tests.support.servers import ServerThread
-from tokenhub.simulator.gemini_protocol import STATE_KEY, FakeGeminiState, create_app
+from tokenhub.simulator.gemini import STATE_KEY, FakeGeminiState, create_app
 
 API_KEY = "gm-test"
 FLASH = "gemini-2.5-flash"

@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.simulator.kling_protocol import FakeKlingState, create_app
+from tokenhub.simulator.kling import FakeKlingState, create_app
 
 ACCESS_KEY = "ak-test-0123456789"
 SECRET_KEY = "sk-test-0123456789abcdef0123456789abcdef"  # >= 32 bytes: no InsecureKeyLengthWarning

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.support.servers import ServerThread
-from tokenhub.simulator.openai_protocol import FakeOpenAIState, create_app
+from tokenhub.simulator.openai import FakeOpenAIState, create_app
 
 API_KEY = "sk-test"
 

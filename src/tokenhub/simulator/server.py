@@ -18,7 +18,7 @@ prefix          channel base URL                fake
 
 Everything the fakes document keeps working under the prefix, ``#fake:`` directives
 included; the media URLs the video fakes hand out carry the prefix too
-(``common.MOUNT_PREFIX_KEY``).  The chat fakes accept the catalog's models besides
+(``common.mounting.MOUNT_PREFIX_KEY``).  The chat fakes accept the catalog's models besides
 their own defaults.
 
 Operator-level faults (``SimulatorConfig``), applied by a middleware on each sub-app to
@@ -34,7 +34,7 @@ every request, whatever its prompt says:
 * ``faults``: ``((name, fraction), …)`` for the generation requests of the chat fakes
   (OpenAI chat completions, Anthropic messages, Gemini generate/streamGenerateContent)
   that did not draw an error: a second draw picks at most one fault the same way and
-  injects it as the fake's own directive (``common.EXTRA_DIRECTIVES``):
+  injects it as the fake's own directive (``common.directives.EXTRA_DIRECTIVES``):
 
   ``reset``     some output, then the TCP connection is aborted (non-stream: no answer)
   ``stall``     the first stream event, then silence with the connection open
@@ -68,15 +68,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tokenhub.simulator import (
-    anthropic_protocol,
-    ark_protocol,
-    dashscope_protocol,
-    gemini_protocol,
-    kling_protocol,
-    openai_protocol,
-)
-from tokenhub.simulator.common import EXTRA_DIRECTIVES, MOUNT_PREFIX_KEY, ClientGone, local_path, sleep_unless_gone
+from tokenhub.simulator import anthropic, ark, dashscope, gemini, kling, openai
+from tokenhub.simulator.common.directives import EXTRA_DIRECTIVES
+from tokenhub.simulator.common.disconnects import ClientGone, sleep_unless_gone
+from tokenhub.simulator.common.mounting import MOUNT_PREFIX_KEY, local_path
 
 __all__ = [
     "FAULTS",
@@ -204,32 +199,32 @@ def _json_model(raw: bytes) -> tuple[str, bool]:
 
 async def _openai_error(request: web.Request, status: int) -> web.StreamResponse:
     model, _ = _json_model(await request.read())
-    return openai_protocol.status_error(status, model).response()
+    return openai.status_error(status, model).response()
 
 
 async def _anthropic_error(request: web.Request, status: int) -> web.StreamResponse:
     model, _ = _json_model(await request.read())
-    return anthropic_protocol.status_error(status, model).response()
+    return anthropic.status_error(status, model).response()
 
 
 async def _gemini_error(request: web.Request, status: int) -> web.StreamResponse:
-    model, method = gemini_protocol.split_model_method(request.match_info.get("name", ""))
+    model, method = gemini.split_model_method(request.match_info.get("name", ""))
     version = request.match_info.get("version", "v1beta")
-    error = gemini_protocol.status_error(status, model, version, method or "generateContent")
+    error = gemini.status_error(status, model, version, method or "generateContent")
     wrap = method == "streamGenerateContent" and request.query.get("alt") != "sse"
     return error.response(wrap_in_array=wrap)
 
 
 async def _ark_error(request: web.Request, status: int) -> web.StreamResponse:
-    raise ark_protocol.status_error(status)  # ark_errors (outside) answers it with the request id
+    raise ark.status_error(status)  # ark_errors (outside) answers it with the request id
 
 
 async def _kling_error(request: web.Request, status: int) -> web.StreamResponse:
-    return kling_protocol.status_error(status).response()
+    return kling.status_error(status).response()
 
 
 async def _dashscope_error(request: web.Request, status: int) -> web.StreamResponse:
-    return dashscope_protocol.status_error(status).response()
+    return dashscope.status_error(status).response()
 
 
 async def _openai_generation(request: web.Request) -> bool | None:
@@ -246,7 +241,7 @@ async def _anthropic_generation(request: web.Request) -> bool | None:
 
 
 async def _gemini_generation(request: web.Request) -> bool | None:
-    _, method = gemini_protocol.split_model_method(request.match_info.get("name", ""))
+    _, method = gemini.split_model_method(request.match_info.get("name", ""))
     if request.method != "POST" or method not in ("generateContent", "streamGenerateContent"):
         return None
     return method == "streamGenerateContent"
@@ -293,28 +288,54 @@ def _fields(scenario: type) -> frozenset[str]:
 
 
 MOUNTS: tuple[Mount, ...] = (
-    Mount("openai", "/openai", "/v1", "openai",
-          ("xai", "deepseek", "qwen", "zhipu", "moonshot", "minimax", "xiaomi", "openai-compatible"),
-          lambda c: openai_protocol.create_app(c.api_keys, c.token_delay,
-                                               _catalog_models("openai", openai_protocol.DEFAULT_MODELS)),
-          _openai_error, _openai_generation, ("/v1/", "/chat/", "/models"), _fields(openai_protocol.Scenario)),
-    Mount("anthropic", "/anthropic", "", "anthropic", (),
-          lambda c: anthropic_protocol.create_app(c.api_keys, c.token_delay,
-                                                  _catalog_models("anthropic", anthropic_protocol.DEFAULT_MODELS)),
-          _anthropic_error, _anthropic_generation, ("/v1/",), _fields(anthropic_protocol.Scenario)),
-    Mount("gemini", "/gemini", "", "gemini", (),
-          lambda c: gemini_protocol.create_app(c.api_keys, c.token_delay,
-                                               _catalog_models("gemini", gemini_protocol.DEFAULT_MODELS)),
-          _gemini_error, _gemini_generation, ("/v1beta/", "/v1/"), _fields(gemini_protocol.Scenario)),
-    Mount("ark", "/ark", "/api/v3", "ark", (),
-          lambda c: ark_protocol.create_app(c.api_keys),
-          _ark_error, api_paths=("/api/v3/",)),
-    Mount("kling", "/kling", "", "kling", (),
-          lambda c: kling_protocol.create_app(c.kling_credentials),
-          _kling_error, api_paths=("/v1/",)),
-    Mount("dashscope", "/dashscope", "/api/v1", "dashscope", (),
-          lambda c: dashscope_protocol.create_app(c.api_keys),
-          _dashscope_error, api_paths=("/api/v1/",)),
+    Mount(
+        "openai",
+        "/openai",
+        "/v1",
+        "openai",
+        ("xai", "deepseek", "qwen", "zhipu", "moonshot", "minimax", "xiaomi", "openai-compatible"),
+        lambda c: openai.create_app(c.api_keys, c.token_delay, _catalog_models("openai", openai.DEFAULT_MODELS)),
+        _openai_error,
+        _openai_generation,
+        ("/v1/", "/chat/", "/models"),
+        _fields(openai.Scenario),
+    ),
+    Mount(
+        "anthropic",
+        "/anthropic",
+        "",
+        "anthropic",
+        (),
+        lambda c: anthropic.create_app(c.api_keys, c.token_delay, _catalog_models("anthropic", anthropic.DEFAULT_MODELS)),
+        _anthropic_error,
+        _anthropic_generation,
+        ("/v1/",),
+        _fields(anthropic.Scenario),
+    ),
+    Mount(
+        "gemini",
+        "/gemini",
+        "",
+        "gemini",
+        (),
+        lambda c: gemini.create_app(c.api_keys, c.token_delay, _catalog_models("gemini", gemini.DEFAULT_MODELS)),
+        _gemini_error,
+        _gemini_generation,
+        ("/v1beta/", "/v1/"),
+        _fields(gemini.Scenario),
+    ),
+    Mount("ark", "/ark", "/api/v3", "ark", (), lambda c: ark.create_app(c.api_keys), _ark_error, api_paths=("/api/v3/",)),
+    Mount("kling", "/kling", "", "kling", (), lambda c: kling.create_app(c.kling_credentials), _kling_error, api_paths=("/v1/",)),
+    Mount(
+        "dashscope",
+        "/dashscope",
+        "/api/v1",
+        "dashscope",
+        (),
+        lambda c: dashscope.create_app(c.api_keys),
+        _dashscope_error,
+        api_paths=("/api/v1/",),
+    ),
 )
 
 
@@ -328,8 +349,7 @@ class SimulatorStats:
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "errors": {str(k): v for k, v in self.errors.items()},
-                "faults": self.faults}
+        return {"requests": self.requests, "errors": {str(k): v for k, v in self.errors.items()}, "faults": self.faults}
 
 
 STATS_KEY = web.AppKey("tokenhub_simulator_stats", SimulatorStats)
@@ -341,8 +361,9 @@ def _fault_directives(fault: str, is_stream: bool, known: frozenset[str]) -> str
     return f"#fake:{fault}" if fault in known else ""
 
 
-def operator_faults(mount: Mount, config: SimulatorConfig, state: Any,
-                    stats: SimulatorStats) -> Callable[..., Awaitable[web.StreamResponse]]:
+def operator_faults(
+    mount: Mount, config: SimulatorConfig, state: Any, stats: SimulatorStats
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The sub-app middleware applying ``config`` to every request of ``mount``'s fake."""
     rng = random.Random(f"{config.seed}:{mount.name}") if config.seed is not None else random.Random()
 
@@ -407,8 +428,13 @@ def create_app(config: SimulatorConfig | None = None, mounts: Iterable[Mount] = 
 async def _index(request: web.Request) -> web.Response:
     origin = f"{request.scheme}://{request.host}"
     subapps = request.app[SUBAPPS_KEY]
-    return web.json_response({"object": "tokenhub.simulator", "base_urls": dict(base_urls(origin)),
-                              "stats": {name: sub[STATS_KEY].as_json() for name, sub in subapps.items()}})
+    return web.json_response(
+        {
+            "object": "tokenhub.simulator",
+            "base_urls": dict(base_urls(origin)),
+            "stats": {name: sub[STATS_KEY].as_json() for name, sub in subapps.items()},
+        }
+    )
 
 
 def base_urls(origin: str, mounts: Iterable[Mount] = MOUNTS) -> list[tuple[str, str]]:
@@ -416,8 +442,7 @@ def base_urls(origin: str, mounts: Iterable[Mount] = MOUNTS) -> list[tuple[str, 
     return [(m.name, f"{origin}{m.prefix}{m.base_path}") for m in mounts]
 
 
-def channel_commands(origin: str, config: SimulatorConfig | None = None,
-                     mounts: Iterable[Mount] = MOUNTS) -> list[str]:
+def channel_commands(origin: str, config: SimulatorConfig | None = None, mounts: Iterable[Mount] = MOUNTS) -> list[str]:
     """The ``tokenhub channel add`` command pointing a channel at each fake."""
     config = config or SimulatorConfig()
     api_key = sorted(config.api_keys)[0] if config.api_keys else DEFAULT_KEY
@@ -428,4 +453,3 @@ def channel_commands(origin: str, config: SimulatorConfig | None = None,
         f"--api-key {kling_key if m.name == 'kling' else api_key}"
         for m, (_, url) in zip(list(mounts), base_urls(origin, mounts))
     ]
-
