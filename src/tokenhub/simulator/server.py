@@ -68,10 +68,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tokenhub.catalog.loader import load_shipped
 from tokenhub.simulator import anthropic, ark, dashscope, gemini, kling, openai
 from tokenhub.simulator.common.directives import EXTRA_DIRECTIVES
 from tokenhub.simulator.common.disconnects import ClientGone, sleep_unless_gone
 from tokenhub.simulator.common.mounting import MOUNT_PREFIX_KEY, local_path
+from tokenhub.vendors import PROVIDERS
 
 __all__ = [
     "FAULTS",
@@ -270,9 +272,6 @@ class Mount:
 @functools.cache
 def _shipped_upstream_ids() -> tuple[tuple[str, str], ...]:
     """(protocol, upstream id) of every model of the shipped catalog."""
-    from tokenhub.catalog.loader import load_shipped
-    from tokenhub.vendors import PROVIDERS
-
     return tuple((PROVIDERS[m.provider].protocol, m.upstream_id) for m in load_shipped()[1] if m.provider in PROVIDERS)
 
 
