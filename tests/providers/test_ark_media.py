@@ -13,9 +13,9 @@ import pytest
 
 from tests.support.servers import ServerThread
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
-from tokenhub.providers.ark_media import ArkImageAdapter, ArkVideoAdapter, default_image_size
 from tokenhub.providers.base import UpstreamRequest
-from tokenhub.providers.media_base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media.ark import ArkImageAdapter, ArkVideoAdapter, default_image_size
+from tokenhub.providers.media.base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
 from tokenhub.simulator.ark import FakeArkState, create_app
 from tokenhub.upstream import Channel
 

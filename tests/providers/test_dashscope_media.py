@@ -15,8 +15,8 @@ import pytest
 from tests.support.servers import ServerThread
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.providers.base import UpstreamRequest
-from tokenhub.providers.dashscope_media import DashScopeVideoAdapter
-from tokenhub.providers.media_base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media.base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media.dashscope import DashScopeVideoAdapter
 from tokenhub.simulator.dashscope import FAIL_CODE, FAIL_MESSAGE, FakeDashScopeState, create_app
 from tokenhub.upstream import Channel
 

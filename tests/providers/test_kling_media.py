@@ -18,8 +18,8 @@ import pytest
 from tests.support.servers import ServerThread
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError
 from tokenhub.providers.base import UpstreamRequest
-from tokenhub.providers.kling_media import KlingVideoAdapter, family_of
-from tokenhub.providers.media_base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media.base import TERMINAL_STATES, MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media.kling import KlingVideoAdapter, family_of
 from tokenhub.simulator.kling import FAIL_MESSAGE, FakeKlingState, create_app
 from tokenhub.upstream import Channel
 

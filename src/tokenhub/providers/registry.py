@@ -10,12 +10,12 @@ adapters it relays as classes, not names.
 from __future__ import annotations
 
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
-from tokenhub.providers.ark_media import ArkImageAdapter, ArkVideoAdapter
 from tokenhub.providers.base import ChatAdapter
-from tokenhub.providers.dashscope_media import DashScopeVideoAdapter
 from tokenhub.providers.gemini.adapter import GeminiAdapter
-from tokenhub.providers.kling_media import KlingVideoAdapter
-from tokenhub.providers.media_base import ImageAdapter, VideoAdapter
+from tokenhub.providers.media.ark import ArkImageAdapter, ArkVideoAdapter
+from tokenhub.providers.media.base import ImageAdapter, VideoAdapter
+from tokenhub.providers.media.dashscope import DashScopeVideoAdapter
+from tokenhub.providers.media.kling import KlingVideoAdapter
 from tokenhub.providers.openai.adapter import OpenAIAdapter
 
 CHAT_ADAPTERS: dict[str, ChatAdapter] = {

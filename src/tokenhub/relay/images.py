@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from tokenhub.billing.ledger import Hold, Settlement
+from tokenhub.billing.bill import Bill
+from tokenhub.billing.ledger import Hold
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest
 from tokenhub.money import usd_number
 from tokenhub.providers.base import redacted
-from tokenhub.providers.media_base import GeneratedImage, ImageAdapter, ImageJob
+from tokenhub.providers.media.base import GeneratedImage, ImageAdapter, ImageJob
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.upstream import Route
@@ -76,52 +77,42 @@ async def generate_images(
     request: web.Request, gw: Gateway, key: KeyInfo, model: Model, route: Route, adapter: ImageAdapter, job: ImageJob
 ) -> web.Response:
     price = price_per_image(model, job.size)
-    request_id = request[REQUEST_ID]
-    hold = price * job.n
-    started = time.monotonic()
-    await gw.ledger.hold(
-        Hold(request_id, key.user_id, key.id, hold, model.id, endpoint="image", channel_id=route.channel.id, upstream_model=route.upstream_id,
-             budgets=key.budgets)
-    )
-    images: list[GeneratedImage] = []
-    status, error = "error", None
-    try:
-        calls = adapter.build_request(job, route.upstream_id, route.channel)
-        results = await asyncio.gather(*(fetch(gw.http, call) for call in calls), return_exceptions=True)
-        failures: list[GatewayError] = []
-        for result in results:
-            if isinstance(result, GatewayError):
-                failures.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                code, body, retry_after = result
-                if code != 200:
-                    failures.append(adapter.error(code, body, route.channel, retry_after))
-                else:
-                    images.extend(adapter.parse_response(body))
-        images = images[: job.n]
-        if not images:
-            raise failures[0] if failures else InvalidRequest("the upstream returned no image for this prompt", code="no_image")
-        status = "ok"
-        cost = price * len(images)
+    hold = Hold(request[REQUEST_ID], key.user_id, key.id, price * job.n, model.id, endpoint="image",
+                channel_id=route.channel.id, upstream_model=route.upstream_id, budgets=key.budgets)  # fmt: skip
+    async with Bill(gw.ledger, hold) as bill:
+        try:
+            images = (await _generate(gw, adapter, route, job))[: job.n]
+        except GatewayError as err:
+            bill.error = redacted(err, route.channel).message
+            raise
+        bill.status, bill.cost = "ok", price * len(images)
         data = [{"url": i.url} if job.response_format == "url" else {"b64_json": i.b64_json} for i in images]
         return web.json_response(
-            {"created": int(time.time()), "data": data, "usage": {"generated_images": len(images), "cost": usd_number(cost)}},
+            {"created": int(time.time()), "data": data, "usage": {"generated_images": len(images), "cost": usd_number(bill.cost)}},
             dumps=_dumps,
         )
-    except GatewayError as err:
-        error = redacted(err, route.channel).message
-        raise
-    finally:
-        charged = price * len(images) if status == "ok" else 0
-        gw.ledger.settle(
-            Settlement(
-                request_id, key.user_id, key.id, hold, charged, status,
-                latency_ms=int((time.monotonic() - started) * 1000), error=error,
-                channel_id=route.channel.id, upstream_model=route.upstream_id,
-            )
-        )  # fmt: skip
+
+
+async def _generate(gw: Gateway, adapter: ImageAdapter, route: Route, job: ImageJob) -> list[GeneratedImage]:
+    """The images of every upstream call the job takes (in parallel); the first failure when none came."""
+    calls = adapter.build_request(job, route.upstream_id, route.channel)
+    results = await asyncio.gather(*(fetch(gw.http, call) for call in calls), return_exceptions=True)
+    images: list[GeneratedImage] = []
+    failures: list[GatewayError] = []
+    for result in results:
+        if isinstance(result, GatewayError):
+            failures.append(result)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            code, body, retry_after = result
+            if code != 200:
+                failures.append(adapter.error(code, body, route.channel, retry_after))
+            else:
+                images.extend(adapter.parse_response(body))
+    if not images:
+        raise failures[0] if failures else InvalidRequest("the upstream returned no image for this prompt", code="no_image")
+    return images
 
 
 def _dumps(obj: Any) -> str:

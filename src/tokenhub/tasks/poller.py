@@ -33,7 +33,7 @@ from sqlalchemy import and_, or_, select, update
 from tokenhub.billing.ledger import Settlement
 from tokenhub.errors import GatewayError, RateLimited
 from tokenhub.periodic import Periodic
-from tokenhub.providers.media_base import TERMINAL_STATES, TaskUpdate, VideoJob
+from tokenhub.providers.media.base import TERMINAL_STATES, TaskUpdate, VideoJob
 from tokenhub.providers.registry import VIDEO_ADAPTERS
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import utc_now

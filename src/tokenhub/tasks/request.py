@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from tokenhub.catalog.model import Model
 from tokenhub.errors import InvalidRequest
-from tokenhub.providers.media_base import MediaInput, VideoJob
+from tokenhub.providers.media.base import MediaInput, VideoJob
 
 MAX_PROMPT = 5_000
 KIND_OF_ROLE = {

@@ -19,13 +19,14 @@ import orjson
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row
 
-from tokenhub.billing.ledger import Hold, Settlement
+from tokenhub.billing.bill import Bill
+from tokenhub.billing.ledger import Hold
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, NotFound
 from tokenhub.money import format_usd
 from tokenhub.providers.base import redacted
-from tokenhub.providers.media_base import VideoAdapter, VideoJob
+from tokenhub.providers.media.base import VideoAdapter, VideoJob
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import tasks, users
@@ -48,36 +49,35 @@ def cost_of(seconds: Decimal, price_per_second: int) -> int:
 async def create_task(
     gw: Gateway, key: KeyInfo, model: Model, route: Route, adapter: VideoAdapter, job: VideoJob, price: int, callback_url: str | None
 ) -> dict[str, Any]:
+    """Hold the job's price, store the task, submit it; from then on the hold is the poller's to settle.
+
+    A failure releases the hold first (committed before the error leaves), then marks the task failed,
+    so a crash in between leaves nothing held for a task nobody polls."""
     task_id = new_task_id()
-    hold = job.duration * price
-    await gw.ledger.hold(
-        Hold(task_id, key.user_id, key.id, hold, model.id, endpoint="video", channel_id=route.channel.id, upstream_model=route.upstream_id,
-             budgets=key.budgets)
-    )
-    now = utc_now()
+    hold = Hold(task_id, key.user_id, key.id, job.duration * price, model.id, endpoint="video",
+                channel_id=route.channel.id, upstream_model=route.upstream_id, budgets=key.budgets)  # fmt: skip
+    stored = False
     try:
-        async with gw.engine.begin() as conn:
-            if callback_url:
-                await ensure_webhook_secret(conn, key.user_id)
-            await conn.execute(
-                insert(tasks).values(
-                    id=task_id, user_id=key.user_id, key_id=key.id, model=model.id, channel_id=route.channel.id,
-                    upstream_model=route.upstream_id, status="queued", job=orjson.dumps(job.to_dict()).decode(),
-                    price_nanos=price, hold_nanos=hold, cost_nanos=0, callback_url=callback_url,
-                    callback_attempts=0, poll_attempts=0, created_at=now, updated_at=now,
-                )
-            )  # fmt: skip
-    except Exception:
-        await _release(gw, task_id, key, hold, "error", "the task could not be stored")
-        raise
-    try:
-        status, body, retry_after = await fetch(gw.http, adapter.build_submit(job, route.upstream_id, route.channel))
-        if status not in (200, 201, 202):
-            raise adapter.error(status, body, route.channel, retry_after)
-        upstream_id = adapter.parse_submit(body)
+        async with Bill(gw.ledger, hold, durable=True) as bill:
+            try:
+                await _store(gw, task_id, key, model, route, job, price, hold.amount, callback_url)
+            except Exception:
+                bill.error = "the task could not be stored"
+                raise
+            stored = True
+            try:
+                status, body, retry_after = await fetch(gw.http, adapter.build_submit(job, route.upstream_id, route.channel))
+                if status not in (200, 201, 202):
+                    raise adapter.error(status, body, route.channel, retry_after)
+                upstream_id = adapter.parse_submit(body)
+            except GatewayError as err:
+                redacted(err, route.channel)
+                bill.status, bill.error = "upstream_error", err.message
+                raise
+            bill.hand_over()  # the poller settles it when the task ends, exactly once
     except GatewayError as err:
-        redacted(err, route.channel)
-        await _fail(gw, task_id, key, hold, {"code": err.code, "message": err.message})
+        if stored:
+            await _mark_failed(gw, task_id, {"code": err.code, "message": err.message})
         raise
     async with gw.engine.begin() as conn:
         await conn.execute(
@@ -93,13 +93,24 @@ async def create_task(
     return task_view(row)
 
 
-async def _release(gw: Gateway, task_id: str, key: KeyInfo, hold: int, status: str, error: str) -> None:
-    gw.ledger.settle(Settlement(task_id, key.user_id, key.id, hold, 0, status, error=error))
-    await gw.ledger.flush()
+async def _store(
+    gw: Gateway, task_id: str, key: KeyInfo, model: Model, route: Route, job: VideoJob, price: int, hold: int, callback_url: str | None
+) -> None:
+    now = utc_now()
+    async with gw.engine.begin() as conn:
+        if callback_url:
+            await ensure_webhook_secret(conn, key.user_id)
+        await conn.execute(
+            insert(tasks).values(
+                id=task_id, user_id=key.user_id, key_id=key.id, model=model.id, channel_id=route.channel.id,
+                upstream_model=route.upstream_id, status="queued", job=orjson.dumps(job.to_dict()).decode(),
+                price_nanos=price, hold_nanos=hold, cost_nanos=0, callback_url=callback_url,
+                callback_attempts=0, poll_attempts=0, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
 
 
-async def _fail(gw: Gateway, task_id: str, key: KeyInfo, hold: int, error: dict[str, Any]) -> None:
-    await _release(gw, task_id, key, hold, "upstream_error", str(error.get("message")))
+async def _mark_failed(gw: Gateway, task_id: str, error: dict[str, Any]) -> None:
     async with gw.engine.begin() as conn:
         now = utc_now()
         await conn.execute(

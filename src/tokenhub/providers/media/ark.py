@@ -1,6 +1,6 @@
 """Volcengine Ark / BytePlus ModelArk media: Seedance video tasks and Seedream images.
 
-Pure translation, no I/O (see ``media_base``). ``channel.base_url`` ends in ``/api/v3``
+Pure translation, no I/O (see ``base.py``). ``channel.base_url`` ends in ``/api/v3``
 (``https://ark.cn-beijing.volces.com/api/v3``, ``https://ark.ap-southeast.bytepluses.com/api/v3``);
 auth is ``Authorization: Bearer {api_key}``.
 
@@ -61,7 +61,7 @@ import orjson
 
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
-from tokenhub.providers.media_base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
+from tokenhub.providers.media.base import GeneratedImage, ImageJob, MediaInput, TaskUpdate, VideoJob
 from tokenhub.upstream import Channel
 
 TASKS_PATH = "/contents/generations/tasks"

@@ -1,6 +1,6 @@
 """Alibaba Cloud Model Studio (DashScope) Wan video: asynchronous video-synthesis tasks.
 
-Pure translation, no I/O (see media_base.py). ``channel.base_url`` includes ``/api/v1``, e.g.
+Pure translation, no I/O (see base.py). ``channel.base_url`` includes ``/api/v1``, e.g.
 ``https://dashscope-intl.aliyuncs.com/api/v1``. What the relay must know:
 
 * **Submit**: ``POST {base}/services/aigc/video-generation/video-synthesis`` with
@@ -39,7 +39,7 @@ import orjson
 
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
-from tokenhub.providers.media_base import TaskUpdate, VideoJob, seconds
+from tokenhub.providers.media.base import TaskUpdate, VideoJob, seconds
 from tokenhub.upstream import Channel
 
 SUBMIT_PATH = "/services/aigc/video-generation/video-synthesis"

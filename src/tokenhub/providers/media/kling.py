@@ -1,6 +1,6 @@
 """Kling AI video (api-singapore.klingai.com): asynchronous tasks in Kling's envelope.
 
-Pure translation, no I/O (see media_base.py). What the relay must know:
+Pure translation, no I/O (see base.py). What the relay must know:
 
 * **Credentials.** ``channel.api_key`` is ``"ACCESS_KEY:SECRET_KEY"`` (split at the first colon).
   Every request carries ``Authorization: Bearer <JWT>``: HS256 with the secret key, header
@@ -52,7 +52,7 @@ import orjson
 
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
-from tokenhub.providers.media_base import MediaInput, TaskUpdate, VideoJob, seconds
+from tokenhub.providers.media.base import MediaInput, TaskUpdate, VideoJob, seconds
 from tokenhub.upstream import Channel
 
 TOKEN_LIFETIME = 1800  # seconds, as in Kling's sample
