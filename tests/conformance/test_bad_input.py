@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.conformance.providers import PROVIDERS, ProviderCase
+from tests.conformance.upstreams import UPSTREAMS, ProviderCase
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
 
@@ -58,7 +58,7 @@ def post(gw: Harness, path: str, body: object, key: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-@pytest.fixture(params=PROVIDERS, ids=lambda p: p.name)
+@pytest.fixture(params=UPSTREAMS, ids=lambda p: p.name)
 def env(request: pytest.FixtureRequest, gateway: Harness):
     case: ProviderCase = request.param
     gateway.channel(case.provider, request.getfixturevalue(case.url_fixture), name=f"c-{case.name}")

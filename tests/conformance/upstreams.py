@@ -1,4 +1,4 @@
-"""The three chat protocols, declared once: how to reach each fake, and how each spells a scenario.
+"""The upstream chat protocols, declared once: how to reach each fake, and how each spells a scenario.
 
 A conformance case asks for a scenario ("two parallel tool calls", "cut at max tokens") in the
 words of the upstream it runs against; everything else — the client, the assertions — is shared.
@@ -34,7 +34,7 @@ class ProviderCase:
         return self.directives.get(scenario, f"#fake:{scenario}")
 
 
-PROVIDERS = [
+UPSTREAMS = [
     ProviderCase(
         "openai",
         "deepseek",
