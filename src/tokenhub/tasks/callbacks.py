@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from tokenhub.errors import GatewayError
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import tasks, users
+from tokenhub.tasks.service import task_view  # the same object GET answers
 
 if TYPE_CHECKING:  # the gateway wires the tasks in: a type only
     from tokenhub.gateway import Gateway
@@ -40,8 +41,6 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 async def deliver_due_callbacks(gw: Gateway) -> None:
-    from tokenhub.tasks.service import task_view  # the same object GET answers
-
     now = utc_now()
     async with gw.engine.connect() as conn:
         rows = (
