@@ -24,9 +24,7 @@ from __future__ import annotations
 import secrets
 from typing import Any, Mapping
 
-import orjson
-
-from tokenhub.providers.anthropic.wire import tool_use_id
+from tokenhub.providers.anthropic.wire import tool_arguments, tool_use_id
 from tokenhub.tokens import Usage
 
 STOP_REASONS = {
@@ -94,19 +92,6 @@ def restore(name: Any, tool_names: Mapping[str, str]) -> str:
     return tool_names.get(text, text)
 
 
-def _arguments(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str) and raw.strip():
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return {}
-        if isinstance(parsed, dict):
-            return parsed
-    return {}
-
-
 def _message_text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -171,7 +156,7 @@ def to_anthropic_message(
                 "type": "tool_use",
                 "id": tool_use_id(call_id),
                 "name": restore(function.get("name"), names),
-                "input": _arguments(function.get("arguments")),
+                "input": tool_arguments(function.get("arguments")),
             }
         )
         tool_use = True

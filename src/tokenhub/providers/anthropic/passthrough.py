@@ -52,7 +52,9 @@ def native_request(
         **client_headers(headers),
     }
     max_tokens = forwarded.get("max_tokens")
-    return UpstreamRequest(url, upstream_headers, orjson.dumps(forwarded), max_output=max_tokens if isinstance(max_tokens, int) else None)
+    return UpstreamRequest(
+        url, upstream_headers, orjson.dumps(forwarded), max_output=max_tokens if isinstance(max_tokens, int) else None
+    )
 
 
 @dataclass

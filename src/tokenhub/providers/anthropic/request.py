@@ -55,7 +55,7 @@ from typing import Any
 import orjson
 
 from tokenhub.errors import InvalidRequest
-from tokenhub.providers.anthropic.wire import ANTHROPIC_VERSION, messages_url, tool_use_id
+from tokenhub.providers.anthropic.wire import ANTHROPIC_VERSION, messages_url, tool_arguments, tool_use_id
 from tokenhub.providers.base import (
     UpstreamRequest,
 )
@@ -425,20 +425,6 @@ def _tool_result(message: dict[str, Any], where: str) -> dict[str, Any]:
     return block
 
 
-def _arguments(raw: Any) -> dict[str, Any]:
-    """A tool call's arguments as an object; anything that is not a JSON object gives ``{}``."""
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str) and raw.strip():
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return {}
-        if isinstance(parsed, dict):
-            return parsed
-    return {}
-
-
 def _reasoning_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     """Signed thinking of an earlier answer, from ``reasoning_details`` (or LiteLLM's ``thinking_blocks``)."""
     blocks: list[dict[str, Any]] = []
@@ -509,7 +495,7 @@ def _messages(raw: Any, *, keep_thinking: bool) -> tuple[list[dict[str, Any]], l
                         "type": "tool_use",
                         "id": tool_use_id(call_id),
                         "name": function["name"],
-                        "input": _arguments(function.get("arguments")),
+                        "input": tool_arguments(function.get("arguments")),
                     }
                 )
             add("assistant", blocks)

@@ -41,7 +41,9 @@ def error_tail(err: GatewayError | dict[str, Any], channel: Channel) -> bytes:
 class AnthropicBytePipe:
     """Anthropic upstream, Anthropic client: the events as they came, ``model`` rewritten in ``message_start``."""
 
-    def __init__(self, responder: AnthropicResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel) -> None:
+    def __init__(
+        self, responder: AnthropicResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel
+    ) -> None:
         self._reader = reader
         self._channel = channel
         self._model_json = b'"model":' + orjson.dumps(responder.client_model)
@@ -70,7 +72,9 @@ class AnthropicBytePipe:
 class AnthropicChunkPipe:
     """Any other upstream: its reader's OpenAI chunks, as Anthropic's event sequence."""
 
-    def __init__(self, responder: AnthropicResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel) -> None:
+    def __init__(
+        self, responder: AnthropicResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel
+    ) -> None:
         self._reader = reader
         self._meter = meter
         self._channel = channel
@@ -107,7 +111,9 @@ class AnthropicResponder(Responder):
     passthrough = {AnthropicAdapter: AnthropicBytePipe}
     translating = AnthropicChunkPipe
 
-    def __init__(self, client_model: str, message_id: str, *, tool_names: dict[str, str] | None = None, input_tokens: int = 0) -> None:
+    def __init__(
+        self, client_model: str, message_id: str, *, tool_names: dict[str, str] | None = None, input_tokens: int = 0
+    ) -> None:
         self.client_model = client_model
         self.message_id = message_id
         self.tool_names = tool_names or {}  # shortened upstream tool name -> the client's name

@@ -8,6 +8,8 @@ import hashlib
 import re
 from typing import Any
 
+import orjson
+
 from tokenhub.providers.base import (
     MalformedUsage,
     error_message,
@@ -126,3 +128,17 @@ def tool_use_id(value: Any) -> str:
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def tool_arguments(raw: Any) -> dict[str, Any]:
+    """A tool call's arguments as an object; anything that is not a JSON object gives ``{}``."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str) and raw.strip():
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+        if isinstance(parsed, dict):
+            return parsed
+    return {}
