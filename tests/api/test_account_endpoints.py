@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 
+import openai
 import pytest
 
 from tests.support.harness import Harness
@@ -53,6 +54,23 @@ def test_models_list_follows_price_changes_and_disabling(gateway: Harness):
     gateway.write(lambda c: catalog_service.set_model(c, "openai/gpt-4.1", enabled=False))
     _, body = get(gateway, "/models")
     assert "openai/gpt-4.1" not in {m["id"] for m in body["data"]}
+
+
+def test_one_model_by_an_id_with_a_slash_through_the_openai_sdk(gateway: Harness):
+    client = openai.OpenAI(base_url=gateway.base_url, api_key="th-not-needed", max_retries=0)
+    model = client.models.retrieve("openai/gpt-4.1")
+    assert model.id == "openai/gpt-4.1" and model.object == "model" and model.owned_by == "openai"
+    _, listed = get(gateway, "/models")
+    entry = next(m for m in listed["data"] if m["id"] == "openai/gpt-4.1")
+    assert get(gateway, "/models/openai/gpt-4.1") == (200, entry)  # the same object the list shows
+    assert get(gateway, "/models/openai%2Fgpt-4.1") == (200, entry)  # a client that escapes the slash too
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.models.retrieve("openai/gpt-nonexistent")
+    assert exc.value.body["code"] == "model_not_found"
+    gateway.write(lambda c: catalog_service.set_model(c, "openai/gpt-4.1", enabled=False))
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("openai/gpt-4.1")
+    client.close()
 
 
 def test_family_counts_match_the_product_catalog(gateway: Harness):

@@ -6,7 +6,7 @@ import orjson
 from aiohttp import web
 
 from tokenhub.accounts.service import get_user, key_row
-from tokenhub.api.presenters import iso, models_list
+from tokenhub.api.presenters import iso, model_entry, models_list
 from tokenhub.billing.service import credits_summary
 from tokenhub.billing.usage import request_record
 from tokenhub.errors import InvalidRequest, NotFound
@@ -41,6 +41,7 @@ class PublicAPI(RouteGroup):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/api/v1/models", self.list_models),
+            web.get("/api/v1/models/{model_id:.+}", self.get_model),  # ids carry "/": openai/gpt-4.1
             web.post("/api/v1/chat/completions", self.chat_completions),
             web.get("/api/v1/credits", self.credits),
             web.get("/api/v1/key", self.key),
@@ -52,6 +53,12 @@ class PublicAPI(RouteGroup):
         if self._models_cache[0] != directory.version:
             self._models_cache = (directory.version, models_list(directory.catalog))
         return web.Response(body=self._models_cache[1], content_type="application/json")
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        """One model, as the list shows it (public, like the list); 404 in the API's format when unknown or disabled."""
+        catalog = self.gw.directory.catalog
+        model = catalog.resolve(request.match_info["model_id"])
+        return web.Response(body=orjson.dumps(model_entry(model, catalog)), content_type="application/json")
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         key = authenticate(request, self.gw.directory)
