@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import urllib.error
 import urllib.request
 
@@ -158,3 +159,23 @@ def test_midstream_error_reaches_the_client_as_an_error_event(env, fake_openai: 
                 pass
     gw.flush()
     assert gw.credits(cust.email)["held_nanos"] == 0 and gw.ledger_report().ok
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_answer_carries_its_cost(env, model, stream):
+    """usage.cost (exact USD, as the OpenAI shape has it) is what the ledger charged, passed through or translated."""
+    gw, _, client = env
+    raw = client.messages.with_raw_response.create(
+        model=model, max_tokens=200, stream=stream, messages=[{"role": "user", "content": "hello #fake:tokens=9"}]
+    )
+    if stream:
+        deltas = [event for event in raw.parse() if event.type == "message_delta"]
+        assert len(deltas) == 1
+        usage = deltas[0].usage
+    else:
+        usage = raw.parse().usage
+    gw.flush()
+    row = gw.request_row(raw.headers["x-request-id"])
+    assert row.cost_nanos > 0
+    assert Decimal(str(usage.model_extra["cost"])) == Decimal(row.cost_nanos) / 10**9

@@ -2,7 +2,7 @@
 answer back into one shape, so a conformance case is written once for every client and every upstream.
 
 A driver speaks its protocol's own words on the wire (the SDK's request types, its stop reasons, its
-error bodies) and checks what only its protocol promises (OpenAI's ``model`` and ``usage.cost``,
+error bodies) and checks what only its protocol promises (OpenAI's ``model``, ``usage.cost`` in every protocol,
 Anthropic's ``type: error`` bodies) as it reads the answer back.
 """
 
@@ -163,13 +163,17 @@ class AnthropicMessages:
         if ask.stop:
             options["stop_sequences"] = ask.stop
         if ask.stream:
+            cost = None
             with self.client.messages.stream(**options) as stream:
+                for event in stream:  # the SDK's final message keeps no extra usage field: cost is message_delta's
+                    if event.type == "message_delta":
+                        cost = (event.usage.model_extra or {}).get("cost")
                 message = stream.get_final_message()
-        else:
-            message = self.client.messages.create(**options)
-        return self._read(message)
+            return self._read(message, cost)
+        message = self.client.messages.create(**options)
+        return self._read(message, (message.usage.model_extra or {}).get("cost"))
 
-    def _read(self, message: Any) -> Answer:
+    def _read(self, message: Any, cost: Any) -> Answer:
         assert message.type == "message" and message.role == "assistant"
         text = "".join(b.text for b in message.content if b.type == "text")
         calls = [Call(b.name, b.input, b.id) for b in message.content if b.type == "tool_use"]
@@ -177,7 +181,8 @@ class AnthropicMessages:
         cached, written = u.cache_read_input_tokens or 0, u.cache_creation_input_tokens or 0
         details = (u.model_extra or {}).get("output_tokens_details") or {}
         return Answer(text, self.FINISH.get(message.stop_reason), calls, u.input_tokens + cached + written, u.output_tokens,
-                      cached, written, details.get("thinking_tokens") or 0, None, raw=message)  # fmt: skip
+                      cached, written, details.get("thinking_tokens") or 0, Decimal(str(cost)) if cost is not None else None,
+                      raw=message)  # fmt: skip
 
     def tool_results(self, ask: Ask, first: Answer, result: str) -> Answer:
         messages = self.messages(ask)

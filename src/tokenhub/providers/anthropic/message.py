@@ -21,6 +21,8 @@ it reported server-tool uses.
 
 from __future__ import annotations
 
+import orjson
+
 import secrets
 from typing import Any, Mapping
 
@@ -51,6 +53,11 @@ ERROR_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+
+def cost_fragment(cost_text: str) -> orjson.Fragment:
+    """The exact USD cost as a JSON number in ``usage.cost`` (OpenAI's and OpenRouter's field; Anthropic's SDKs keep extra fields)."""
+    return orjson.Fragment(cost_text.encode())
 
 
 def anthropic_usage(usage: Usage) -> dict[str, Any]:

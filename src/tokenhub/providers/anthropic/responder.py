@@ -17,7 +17,7 @@ from aiohttp import web
 
 from tokenhub.errors import GatewayError
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
-from tokenhub.providers.anthropic.message import anthropic_usage, error_body, to_anthropic_message
+from tokenhub.providers.anthropic.message import anthropic_usage, cost_fragment, error_body, to_anthropic_message
 from tokenhub.providers.anthropic.writer import AnthropicStreamWriter
 from tokenhub.providers.base import MODEL_FIELD, Meter, StreamReader
 from tokenhub.providers.client import CostText, Responder
@@ -39,12 +39,15 @@ def error_tail(err: GatewayError | dict[str, Any], channel: Channel) -> bytes:
 
 
 class AnthropicBytePipe:
-    """Anthropic upstream, Anthropic client: the events as they came, ``model`` rewritten in ``message_start``."""
+    """Anthropic upstream, Anthropic client: the events as they came, ``model`` rewritten in ``message_start``;
+    ``message_delta``, whose usage is the answer's last, is re-serialised with our ``usage.cost``."""
 
     def __init__(
         self, responder: AnthropicResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel
     ) -> None:
         self._reader = reader
+        self._meter = meter
+        self._cost_text = cost_text
         self._channel = channel
         self._model_json = b'"model":' + orjson.dumps(responder.client_model)
 
@@ -56,6 +59,9 @@ class AnthropicBytePipe:
         data = event.data
         if kind == "message_start":
             data = MODEL_FIELD.sub(lambda _m: self._model_json, data, count=1)
+        elif kind == "message_delta" and self._meter.usage is not None and isinstance(obj.get("usage"), dict):
+            obj["usage"]["cost"] = cost_fragment(self._cost_text(self._meter.usage))  # what the meter will charge
+            data = orjson.dumps(obj)
         name = event.name or (kind.encode() if isinstance(kind, str) else b"message")
         return b"event: " + name + b"\ndata: " + data + b"\n\n"
 
@@ -100,7 +106,7 @@ class AnthropicChunkPipe:
 
     def ending(self, usage: Usage, cost_text: str) -> bytes:
         head = b"" if self._started else self._writer.start(self._input_tokens)
-        return head + self._writer.finish(usage, self._meter.finish_reason)
+        return head + self._writer.finish(usage, self._meter.finish_reason, cost_text)
 
     def error_tail(self, err: GatewayError | dict[str, Any]) -> bytes:
         return error_tail(err, self._channel)
@@ -123,8 +129,10 @@ class AnthropicResponder(Responder):
         native = getattr(body, "message", None)  # an Anthropic upstream's own message (pass-through)
         if isinstance(native, dict):
             message = {**native, "model": self.client_model}
-            if usage.estimated:  # the upstream's usage was missing or malformed: report what was charged
+            if usage.estimated or not isinstance(message.get("usage"), dict):  # missing or malformed: what was charged
                 message["usage"] = anthropic_usage(usage)
+            message["usage"] = {**message["usage"], "cost": cost_fragment(cost_text)}
             return web.Response(body=orjson.dumps(message), content_type="application/json")
         message = to_anthropic_message(body, usage, self.client_model, self.message_id, tool_names=self.tool_names)
+        message["usage"]["cost"] = cost_fragment(cost_text)
         return web.Response(body=orjson.dumps(message), content_type="application/json")

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from tokenhub.providers.anthropic.message import anthropic_usage, foreign, restore, stop_reason
+from tokenhub.providers.anthropic.message import anthropic_usage, cost_fragment, foreign, restore, stop_reason
 from tokenhub.providers.anthropic.wire import is_int, tool_use_id
 from tokenhub.tokens import Usage
 
@@ -124,14 +124,17 @@ class AnthropicStreamWriter:
                         self._stop_string = choice["stop_reason"]
         return b"".join(out)
 
-    def finish(self, usage: Usage, finish_reason: str | None) -> bytes:
+    def finish(self, usage: Usage, finish_reason: str | None, cost_text: str | None = None) -> bytes:
         if self._done:
             return b""
         out = [self.start(), *self._flush()]
         self._done = True
         reason = stop_reason(finish_reason or self.finish_reason, tool_use=self._tool_use, stop_string=self._stop_string)
         delta = {"stop_reason": reason, "stop_sequence": self._stop_string if reason == "stop_sequence" else None}
-        out.append(_event("message_delta", {"type": "message_delta", "delta": delta, "usage": anthropic_usage(usage)}))
+        final_usage = anthropic_usage(usage)
+        if cost_text is not None:
+            final_usage["cost"] = cost_fragment(cost_text)
+        out.append(_event("message_delta", {"type": "message_delta", "delta": delta, "usage": final_usage}))
         out.append(_event("message_stop", {"type": "message_stop"}))
         return b"".join(out)
 
