@@ -1,10 +1,11 @@
 """The upstream request for an OpenAI-protocol vendor: the client's chat request, unchanged but for the model
-id, the output bound the hold covers, the usage request of a stream, and no built-in tool the gateway
-cannot meter.
+id, the output bound the hold covers, the usage request of a stream, tool-call ids within OpenAI's
+40-character limit, and no built-in tool the gateway cannot meter.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -53,6 +54,44 @@ def refuse_server_tools(payload: dict[str, Any]) -> None:
 
 
 OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+MAX_TOOL_CALL_ID = 40  # OpenAI refuses longer ids ("string_above_max_length"); Gemini-made ones run to ~100
+
+
+def short_tool_call_id(value: str) -> str:
+    """An id within OpenAI's limit; the same long id always gives the same short one, so an assistant's
+    tool call and the tool message answering it still match (the client keeps its own ids)."""
+    if len(value) <= MAX_TOOL_CALL_ID:
+        return value
+    return "call_" + hashlib.sha256(value.encode()).hexdigest()[: MAX_TOOL_CALL_ID - 5]
+
+
+def _long_ids(messages: Any) -> bool:
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        if len(str(message.get("tool_call_id") or "")) > MAX_TOOL_CALL_ID:
+            return True
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict) and len(str(call.get("id") or "")) > MAX_TOOL_CALL_ID:
+                return True
+    return False
+
+
+def with_short_ids(messages: list[Any]) -> list[Any]:
+    """``messages`` with every tool-call id over OpenAI's limit shortened (copies only what changes)."""
+    out: list[Any] = []
+    for message in messages:
+        if isinstance(message, dict) and (message.get("tool_calls") or message.get("tool_call_id")):
+            message = dict(message)
+            if isinstance(message.get("tool_call_id"), str):
+                message["tool_call_id"] = short_tool_call_id(message["tool_call_id"])
+            if isinstance(message.get("tool_calls"), list):
+                message["tool_calls"] = [
+                    {**call, "id": short_tool_call_id(call["id"])} if isinstance(call, dict) and isinstance(call.get("id"), str) else call
+                    for call in message["tool_calls"]
+                ]
+        out.append(message)
+    return out
 
 
 def build_request(
@@ -63,6 +102,8 @@ def build_request(
     refuse_server_tools(payload)
     body = dict(payload)
     body["model"] = upstream_model
+    if _long_ids(body.get("messages")):  # a thread that began on Gemini, moving to an OpenAI-protocol model
+        body["messages"] = with_short_ids(body["messages"])
     if max_output is not None:
         given = [name for name in OUTPUT_LIMIT_FIELDS if body.get(name) is not None]
         vendor = PROVIDERS.get(channel.provider)

@@ -45,9 +45,29 @@ def last_user_text(messages: list[Any]) -> str:
     return ""
 
 
+# Chat Completions' parameters (openai-python's CompletionCreateParams), then the extensions of the
+# OpenAI-compatible vendors this fake also stands for (DeepSeek, Qwen, GLM, Kimi, xAI ...). Anything
+# else is refused as OpenAI refuses it — so a field only a gateway knows (OpenRouter's `models`,
+# `provider`, `transforms` ...) cannot leak through unnoticed.
+PARAMETERS = frozenset({
+    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs", "max_completion_tokens",
+    "max_tokens", "messages", "metadata", "modalities", "model", "moderation", "n", "parallel_tool_calls", "prediction",
+    "presence_penalty", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "reasoning_effort",
+    "response_format", "safety_identifier", "seed", "service_tier", "stop", "store", "stream", "stream_options",
+    "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+})  # fmt: skip
+VENDOR_PARAMETERS = frozenset({
+    "thinking", "enable_thinking", "thinking_budget", "top_k", "min_p", "repetition_penalty", "enable_search",
+    "search_parameters", "do_sample", "request_id", "tool_stream", "reasoning_split",
+})  # fmt: skip
+
+
 def validate_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise FakeAPIError(400, "Invalid type for request body: expected an object.")
+    unknown = sorted(k for k in body if k not in PARAMETERS and k not in VENDOR_PARAMETERS)
+    if unknown:
+        raise FakeAPIError(400, f"Unrecognized request argument supplied: {', '.join(unknown)}")
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise FakeAPIError(400, "you must provide a model parameter")
     messages = body.get("messages")
@@ -62,6 +82,7 @@ def validate_body(body: Any) -> dict[str, Any]:
             param="messages",
             code="empty_array",
         )
+    _check_tool_call_ids(messages)
     n = body.get("n")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128):
         raise FakeAPIError(
@@ -72,6 +93,25 @@ def validate_body(body: Any) -> dict[str, Any]:
             400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
     return body
+
+
+def _check_tool_call_ids(messages: list[Any]) -> None:
+    """OpenAI's limit on tool-call ids: 40 characters, in an assistant's tool_calls and a tool message alike."""
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        fields = [(f"messages[{i}].tool_call_id", message.get("tool_call_id"))]
+        fields += [(f"messages[{i}].tool_calls[{j}].id", call.get("id")) for j, call in enumerate(message.get("tool_calls") or [])
+                   if isinstance(call, dict)]  # fmt: skip
+        for param, value in fields:
+            if isinstance(value, str) and len(value) > 40:
+                raise FakeAPIError(
+                    400,
+                    f"Invalid '{param}': string too long. Expected a string with maximum length 40, "
+                    f"but got a string with length {len(value)} instead.",
+                    param=param,
+                    code="string_above_max_length",
+                )
 
 
 async def read_body(request: web.Request, state: FakeOpenAIState) -> Any:
