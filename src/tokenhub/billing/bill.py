@@ -43,6 +43,7 @@ class Bill:
     started: float = 0.0
     channel_id: int | None = None  # the route that answered last (failover moves it); the hold's by default
     upstream_model: str | None = None
+    model: str | None = None  # the model that answered, when a fallback model did (the hold's otherwise)
     _handed_over: bool = False
 
     async def __aenter__(self) -> Bill:
@@ -84,5 +85,6 @@ class Bill:
             prices=self.prices,
             channel_id=self.channel_id,
             upstream_model=self.upstream_model,
+            model=self.model,
             budgets=hold.budgets,
         )

@@ -66,6 +66,7 @@ class Settlement:
     prices: str | None = None
     channel_id: int | None = None
     upstream_model: str | None = None
+    model: str | None = None  # the model that answered, when not the hold's (a fallback model)
     release_only: bool = False
     # The spend limits by period a cost above the hold must still fit in (as Hold.budgets).
     budgets: tuple[Budget, ...] = ()

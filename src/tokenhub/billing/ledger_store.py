@@ -42,7 +42,8 @@ _SETTLE_SET = (
     "state = {p}, status = {p}, http_status = {p}, cost_nanos = {p}, overage_nanos = {p}, prompt_tokens = {p}, "
     "completion_tokens = {p}, cached_tokens = {p}, cache_write_tokens = {p}, reasoning_tokens = {p}, estimated = {p}, "
     "finish_reason = {p}, latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = COALESCE({p}, prices), "
-    "channel_id = COALESCE({p}, channel_id), upstream_model = COALESCE({p}, upstream_model), tool_uses = {p}, "
+    "channel_id = COALESCE({p}, channel_id), upstream_model = COALESCE({p}, upstream_model), model = COALESCE({p}, model), "
+    "tool_uses = {p}, "
     "settled_at = {p}"
 )
 # The compare-and-swap: a hold still open, or (for settlements that may be late) one the sweeper released.
@@ -66,12 +67,12 @@ def _settle_values(charge: Charge, now: Any) -> tuple[Any, ...]:
     return (
         "settled" if charge.charged else "released", op.status, op.http_status, charge.charged, charge.overage,
         u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated,
-        op.finish_reason, op.latency_ms, op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model,
+        op.finish_reason, op.latency_ms, op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, op.model,
         orjson.dumps(u.tool_uses).decode() if u.tool_uses else None, now, op.request_id,
     )  # fmt: skip
 
 
-_SETTLE_WIDTH = 21  # values per settled row: settled_at next to last, the request id last
+_SETTLE_WIDTH = 22  # values per settled row: settled_at next to last, the request id last
 
 
 def _settling(rows: Any) -> dict[str, tuple[Any, bool]]:
@@ -365,23 +366,23 @@ WITH new_requests AS (
         cache_write_tokens = s.cache_write, reasoning_tokens = s.reasoning, estimated = s.est, finish_reason = s.finish,
         latency_ms = s.latency, ttfb_ms = s.ttfb, error = s.err, prices = COALESCE(s.prices, r.prices),
         channel_id = COALESCE(s.channel_id, r.channel_id), upstream_model = COALESCE(s.upstream_model, r.upstream_model),
-        tool_uses = s.tool_uses, settled_at = $2
+        model = COALESCE(s.model, r.model), tool_uses = s.tool_uses, settled_at = $2
     FROM unnest($12::text[], $13::text[], $14::int[], $15::bigint[], $16::bigint[], $17::int[], $18::int[], $19::int[],
         $20::int[], $21::int[], $22::bool[], $23::text[], $24::int[], $25::int[], $26::text[], $27::text[], $28::int[],
-        $29::text[], $30::text[], $31::text[])
+        $29::text[], $30::text[], $31::text[], $32::text[])
         AS s(state, status, http_status, cost, overage, pt, ct, cached, cache_write, reasoning, est, finish, latency, ttfb,
-             err, prices, channel_id, upstream_model, tool_uses, id)
+             err, prices, channel_id, upstream_model, model, tool_uses, id)
     WHERE r.id = s.id
 ), entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)
     SELECT e.user_id, e.kind, e.amount, e.balance_after, e.request_id, $2
-    FROM unnest($32::int[], $33::text[], $34::bigint[], $35::bigint[], $36::text[])
+    FROM unnest($33::int[], $34::text[], $35::bigint[], $36::bigint[], $37::text[])
         AS e(user_id, kind, amount, balance_after, request_id)
 ), balances AS (
-    UPDATE users u SET balance = b.balance FROM unnest($37::int[], $38::bigint[]) AS b(id, balance) WHERE u.id = b.id
+    UPDATE users u SET balance = b.balance FROM unnest($38::int[], $39::bigint[]) AS b(id, balance) WHERE u.id = b.id
 ), key_counters AS (
     UPDATE api_keys k SET used_nanos = k.used_nanos + d.used, held_nanos = k.held_nanos + d.held
-    FROM unnest($39::int[], $40::bigint[], $41::bigint[]) AS d(id, used, held) WHERE k.id = d.id
+    FROM unnest($40::int[], $41::bigint[], $42::bigint[]) AS d(id, used, held) WHERE k.id = d.id
 )
 SELECT 1
 """

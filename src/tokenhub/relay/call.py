@@ -7,6 +7,7 @@ from typing import Any
 
 from tokenhub.errors import InvalidRequest
 from tokenhub.providers.client_fields import without_upstream_fields
+from tokenhub.relay.extensions import NONE, Extensions, take_extensions
 
 MAX_N = 128
 
@@ -31,13 +32,22 @@ class ChatCall:
     # server tools the upstream may run, by price kind -> the most uses the forwarded request allows
     # (set by the surface that knows them, e.g. /messages; billing.cost.tool_hold prices the hold)
     server_tools: dict[str, int] = field(default_factory=dict)
+    extensions: Extensions = NONE  # OpenRouter's fields, taken out of the payload (relay/extensions.py)
+
+    @property
+    def models(self) -> list[str]:
+        """The model asked for, then its fallbacks (OpenRouter's ``models``), each once."""
+        return list(dict.fromkeys((self.model_name, *self.extensions.fallback_models)))
 
     @classmethod
     def parse(cls, payload: Any) -> "ChatCall":
         if not isinstance(payload, dict):
             raise InvalidRequest("the request body must be a JSON object")
         payload = without_upstream_fields(payload)  # never forwarded: the gateway picks the upstream and its key
+        payload, extensions = take_extensions(payload)
         model = payload.get("model")
+        if not model and extensions.fallback_models:  # OpenRouter: `models` alone names the first choice
+            model = payload["model"] = extensions.fallback_models[0]
         if not isinstance(model, str) or not model.strip() or len(model) > 200:
             raise InvalidRequest("'model' is required: a model id such as openai/gpt-4.1", param="model")
         messages = payload.get("messages")
@@ -68,4 +78,4 @@ class ChatCall:
             n = 1
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
             raise InvalidRequest(f"'n' must be an integer from 1 to {MAX_N}", param="n")
-        return cls(payload, model.strip(), stream, include_usage, max_output, n)
+        return cls(payload, model.strip(), stream, include_usage, max_output, n, extensions=extensions)

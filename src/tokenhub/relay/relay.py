@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from itertools import groupby
 from typing import TYPE_CHECKING, AsyncIterator
 
 import aiohttp
@@ -38,9 +39,10 @@ from tokenhub.providers.registry import chat_adapter
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
 from tokenhub.relay.admission import admit
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.health import ChannelHealth
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.meter import StreamMeter, completion_charge
-from tokenhub.relay.routing import admitted, candidates, judge
+from tokenhub.relay.routing import admitted, candidates, judge, prefer
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.sse import SSEDecoder
 from tokenhub.tokens import prompt_estimate, prompt_upper_bound
@@ -106,42 +108,47 @@ class Relay:
         ``client_request`` gives the upstream request itself on routes whose upstream speaks the
         client's protocol (the /messages pass-through to Anthropic, forwarding the held output bound).
         """
-        model = model or self.resolve(call.model_name, key)
-        routes = candidates(self.gw.directory.routes(model.id), model)
-        first = routes[0]
-        cap = model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
-        job = Job(request, call, model, responder, client_request, extra_headers, call.output_bound(cap), cap)
-        upstream = await self._build(job, first, job.bound, cap)
+        plan = self._plan(call, key, model or self.resolve(call.model_name, key))
+        first = plan[0]
+        cap = _output_cap(first.model)
+        job = Job(request, call, first.model, responder, client_request, extra_headers, call.output_bound(cap), cap)
+        upstream = await self._build(job, first.route, job.bound, cap)
         job.held_output = max(job.bound, upstream.max_output or 0)  # thinking room, up to the cap
-        amount = self._hold_amount(call, model, body_size, job.held_output) + tool_hold(call.server_tools, model.pricing)
-        hold = Hold(request[REQUEST_ID], key.user_id, key.id, amount, model.id, stream=call.stream,
-                    channel_id=first.channel.id, upstream_model=first.upstream_id, budgets=key.budgets)  # fmt: skip
+        amount = max(  # the dearest model the plan may end on
+            self._hold_amount(call, m, body_size, job.held_output) + tool_hold(call.server_tools, m.pricing)
+            for m in {a.model.id: a.model for a in plan}.values()
+        )
+        hold = Hold(request[REQUEST_ID], key.user_id, key.id, amount, first.model.id, stream=call.stream,
+                    channel_id=first.route.channel.id, upstream_model=first.route.upstream_id, budgets=key.budgets)  # fmt: skip
         ticket = await admit(self.gw.rates, key, request)
         metrics = self.gw.metrics
 
         def settled(settlement: Settlement) -> None:
             metrics.holds.dec()
-            metrics.settled(responder.endpoint, model.id, settlement)
+            metrics.settled(responder.endpoint, job.model.id, settlement)
 
-        bill = Bill(self.gw.ledger, hold, prices=self.gw.directory.prices_json.get(model.id), on_settled=settled)
+        bill = Bill(self.gw.ledger, hold, prices=self.gw.directory.prices_json.get(job.model.id), on_settled=settled)
         try:
             async with bill:
                 metrics.holds.inc()
-                return await self._serve(job, routes, upstream, bill)
+                return await self._serve(job, plan, upstream, bill)
         finally:
             if ticket is not None:
                 ticket.release(bill.usage.prompt_tokens + bill.usage.completion_tokens)
 
-    async def _serve(self, job: Job, routes: list[Route], upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
+    async def _serve(self, job: Job, plan: list[Attempt], upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
         """Try the admitted routes in turn until one answers; record on ``bill`` how it ended."""
         health = self.gw.health
-        first = route = routes[0]
+        first, route = plan[0], plan[0].route
         try:
             self.gw.inflight.watch()  # from here on, a client that leaves or the drain's deadline cancels this task
-            attempts = admitted(routes, health)[:MAX_ATTEMPTS]
-            for number, route in enumerate(attempts):
+            attempts = _admitted(plan, health)
+            for number, attempt in enumerate(attempts):
+                route = attempt.route
                 bill.channel_id, bill.upstream_model = route.channel.id, route.upstream_id
-                if route is not first:  # never forward more output than was held for
+                if attempt is not first:  # never forward more output than was held for
+                    if attempt.model is not job.model:
+                        self._switch(job, bill, attempt.model)
                     upstream = await self._build(job, route, job.bound, job.held_output)
                 try:
                     response = await self._attempt(job, route, upstream, bill)
@@ -174,6 +181,34 @@ class Relay:
         if job.call.stream:
             return await self._stream(job, route, adapter, upstream, bill)
         return await self._complete(job, route, adapter, upstream, bill)
+
+    def _plan(self, call: ChatCall, key: KeyInfo, model: Model) -> list[Attempt]:
+        """Every (model, route) the request may try, in order: the model's routes as the client's ``provider``
+        preferences order them, then each fallback model's (OpenRouter's ``models``; each checked against the key)."""
+        models = [model, *(self.resolve(name, key) for name in call.models[1:])]
+        plan: list[Attempt] = []
+        refusal: GatewayError | None = None
+        for candidate in {m.id: m for m in models}.values():
+            try:
+                routes = candidates(self.gw.directory.routes(candidate.id), candidate)
+            except GatewayError as err:  # no channel for this one: the next model may have one
+                refusal = refusal or err
+                continue
+            plan.extend(Attempt(candidate, r) for r in prefer(routes, call.extensions.provider))
+        if not plan:
+            if refusal is not None and call.extensions.provider is None:
+                raise refusal
+            raise ServiceUnavailable(
+                f"no channel serving '{model.id}' matches the request's provider preferences", code="no_channel"
+            )
+        return plan
+
+    def _switch(self, job: Job, bill: Bill, model: Model) -> None:
+        """A fallback model answers from here on: its prices, its output bound (never above what was held), its id."""
+        job.model = model
+        job.bound = min(job.call.output_bound(_output_cap(model)), job.held_output)
+        job.responder.client_model = model.id
+        bill.model, bill.prices = model.id, self.gw.directory.prices_json.get(model.id)
 
     def _retry(self, err: GatewayError, route: Route, bill: Bill, *, last: bool) -> bool:
         """Whether a failed attempt may go to the next channel (the failure counted against this one)."""
@@ -358,6 +393,28 @@ class Relay:
         except asyncio.TimeoutError:  # cut at the drain's deadline and the client reads no more: hang up
             if request.transport is not None:
                 request.transport.abort()
+
+
+@dataclass(frozen=True, eq=False)
+class Attempt:
+    """One model on one route: what an attempt tries."""
+
+    model: Model
+    route: Route
+
+
+def _output_cap(model: Model) -> int:
+    return model.max_output_tokens or model.context_length or DEFAULT_MAX_OUTPUT
+
+
+def _admitted(plan: list[Attempt], health: ChannelHealth) -> list[Attempt]:
+    """Each model's admitted routes (at least one per model), at most ``MAX_ATTEMPTS`` per model."""
+    out: list[Attempt] = []
+    for _, group in groupby(plan, key=lambda a: a.model.id):
+        attempts = list(group)
+        by_route = {id(a.route): a for a in attempts}
+        out.extend(by_route[id(r)] for r in admitted([a.route for a in attempts], health)[:MAX_ATTEMPTS])
+    return out
 
 
 @dataclass

@@ -16,6 +16,7 @@ from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
 from tokenhub.errors import GatewayError, InvalidRequest, RateLimited, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from tokenhub.providers.registry import CHAT_ADAPTERS
+from tokenhub.relay.extensions import ProviderPreferences
 from tokenhub.relay.health import ChannelHealth
 from tokenhub.upstream import Route
 
@@ -43,6 +44,28 @@ def candidates(routes: list[Route], model: Model, protocols: Container[str] = CH
         members.sort(key=lambda r: random.random() ** (1.0 / max(r.channel.weight, 1)), reverse=True)
         ordered.extend(members)
     return ordered
+
+
+def prefer(routes: list[Route], prefs: ProviderPreferences | None) -> list[Route]:
+    """``routes`` as a client's ``provider`` preferences (OpenRouter's) ask: ``only`` and ``ignore`` filter,
+    ``order`` puts the named first in its order, ``allow_fallbacks: false`` keeps only those (only the
+    first route when no order is given). A name matches a channel's vendor or the channel's own name.
+    ``sort`` keeps the order: every channel of a model bills the same catalog price, and the operator's
+    priorities stand for latency and throughput."""
+    if prefs is None:
+        return routes
+
+    def names(route: Route) -> tuple[str, str]:
+        return route.channel.provider.lower(), route.channel.name.lower()
+
+    chosen = [r for r in routes if (not prefs.only or set(names(r)) & set(prefs.only)) and not set(names(r)) & set(prefs.ignore)]
+    if prefs.order:
+        rank = {name: i for i, name in reversed(list(enumerate(prefs.order)))}
+        listed = sorted((r for r in chosen if set(names(r)) & rank.keys()), key=lambda r: min(rank.get(n, len(rank)) for n in names(r)))
+        chosen = listed if not prefs.allow_fallbacks else listed + [r for r in chosen if r not in listed]
+    elif not prefs.allow_fallbacks:
+        chosen = chosen[:1]
+    return chosen
 
 
 def pick_route(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> Route:

@@ -31,7 +31,7 @@ async def chat_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload:
     call = ChatCall.parse(payload)
     relay = Relay(gw)
     model = relay.resolve(call.model_name, key)
-    responder = OpenAIResponder(model.id, call.include_usage)
+    responder = OpenAIResponder(model.id, call.include_usage, exclude_reasoning=call.extensions.exclude_reasoning)
     return await relay.handle(request, key, call, size, responder, model=model)
 
 

@@ -47,6 +47,8 @@ class ChunkPipe:
             return b""
         if self._first is None:
             self._first = chunks[0]
+        if self._responder.exclude_reasoning:
+            chunks = [chunk for chunk in chunks if without_reasoning(chunk, "delta")]
         return b"".join([frame(orjson.dumps(chunk)) for chunk in chunks])
 
     def ending(self, usage: Usage, cost_text: str) -> bytes:
@@ -70,6 +72,7 @@ class OpenAIBytePipe:
         self._client_model = responder.client_model
         self._model_json = b'"model":' + orjson.dumps(responder.client_model)
         self._include_usage = responder.include_usage
+        self._exclude_reasoning = responder.exclude_reasoning
         self._usage_sent = False
         self._chunk_id: Any = None
         self._created: Any = None
@@ -81,6 +84,12 @@ class OpenAIBytePipe:
         if self._chunk_id is None:
             self._chunk_id, self._created = obj.get("id"), obj.get("created")
         raw_usage = obj.get("usage")
+        if self._exclude_reasoning and b'"reasoning' in event.data:
+            if not without_reasoning(obj, "delta"):
+                return b""
+            if raw_usage is None:
+                obj["model"] = self._client_model
+                return frame(orjson.dumps(obj))
         if raw_usage is None:
             return frame(MODEL_FIELD.sub(self._rewrite_model, event.data, count=1))
         choices = obj.get("choices")
@@ -110,6 +119,24 @@ class OpenAIBytePipe:
         return error_event(err, self._channel)
 
 
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")
+
+
+def without_reasoning(obj: dict[str, Any], part: str) -> bool:
+    """Removes the reasoning from each choice's ``part`` (delta | message) in place (OpenRouter's
+    ``reasoning.exclude``); False when a chunk is left with nothing to say."""
+    said = bool(obj.get("usage"))
+    for choice in obj.get("choices") or ():
+        body = choice.get(part) if isinstance(choice, dict) else None
+        if isinstance(body, dict):
+            for name in REASONING_FIELDS:
+                body.pop(name, None)
+            said = said or any(v not in (None, "") for v in body.values()) or bool(choice.get("finish_reason"))
+        else:
+            said = True
+    return said or not obj.get("choices")
+
+
 def usage_chunk(chunk_id: Any, created: Any, model: str, usage: Usage, cost_text: str) -> bytes:
     """The usage chunk that ends a stream for a client that asked for usage."""
     chunk = {
@@ -128,11 +155,14 @@ class OpenAIResponder(Responder):
     passthrough = {OpenAIAdapter: OpenAIBytePipe}
     translating = ChunkPipe
 
-    def __init__(self, client_model: str, include_usage: bool) -> None:
+    def __init__(self, client_model: str, include_usage: bool, *, exclude_reasoning: bool = False) -> None:
         self.client_model = client_model
         self.include_usage = include_usage
+        self.exclude_reasoning = exclude_reasoning  # OpenRouter's reasoning.exclude: generated and billed, not shown
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
+        if self.exclude_reasoning:
+            without_reasoning(body, "message")
         body["model"] = self.client_model
         body["usage"] = with_cost(body.get("usage"), usage, cost_text)
         return web.Response(body=orjson.dumps(body), content_type="application/json")
