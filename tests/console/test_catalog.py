@@ -102,7 +102,7 @@ def test_filters_narrow_the_list(console, new_page, javascript):
     cases = [
         ({"provider": "anthropic"}, lambda m: m.family == "anthropic"),
         ({"modality": "video"}, lambda m: "video" in m.input_modalities + m.output_modalities),
-        ({"max_price": "0.5"}, lambda m: m.kind == "chat" and m.pricing.input <= usd_to_nanos("0.5")),
+        ({"max_price": "0.5"}, lambda m: m.kind in ("chat", "embedding") and m.pricing.input <= usd_to_nanos("0.5")),
         ({"q": "GROK"}, lambda m: "grok" in (m.id + m.name).lower()),
         ({"q": "flash", "provider": "google", "modality": "image"},
          lambda m: m.family == "google" and "flash" in m.id and "image" in m.input_modalities + m.output_modalities),
@@ -251,3 +251,28 @@ def test_catalog_screenshots(console, new_page, tmp_path):
         phone.screenshot(path=str(target / name), full_page=True)
     for png in target.glob("model*.png"):
         assert png.stat().st_size < 600_000
+
+
+def test_embedding_models_show_their_price_and_examples_that_run(console, new_page, upstream_url):
+    console.channel("openai", upstream_url, name="oa")
+    user = make_user(console, "emb@example.com")
+    console.write(lambda c: billing.add_credits(c, user["id"], usd_to_nanos("5"), note="test"))
+    key = console.key("emb@example.com", name="embeddings")
+    page = new_page()
+    log_in(page, "emb@example.com")
+    page.goto("/models?q=text-embedding")
+    expect(page.locator("tr[data-model='openai/text-embedding-3-small']")).to_contain_text("Text → Vectors")
+    page.goto("/models/openai/text-embedding-3-small")
+    expect(page.get_by_test_id("prices")).to_contain_text("$0.02")
+    codes = {slug: page.locator(f"#code-{slug}").inner_text() for slug in ("curl", "python", "javascript")}
+    assert all(f"{console.base_url}" in code and "openai/text-embedding-3-small" in code for code in codes.values())
+    out = run_example(codes["python"], "python", key)
+    assert "2 vectors of 1536 dimensions" in out and "cost (USD):" in out
+    assert '"embedding"' in run_example(codes["curl"], "shell", key)
+    console.flush()
+    assert console.ledger_report().ok
+    zh = new_page(locale="zh-CN")
+    log_in(zh, "emb@example.com")
+    zh.goto("/models/google/gemini-embedding-001")
+    expect(zh.get_by_test_id("prices")).to_contain_text("$0.15")
+    expect(zh.locator("main")).to_contain_text("向量")

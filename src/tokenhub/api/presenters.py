@@ -31,6 +31,9 @@ def model_entry(model: Model, catalog: Catalog) -> dict[str, Any]:
         if p.reasoning is not None:
             pricing["internal_reasoning"] = per_unit_to_per_token(p.reasoning)
             per_million["reasoning"] = format_usd(p.reasoning)
+    elif model.kind == "embedding":  # billed per input token only
+        pricing = {"prompt": per_unit_to_per_token(p.input), "completion": "0"}
+        per_million = {"input": format_usd(p.input)}
     if p.per_image is not None:
         pricing["image"] = format_usd(p.per_image)
     if p.per_image_by_size:
@@ -62,6 +65,8 @@ def model_entry(model: Model, catalog: Catalog) -> dict[str, Any]:
         entry["video"] = model.video
     if model.image:
         entry["image"] = model.image
+    if model.embedding:
+        entry["embedding"] = model.embedding
     return entry
 
 

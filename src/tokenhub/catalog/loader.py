@@ -76,6 +76,7 @@ def _model(raw: Mapping[str, Any], families: Mapping[str, Family]) -> Model:
         enabled=bool(raw.get("enabled", True)),
         video=raw.get("video"),
         image=raw.get("image"),
+        embedding=raw.get("embedding"),
         unverified=tuple(raw.get("unverified") or ()),
     )
 

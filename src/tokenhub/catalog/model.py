@@ -54,7 +54,7 @@ class Model:
     family: str
     provider: str  # the channel provider that serves it by default
     upstream_id: str
-    kind: str = "chat"  # chat | image | video
+    kind: str = "chat"  # chat | image | video | embedding
     created: int = 0  # unix seconds
     context_length: int | None = None
     max_output_tokens: int | None = None
@@ -65,6 +65,9 @@ class Model:
     enabled: bool = True
     video: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
+    # embedding: {"dimensions": default, "dimension_choices": [...] or "dimension_range": [min, max],
+    # "max_inputs": per request, "max_input_tokens": per input, "token_arrays": bool}
+    embedding: dict[str, Any] | None = None
     unverified: tuple[str, ...] = ()
 
     @property

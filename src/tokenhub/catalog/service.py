@@ -82,8 +82,8 @@ async def add_model(
         raise InvalidRequest("a model id looks like vendor/name (letters, digits, - _ . : /)", param="model")
     if provider not in PROVIDERS:
         raise InvalidRequest(f"unknown provider '{provider}'; one of: {', '.join(PROVIDERS)}", param="provider")
-    if kind not in ("chat", "image", "video"):
-        raise InvalidRequest("kind is one of chat, image, video", param="kind")
+    if kind not in ("chat", "image", "video", "embedding"):
+        raise InvalidRequest("kind is one of chat, image, video, embedding", param="kind")
     for field, value in (("context", context_length), ("max_output_tokens", max_output_tokens)):
         if value is not None and value < 1:
             raise InvalidRequest(f"{field} must be a positive number of tokens", param=field)

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.base import ChatAdapter
+from tokenhub.providers.embeddings import EmbeddingAdapter
 from tokenhub.providers.gemini.adapter import GeminiAdapter
+from tokenhub.providers.gemini.embeddings import GeminiEmbeddings
 from tokenhub.providers.media.ark import ArkImageAdapter, ArkVideoAdapter
 from tokenhub.providers.media.base import ImageAdapter, VideoAdapter
 from tokenhub.providers.media.dashscope import DashScopeVideoAdapter
 from tokenhub.providers.media.kling import KlingVideoAdapter
 from tokenhub.providers.openai.adapter import OpenAIAdapter
+from tokenhub.providers.openai.embeddings import OpenAIEmbeddings
 
 CHAT_ADAPTERS: dict[str, ChatAdapter] = {
     "openai": OpenAIAdapter(),
     "anthropic": AnthropicAdapter(),
     "gemini": GeminiAdapter(),
+}
+EMBEDDING_ADAPTERS: dict[str, EmbeddingAdapter] = {
+    "openai": OpenAIEmbeddings(),
+    "gemini": GeminiEmbeddings(),
 }
 VIDEO_ADAPTERS: dict[str, VideoAdapter] = {
     "ark": ArkVideoAdapter(),

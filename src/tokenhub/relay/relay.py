@@ -84,10 +84,8 @@ class Relay:
         """The catalog model a client means, checked against its key."""
         model = self.gw.directory.catalog.resolve(model_name)
         if model.kind != "chat":
-            raise InvalidRequest(
-                f"'{model.id}' is a {model.kind} model; use /api/v1/{'images' if model.kind == 'image' else 'videos'}/generations",
-                param="model",
-            )
+            endpoint = {"image": "images/generations", "video": "videos/generations"}.get(model.kind, model.kind + "s")
+            raise InvalidRequest(f"'{model.id}' is a {model.kind} model; use /api/v1/{endpoint}", param="model")
         key.check_model(model)
         return model
 

@@ -69,7 +69,7 @@ class Filters:
             return False
         if self.modality and self.modality not in (*model.input_modalities, *model.output_modalities):
             return False
-        if self.max_price_nanos is not None and (model.kind != "chat" or model.pricing.input > self.max_price_nanos):
+        if self.max_price_nanos is not None and (model.kind not in ("chat", "embedding") or model.pricing.input > self.max_price_nanos):
             return False  # the price filter is per 1M input tokens: media models have no such price
         return not self.q or self.q.lower() in search_text(model, family)
 
@@ -109,6 +109,8 @@ def prices(model: Model, t: Translator, *, detailed: bool = False) -> list[Price
         if detailed and p.reasoning is not None:
             rows.append(Price(t("catalog.price_reasoning"), usd(p.reasoning), per_m))
         return rows
+    if model.kind == "embedding":
+        return [Price(t("catalog.price_input"), usd(p.input), t("catalog.unit_million"))]
     rows = []
     if p.per_image is not None:
         rows.append(Price(t("catalog.price_image"), usd(p.per_image), t("catalog.unit_image")))
@@ -139,7 +141,7 @@ def model_view(model: Model, family: Family | None, t: Translator, *, detailed: 
         "modalities": " ".join(sorted({*model.input_modalities, *model.output_modalities})),
         "capabilities": list(model.capabilities),
         "prices": prices(model, t, detailed=detailed),
-        "input_nanos": model.pricing.input if model.kind == "chat" else "",
+        "input_nanos": model.pricing.input if model.kind in ("chat", "embedding") else "",
         "search": search_text(model, family),
         "image": model.image or {},
         "video": model.video or {},
@@ -259,6 +261,27 @@ for await (const chunk of stream) {
 }"""),
 }
 
+EMBEDDING_EXAMPLES = {
+    "curl": ("catalog.example_curl", "shell", """\
+curl @BASE@/embeddings \\
+  -H "Authorization: Bearer $TOKENHUB_API_KEY" \\
+  -H "Content-Type: application/json" \\
+  -d '{"model": "@MODEL@", "input": ["The quick brown fox", "jumps over the lazy dog"]}'"""),
+    "python": ("catalog.example_python", "python", PY_CLIENT + """\
+result = client.embeddings.create(
+    model="@MODEL@",
+    input=["The quick brown fox", "jumps over the lazy dog"],
+)
+print(len(result.data), "vectors of", len(result.data[0].embedding), "dimensions")
+print("tokens:", result.usage.prompt_tokens, "cost (USD):", result.usage.cost)"""),
+    "javascript": ("catalog.example_javascript", "javascript", JS_CLIENT + """\
+const result = await client.embeddings.create({
+  model: "@MODEL@",
+  input: ["The quick brown fox", "jumps over the lazy dog"],
+});
+console.log(result.data.length, "vectors of", result.data[0].embedding.length, "dimensions");"""),
+}
+
 IMAGE_EXAMPLES = {
     "curl": ("catalog.example_curl", "shell", """\
 curl @BASE@/images/generations \\
@@ -351,7 +374,7 @@ def example_size(model: Model) -> str | None:
 
 def examples(model: Model, base: str) -> list[Example]:
     """Copy-ready code for one model against this server."""
-    table = {"image": IMAGE_EXAMPLES, "video": VIDEO_EXAMPLES}.get(model.kind, CHAT_EXAMPLES)
+    table = {"image": IMAGE_EXAMPLES, "video": VIDEO_EXAMPLES, "embedding": EMBEDDING_EXAMPLES}.get(model.kind, CHAT_EXAMPLES)
     size = example_size(model)
     values = {
         "@BASE@": base,

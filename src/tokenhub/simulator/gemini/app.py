@@ -12,6 +12,7 @@ from tokenhub.simulator.common.disconnects import serve_scenario
 from tokenhub.simulator.common.recording import Headers, install_state
 from tokenhub.simulator.common.timing import elapsed_ms, stamp_start
 from tokenhub.simulator.gemini.contents import count_prompt_tokens, directive_text, get
+from tokenhub.simulator.gemini.embeddings import embed
 from tokenhub.simulator.gemini.errors import (
     NOT_FOUND_HTML,
     GeminiError,
@@ -32,6 +33,9 @@ from tokenhub.simulator.gemini.validation import (
     validate_thought_signatures,
     validate_tools,
 )
+
+
+EMBEDDING_PREFIXES = ("gemini-embedding", "text-embedding")
 
 
 def record(request: web.Request, state: FakeGeminiState, raw: bytes) -> Any:
@@ -80,7 +84,7 @@ async def model_action(request: web.Request) -> web.StreamResponse:
     model, method = split_model_method(request.match_info["name"])
     raw = await request.read()
     parsed = record(request, state, raw)
-    if method not in ("generateContent", "streamGenerateContent", "countTokens"):
+    if method not in ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"):
         return html_not_found(request)
     is_stream = method == "streamGenerateContent"
     sse = is_stream and request.query.get("alt") == "sse"
@@ -91,6 +95,12 @@ async def model_action(request: web.Request) -> web.StreamResponse:
             raise model_not_found(model, version, method)
         if method == "countTokens":
             return count_tokens(body)
+        if method in ("embedContent", "batchEmbedContents"):
+            if not model.startswith(EMBEDDING_PREFIXES):
+                raise model_not_found(model, version, method)
+            return embed(method, model, body)
+        if model.startswith(EMBEDDING_PREFIXES):
+            raise model_not_found(model, version, method)
         contents = check_request_shape(body)
         scenario = Scenario.parse(directive_text(contents))
         validate_contents(contents, scenario)

@@ -19,6 +19,7 @@ DEFAULT_MODELS = (
     "gemini-flash-latest",
     "gemini-3-pro-preview",
     "gemini-3-flash-preview",
+    "gemini-embedding-001",
 )
 
 
