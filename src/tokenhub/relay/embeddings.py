@@ -31,7 +31,7 @@ from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest
 from tokenhub.money import usd_number
 from tokenhub.providers.base import redacted
-from tokenhub.providers.embeddings import EmbeddingAdapter, Embedded, Input
+from tokenhub.providers.embeddings import Embedded, EmbeddingAdapter, Input
 from tokenhub.providers.registry import EMBEDDING_ADAPTERS
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.relay.admission import limited

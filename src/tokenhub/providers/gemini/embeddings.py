@@ -6,10 +6,9 @@ relay bills its estimate. ``dimensions`` becomes each request's ``outputDimensio
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
-
-from urllib.parse import quote
 
 from tokenhub.errors import GatewayError, UpstreamError
 from tokenhub.providers.base import UpstreamRequest, upstream_error
