@@ -38,6 +38,9 @@ TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_wr
 R = requests.c
 
 
+CHAT_ENDPOINTS = ("chat", "messages", "responses", "completions")  # billed per token at the chat model's prices
+
+
 def list_prices() -> dict[str, Pricing]:
     """The shipped catalog's list prices by model id: what the upstream is assumed to charge."""
     return {m.id: m.pricing for m in shipped()[1] if m.kind == "chat"}
@@ -131,7 +134,7 @@ async def _groups(conn: AsyncConnection, since: datetime) -> list[Totals]:
             requests=int(row.n), errors=int(row.errors), revenue_nanos=int(row.revenue), overage_nanos=int(row.overage), **tokens
         )
         group.extra = {"day": str(row.day), "model": row.model, "channel_id": row.channel_id}
-        pricing = prices.get(row.model) if row.endpoint == "chat" else None
+        pricing = prices.get(row.model) if row.endpoint in CHAT_ENDPOINTS else None
         if pricing is not None:
             usage = Usage(
                 prompt_tokens=tokens["prompt_tokens"], completion_tokens=tokens["completion_tokens"],

@@ -116,7 +116,7 @@ class Relay:
             self._hold_amount(call, m, body_size, job.held_output) + tool_hold(call.server_tools, m.pricing)
             for m in {a.model.id: a.model for a in plan}.values()
         )
-        hold = Hold(request[REQUEST_ID], key.user_id, key.id, amount, first.model.id, stream=call.stream,
+        hold = Hold(request[REQUEST_ID], key.user_id, key.id, amount, first.model.id, stream=call.stream, endpoint=responder.endpoint,
                     channel_id=first.route.channel.id, upstream_model=first.route.upstream_id, budgets=key.budgets)  # fmt: skip
         ticket = await admit(self.gw.rates, key, request)
         metrics = self.gw.metrics

@@ -290,3 +290,20 @@ console_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+
+# Responses API answers kept for their account (``store``): the response object, this request's
+# input items, and the whole conversation up to and including it (``context``: earlier items, input,
+# output) so that ``previous_response_id`` is one read. JSON text. Kept 30 days.
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("model", String(200), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("input_items", Text, nullable=False),
+    Column("context", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
