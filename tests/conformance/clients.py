@@ -195,4 +195,71 @@ class AnthropicMessages:
         assert err.body["type"] == "error" and set(err.body["error"]) >= {"type", "message"}, err.body
 
 
-CLIENTS = [OpenAIChat, AnthropicMessages]
+class OpenAIResponses:
+    """``/api/v1/responses`` through the openai SDK (``responses.create`` / ``responses.stream``)."""
+
+    name = "openai-responses"
+    error = openai.APIStatusError
+    cannot = frozenset({"stop"})  # the Responses API has no stop sequences
+
+    def __init__(self, gw: Harness, key: str) -> None:
+        self.client = gw.client(key)
+        self.model = ""
+
+    def close(self) -> None:
+        self.client.close()
+
+    def items(self, ask: Ask) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = [{"role": role, "content": text} for role, text in ask.history]
+        content: Any = ask.text
+        if ask.image:
+            content = [{"type": "input_text", "text": ask.text}, {"type": "input_image", "image_url": f"data:image/png;base64,{ask.image}"}]
+        return [*items, {"role": "user", "content": content}]
+
+    def ask(self, ask: Ask, items: list[dict[str, Any]] | None = None) -> Answer:
+        options: dict[str, Any] = {"model": self.model, "input": items or self.items(ask), "max_output_tokens": ask.max_tokens}
+        if ask.system:
+            options["instructions"] = ask.system
+        if ask.tools:
+            options["tools"] = [{"type": "function", "name": WEATHER["name"], "description": WEATHER["description"],
+                                 "parameters": WEATHER["schema"]}]  # fmt: skip
+        if ask.reasoning:
+            options["reasoning"] = {"effort": "low"}
+        if ask.schema:
+            options["text"] = {"format": {"type": "json_schema", "name": "a", "schema": ask.schema}}
+        if ask.stream:
+            with self.client.responses.stream(**options) as stream:
+                kinds = [event.type for event in stream]
+                reply = stream.get_final_response()
+            assert kinds[0] == "response.created" and kinds[-1] in ("response.completed", "response.incomplete"), kinds
+            return self._read(reply)
+        return self._read(self.client.responses.create(**options))
+
+    def _read(self, reply: Any) -> Answer:
+        assert reply.object == "response" and reply.model == self.model
+        usage = reply.usage
+        assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+        calls = [Call(item.name, json.loads(item.arguments), item.call_id) for item in reply.output if item.type == "function_call"]
+        if calls:
+            finish = "tool_calls"
+        elif reply.status == "incomplete":
+            finish = "length" if reply.incomplete_details.reason == "max_output_tokens" else None
+        else:
+            finish = "stop" if reply.status == "completed" else None
+        cost = (usage.model_extra or {}).get("cost")
+        return Answer(reply.output_text, finish, calls, usage.input_tokens, usage.output_tokens,
+                      usage.input_tokens_details.cached_tokens or 0, 0, usage.output_tokens_details.reasoning_tokens or 0,
+                      Decimal(str(cost)) if cost is not None else None, raw=reply)  # fmt: skip
+
+    def tool_results(self, ask: Ask, first: Answer, result: str) -> Answer:
+        items = self.items(ask)
+        items += [item.model_dump(exclude_none=True) for item in first.raw.output]
+        items += [{"type": "function_call_output", "call_id": call.id, "output": result} for call in first.calls]
+        return self.ask(Ask(ask.text, tools=True), items)
+
+    def check_error(self, err: Exception) -> None:
+        assert isinstance(err, openai.APIStatusError)
+        assert set(err.body) == {"message", "type", "code", "param"}, err.body
+
+
+CLIENTS = [OpenAIChat, AnthropicMessages, OpenAIResponses]
