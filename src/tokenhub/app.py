@@ -11,6 +11,7 @@ from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middlewa
 from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
+from tokenhub.api.gemini import GeminiAPI
 from tokenhub.api.responses import ResponsesAPI
 from tokenhub.api.routes import PublicAPI
 from tokenhub.api.stripe_webhook import StripeWebhookAPI
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(PublicAPI(app).routes())
     app.add_routes(MessagesAPI(app).routes())
     app.add_routes(ResponsesAPI(app).routes())
+    app.add_routes(GeminiAPI(app).routes())
     app.add_routes(MediaAPI(app).routes())
     app.add_routes(AdminAPI(app).routes())
     app.add_routes(OpsAPI(app).routes())

@@ -12,6 +12,7 @@ from aiohttp import web
 from tokenhub.errors import GatewayError, InvalidRequest, LimitReached, NotFound, PayloadTooLarge, RequestTimeout
 from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.providers.anthropic.message import error_body
+from tokenhub.providers.gemini.responder import google_error
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.surface import GATEWAY, RequestIds
 
@@ -51,14 +52,14 @@ def error_middleware() -> Any:
                 gateway = request.app.get(GATEWAY)
                 if gateway is not None:
                     gateway.metrics.limited.labels(err.scope, err.limit).inc()
-            return error_response(err)
+            return _in_route_format(request, err)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             html_page = request.app.get(HTML_NOT_FOUND)
             if exc.status == 404 and html_page is not None and not request.path.startswith(API_PREFIXES):
                 return await html_page(request)
-            return error_response(_from_http_exception(exc, request))
+            return _in_route_format(request, _from_http_exception(exc, request))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(GatewayError("internal error; the request id helps the operator find it"))
@@ -67,10 +68,15 @@ def error_middleware() -> Any:
 
 
 def _in_route_format(request: web.Request, err: GatewayError) -> web.Response:
-    """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages, OpenAI's elsewhere."""
-    if request.path.startswith("/api/v1/messages"):
+    """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages, Google's for the
+    Gemini API (/api/v1beta, and /api/v1/models/...:method), OpenAI's elsewhere."""
+    path = request.path
+    if path.startswith("/api/v1/messages"):
         body = orjson.dumps(error_body(err.status, err.message))
-        return web.Response(status=err.status, body=body, content_type="application/json")
+        return web.Response(status=err.status, body=body, content_type="application/json", headers=err.headers)
+    if path.startswith("/api/v1beta/") or (path.startswith("/api/v1/models/") and ":" in path):
+        body = orjson.dumps(google_error(err.status, err.message))
+        return web.Response(status=err.status, body=body, content_type="application/json", headers=err.headers)
     return error_response(err)
 
 

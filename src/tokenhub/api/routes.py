@@ -6,6 +6,7 @@ import orjson
 from aiohttp import web
 
 from tokenhub.accounts.service import get_user, key_row
+from tokenhub.api.gemini import GeminiAPI, is_google_request
 from tokenhub.api.presenters import iso, model_entry, models_list
 from tokenhub.billing.service import credits_summary
 from tokenhub.billing.usage import request_record
@@ -51,6 +52,8 @@ class PublicAPI(RouteGroup):
         ]
 
     async def list_models(self, request: web.Request) -> web.Response:
+        if is_google_request(request):  # Gemini's SDKs and CLI under the base URL /api, version v1
+            return await GeminiAPI(request.app).list_models(request)
         directory = self.gw.directory
         if self._models_cache[0] != directory.version:
             self._models_cache = (directory.version, models_list(directory.catalog))
@@ -58,6 +61,8 @@ class PublicAPI(RouteGroup):
 
     async def get_model(self, request: web.Request) -> web.Response:
         """One model, as the list shows it (public, like the list); 404 in the API's format when unknown or disabled."""
+        if is_google_request(request):
+            return await GeminiAPI(request.app).get_model(request)
         catalog = self.gw.directory.catalog
         model = catalog.resolve(request.match_info["model_id"])
         return web.Response(body=orjson.dumps(model_entry(model, catalog)), content_type="application/json")

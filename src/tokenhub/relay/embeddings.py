@@ -112,24 +112,45 @@ def _check_dimensions(value: Any, spec: dict[str, Any], model: Model) -> None:
         raise InvalidRequest(f"{model.id} has a fixed vector size: leave 'dimensions' out", param="dimensions")
 
 
-async def embeddings_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload: Any) -> web.Response:
-    """``POST /embeddings`` for an authenticated key."""
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    name = payload.get("model")
+@dataclass(frozen=True)
+class Embeddings:
+    """What an embeddings request answered: its vectors in input order, the usage billed and its cost."""
+
+    model: Model
+    vectors: list[list[float]]
+    usage: Usage
+    cost: int
+
+
+def embedding_model(gw: Gateway, key: KeyInfo, name: Any) -> Model:
+    """The embedding model a request names, allowed for the key."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'model' is required: an embedding model id such as openai/text-embedding-3-small", param="model")
     model = gw.directory.catalog.resolve(name.strip())
     if model.kind != "embedding":
         raise InvalidRequest(f"'{model.id}' is a {model.kind} model, not an embedding model", param="model")
     key.check_model(model)
+    return model
+
+
+async def embeddings_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload: Any) -> web.Response:
+    """``POST /embeddings`` for an authenticated key, answered in OpenAI's shape."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = embedding_model(gw, key, payload.get("model"))
     job = parse_embedding_job(payload, model)
+    done = await embed(gw, request, key, model, job)
+    return web.Response(body=orjson.dumps(_answer(done, job)), content_type="application/json")
+
+
+async def embed(gw: Gateway, request: web.Request, key: KeyInfo, model: Model, job: EmbeddingJob) -> Embeddings:
+    """Hold, call the upstream (failing over between channels), settle: for every client protocol."""
     routes = candidates(gw.directory.routes(model.id), model, EMBEDDING_ADAPTERS)
     async with limited(gw.rates, key, request):
         return await _embed(gw, request, key, model, routes, job)
 
 
-async def _embed(gw: Gateway, request: web.Request, key: KeyInfo, model: Model, routes: list[Route], job: EmbeddingJob) -> web.Response:
+async def _embed(gw: Gateway, request: web.Request, key: KeyInfo, model: Model, routes: list[Route], job: EmbeddingJob) -> Embeddings:
     first = routes[0]
     amount = usage_cost(Usage(job.token_bound(), 0), model.pricing)
     hold = Hold(request[REQUEST_ID], key.user_id, key.id, amount, model.id, endpoint="embeddings",
@@ -153,7 +174,7 @@ async def _embed(gw: Gateway, request: web.Request, key: KeyInfo, model: Model, 
             usage = Usage(tokens, 0) if tokens is not None else Usage(job.token_estimate(), 0, estimated=True)
             bill.status, bill.http_status, bill.error, bill.usage = "ok", 200, None, usage
             bill.cost = usage_cost(usage, model.pricing)
-            return web.Response(body=orjson.dumps(_answer(model, job, vectors, usage, bill.cost)), content_type="application/json")
+            return Embeddings(model, vectors, usage, bill.cost)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -177,12 +198,13 @@ async def _call(gw: Gateway, adapter: EmbeddingAdapter, route: Route, model: Mod
     return vectors, None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
 
-def _answer(model: Model, job: EmbeddingJob, vectors: list[list[float]], usage: Usage, cost: int) -> dict[str, Any]:
-    data = [{"object": "embedding", "index": i, "embedding": _encoded(v, job.encoding_format)} for i, v in enumerate(vectors)]
-    out_usage: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens, "cost": usd_number(cost)}
+def _answer(done: Embeddings, job: EmbeddingJob) -> dict[str, Any]:
+    data = [{"object": "embedding", "index": i, "embedding": _encoded(v, job.encoding_format)} for i, v in enumerate(done.vectors)]
+    usage = done.usage
+    out_usage: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens, "cost": usd_number(done.cost)}
     if usage.estimated:
         out_usage["estimated"] = True
-    return {"object": "list", "data": data, "model": model.id, "usage": out_usage}
+    return {"object": "list", "data": data, "model": done.model.id, "usage": out_usage}
 
 
 def _encoded(vector: list[float], encoding: str) -> list[float] | str:
