@@ -16,14 +16,21 @@ from tokenhub.console.render import TEMPLATES
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 ENDPOINTS = [
-    "GET /models", "POST /chat/completions", "POST /messages", "POST /messages/count_tokens", "POST /images/generations",
+    "GET /models", "POST /chat/completions", "POST /responses", "GET /responses/{id}", "DELETE /responses/{id}",
+    "GET /responses/{id}/input_items", "POST /messages", "POST /messages/count_tokens",
+    "POST /v1beta/models/{model}:generateContent", "POST /v1beta/models/{model}:streamGenerateContent?alt=sse",
+    "POST /v1beta/models/{model}:countTokens", "POST /v1beta/models/{model}:embedContent",
+    "POST /v1beta/models/{model}:batchEmbedContents", "GET /v1beta/models", "POST /embeddings", "POST /completions",
+    "POST /images/generations",
     "POST /videos/generations", "GET /videos/generations/{id}", "GET /videos/generations", "GET /credits", "GET /key",
     "GET /generation?id=gen-…",
 ]  # fmt: skip
 SECTION_TITLES = {
-    "en": ["Quick start", "Authentication", "Models", "Chat completions", "Anthropic Messages", "Image generation",
+    "en": ["Quick start", "Authentication", "Models", "Chat completions", "Responses API", "Anthropic Messages", "Gemini API",
+           "Embeddings", "Legacy completions", "OpenRouter fields", "Image generation",
            "Video generation", "Credits", "Current key", "Request details", "Errors"],
-    "zh": ["快速开始", "身份验证", "模型列表", "对话补全", "Anthropic Messages", "图片生成", "视频生成", "余额", "当前密钥",
+    "zh": ["快速开始", "身份验证", "模型列表", "对话补全", "Responses API", "Anthropic Messages", "Gemini API", "向量嵌入",
+           "旧版文本补全", "OpenRouter 字段", "图片生成", "视频生成", "余额", "当前密钥",
            "请求详情", "错误"],
 }  # fmt: skip
 
@@ -70,6 +77,8 @@ def test_docs_list_every_endpoint(console, new_page, lang):
     assert f'base_url="{console.base_url}"' in codes["code-quick-python"]
     assert f"curl {console.base_url}/chat/completions" in codes["code-chat-curl"]
     assert f'base_url="{console.base_url[:-3]}"' in codes["code-messages-sdk"]
+    assert f'base_url="{console.base_url[:-3]}"' in codes["code-gemini-python"]  # Google's SDKs add /v1beta themselves
+    assert f'base_url="{console.base_url}"' in codes["code-responses-python"]
 
 
 def test_both_languages_have_the_same_reference(console, new_page):
@@ -96,10 +105,11 @@ def test_docs_quick_start_compiles_and_json_examples_parse(console, new_page):
     page = docs_page(console, new_page, "en")
     codes = dict(outline(page)["code"])
     compile(codes["code-quick-python"], "quick", "exec")
-    compile(codes["code-messages-sdk"], "sdk", "exec")
+    for name in ("messages-sdk", "responses-python", "gemini-python", "embeddings-python"):
+        compile(codes[f"code-{name}"], name, "exec")
     for name in ("models-response", "chat-request", "chat-response", "chat-stream-request", "messages-response", "images-request",
                  "images-response", "video-request", "video-task", "credits-response", "key-response", "generation-response",
-                 "error-body", "messages-error"):  # fmt: skip
+                 "error-body", "messages-error", "responses-response", "embeddings-response", "openrouter-request"):  # fmt: skip
         json.loads(codes[f"code-{name}"])
     for line in codes["code-chat-stream-response"].splitlines():
         if line.startswith("data: {"):
