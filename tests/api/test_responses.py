@@ -127,6 +127,13 @@ def test_store_false_keeps_nothing(env):
         client.responses.retrieve(response.id)
 
 
+def test_built_in_tools_are_not_offered_to_a_translated_upstream(env, fake_openai):
+    """web_search and the like run and bill at OpenAI: the model is not offered them (Codex always lists web_search)."""
+    _, _, client = env
+    client.responses.create(model="openai/gpt-4.1", input="hi", tools=[{"type": "web_search"}, *TOOLS])
+    assert [t["function"]["name"] for t in fake_openai.requests[-1].json["tools"]] == ["get_weather"]
+
+
 def test_structured_output(env, fake_openai):
     _, _, client = env
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}
@@ -139,7 +146,7 @@ def test_structured_output(env, fake_openai):
 @pytest.mark.parametrize(("body", "param"), [
     ({"model": "openai/gpt-4.1"}, "input"),
     ({"model": "openai/gpt-4.1", "input": 5}, "input"),
-    ({"model": "openai/gpt-4.1", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0]"),
+    ({"model": "openai/gpt-4.1", "input": "hi", "tools": ["web_search"]}, "tools[0]"),
     ({"model": "openai/gpt-4.1", "input": [{"type": "mystery"}]}, "input[0].type"),
     ({"model": "openai/gpt-4.1", "input": "hi", "bogus": 1}, "bogus"),
     ({"input": "hi"}, "model"),

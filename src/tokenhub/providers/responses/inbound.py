@@ -10,12 +10,11 @@ Input items (OpenAI's ``ResponseInputItem`` shapes):
 * ``reasoning`` items are kept in the stored conversation but not sent to a translated upstream
   (their ``encrypted_content`` is only meaningful to OpenAI).
 
-Options: ``tools`` (``function`` tools only: a built-in tool such as ``web_search`` runs at OpenAI and
-is refused, 400), ``tool_choice``, ``text.format`` -> ``response_format``, ``reasoning.effort`` ->
+Options: ``tools`` (``function`` tools, and the functions of a ``namespace``; a built-in tool such as
+``web_search`` runs and bills at OpenAI, so it is not offered to a translated upstream), ``tool_choice``, ``text.format`` -> ``response_format``, ``reasoning.effort`` ->
 ``reasoning_effort``, ``max_output_tokens``, ``temperature``, ``top_p``, ``parallel_tool_calls``,
 ``user`` / ``safety_identifier``; ``stream``. ``store``, ``previous_response_id`` and ``metadata`` are
-the gateway's; ``include``, ``truncation``, ``service_tier``, ``prompt_cache_key`` and
-``background: false`` are accepted and not forwarded.
+the gateway's; the rest of ``IGNORED`` is accepted and not forwarded.
 """
 
 from __future__ import annotations
@@ -26,8 +25,11 @@ from typing import Any
 from tokenhub.errors import InvalidRequest
 
 SAMPLING = ("temperature", "top_p", "parallel_tool_calls")
-IGNORED = frozenset({"include", "truncation", "service_tier", "prompt_cache_key", "prompt_cache_retention", "background",
-                     "store", "previous_response_id", "metadata", "stream_options", "top_logprobs", "conversation"})  # fmt: skip
+# Accepted and not forwarded to a translated upstream (store, previous_response_id and metadata are the
+# gateway's own; client_metadata is what Codex CLI sends).
+IGNORED = frozenset({"include", "truncation", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options",
+                     "background", "background_options", "store", "previous_response_id", "metadata", "stream_options",
+                     "top_logprobs", "client_metadata", "context_management", "max_tool_calls", "moderation"})  # fmt: skip
 KNOWN = frozenset({"model", "input", "instructions", "tools", "tool_choice", "text", "reasoning", "max_output_tokens", "stream",
                    "user", "safety_identifier", *SAMPLING, *IGNORED})  # fmt: skip
 
@@ -177,7 +179,9 @@ def _options(body: dict[str, Any], payload: dict[str, Any]) -> None:
         payload["reasoning_effort"] = reasoning["effort"]
     tools = body.get("tools")
     if tools:
-        payload["tools"] = [_tool(t, i) for i, t in enumerate(tools if isinstance(tools, list) else [tools])]
+        functions = [f for i, t in enumerate(tools if isinstance(tools, list) else [tools]) for f in _tools(t, i)]
+        if functions:
+            payload["tools"] = functions
     choice = body.get("tool_choice")
     if choice is not None:
         payload["tool_choice"] = _tool_choice(choice)
@@ -192,11 +196,20 @@ def _options(body: dict[str, Any], payload: dict[str, Any]) -> None:
         payload["response_format"] = {"type": "json_object"}
 
 
-def _tool(tool: Any, i: int) -> dict[str, Any]:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        raise InvalidRequest(f"tools[{i}]: the built-in tool '{kind}' runs at OpenAI and is not available through this gateway; "
-                             "use function tools", param=f"tools[{i}]", code="server_tool_not_priced")  # fmt: skip
+def _tools(tool: Any, i: int) -> list[dict[str, Any]]:
+    """The chat function tools of one Responses tool: a function, a namespace's functions, or none for a
+    built-in tool (``web_search``, ``file_search``, ...: it runs and bills at OpenAI, which a translated
+    upstream cannot do, so the model is not offered it — agents such as Codex always list web_search)."""
+    if not isinstance(tool, dict):
+        raise InvalidRequest(f"tools[{i}] must be an object", param=f"tools[{i}]")
+    if tool.get("type") == "function":
+        return [_tool(tool, i)]
+    if tool.get("type") == "namespace":
+        return [_tool(inner, i) for inner in tool.get("tools") or () if isinstance(inner, dict) and inner.get("type") == "function"]
+    return []
+
+
+def _tool(tool: dict[str, Any], i: int) -> dict[str, Any]:
     if not isinstance(tool.get("name"), str) or not tool["name"]:
         raise InvalidRequest(f"tools[{i}]: a function tool needs a 'name'", param=f"tools[{i}].name")
     function = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
