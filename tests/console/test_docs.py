@@ -20,17 +20,17 @@ ENDPOINTS = [
     "GET /responses/{id}/input_items", "POST /messages", "POST /messages/count_tokens",
     "POST /v1beta/models/{model}:generateContent", "POST /v1beta/models/{model}:streamGenerateContent?alt=sse",
     "POST /v1beta/models/{model}:countTokens", "POST /v1beta/models/{model}:embedContent",
-    "POST /v1beta/models/{model}:batchEmbedContents", "GET /v1beta/models", "POST /embeddings",
+    "POST /v1beta/models/{model}:batchEmbedContents", "GET /v1beta/models", "POST /embeddings", "POST /completions",
     "POST /images/generations",
     "POST /videos/generations", "GET /videos/generations/{id}", "GET /videos/generations", "GET /credits", "GET /key",
     "GET /generation?id=gen-…",
 ]  # fmt: skip
 SECTION_TITLES = {
     "en": ["Quick start", "Authentication", "Models", "Chat completions", "Responses API", "Anthropic Messages", "Gemini API",
-           "Embeddings", "OpenRouter fields", "Image generation",
+           "Embeddings", "Legacy completions", "OpenRouter fields", "Image generation",
            "Video generation", "Credits", "Current key", "Request details", "Errors"],
     "zh": ["快速开始", "身份验证", "模型列表", "对话补全", "Responses API", "Anthropic Messages", "Gemini API", "向量嵌入",
-           "OpenRouter 字段", "图片生成", "视频生成", "余额", "当前密钥",
+           "旧版文本补全", "OpenRouter 字段", "图片生成", "视频生成", "余额", "当前密钥",
            "请求详情", "错误"],
 }  # fmt: skip
 

@@ -14,7 +14,7 @@ from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.limits.policy import Limits
 from tokenhub.money import usd_number
 from tokenhub.relay.embeddings import embeddings_for_key
-from tokenhub.relay.serve import chat_for_key
+from tokenhub.relay.serve import chat_for_key, completions_for_key
 from tokenhub.storage.engine import as_utc
 from tokenhub.surface import RouteGroup, authenticate, read_json
 from tokenhub.tasks.service import ensure_webhook_secret
@@ -46,6 +46,7 @@ class PublicAPI(RouteGroup):
             web.get("/api/v1/models/{model_id:.+}", self.get_model),  # ids carry "/": openai/gpt-4.1
             web.post("/api/v1/chat/completions", self.chat_completions),
             web.post("/api/v1/embeddings", self.embeddings),
+            web.post("/api/v1/completions", self.completions),
             web.get("/api/v1/credits", self.credits),
             web.get("/api/v1/key", self.key),
             web.get("/api/v1/generation", self.generation),
@@ -71,6 +72,11 @@ class PublicAPI(RouteGroup):
         key = authenticate(request, self.gw.directory)
         payload, size = await read_json(request, self.gw.settings.max_body_bytes)
         return await chat_for_key(self.gw, request, key, payload, size)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        key = authenticate(request, self.gw.directory)
+        payload, size = await read_json(request, self.gw.settings.max_body_bytes)
+        return await completions_for_key(self.gw, request, key, payload, size)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         key = authenticate(request, self.gw.directory)

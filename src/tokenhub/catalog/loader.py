@@ -77,6 +77,7 @@ def _model(raw: Mapping[str, Any], families: Mapping[str, Family]) -> Model:
         video=raw.get("video"),
         image=raw.get("image"),
         embedding=raw.get("embedding"),
+        completions=bool(raw.get("completions", False)),
         unverified=tuple(raw.get("unverified") or ()),
     )
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest
+from tokenhub.providers.openai.legacy import CompletionsRequest, CompletionsResponder, chat_view
 from tokenhub.providers.openai.responder import OpenAIResponder
 from tokenhub.providers.registry import IMAGE_ADAPTERS, VIDEO_ADAPTERS
 from tokenhub.relay.admission import limited
@@ -33,6 +34,19 @@ async def chat_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload:
     model = relay.resolve(call.model_name, key)
     responder = OpenAIResponder(model.id, call.include_usage, exclude_reasoning=call.extensions.exclude_reasoning)
     return await relay.handle(request, key, call, size, responder, model=model)
+
+
+async def completions_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload: object, size: int) -> web.StreamResponse:
+    """``POST /completions`` (legacy text completions) for an authenticated key: models marked ``completions``."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    call = ChatCall.parse(chat_view(payload))
+    relay = Relay(gw)
+    model = relay.resolve(call.model_name, key)
+    if not model.completions:
+        raise InvalidRequest(f"'{model.id}' does not serve legacy text completions; use /api/v1/chat/completions", param="model")
+    responder = CompletionsResponder(model.id, call.include_usage)
+    return await relay.handle(request, key, call, size, responder, model=model, client_request=CompletionsRequest(payload, call.stream))
 
 
 async def images_for_key(gw: Gateway, request: web.Request, key: KeyInfo, payload: object) -> web.Response:

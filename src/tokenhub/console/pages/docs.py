@@ -16,7 +16,7 @@ from tokenhub.console.core import Ctx, Pages, page
 from tokenhub.console.pages.catalog import base_url, enabled_models, examples
 
 SECTIONS = (
-    "quickstart", "auth", "models", "chat", "responses", "messages", "gemini", "embeddings", "openrouter",
+    "quickstart", "auth", "models", "chat", "responses", "messages", "gemini", "embeddings", "completions", "openrouter",
     "images", "videos", "credits", "key", "generation", "errors")
 QUICK_START_MODEL = "openai/gpt-4.1"
 

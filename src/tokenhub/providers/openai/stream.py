@@ -41,6 +41,8 @@ class OpenAIStreamReader:
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 collect_text(delta, meter.pieces)
+            elif isinstance(choice.get("text"), str):  # a legacy text completion's chunk
+                meter.pieces.append(choice["text"])
             if choice.get("finish_reason"):
                 meter.finish_reason = str(choice["finish_reason"])
                 meter.finished = True
