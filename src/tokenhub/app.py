@@ -8,10 +8,10 @@ from aiohttp import web
 
 from tokenhub.admin.routes import AdminAPI
 from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middleware, error_middleware
+from tokenhub.api.gemini import GeminiAPI
 from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
-from tokenhub.api.gemini import GeminiAPI
 from tokenhub.api.responses import ResponsesAPI
 from tokenhub.api.routes import PublicAPI
 from tokenhub.api.stripe_webhook import StripeWebhookAPI

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 import anthropic
 import pytest

@@ -21,10 +21,10 @@ it reported server-tool uses.
 
 from __future__ import annotations
 
-import orjson
-
 import secrets
 from typing import Any, Mapping
+
+import orjson
 
 from tokenhub.providers.anthropic.wire import tool_arguments, tool_use_id
 from tokenhub.tokens import Usage

@@ -34,7 +34,6 @@ from tokenhub.simulator.gemini.validation import (
     validate_tools,
 )
 
-
 EMBEDDING_PREFIXES = ("gemini-embedding", "text-embedding")
 
 

@@ -13,8 +13,8 @@ from tokenhub.simulator.common.recording import install_state, record_request
 from tokenhub.simulator.common.timing import elapsed_ms, stamp_start
 from tokenhub.simulator.openai.completion import json_response
 from tokenhub.simulator.openai.embeddings import embeddings
-from tokenhub.simulator.openai.legacy import completions
 from tokenhub.simulator.openai.errors import FakeAPIError, status_error
+from tokenhub.simulator.openai.legacy import completions
 from tokenhub.simulator.openai.plan import plan_completion
 from tokenhub.simulator.openai.request import check_auth, last_user_text, read_body, validate_body
 from tokenhub.simulator.openai.scenario import Scenario
