@@ -21,13 +21,17 @@ QUIET = {
 }  # fmt: skip
 
 
-def agent(name: str) -> Path:
-    path = BIN / name
+def installed(path: Path) -> Path:
+    """``path`` under tests/clients/node_modules; a skip where it is not installed, a failure in CI."""
     if not path.exists() or shutil.which("node") is None:
         if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: .ci/run installs the agents with npm ci --prefix tests/clients")
-        pytest.skip(f"{name} is not installed (npm ci --prefix tests/clients)")
+            pytest.fail(f"{path} is missing: .ci/run installs the test clients with npm ci --prefix tests/clients")
+        pytest.skip(f"{path.name} is not installed (npm ci --prefix tests/clients)")
     return path
+
+
+def agent(name: str) -> Path:
+    return installed(BIN / name)
 
 
 def run_agent(command: list[str], home: Path, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
