@@ -179,3 +179,16 @@ def test_the_answer_carries_its_cost(env, model, stream):
     row = gw.request_row(raw.headers["x-request-id"])
     assert row.cost_nanos > 0
     assert Decimal(str(usage.model_extra["cost"])) == Decimal(row.cost_nanos) / 10**9
+
+
+def test_models_retrieve_and_list_in_anthropics_shape(env):
+    """The anthropic SDK's models.retrieve / models.list (they send anthropic-version): Anthropic's ModelInfo and page."""
+    _, _, client = env
+    info = client.models.retrieve("anthropic/claude-sonnet-4-6")
+    assert info.type == "model" and info.id == "anthropic/claude-sonnet-4-6" and info.display_name and info.created_at.year >= 2025
+    assert client.models.retrieve("openai/gpt-4.1").id == "openai/gpt-4.1"  # every catalog chat model, ids with '/'
+    ids = [m.id for m in client.models.list()]
+    assert "anthropic/claude-sonnet-4-6" in ids and "openai/gpt-4.1" in ids
+    with pytest.raises(anthropic.NotFoundError) as exc:
+        client.models.retrieve("no/such-model")
+    assert exc.value.body["type"] == "error" and exc.value.body["error"]["type"] == "not_found_error"

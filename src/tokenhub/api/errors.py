@@ -68,10 +68,11 @@ def error_middleware() -> Any:
 
 
 def _in_route_format(request: web.Request, err: GatewayError) -> web.Response:
-    """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages, Google's for the
+    """``err`` as the route renders its errors: Anthropic's format under /api/v1/messages (and for the
+    Anthropic SDKs' model lookups), Google's for the
     Gemini API (/api/v1beta, and /api/v1/models/...:method), OpenAI's elsewhere."""
     path = request.path
-    if path.startswith("/api/v1/messages"):
+    if path.startswith("/api/v1/messages") or (path.startswith("/api/v1/models") and "anthropic-version" in request.headers):
         body = orjson.dumps(error_body(err.status, err.message))
         return web.Response(status=err.status, body=body, content_type="application/json", headers=err.headers)
     if path.startswith("/api/v1beta/") or (path.startswith("/api/v1/models/") and ":" in path):

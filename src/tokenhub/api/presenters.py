@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -73,3 +73,9 @@ def model_entry(model: Model, catalog: Catalog) -> dict[str, Any]:
 def models_list(catalog: Catalog) -> bytes:
     data = [model_entry(m, catalog) for m in catalog.models.values() if m.enabled]
     return orjson.dumps({"object": "list", "data": data})
+
+
+def anthropic_model(model: Model) -> dict[str, Any]:
+    """A model as the Anthropic API's ``ModelInfo`` (for the anthropic SDKs' ``models.retrieve`` / ``list``)."""
+    created = datetime.fromtimestamp(model.created, tz=timezone.utc) if model.created else datetime(2024, 1, 1, tzinfo=timezone.utc)
+    return {"type": "model", "id": model.id, "display_name": model.name, "created_at": iso(created)}

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from tokenhub.accounts.service import get_user, key_row
 from tokenhub.api.gemini import GeminiAPI, is_google_request
-from tokenhub.api.presenters import iso, model_entry, models_list
+from tokenhub.api.presenters import anthropic_model, iso, model_entry, models_list
 from tokenhub.billing.service import credits_summary
 from tokenhub.billing.usage import request_record
 from tokenhub.errors import InvalidRequest, NotFound
@@ -55,6 +55,10 @@ class PublicAPI(RouteGroup):
     async def list_models(self, request: web.Request) -> web.Response:
         if is_google_request(request):  # Gemini's SDKs and CLI under the base URL /api, version v1
             return await GeminiAPI(request.app).list_models(request)
+        if "anthropic-version" in request.headers:  # the Anthropic SDKs' models.list: their page shape
+            data = [anthropic_model(m) for m in self.gw.directory.catalog.models.values() if m.enabled and m.kind == "chat"]
+            return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                          "last_id": data[-1]["id"] if data else None})  # fmt: skip
         directory = self.gw.directory
         if self._models_cache[0] != directory.version:
             self._models_cache = (directory.version, models_list(directory.catalog))
@@ -66,6 +70,8 @@ class PublicAPI(RouteGroup):
             return await GeminiAPI(request.app).get_model(request)
         catalog = self.gw.directory.catalog
         model = catalog.resolve(request.match_info["model_id"])
+        if "anthropic-version" in request.headers:  # the Anthropic SDKs' models.retrieve: ModelInfo
+            return _json(anthropic_model(model))
         return web.Response(body=orjson.dumps(model_entry(model, catalog)), content_type="application/json")
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
