@@ -8,6 +8,7 @@ Anthropic's ``type: error`` bodies) as it reads the answer back.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +16,9 @@ from typing import Any
 
 import anthropic
 import openai
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from tests.support.harness import Harness
 
@@ -262,4 +266,67 @@ class OpenAIResponses:
         assert set(err.body) == {"message", "type", "code", "param"}, err.body
 
 
-CLIENTS = [OpenAIChat, AnthropicMessages, OpenAIResponses]
+class GeminiNative:
+    """Google's API under ``/api`` (``/v1beta/models/{model}:generateContent``) through the google-genai SDK."""
+
+    name = "gemini-native"
+    error = genai_errors.APIError
+    FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+    def __init__(self, gw: Harness, key: str) -> None:
+        self.client = genai.Client(api_key=key, http_options=genai_types.HttpOptions(base_url=gw.base_url.removesuffix("/v1")))
+        self.model = ""
+
+    def close(self) -> None:
+        pass
+
+    def contents(self, ask: Ask) -> list[Any]:
+        turns = [genai_types.Content(role="model" if role == "assistant" else "user", parts=[genai_types.Part(text=text)])
+                 for role, text in ask.history]  # fmt: skip
+        parts = [genai_types.Part(text=ask.text)]
+        if ask.image:
+            parts.append(genai_types.Part.from_bytes(data=base64.b64decode(ask.image), mime_type="image/png"))
+        return [*turns, genai_types.Content(role="user", parts=parts)]
+
+    def ask(self, ask: Ask, contents: list[Any] | None = None) -> Answer:
+        config: dict[str, Any] = {"max_output_tokens": ask.max_tokens}
+        if ask.system:
+            config["system_instruction"] = ask.system
+        if ask.tools:
+            config["tools"] = [genai_types.Tool(function_declarations=[genai_types.FunctionDeclaration(
+                name=WEATHER["name"], description=WEATHER["description"], parameters_json_schema=WEATHER["schema"])])]  # fmt: skip
+        if ask.reasoning:
+            config["thinking_config"] = genai_types.ThinkingConfig(thinking_budget=1024)
+        if ask.schema:
+            config.update(response_mime_type="application/json", response_json_schema=ask.schema)
+        if ask.stop:
+            config["stop_sequences"] = ask.stop
+        options = {"model": self.model, "contents": contents or self.contents(ask), "config": genai_types.GenerateContentConfig(**config)}
+        if not ask.stream:
+            return self._read([self.client.models.generate_content(**options)])
+        return self._read(list(self.client.models.generate_content_stream(**options)))
+
+    def _read(self, replies: list[Any]) -> Answer:
+        parts = [part for reply in replies for c in reply.candidates or () if c.content for part in c.content.parts or ()]
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        calls = [Call(p.function_call.name, dict(p.function_call.args or {}), f"call-{i}") for i, p in enumerate(parts) if p.function_call]
+        last = replies[-1]
+        reason = last.candidates[0].finish_reason
+        finish = "tool_calls" if calls else self.FINISH.get(reason.value if reason else "")
+        usage = last.usage_metadata
+        thoughts = usage.thoughts_token_count or 0
+        return Answer(text, finish, calls, usage.prompt_token_count, (usage.candidates_token_count or 0) + thoughts,
+                      usage.cached_content_token_count or 0, 0, thoughts, None,
+                      raw=genai_types.Content(role="model", parts=parts))  # fmt: skip
+
+    def tool_results(self, ask: Ask, first: Answer, result: str) -> Answer:
+        answers = [genai_types.Part.from_function_response(name=c.name, response=json.loads(result)) for c in first.calls]
+        contents = [*self.contents(ask), first.raw, genai_types.Content(role="user", parts=answers)]
+        return self.ask(Ask(ask.text, tools=True), contents)
+
+    def check_error(self, err: Exception) -> None:
+        assert isinstance(err, genai_errors.APIError)
+        assert isinstance(err.code, int) and isinstance(err.status, str) and err.status.isupper(), (err.code, err.status)
+
+
+CLIENTS = [OpenAIChat, AnthropicMessages, OpenAIResponses, GeminiNative]

@@ -328,6 +328,8 @@ class Relay:
             if client.response is None:
                 bill.cost = 0  # nothing reached the client
             return client.response if client.response is not None else web.Response(status=499)
+        if client.response is None:  # a complete answer the pipe holds until its ending (a Gemini client's function calls)
+            await client.open()
         assert client.response is not None
         await self._end_stream(job.request, client.response, pipe, meter, ended, bill)
         return client.response
@@ -432,14 +434,17 @@ class Client:
         self._bill = bill
         self.response: web.StreamResponse | None = None
 
+    async def open(self) -> None:
+        self.response = web.StreamResponse(headers=self._job.responder.sse_headers)
+        self._job.streaming = True
+        await self.response.prepare(self._job.request)
+        self._bill.ttfb = time.monotonic()
+
     async def send(self, data: bytes) -> None:
         if not data:
             return
         if self.response is None:
-            self.response = web.StreamResponse(headers=self._job.responder.sse_headers)
-            self._job.streaming = True
-            await self.response.prepare(self._job.request)
-            self._bill.ttfb = time.monotonic()
+            await self.open()
         await self.response.write(data)
 
 

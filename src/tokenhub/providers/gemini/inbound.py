@@ -103,6 +103,7 @@ def _user_turn(parts: list[Any], open_calls: list[tuple[str, str]], turn: int) -
         elif isinstance(part.get("inlineData") or part.get("inline_data"), dict):
             data = part.get("inlineData") or part.get("inline_data")
             mime, raw = str(data.get("mimeType") or data.get("mime_type") or ""), data.get("data")
+            raw = raw.replace("-", "+").replace("_", "/") if isinstance(raw, str) else raw  # the SDKs send URL-safe base64
             if not mime.startswith("image/") or not isinstance(raw, str) or not _is_base64(raw):
                 raise InvalidRequest(f"* GenerateContentRequest.contents[{turn}]: only base64 images are supported inline here",
                                      param="contents")  # fmt: skip
