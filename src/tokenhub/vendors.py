@@ -26,6 +26,7 @@ class Provider:
     output_limit_field: str = "max_tokens"
     key_parts: tuple[str, ...] = ()  # a key made of parts, "A:B" (Kling: an access key and a secret key)
     result_url_lifetime: timedelta | None = None  # how long the vendor keeps a generated image or video at its URL
+    responses: bool = False  # OpenAI protocol: its channels also serve OpenAI's Responses API (/responses)
 
     def check_key(self, api_key: str) -> str | None:
         """Why ``api_key`` cannot be this vendor's key, or None."""
@@ -39,10 +40,10 @@ class Provider:
 PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in [
-        Provider("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OpenAI", "max_completion_tokens"),
+        Provider("openai", "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OpenAI", "max_completion_tokens", responses=True),
         Provider("anthropic", "anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "Anthropic"),
         Provider("gemini", "gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY", "Google Gemini"),
-        Provider("xai", "openai", "https://api.x.ai/v1", "XAI_API_KEY", "xAI"),
+        Provider("xai", "openai", "https://api.x.ai/v1", "XAI_API_KEY", "xAI", responses=True),
         Provider("deepseek", "openai", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "DeepSeek"),
         Provider("qwen", "openai", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY", "Alibaba Qwen"),
         Provider("zhipu", "openai", "https://open.bigmodel.cn/api/paas/v4", "ZHIPUAI_API_KEY", "Zhipu GLM"),

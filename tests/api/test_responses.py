@@ -91,9 +91,11 @@ def test_previous_response_id_continues_the_conversation_for_its_account_only(en
     second = client.responses.create(model="anthropic/claude-sonnet-4-6", previous_response_id=first.id, input="which word?")
     assert second.previous_response_id == first.id and second.output_text
     third = client.responses.create(model="openai/gpt-4.1", previous_response_id=second.id, input="and again?")
-    sent = fake_openai.requests[-1].json["messages"]
-    assert [m["role"] for m in sent] == ["user", "assistant", "user", "assistant", "user"]
-    assert sent[0]["content"] == "remember the word zebra" and third.status == "completed"
+    sent = fake_openai.requests[-1]  # an OpenAI channel: the Responses body itself, the stored conversation first
+    assert sent.path.endswith("/responses") and sent.json["store"] is False and "previous_response_id" not in sent.json
+    assert [i.get("role") for i in sent.json["input"]] == ["user", "assistant", "user", "assistant", "user"]
+    assert sent.json["input"][0]["content"][0]["text"] == "remember the word zebra" and third.status == "completed"
+    assert not any("id" in item for item in sent.json["input"])  # with store false OpenAI resolves no item id
 
     other = gw.client(customer(gw, "other@example.com").key)
     with pytest.raises(openai.NotFoundError):
@@ -120,6 +122,54 @@ def test_retrieve_input_items_and_delete(env):
         client.responses.retrieve(response.id)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_channels_take_the_responses_body_itself(env, fake_openai, stream):
+    """Pass-through: the client's own body at the channel's /responses (encrypted reasoning included), the answer
+    relayed with the catalog's model id and the cost; billed from the upstream's usage."""
+    gw, _, client = env
+    options = {"model": "openai/gpt-4.1", "input": "think #fake:reasoning=3", "include": ["reasoning.encrypted_content"],
+               "reasoning": {"effort": "low"}}  # fmt: skip
+    if stream:
+        with client.responses.stream(**options) as events:
+            kinds = [e.type for e in events]
+            response = events.get_final_response()
+        assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    else:
+        response = client.responses.create(**options)
+    sent = fake_openai.requests[-1]
+    assert sent.path.endswith("/v1/responses") and sent.json["include"] == ["reasoning.encrypted_content"]
+    assert sent.json["model"] == "gpt-4.1" and sent.json["store"] is False and sent.json["max_output_tokens"]
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+    assert reasoning and reasoning[0].encrypted_content  # round-trips to OpenAI on the next turn
+    assert response.model == "openai/gpt-4.1" and response.output_text == "Hello! This is a fake reply."
+    assert response.usage.output_tokens_details.reasoning_tokens == 3
+    gw.flush()
+    row = gw.request_row()
+    assert Decimal(str(response.usage.model_extra["cost"])) == Decimal(format_usd(row.cost_nanos)) and row.cost_nanos > 0
+    follow = client.responses.create(model="openai/gpt-4.1", previous_response_id=response.id, input="and then?")
+    assert follow.status == "completed"
+    replayed = fake_openai.requests[-1].json["input"]
+    assert replayed[1]["type"] == "reasoning" and replayed[1]["encrypted_content"] == reasoning[0].encrypted_content
+    assert client.responses.retrieve(response.id).id == response.id
+
+
+def test_a_responses_only_model_is_served_through_responses_for_a_chat_client(env, fake_openai):
+    gw, _, _ = env
+    chat = gw.client(customer(gw, "chatter@example.com", credits_usd="100").key)
+    reply = chat.chat.completions.create(model="openai/gpt-5-pro", messages=[{"role": "user", "content": "hello"}], max_tokens=500)
+    assert fake_openai.requests[-1].path.endswith("/v1/responses") and fake_openai.requests[-1].json["model"] == "gpt-5-pro"
+    assert reply.choices[0].message.content == "Hello! This is a fake reply." and reply.model == "openai/gpt-5-pro"
+    stream = chat.chat.completions.create(model="openai/gpt-5-pro", messages=[{"role": "user", "content": "weather? #fake:tools"}],
+                                          tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+                                          stream=True, stream_options={"include_usage": True}, max_tokens=500)  # fmt: skip
+    chunks = list(stream)
+    names = [c.function.name for ch in chunks for choice in ch.choices for c in choice.delta.tool_calls or () if c.function.name]
+    assert names and chunks[-1].usage.model_extra["cost"] > 0
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == ["tool_calls"]
+    gw.flush()
+    assert gw.ledger_report().ok
+
+
 def test_store_false_keeps_nothing(env):
     _, _, client = env
     response = client.responses.create(model="openai/gpt-4.1", input="hello", store=False)
@@ -127,11 +177,11 @@ def test_store_false_keeps_nothing(env):
         client.responses.retrieve(response.id)
 
 
-def test_built_in_tools_are_not_offered_to_a_translated_upstream(env, fake_openai):
+def test_built_in_tools_are_not_offered_to_a_translated_upstream(env, fake_anthropic):
     """web_search and the like run and bill at OpenAI: the model is not offered them (Codex always lists web_search)."""
     _, _, client = env
-    client.responses.create(model="openai/gpt-4.1", input="hi", tools=[{"type": "web_search"}, *TOOLS])
-    assert [t["function"]["name"] for t in fake_openai.requests[-1].json["tools"]] == ["get_weather"]
+    client.responses.create(model="anthropic/claude-sonnet-4-6", input="hi", tools=[{"type": "web_search"}, *TOOLS])
+    assert [t["name"] for t in fake_anthropic.requests[-1].json["tools"]] == ["get_weather"]
 
 
 def test_structured_output(env, fake_openai):
@@ -139,8 +189,8 @@ def test_structured_output(env, fake_openai):
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}
     client.responses.create(model="openai/gpt-4.1", input="a city",
                             text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}})  # fmt: skip
-    sent = fake_openai.requests[-1].json
-    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}}
+    sent = fake_openai.requests[-1].json  # an OpenAI channel: passed through as it came
+    assert sent["text"] == {"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}}
 
 
 @pytest.mark.parametrize(("body", "param"), [

@@ -17,6 +17,7 @@ from tokenhub.accounts.stored_responses import delete_response, load_response, s
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.providers.responses.inbound import chat_payload, read_request
 from tokenhub.providers.responses.items import ResponseShape, new_id
+from tokenhub.providers.responses.passthrough import ResponsesClientRequest
 from tokenhub.providers.responses.responder import ResponsesResponder
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.relay import Relay
@@ -55,9 +56,10 @@ class ResponsesAPI(RouteGroup):
                                                               ask.metadata))  # fmt: skip
         done = self._pending[response_id] = asyncio.Event()
         try:
-            answer = await relay.handle(request, key, call, size, responder, model=model)
+            native = ResponsesClientRequest(body, [*history, *ask.items], ask.stream)  # for OpenAI channels: as it came
+            answer = await relay.handle(request, key, call, size, responder, model=model, client_request=native)
             if ask.store and responder.final is not None:
-                context = [*history, *ask.items, *responder.final["output"]]
+                context = [*history, *ask.items, *responder.final.get("output", [])]
                 async with gw.engine.begin() as conn:
                     await save_response(conn, key.user_id, responder.final, ask.items, context)
             return answer

@@ -78,6 +78,7 @@ def _model(raw: Mapping[str, Any], families: Mapping[str, Family]) -> Model:
         image=raw.get("image"),
         embedding=raw.get("embedding"),
         completions=bool(raw.get("completions", False)),
+        responses_only=bool(raw.get("responses_only", False)),
         unverified=tuple(raw.get("unverified") or ()),
     )
 

@@ -68,6 +68,7 @@ class Model:
     # embedding: {"dimensions": default, "dimension_choices": [...] or "dimension_range": [min, max],
     # "max_inputs": per request, "max_input_tokens": per input, "token_arrays": bool}
     embedding: dict[str, Any] | None = None
+    responses_only: bool = False  # chat: its upstream serves it only through OpenAI's Responses API
     completions: bool = False  # chat: its upstream also serves legacy /completions (prompt in, text out)
     unverified: tuple[str, ...] = ()
 

@@ -20,6 +20,9 @@ from tokenhub.providers.media.dashscope import DashScopeVideoAdapter
 from tokenhub.providers.media.kling import KlingVideoAdapter
 from tokenhub.providers.openai.adapter import OpenAIAdapter
 from tokenhub.providers.openai.embeddings import OpenAIEmbeddings
+from tokenhub.providers.responses.upstream import ResponsesAdapter
+from tokenhub.upstream import Channel
+from tokenhub.vendors import PROVIDERS
 
 CHAT_ADAPTERS: dict[str, ChatAdapter] = {
     "openai": OpenAIAdapter(),
@@ -40,6 +43,20 @@ IMAGE_ADAPTERS: dict[str, ImageAdapter] = {
 }
 
 
+RESPONSES = ResponsesAdapter()  # OpenAI's Responses API, on the channels of vendors whose row says they serve it
+
+
 def chat_adapter(protocol: str) -> ChatAdapter:
     """The chat adapter of a channel's wire protocol."""
     return CHAT_ADAPTERS[protocol]
+
+
+def speaks_responses(channel: Channel) -> bool:
+    vendor = PROVIDERS.get(channel.provider)
+    return vendor is not None and vendor.responses
+
+
+def chat_adapter_for(channel: Channel, *, responses: bool) -> ChatAdapter:
+    """The adapter a request uses on ``channel``: its Responses endpoint when ``responses`` is wanted (a
+    Responses-only model, or a Responses client to pass through) and the channel serves it, else its protocol's."""
+    return RESPONSES if responses and speaks_responses(channel) else CHAT_ADAPTERS[channel.protocol]

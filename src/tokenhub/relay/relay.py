@@ -35,7 +35,7 @@ from tokenhub.errors import GatewayError, InvalidRequest, ServiceUnavailable, Up
 from tokenhub.money import format_usd
 from tokenhub.providers.base import ChatAdapter, MalformedChunk, UpstreamRequest, finish_reason_of, message_text, redacted
 from tokenhub.providers.client import ClientRequest, Pipe, Responder
-from tokenhub.providers.registry import chat_adapter
+from tokenhub.providers.registry import RESPONSES, chat_adapter_for, speaks_responses
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
 from tokenhub.relay.admission import admit
 from tokenhub.relay.call import ChatCall
@@ -175,7 +175,7 @@ class Relay:
             raise err from None
 
     async def _attempt(self, job: Job, route: Route, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
-        adapter = chat_adapter(route.channel.protocol)
+        adapter = _adapter(job, route)
         if job.call.stream:
             return await self._stream(job, route, adapter, upstream, bill)
         return await self._complete(job, route, adapter, upstream, bill)
@@ -192,6 +192,13 @@ class Relay:
             except GatewayError as err:  # no channel for this one: the next model may have one
                 refusal = refusal or err
                 continue
+            if candidate.responses_only:  # served upstream only through /responses
+                routes = [r for r in routes if speaks_responses(r.channel)]
+                if not routes:
+                    refusal = refusal or ServiceUnavailable(
+                        f"'{candidate.id}' is served only through OpenAI's Responses API, and none of its channels is of a "
+                        "vendor that serves it", code="no_channel")  # fmt: skip
+                    continue
             plan.extend(Attempt(candidate, r) for r in prefer(routes, call.extensions.provider))
         if not plan:
             if refusal is not None and call.extensions.provider is None:
@@ -234,7 +241,7 @@ class Relay:
     async def _build(self, job: Job, route: Route, max_output: int, output_ceiling: int) -> UpstreamRequest:
         """The upstream request, forwarding exactly ``max_output`` output tokens per choice (an adapter
         may raise it for thinking, never above ``output_ceiling``)."""
-        adapter = chat_adapter(route.channel.protocol)
+        adapter = _adapter(job, route)
         if job.client_request is not None:
             if job.responder.relays(adapter):
                 return job.client_request.native(route, max_output)  # pass-through: the client's own request
@@ -401,6 +408,13 @@ class Attempt:
 
     model: Model
     route: Route
+
+
+def _adapter(job: Job, route: Route) -> ChatAdapter:
+    """The route's adapter: its Responses endpoint for a Responses-only model or a Responses client that
+    can pass through (where the channel serves it), else its protocol's."""
+    wants = job.model.responses_only or (job.client_request is not None and job.responder.relays(RESPONSES))
+    return chat_adapter_for(route.channel, responses=wants)
 
 
 def _output_cap(model: Model) -> int:

@@ -3,8 +3,8 @@
 Every upstream goes through ``ResponsesChunkPipe``: the upstream reader's OpenAI chunks become the
 Responses event sequence (``writer.py``); a whole chat completion becomes a response object
 (``items.py``). The final response object is kept on the responder (``final``) for the route to
-store. (A pass-through pipe for OpenAI channels that speak Responses upstream would go in
-``passthrough``, as the other client protocols have theirs.)
+store. On an OpenAI channel that speaks Responses the client's own body goes upstream and the events
+come back as bytes (``passthrough.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from tokenhub.errors import GatewayError
 from tokenhub.providers.base import Meter, StreamReader
 from tokenhub.providers.client import CostText, Responder
 from tokenhub.providers.responses.items import ResponseShape, output_items, status_of, usage_block
+from tokenhub.providers.responses.passthrough import ResponsesBytePipe
+from tokenhub.providers.responses.upstream import ResponsesAdapter
 from tokenhub.providers.responses.writer import ResponsesStreamWriter
 from tokenhub.sse import Event
 from tokenhub.tokens import Usage
@@ -54,6 +56,7 @@ class ResponsesChunkPipe:
 
 class ResponsesResponder(Responder):
     endpoint = "responses"
+    passthrough = {ResponsesAdapter: ResponsesBytePipe}
     translating = ResponsesChunkPipe
 
     def __init__(self, client_model: str, shape: ResponseShape) -> None:
@@ -62,6 +65,13 @@ class ResponsesResponder(Responder):
         self.final: dict[str, Any] | None = None  # the finished response object, once answered
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
+        native = getattr(body, "native", None)  # the OpenAI channel's own Responses object (pass-through)
+        if isinstance(native, dict):
+            native.update(model=self.client_model, previous_response_id=self.shape.previous, store=self.shape.store)
+            native["usage"] = usage_block(usage, cost_text) if usage.estimated or not isinstance(native.get("usage"), dict) else \
+                {**native["usage"], "cost": orjson.Fragment(cost_text.encode())}  # fmt: skip
+            self.final = native
+            return web.Response(body=orjson.dumps(native), content_type="application/json")
         choices = body.get("choices") or [{}]
         message = choices[0].get("message") or {}
         self.shape.model = self.client_model

@@ -17,6 +17,7 @@ from tokenhub.simulator.openai.errors import FakeAPIError, status_error
 from tokenhub.simulator.openai.legacy import completions
 from tokenhub.simulator.openai.plan import plan_completion
 from tokenhub.simulator.openai.request import check_auth, last_user_text, read_body, validate_body
+from tokenhub.simulator.openai.responses import responses
 from tokenhub.simulator.openai.scenario import Scenario
 from tokenhub.simulator.openai.state import DEFAULT_MODELS, STATE_KEY, FakeOpenAIState
 from tokenhub.simulator.openai.streaming import stream_response
@@ -87,5 +88,6 @@ def create_app(
         app.router.add_post(f"{prefix}/chat/completions", chat_completions)
         app.router.add_post(f"{prefix}/embeddings", embeddings)
         app.router.add_post(f"{prefix}/completions", completions)
+        app.router.add_post(f"{prefix}/responses", responses)
         app.router.add_get(f"{prefix}/models", list_models)
     return app
