@@ -30,7 +30,16 @@ QUIET = {
 
 
 def agent(name: str) -> Path:
-    path = BIN / name
+    """The installed command-line agent ``name`` (under node_modules/.bin)."""
+    return _installed(BIN / name, name)
+
+
+def node_package(name: str) -> Path:
+    """The installed npm package ``name`` (a library such as the openai SDK, run by a script under tests/clients)."""
+    return _installed(BIN.parent / name / "package.json", name)
+
+
+def _installed(path: Path, name: str) -> Path:
     if not path.exists() or shutil.which("node") is None:
         if os.environ.get("CI"):
             pytest.fail(f"{path} is missing: .ci/run installs the agents with npm ci --prefix tests/clients")
