@@ -1,7 +1,8 @@
 """Claude Code (npm @anthropic-ai/claude-code) through the gateway: ``claude -p`` with ANTHROPIC_BASE_URL at it.
 
 On a Claude model the requests pass through to the Anthropic fake; on a non-Claude model they are
-translated for the OpenAI-protocol fake. Either way the answer comes back and every call is billed.
+translated for the OpenAI-protocol fake. Either way the answer comes back, every call Claude Code makes
+is answered (a recording proxy sits between it and the gateway) and every request is billed exactly.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import json
 
 import pytest
 
-from tests.agents.conftest import agent, run_agent
+from tests.agents.conftest import agent, assert_billed_exactly, run_agent
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
+
+MODELS = ["anthropic/claude-sonnet-4-6", "deepseek/deepseek-v4-pro"]
 
 
 @pytest.fixture
@@ -22,19 +25,36 @@ def gateway_for_agents(gateway: Harness, anthropic_url: str, upstream_url: str):
     return gateway, customer(gateway, credits_usd="20")
 
 
-@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-6", "deepseek/deepseek-v4-pro"])
-def test_claude_code_answers_and_is_billed(gateway_for_agents, tmp_path, model):
-    gw, cust = gateway_for_agents
-    claude = agent("claude")
-    done = run_agent(
-        [str(claude), "-p", "Say hello.", "--output-format", "json", "--model", model],
-        tmp_path / "home",
-        {"ANTHROPIC_BASE_URL": gw.base_url.removesuffix("/v1"), "ANTHROPIC_API_KEY": cust.key,
-         "ANTHROPIC_SMALL_FAST_MODEL": model, "ANTHROPIC_DEFAULT_HAIKU_MODEL": model, "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg")},
-    )  # fmt: skip
+def claude(tmp_path, base: str, key: str, model: str, prompt: str, *extra: str):
+    env = {
+        "ANTHROPIC_BASE_URL": base, "ANTHROPIC_API_KEY": key, "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg"),
+        "ANTHROPIC_SMALL_FAST_MODEL": model, "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+    }  # fmt: skip
+    command = [str(agent("claude")), "-p", prompt, "--output-format", "json", "--model", model, *extra]
+    done = run_agent(command, tmp_path / "home", env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_claude_code_answers_and_is_billed(gateway_for_agents, recorded, tmp_path, model):
+    gw, cust = gateway_for_agents
+    base, recorder = recorded
+    result = claude(tmp_path, base, cust.key, model, "Say hello.")
     assert result["is_error"] is False and "fake reply" in result["result"], result
-    gw.flush()
-    usage = gw.credits(cust.email)["total_usage_nanos"]
-    assert usage > 0 and gw.ledger_report().ok
+    assert not recorder.failures(), recorder.calls
+    assert "POST /api/v1/messages" in recorder.paths(), recorder.calls
+    assert_billed_exactly(gw, cust.email)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_claude_code_tool_turn(gateway_for_agents, recorded, tmp_path, model):
+    """The fake asks for a tool (``#fake:tools``: Claude Code's first tool, no input); Claude Code
+    runs it, sends the tool_result back, and the turn goes on: at least two billed /messages calls."""
+    gw, cust = gateway_for_agents
+    base, recorder = recorded
+    result = claude(tmp_path, base, cust.key, model, "Use a tool. #fake:tools", "--max-turns", "2")
+    assert result["num_turns"] >= 2, result
+    messages = [call for call in recorder.calls if call.path == "/api/v1/messages"]
+    assert len(messages) >= 2 and not recorder.failures(), recorder.calls
+    assert_billed_exactly(gw, cust.email)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.agents.conftest import agent, run_agent
+from tests.agents.conftest import agent, assert_billed_exactly, run_agent
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
 
@@ -34,10 +34,11 @@ def codex_home(tmp_path, base_url: str, model: str):
 
 
 @pytest.mark.parametrize("model", ["openai/gpt-4.1", "anthropic/claude-sonnet-4-6"])
-def test_codex_exec_answers_and_is_billed(gateway_for_agents, tmp_path, model):
+def test_codex_exec_answers_and_is_billed(gateway_for_agents, recorded, tmp_path, model):
     gw, cust = gateway_for_agents
     codex = agent("codex")
-    home = codex_home(tmp_path, gw.base_url, model)
+    base, recorder = recorded
+    home = codex_home(tmp_path, f"{base}/v1", model)
     done = run_agent(
         [str(codex), "exec", "--skip-git-repo-check", "Say hello."],
         tmp_path / "home",
@@ -45,5 +46,5 @@ def test_codex_exec_answers_and_is_billed(gateway_for_agents, tmp_path, model):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "fake reply" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
-    gw.flush()
-    assert gw.credits(cust.email)["total_usage_nanos"] > 0 and gw.ledger_report().ok
+    assert "POST /api/v1/responses" in recorder.paths() and not recorder.failures(), recorder.calls
+    assert_billed_exactly(gw, cust.email)

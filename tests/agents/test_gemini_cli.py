@@ -1,4 +1,6 @@
-"""Gemini CLI (npm @google/gemini-cli) through the gateway: GOOGLE_GEMINI_BASE_URL at /api, a TokenHub key as GEMINI_API_KEY."""
+"""Gemini CLI (npm @google/gemini-cli) through the gateway's Gemini API: ``gemini -p`` with
+GOOGLE_GEMINI_BASE_URL at /api (the SDK inside adds /v1beta/models/...) and a th- key as GEMINI_API_KEY,
+on a Gemini model (to the Gemini fake) and on a non-Gemini one (translated for the OpenAI fake)."""
 
 from __future__ import annotations
 
@@ -6,33 +8,39 @@ import json
 
 import pytest
 
-from tests.agents.conftest import agent, run_agent
+from tests.agents.conftest import agent, assert_billed_exactly, run_agent
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
 
+# No telemetry, no usage statistics, no update checks; API-key auth (what GEMINI_API_KEY selects).
+SETTINGS = {
+    "telemetry": {"enabled": False},
+    "privacy": {"usageStatisticsEnabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+}
+
 
 @pytest.fixture
-def gateway_for_agents(gateway: Harness, gemini_url: str, upstream_url: str):
+def gateway_for_agents(gateway: Harness, upstream_url: str, gemini_url: str):
     gateway.channel("gemini", gemini_url, name="gm")
-    gateway.channel("deepseek", upstream_url, name="ds")
+    gateway.channel("openai", upstream_url, name="oa")
     return gateway, customer(gateway, credits_usd="20")
 
 
-@pytest.mark.parametrize("model", ["gemini-2.5-pro", "deepseek/deepseek-v4-pro"])
-def test_gemini_cli_answers_and_is_billed(gateway_for_agents, tmp_path, model):
+@pytest.mark.parametrize("model", ["gemini-2.5-pro", "openai/gpt-4.1"])
+def test_gemini_cli_answers_and_is_billed(gateway_for_agents, recorded, tmp_path, model):
     gw, cust = gateway_for_agents
-    gemini = agent("gemini")
-    settings = tmp_path / "home" / ".gemini" / "settings.json"
-    settings.parent.mkdir(parents=True)
-    settings.write_text(json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}},
-                                    "privacy": {"usageStatisticsEnabled": False}, "telemetry": {"enabled": False}}))  # fmt: skip
-    done = run_agent(
-        [str(gemini), "-m", model, "-p", "Say hello."],
-        tmp_path / "home",
-        {"GEMINI_API_KEY": cust.key, "GOOGLE_GEMINI_BASE_URL": gw.base_url.removesuffix("/v1"), "GEMINI_CLI_NO_RELAUNCH": "true", "GEMINI_CLI_TRUST_WORKSPACE": "true",
-         "GEMINI_TELEMETRY_ENABLED": "false", "GEMINI_DEFAULT_AUTH_TYPE": "gemini-api-key"},
-    )  # fmt: skip
+    base, recorder = recorded
+    home = tmp_path / "home"
+    (home / ".gemini").mkdir(parents=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
+    env = {"GEMINI_API_KEY": cust.key, "GOOGLE_GEMINI_BASE_URL": base, "GEMINI_TELEMETRY_ENABLED": "false",
+           "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+    done = run_agent([str(agent("gemini")), "-p", "Say hello.", "-m", model, "--output-format", "json"], home, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "fake reply" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
-    gw.flush()
-    assert gw.credits(cust.email)["total_usage_nanos"] > 0 and gw.ledger_report().ok
+    result = json.loads(done.stdout)
+    assert "fake" in result["response"].lower(), result
+    assert not recorder.failures(), recorder.calls
+    assert f"POST /api/v1beta/models/{model}:streamGenerateContent" in recorder.paths(), recorder.calls
+    assert_billed_exactly(gw, cust.email)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.conftest import BIN, installed, run_agent
+from tests.agents.conftest import assert_billed_exactly, node_package, run_agent
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
 
@@ -16,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "clients" / "openai_node.mjs"
 
 @pytest.mark.parametrize("model", ["openai/gpt-4.1", "anthropic/claude-sonnet-4-6"])
 def test_openai_node_sdk(gateway: Harness, upstream_url: str, anthropic_url: str, tmp_path, model):
-    installed(BIN.parent / "openai")
+    node_package("openai")
     gateway.channel("openai", upstream_url, name="oa")
     gateway.channel("anthropic", anthropic_url, name="claude")
     cust = customer(gateway, credits_usd="5")
@@ -28,5 +28,4 @@ def test_openai_node_sdk(gateway: Harness, upstream_url: str, anthropic_url: str
     assert len(out["streamed"].split()) == 5 and out["streamCost"] > 0
     assert out["responseText"] == "Hello! This is a fake reply." and out["responseCost"] > 0
     assert out["failed"] == {"status": 404, "name": "NotFoundError"}
-    gateway.flush()
-    assert gateway.ledger_report().ok
+    assert_billed_exactly(gateway, cust.email)

@@ -52,7 +52,12 @@ class MessagesAPI(RouteGroup):
         return [
             web.post("/api/v1/messages", self.messages),
             web.post("/api/v1/messages/count_tokens", self.count_tokens),
+            web.head("/api", self.preconnect),
         ]
+
+    async def preconnect(self, request: web.Request) -> web.Response:
+        """Claude Code opens its connection with ``HEAD $ANTHROPIC_BASE_URL`` before the first call: 200."""
+        return web.Response(status=200)
 
     async def _read(self, request: web.Request) -> tuple[Any, int]:
         try:
