@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from decimal import Decimal
 
 import pytest
 from google import genai
@@ -15,6 +16,7 @@ from google.genai import errors, types
 
 from tests.support.harness import Harness
 from tests.support.scenarios import customer
+from tokenhub.money import format_usd
 from tokenhub.simulator.openai import FakeOpenAIState
 
 MODELS = ["gemini-2.5-pro", "google/gemini-2.5-pro", "openai/gpt-4.1", "anthropic/claude-sonnet-4-6"]
@@ -131,3 +133,29 @@ def test_errors_are_in_googles_format(env, gateway: Harness):
     assert http.value.code == 400 and json.load(http.value)["error"]["status"] == "INVALID_ARGUMENT"
     gw.flush()
     assert gw.credits(cust.email)["total_usage_nanos"] == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_channels_take_the_clients_own_body(env, fake_gemini, stream):
+    """Pass-through: the body as it came (safetySettings, thinking config, camelCase) at the Gemini channel, only
+    the model (in the URL), the key and the held maxOutputTokens ours; the answer as Google sent it, plus the cost."""
+    gw, cust, _ = env
+    body = {"contents": [{"role": "user", "parts": [{"text": "hello #fake:tokens=4"}]}],
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+            "generationConfig": {"temperature": 0.2, "maxOutputTokens": 100, "thinkingConfig": {"thinkingBudget": 512}}}  # fmt: skip
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    url = f"{gw.base_url.removesuffix('/v1')}/v1beta/models/google/gemini-2.5-pro:{method}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"x-goog-api-key": cust.key, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as resp:
+        raw = resp.read().decode()
+        request_id = resp.headers["x-request-id"]
+    sent = fake_gemini.requests[-1]
+    assert sent.path.endswith("/models/gemini-2.5-pro:" + method.split("?")[0])
+    assert sent.json["safetySettings"] == body["safetySettings"] and sent.json["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 512}
+    assert sent.json["generationConfig"]["maxOutputTokens"] == 100 and sent.headers["x-goog-api-key"] == "sk-upstream"
+    chunks = [json.loads(line[len("data: "):]) for line in raw.splitlines() if line.startswith("data: ")] if stream else [json.loads(raw)]
+    assert "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"]).split()
+    gw.flush()
+    row = gw.request_row(request_id)
+    assert row.cost_nanos > 0 and Decimal(str(chunks[-1]["usageMetadata"]["cost"])) == Decimal(format_usd(row.cost_nanos))
+    assert gw.ledger_report().ok

@@ -25,7 +25,7 @@ from tokenhub.catalog.model import Model
 from tokenhub.directory import KeyInfo
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 from tokenhub.providers.gemini.inbound import translate_generate_request
-from tokenhub.providers.gemini.responder import GeminiClientResponder, google_error
+from tokenhub.providers.gemini.responder import GeminiClientResponder, GeminiRequest, google_error
 from tokenhub.relay.call import ChatCall
 from tokenhub.relay.embeddings import embed, embedding_model, parse_embedding_job
 from tokenhub.relay.relay import Relay
@@ -92,7 +92,8 @@ class GeminiAPI(RouteGroup):
         relay = Relay(self.gw)
         model = self._model(name, key)
         call = ChatCall.parse(translate_generate_request(body, model.id, stream=stream))
-        return await relay.handle(request, key, call, size, GeminiClientResponder(model.id), model=model)
+        native = GeminiRequest(body, stream)  # for Gemini channels: the body as it came
+        return await relay.handle(request, key, call, size, GeminiClientResponder(model.id), model=model, client_request=native)
 
     async def _count(self, request: web.Request, key: KeyInfo, name: str) -> web.Response:
         """The prompt's tokens, the gateway's estimate (about 4 characters a token); free, never sent upstream."""

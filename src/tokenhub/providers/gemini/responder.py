@@ -1,6 +1,8 @@
 """Answering a client that speaks Gemini's own API (``/api/v1beta/models/{model}:generateContent``).
 
-Every upstream goes through ``GeminiChunkPipe`` (translated): the reader's OpenAI chunks become
+A Gemini upstream takes the client's own body (``GeminiRequest``) and its chunks come back as bytes
+(``GeminiBytePipe``), thought signatures and all. Every other upstream goes through
+``GeminiChunkPipe`` (translated): the reader's OpenAI chunks become
 ``GenerateContentResponse`` chunks, one SSE ``data:`` line each, as Google streams them with
 ``alt=sse``: text and thought parts as they come, each function call whole in one part once its
 arguments are complete, and a last chunk with ``finishReason`` and ``usageMetadata``. The gateway's
@@ -12,17 +14,20 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
 from tokenhub.errors import GatewayError
-from tokenhub.providers.base import Meter, StreamReader
+from tokenhub.providers.base import Meter, StreamReader, UpstreamRequest
 from tokenhub.providers.client import CostText, Responder
+from tokenhub.providers.gemini.adapter import GeminiAdapter
+from tokenhub.providers.gemini.response import NativeCompletion
 from tokenhub.providers.gemini.wire import decode_call_id
 from tokenhub.sse import Event
 from tokenhub.tokens import Usage
-from tokenhub.upstream import Channel
+from tokenhub.upstream import Channel, Route
 
 STATUS_WORDS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED",
                 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
@@ -127,8 +132,70 @@ class GeminiChunkPipe:
         return b"data: " + orjson.dumps(body) + b"\r\n\r\n"
 
 
+class GeminiBytePipe:
+    """Gemini upstream, Gemini client: each chunk's bytes as they came; the one carrying the final usage is
+    re-serialised with ``usageMetadata.cost`` (what the meter will charge)."""
+
+    def __init__(self, responder: GeminiClientResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel) -> None:
+        self._reader = reader
+        self._meter = meter
+        self._cost_text = cost_text
+        self._channel = channel
+
+    def feed(self, event: Event) -> bytes:
+        self._reader.read(event)  # tells the meter (usage, finish, errors, text)
+        if self._meter.error is not None:
+            return b""  # the relay ends the stream with the error
+        data = event.data
+        if b'"finishReason"' in data and self._meter.usage is not None:
+            obj = orjson.loads(data)
+            if isinstance(obj.get("usageMetadata"), dict):
+                obj["usageMetadata"]["cost"] = orjson.Fragment(self._cost_text(self._meter.usage).encode())
+                data = orjson.dumps(obj)
+        return b"data: " + data + b"\r\n\r\n"
+
+    def close(self) -> bytes:
+        return b""
+
+    def ending(self, usage: Usage, cost_text: str) -> bytes:
+        return b""  # the upstream's last chunk carried the finish and the usage
+
+    def error_tail(self, err: GatewayError | dict[str, Any]) -> bytes:
+        message = err.message if isinstance(err, GatewayError) else str(err.get("message") or "the upstream reported an error")
+        status = err.status if isinstance(err, GatewayError) else 500
+        return b"data: " + orjson.dumps(google_error(status, self._channel.redact(message))) + b"\r\n\r\n"
+
+
+class GeminiRequest:
+    """A Gemini client's own body, for routes whose upstream is Gemini: as it came but for the model (in the
+    URL), our key and ``generationConfig.maxOutputTokens`` (the bound the hold covers)."""
+
+    def __init__(self, body: dict[str, Any], stream: bool) -> None:
+        self.body = body
+        self.stream = stream
+
+    def native(self, route: Route, max_output: int) -> UpstreamRequest:
+        body = {**self.body}
+        config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
+        body.pop("generation_config", None)
+        body["generationConfig"] = {**config, "maxOutputTokens": max_output}
+        method = "streamGenerateContent?alt=sse" if self.stream else "generateContent"
+        channel = route.channel
+        return UpstreamRequest(
+            url=f"{channel.base_url.rstrip('/')}/v1beta/models/{quote(route.upstream_id, safe='-._~')}:{method}",
+            headers={"x-goog-api-key": channel.api_key, "Content-Type": "application/json",
+                     "Accept": "text/event-stream" if self.stream else "application/json"},  # fmt: skip
+            body=orjson.dumps(body),
+            max_output=max_output,
+        )
+
+    def translated(self) -> None:
+        pass  # every Gemini request also translates to chat
+
+
 class GeminiClientResponder(Responder):
     endpoint = "gemini"
+    passthrough = {GeminiAdapter: GeminiBytePipe}
     translating = GeminiChunkPipe
     sse_headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -137,6 +204,11 @@ class GeminiClientResponder(Responder):
         self.response_id = secrets.token_urlsafe(16)
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
+        native = body.native if isinstance(body, NativeCompletion) else None  # a Gemini upstream's own answer (pass-through)
+        if native is not None:
+            native["usageMetadata"] = {**(native.get("usageMetadata") if isinstance(native.get("usageMetadata"), dict) and not usage.estimated
+                                          else usage_metadata(usage, cost_text)), "cost": orjson.Fragment(cost_text.encode())}  # fmt: skip
+            return web.Response(body=orjson.dumps(native), content_type="application/json")
         choices = body.get("choices") or [{}]
         candidate = {"content": {"role": "model", "parts": message_parts(choices[0].get("message") or {})},
                      "finishReason": FINISH.get(choices[0].get("finish_reason") or "stop", "STOP"), "index": 0}  # fmt: skip

@@ -58,7 +58,15 @@ def parse_response(body: bytes) -> Completion:
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         }
-    return Completion(completion, usage)
+    native = NativeCompletion(completion)
+    native.native = obj  # Google's own answer, for a Gemini client on a pass-through route
+    return Completion(native, usage)
+
+
+class NativeCompletion(dict):  # type: ignore[type-arg]
+    """A chat completion that also keeps the upstream's own ``GenerateContentResponse``."""
+
+    native: dict[str, Any]
 
 
 def _choice(candidate: dict[str, Any], position: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tokenhub.providers.base import Meter, StreamReader
 from tokenhub.providers.client import CostText, Responder
 from tokenhub.providers.responses.items import ResponseShape, output_items, status_of, usage_block
 from tokenhub.providers.responses.passthrough import ResponsesBytePipe
-from tokenhub.providers.responses.upstream import ResponsesAdapter
+from tokenhub.providers.responses.upstream import NativeCompletion, ResponsesAdapter
 from tokenhub.providers.responses.writer import ResponsesStreamWriter
 from tokenhub.sse import Event
 from tokenhub.tokens import Usage
@@ -65,8 +65,8 @@ class ResponsesResponder(Responder):
         self.final: dict[str, Any] | None = None  # the finished response object, once answered
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
-        native = getattr(body, "native", None)  # the OpenAI channel's own Responses object (pass-through)
-        if isinstance(native, dict):
+        native = body.native if isinstance(body, NativeCompletion) else None  # the channel's own Responses object (pass-through)
+        if native is not None:
             native.update(model=self.client_model, previous_response_id=self.shape.previous, store=self.shape.store)
             native["usage"] = usage_block(usage, cost_text) if usage.estimated or not isinstance(native.get("usage"), dict) else \
                 {**native["usage"], "cost": orjson.Fragment(cost_text.encode())}  # fmt: skip
