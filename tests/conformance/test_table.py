@@ -35,7 +35,8 @@ def env(request: pytest.FixtureRequest, gateway: Harness):
     case: ProviderCase
     url = request.getfixturevalue(case.url_fixture)
     state = request.getfixturevalue(case.state_fixture)
-    gateway.channel(case.provider, url + ("/v1" if case.name == "openai" and not url.endswith("/v1") else ""), name=f"c-{case.name}")
+    gateway.channel(case.provider, url + ("/v1" if case.name in ("openai", "responses") and not url.endswith("/v1") else ""),
+                    name=f"c-{case.name}")  # fmt: skip
     cust = customer(gateway, credits_usd="50")
     client = client_class(gateway, cust.key)
     client.model = case.model
@@ -95,9 +96,13 @@ def test_json_schema_output(env):
 
 def test_stop_sequences_and_length(env):
     case, gw, cust, client, state = env
-    if "stop" not in getattr(client, "cannot", ()):  # a protocol without stop sequences (Responses) checks only length
+    if "stop" not in getattr(client, "cannot", ()) and case.stop:  # Responses has no stop sequences: only length
         client.ask(Ask("count", stop=["END", "STOP"]))
         assert case.stop_sent(state.requests[-1].json) == ["END", "STOP"]
+    elif "stop" not in getattr(client, "cannot", ()):  # the client asks, the upstream cannot: a clear 400, not a silent drop
+        with pytest.raises(client.error) as exc:
+            client.ask(Ask("count", stop=["END", "STOP"]))
+        assert (getattr(exc.value, "status_code", None) or exc.value.code) == 400
     assert client.ask(Ask(case.say("cut"))).finish == "length"
 
 

@@ -11,7 +11,9 @@ from typing import Any, Callable
 
 import pytest
 
-from tokenhub.providers.registry import CHAT_ADAPTERS
+from tokenhub.providers.registry import CHAT_ADAPTERS, RESPONSES
+
+ADAPTERS = {**CHAT_ADAPTERS, "responses": RESPONSES}  # "responses": an OpenAI channel's /responses (Responses-only models)
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,11 @@ class ProviderCase:
     # where each feature lands in the upstream request: a function of the recorded JSON body
     json_schema_sent: Callable[[dict[str, Any]], Any] = lambda body: None
     stop_sent: Callable[[dict[str, Any]], Any] = lambda body: None
+    stop: bool = True  # whether the protocol has stop sequences (the Responses API has none: a 400)
+
     def requires(self, capability: str) -> None:
         """Skip a case whose upstream adapter does not declare ``capability`` (the adapter's own declaration)."""
-        if capability not in CHAT_ADAPTERS[self.name].capabilities:
+        if capability not in ADAPTERS[self.name].capabilities:
             pytest.skip(f"the {self.name} adapter does not declare {capability!r}")
 
     def say(self, scenario: str) -> str:
@@ -64,5 +68,15 @@ UPSTREAMS = [
         directives={"reasoning": "#fake:thinking=5", "cut": "#fake:max_tokens", "cached": "#fake:cached=3"},
         json_schema_sent=lambda body: body.get("generationConfig", {}).get("responseJsonSchema"),
         stop_sent=lambda body: body.get("generationConfig", {}).get("stopSequences"),
+    ),
+    ProviderCase(
+        "responses",
+        "openai",
+        "openai/gpt-5-pro",  # Responses-only: every client protocol reaches the channel's /responses
+        "upstream_url",
+        "fake_openai",
+        directives={"reasoning": "#fake:reasoning=5", "cut": "#fake:length", "cached": "#fake:cached=3"},
+        json_schema_sent=lambda body: ((body.get("text") or {}).get("format") or {}).get("schema"),
+        stop=False,
     ),
 ]

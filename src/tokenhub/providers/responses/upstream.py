@@ -15,11 +15,12 @@ calls with ``call_id`` as their id); ``completed`` -> stop (tool_calls when ther
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 
-from tokenhub.errors import UpstreamError
+from tokenhub.errors import InvalidRequest, UpstreamError
 from tokenhub.providers.base import (
     AdapterDefaults,
     Completion,
@@ -111,7 +112,83 @@ def _input(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, An
     return instructions, items
 
 
+ROLES = ("system", "developer", "user", "assistant", "tool")
+PART_TYPES = ("text", "image_url")
+
+
+def check_payload(payload: dict[str, Any]) -> None:
+    """What the Responses API cannot take from a chat payload, refused in OpenAI's words before the call."""
+    for i, m in enumerate(payload.get("messages") or ()):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise InvalidRequest(f"{where}: 'role' must be one of {', '.join(ROLES)}", param=where)
+        content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise InvalidRequest(f"{where}.content must be a string or a list of parts", param=f"{where}.content")
+        for part in content if isinstance(content, list) else ():
+            if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+                raise InvalidRequest(f"{where}.content: parts are text or image_url here", param=f"{where}.content")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise InvalidRequest(f"{where}.content: a text part needs 'text'", param=f"{where}.content")
+            image = part.get("image_url")
+            if part["type"] == "image_url" and not (isinstance(image, dict) and isinstance(image.get("url"), str)):
+                raise InvalidRequest(f"{where}.content: image_url must be an object with a url", param=f"{where}.content")
+            if part["type"] == "image_url" and image["url"].startswith("data:") and not _data_url_ok(image["url"]):
+                raise InvalidRequest(f"{where}.content: the image's data URL is not valid base64", param=f"{where}.content")
+        calls = m.get("tool_calls")
+        if calls is not None and not (isinstance(calls, list) and all(_call_ok(c) for c in calls)):
+            raise InvalidRequest(f"{where}.tool_calls: each needs an 'id' and a function with a name and arguments", param=f"{where}.tool_calls")
+        if m["role"] == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise InvalidRequest(f"{where}: a tool message needs 'tool_call_id'", param=f"{where}.tool_call_id")
+    tools = payload.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(_tool_ok(t) for t in tools)):
+        raise InvalidRequest("'tools' must be function tools with a name and an object of parameters", param="tools")
+    choice = payload.get("tool_choice")
+    if choice is not None and choice not in ("auto", "none", "required") and not (
+        isinstance(choice, dict) and isinstance(choice.get("function"), dict) and isinstance(choice["function"].get("name"), str)
+    ):
+        raise InvalidRequest("'tool_choice' must be auto, none, required or a named function", param="tool_choice")
+    fmt = payload.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") in ("text", "json_object", "json_schema")
+                                and (fmt["type"] != "json_schema" or isinstance(fmt.get("json_schema"), dict))):  # fmt: skip
+        raise InvalidRequest("'response_format' must be text, json_object or json_schema with a json_schema object", param="response_format")
+    if payload.get("stop") is not None:
+        raise InvalidRequest("this model is served through OpenAI's Responses API, which has no stop sequences", param="stop")
+    for name in ("temperature", "top_p"):
+        value = payload.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InvalidRequest(f"'{name}' must be a number", param=name)
+    effort = payload.get("reasoning_effort")
+    if effort is not None and not isinstance(effort, str):
+        raise InvalidRequest("'reasoning_effort' must be a string", param="reasoning_effort")
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and not isinstance(options.get("include_usage", False), bool):
+        raise InvalidRequest("'stream_options.include_usage' must be true or false", param="stream_options")
+
+
+def _call_ok(call: Any) -> bool:
+    function = call.get("function") if isinstance(call, dict) else None
+    return (isinstance(call, dict) and isinstance(call.get("id"), str) and isinstance(function, dict)
+            and isinstance(function.get("name"), str) and isinstance(function.get("arguments", ""), str))  # fmt: skip
+
+
+def _tool_ok(tool: Any) -> bool:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    return (isinstance(function, dict) and isinstance(function.get("name"), str)
+            and isinstance(function.get("parameters", {}), dict))  # fmt: skip
+
+
+def _data_url_ok(url: str) -> bool:
+    _, _, data = url.partition(",")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    return bool(data)
+
+
 def build_body(payload: dict[str, Any], upstream_model: str, *, stream: bool, max_output: int | None) -> dict[str, Any]:
+    check_payload(payload)
     instructions, items = _input(payload.get("messages") or [])
     body: dict[str, Any] = {"model": upstream_model, "input": items, "stream": stream, "store": False}
     if instructions:
@@ -161,6 +238,7 @@ class ResponsesStreamReader:
         self._id = "chatcmpl-responses"
         self._created = now()
         self._calls: dict[str, int] = {}  # function_call item id -> chat tool-call index
+        self._started = False
 
     def read(self, event: Event) -> dict[str, Any] | None:
         try:
@@ -205,7 +283,12 @@ class ResponsesStreamReader:
             delta = {"tool_calls": [{"index": self._calls[obj["item_id"]], "function": {"arguments": obj.get("delta") or ""}}]}
         elif kind in ("response.completed", "response.incomplete"):
             return [new_chunk(self._id, self._created, self._model, {}, self._meter.finish_reason)]
-        return [new_chunk(self._id, self._created, self._model, delta)] if delta is not None else []
+        if delta is None:
+            return []
+        if not self._started:  # the first chunk names the role, as OpenAI's do
+            self._started = True
+            delta = {"role": "assistant", **delta}
+        return [new_chunk(self._id, self._created, self._model, delta)]
 
     def close(self) -> list[dict[str, Any]]:
         return []
