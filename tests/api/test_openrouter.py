@@ -192,3 +192,25 @@ def test_malformed_fields_are_a_400(env, body):
     with pytest.raises(openai.BadRequestError) as exc:
         ask(client, "deepseek/deepseek-v4-pro", **body)
     assert exc.value.body["param"].split(".")[0] in body
+
+
+def test_provider_sort_by_latency_and_throughput(env, gateway: Harness, upstream_url: str):
+    """sort: latency | throughput orders the channels by what this gateway observed of them."""
+    gw, _, client = env
+    first = ask(client, "deepseek/deepseek-v4-pro")  # a real answer is observed: its time to first byte
+    gw.flush()
+    channel_a = gw.request_row(first.headers["x-request-id"]).channel_id
+    assert gw.gw.health.speed(channel_a)[0] is not None
+    channel_b = gw.channel("deepseek", upstream_url, name="ds-b")["id"]
+    health = gw.gw.health
+    for _ in range(20):  # the moving averages settle on these figures
+        health.observe(channel_a, first_byte=0.5, tokens=1000, total=1.5)  # slow to start, fast after (1,000 tokens/s)
+        health.observe(channel_b, first_byte=0.01, tokens=10, total=1.01)  # quick to start, slow after (10 tokens/s)
+
+    def channel_of(sort: str) -> int:
+        raw = ask(client, "deepseek/deepseek-v4-pro", provider={"sort": sort})
+        gw.flush()
+        return gw.request_row(raw.headers["x-request-id"]).channel_id
+
+    assert {channel_of("latency") for _ in range(3)} == {channel_b}
+    assert {channel_of("throughput") for _ in range(3)} == {channel_a}

@@ -7,7 +7,8 @@ become the gateway's own controls:
 * ``models: [...]`` — models to try in order after ``model`` when one fails before answering
   (``ChatCall.fallback_models``; the relay bills and reports the model that answered);
 * ``provider: {order, only, ignore, allow_fallbacks, sort}`` — which channels serve the request
-  (``ProviderPreferences``, applied by relay/routing.py ``prefer``); its other keys (data
+  (``ProviderPreferences``, applied by relay/routing.py ``prefer``, sorting by the speeds
+  relay/health.py observes); its other keys (data
   collection, quantizations, price ceilings, ...) describe OpenRouter's marketplace and are ignored;
 * ``reasoning: {effort | max_tokens, exclude, enabled}`` — the canonical ``reasoning_effort``, which
   every adapter maps onto its protocol's own control (OpenAI ``reasoning_effort``, Anthropic

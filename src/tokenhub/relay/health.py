@@ -23,6 +23,7 @@ BASE_COOL_DOWN = 10.0
 MAX_COOL_DOWN = 300.0
 MAX_RETRY_AFTER = 60.0
 MISCONFIGURED_REST = 60.0
+SPEED_WEIGHT = 0.2  # the weight of the newest answer in the speed averages
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Breaker:
     last_error: str | None = None
     misconfigured: bool = False
     recent: list[tuple[float, bool]] = field(default_factory=list)  # (when, ok) of the last outcomes
+    latency: float | None = None  # seconds to the first byte, a moving average of the channel's answers
+    throughput: float | None = None  # output tokens per second after the first byte, a moving average
 
 
 class ChannelHealth:
@@ -113,6 +116,21 @@ class ChannelHealth:
         breaker.recent.append((now, ok))
         if len(breaker.recent) > 200:
             del breaker.recent[:100]
+
+    def observe(self, channel_id: int, first_byte: float, tokens: int, total: float) -> None:
+        """An answer's speed: ``first_byte`` and ``total`` seconds from the request, ``tokens`` generated
+        (moving averages, for OpenRouter's ``provider.sort`` latency | throughput)."""
+        breaker = self._get(channel_id)
+        breaker.latency = first_byte if breaker.latency is None else breaker.latency + SPEED_WEIGHT * (first_byte - breaker.latency)
+        generating = total - first_byte
+        if tokens > 0 and generating > 0:
+            rate = tokens / generating
+            breaker.throughput = rate if breaker.throughput is None else breaker.throughput + SPEED_WEIGHT * (rate - breaker.throughput)
+
+    def speed(self, channel_id: int) -> tuple[float | None, float | None]:
+        """(latency s, throughput tokens/s) as observed here; None where nothing was observed yet."""
+        breaker = self._breakers.get(channel_id)
+        return (breaker.latency, breaker.throughput) if breaker is not None else (None, None)
 
     def snapshot(self, channel_id: int) -> dict[str, Any]:
         """For operators: state, why, and the recent error rate."""

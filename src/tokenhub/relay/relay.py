@@ -199,7 +199,7 @@ class Relay:
                         f"'{candidate.id}' is served only through OpenAI's Responses API, and none of its channels is of a "
                         "vendor that serves it", code="no_channel")  # fmt: skip
                     continue
-            plan.extend(Attempt(candidate, r) for r in prefer(routes, call.extensions.provider))
+            plan.extend(Attempt(candidate, r) for r in prefer(routes, call.extensions.provider, self.gw.health))
         if not plan:
             if refusal is not None and call.extensions.provider is None:
                 raise refusal
@@ -233,6 +233,9 @@ class Relay:
         health = self.gw.health
         if bill.status == "ok":
             health.succeeded(route.channel.id)
+            if bill.ttfb is not None:  # throughput only from streams: a whole answer's output arrives with its headers
+                tokens = bill.usage.completion_tokens if bill.hold.stream else 0
+                health.observe(route.channel.id, bill.ttfb - bill.started, tokens, time.monotonic() - bill.started)
         elif bill.status in ("truncated", "upstream_error"):  # broke after output began: no retry, but a failure
             health.failed(route.channel.id, bill.error or bill.status)
         else:

@@ -46,14 +46,18 @@ def candidates(routes: list[Route], model: Model, protocols: Container[str] = CH
     return ordered
 
 
-def prefer(routes: list[Route], prefs: ProviderPreferences | None) -> list[Route]:
+def prefer(routes: list[Route], prefs: ProviderPreferences | None, health: ChannelHealth) -> list[Route]:
     """``routes`` as a client's ``provider`` preferences (OpenRouter's) ask: ``only`` and ``ignore`` filter,
     ``order`` puts the named first in its order, ``allow_fallbacks: false`` keeps only those (only the
     first route when no order is given). A name matches a channel's vendor or the channel's own name.
-    ``sort`` keeps the order: every channel of a model bills the same catalog price, and the operator's
-    priorities stand for latency and throughput."""
+    ``sort``: ``latency`` puts the channels with the shortest observed time to first byte first,
+    ``throughput`` the most output tokens per second (``health.speed``; channels not yet observed come
+    after, in the operator's order); ``price`` keeps the order, since every channel of a model bills the
+    same catalog price."""
     if prefs is None:
         return routes
+    if prefs.sort in ("latency", "throughput"):
+        routes = sorted(routes, key=lambda r: _speed_rank(health, r, prefs.sort))  # stable: ties keep the operator's order
 
     def names(route: Route) -> tuple[str, str]:
         return route.channel.provider.lower(), route.channel.name.lower()
@@ -66,6 +70,13 @@ def prefer(routes: list[Route], prefs: ProviderPreferences | None) -> list[Route
     elif not prefs.allow_fallbacks:
         chosen = chosen[:1]
     return chosen
+
+
+def _speed_rank(health: ChannelHealth, route: Route, sort: str | None) -> tuple[int, float]:
+    latency, throughput = health.speed(route.channel.id)
+    if sort == "latency":
+        return (0, latency) if latency is not None else (1, 0.0)
+    return (0, -throughput) if throughput is not None else (1, 0.0)
 
 
 def pick_route(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> Route:
