@@ -16,6 +16,7 @@ calls with ``call_id`` as their id); ``completed`` -> stop (tool_calls when ther
 from __future__ import annotations
 
 import base64
+import secrets
 from typing import Any
 
 import orjson
@@ -235,7 +236,7 @@ class ResponsesStreamReader:
     def __init__(self, client_model: str, meter: Meter) -> None:
         self._model = client_model
         self._meter = meter
-        self._id = "chatcmpl-responses"
+        self._id = "chatcmpl-" + secrets.token_hex(12)
         self._created = now()
         self._calls: dict[str, int] = {}  # function_call item id -> chat tool-call index
         self._started = False
@@ -248,6 +249,8 @@ class ResponsesStreamReader:
         if not isinstance(obj, dict):
             raise MalformedChunk("the upstream sent a malformed stream event")
         meter, kind = self._meter, obj.get("type")
+        if kind == "response.created" and isinstance((obj.get("response") or {}).get("id"), str):
+            self._id = "chatcmpl-" + obj["response"]["id"]  # the chunks carry the upstream response's id
         if kind in ("response.output_text.delta", "response.reasoning_summary_text.delta", "response.function_call_arguments.delta"):
             if isinstance(obj.get("delta"), str):
                 meter.pieces.append(obj["delta"])
