@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tokenhub.billing.ledger import Charge, Settlement
@@ -33,24 +35,51 @@ class Metrics:
         self.overage = Counter("tokenhub_overage_nanodollars",
                                "Usage cost an upstream reported beyond what the account could pay (not charged).", registry=r)
         self.overage_requests = Counter("tokenhub_overage_requests", "Requests charged less than their usage cost.", registry=r)
+        self._series: dict[tuple[str, str], _Series] = {}
 
     def overcharged(self, charge: Charge) -> None:
         self.overage.inc(charge.overage)
         self.overage_requests.inc()
 
     def settled(self, endpoint: str, model: str, settlement: Settlement) -> None:
-        self.requests.labels(endpoint, model, settlement.status).inc()
+        series = self._series.get((endpoint, model))
+        if series is None:  # labels() validates and locks on every call: look each series up once
+            series = self._series[(endpoint, model)] = _Series(self, endpoint, model)
+        counter = series.requests.get(settlement.status)
+        if counter is None:
+            counter = series.requests[settlement.status] = self.requests.labels(endpoint, model, settlement.status)
+        counter.inc()
         if settlement.latency_ms is not None:
-            self.latency.labels(endpoint).observe(settlement.latency_ms / 1000)
+            series.latency.observe(settlement.latency_ms / 1000)
         if settlement.ttfb_ms is not None:
-            self.ttfb.labels(endpoint).observe(settlement.ttfb_ms / 1000)
+            series.ttfb.observe(settlement.ttfb_ms / 1000)
         u = settlement.usage
-        for kind, value in (("prompt", u.prompt_tokens), ("completion", u.completion_tokens), ("cached", u.cached_tokens),
-                            ("reasoning", u.reasoning_tokens)):
-            if value:
-                self.tokens.labels(model, kind).inc(value)
+        if u.prompt_tokens:
+            series.prompt.inc(u.prompt_tokens)
+        if u.completion_tokens:
+            series.completion.inc(u.completion_tokens)
+        if u.cached_tokens:
+            series.cached.inc(u.cached_tokens)
+        if u.reasoning_tokens:
+            series.reasoning.inc(u.reasoning_tokens)
         if settlement.cost:
-            self.cost.labels(model).inc(settlement.cost)
+            series.cost.inc(settlement.cost)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Series:
+    """The labelled series one (endpoint, model) pair writes to when its requests settle."""
+
+    __slots__ = ("requests", "latency", "ttfb", "prompt", "completion", "cached", "reasoning", "cost")
+
+    def __init__(self, metrics: Metrics, endpoint: str, model: str) -> None:
+        self.requests: dict[str, Any] = {}  # by status
+        self.latency = metrics.latency.labels(endpoint)
+        self.ttfb = metrics.ttfb.labels(endpoint)
+        self.prompt = metrics.tokens.labels(model, "prompt")
+        self.completion = metrics.tokens.labels(model, "completion")
+        self.cached = metrics.tokens.labels(model, "cached")
+        self.reasoning = metrics.tokens.labels(model, "reasoning")
+        self.cost = metrics.cost.labels(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -14,6 +15,10 @@ from tokenhub.cli.common import describe_db, table
 from tokenhub.config import Settings
 
 SHUTDOWN_BACKSTOP = 2.0  # seconds aiohttp gives a handler still running after the gateway's drain
+# The collector's first generation runs every GC_YOUNG container allocations (CPython's default: 700).
+# A request allocates a few hundred, so the default collects several times per request at load; the
+# objects a request leaves are freed by reference counting, so the young collections found almost nothing.
+GC_YOUNG = 10_000
 
 
 @click.command()
@@ -45,8 +50,11 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
             pass
+        app = create_app(settings)
+        app.on_startup.append(_freeze_the_heap)
+        gc.set_threshold(GC_YOUNG, 20, 20)
         web.run_app(
-            create_app(settings),
+            app,
             host=None if sock else host,
             port=None if sock else port,
             sock=sock,
@@ -64,6 +72,17 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     from tokenhub.workers import listening_socket, supervise
 
     supervise(settings, listening_socket(host, port), workers, run)
+
+
+async def _freeze_the_heap(_app: object) -> None:
+    """Once the gateway has started, what it loaded (code, catalog, routes) leaves the collector's view.
+
+    A full collection walks every tracked object; with the startup's ~140,000 objects that is a 40 ms
+    pause in the middle of requests (the p99 at c=16 was 7 x the p50). Frozen, they are never walked
+    again: full collections look only at what was allocated since. The bench's README has the profile.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str | None], Any]:

@@ -44,7 +44,7 @@ from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.meter import StreamMeter, completion_charge
 from tokenhub.relay.routing import admitted, candidates, judge, prefer
 from tokenhub.request_keys import REQUEST_ID
-from tokenhub.sse import SSEDecoder
+from tokenhub.sse import Event, SSEDecoder
 from tokenhub.tokens import prompt_estimate, prompt_upper_bound
 from tokenhub.upstream import Channel, Route
 
@@ -352,20 +352,18 @@ class Relay:
         decoder = SSEDecoder()
         try:
             async for chunk in _chunks(upstream_resp, channel.timeouts.idle):
-                for event in decoder.feed(chunk):
-                    out = pipe.feed(event)
-                    if meter.error is not None:
-                        break
-                    await client.send(out)
+                # One write per upstream read: the events that arrived together leave together.
+                out, malformed = _feed(pipe, meter, decoder.feed(chunk))
+                await client.send(out)
+                if malformed is not None:
+                    raise malformed
                 if meter.done:
                     break
             else:
-                for event in decoder.close():
-                    out = pipe.feed(event)
-                    if meter.error is None:
-                        await client.send(out)
-                if meter.error is None:
-                    await client.send(pipe.close())
+                out, malformed = _feed(pipe, meter, decoder.close())
+                await client.send(out + pipe.close() if meter.error is None and malformed is None else out)
+                if malformed is not None:
+                    raise malformed
         except ConnectionResetError:
             ended.client_gone = True
         except NETWORK_FAILURES as exc:
@@ -474,6 +472,22 @@ def _refuse_before_first_byte(meter: StreamMeter, failure: GatewayError | None, 
         raise UpstreamError(f"The upstream provider failed: {message}", code="upstream_error")
     if failure is not None:
         raise failure
+
+
+def _feed(pipe: Pipe, meter: StreamMeter, events: list[Event]) -> tuple[bytes, MalformedChunk | None]:
+    """What the pipe makes of these events for the client, up to (not including) an error event or a
+    malformed one (returned, to raise once what came before it is sent)."""
+    parts = []
+    try:
+        for event in events:
+            out = pipe.feed(event)
+            if meter.error is not None:
+                break
+            if out:
+                parts.append(out)
+    except MalformedChunk as exc:
+        return b"".join(parts), exc
+    return b"".join(parts), None
 
 
 async def _chunks(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
