@@ -16,7 +16,6 @@ from tokenhub.config import Settings
 from tokenhub.directory import Directory
 from tokenhub.errors import Conflict
 from tokenhub.limits.rates import MemoryRates, RateLimiter
-from tokenhub.limits.redis_rates import RedisRates
 from tokenhub.metrics import Metrics
 from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.relay.health import ChannelHealth
@@ -74,6 +73,8 @@ class Gateway:
         fetcher = ImageFetcher(allow_private=settings.fetch_allow_private)
         rates: RateLimiter = MemoryRates()
         if settings.redis_url:
+            from tokenhub.limits.redis_rates import RedisRates  # redis-py loads only where Redis is configured
+
             async with engine.begin() as conn:
                 rates = RedisRates(settings.redis_url, namespace=f"th:{await deployment_id(conn):x}")
         gateway = cls(settings, engine, box, directory, ledger, sweeper, http, fetcher, instance_id, rates, metrics=metrics)

@@ -62,3 +62,42 @@ def test_upgrade_with_referencing_rows(database_url: str):
         await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_the_head_is_read_from_the_scripts_as_alembic_reads_it():
+    from alembic.script import ScriptDirectory
+
+    from tokenhub.storage.migrate import alembic_config, head_revisions
+
+    assert head_revisions() == frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
+    """The gateway's process loads what the request path needs; migrations, payments, templates, the
+    other database's driver and Redis load only when used (idle memory: bench/README.md)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support.processes import clean_env, cli
+
+    env = clean_env(tmp_path / "home")
+    assert cli(["user", "create", "dev@example.com"], env).returncode == 0  # creates and migrates the database
+    probe = (
+        "import asyncio, json, sys\n"
+        "from tokenhub.app import create_app\n"
+        "from tokenhub.config import Settings\n"
+        "from tokenhub.gateway import Gateway\n"
+        "async def main():\n"
+        "    settings = Settings.from_env()\n"
+        "    create_app(settings)\n"
+        "    gateway = await Gateway.start(settings)\n"
+        "    await gateway.stop()\n"
+        "asyncio.run(main())\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    loaded = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert {"aiohttp", "sqlalchemy", "tokenhub"} <= loaded
+    assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt"}

@@ -21,9 +21,8 @@ import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +30,9 @@ from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement
 from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
 from tokenhub.storage.engine import utc_now
+
+if TYPE_CHECKING:  # the driver loads only for a PostgreSQL store
+    import asyncpg
 
 _REQUEST_COLUMNS = (
     "id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, state, hold_nanos, cost_nanos, "
@@ -263,13 +265,16 @@ def _sqlite_time(value: datetime) -> str:
 
 class PostgresLedgerStore:
     def __init__(self, dsn: str, instance_id: str) -> None:
+        import asyncpg
+
+        self._pg = asyncpg
         self._dsn = dsn
         self._instance_id = instance_id
         self._conn: asyncpg.Connection | None = None
 
     async def _connect(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn)
+            self._conn = await self._pg.connect(self._dsn)
         return self._conn
 
     async def commit(self, batch: list[Op]) -> GroupPlan:
@@ -298,7 +303,7 @@ class PostgresLedgerStore:
                     settling = _settling(await conn.fetch(_PG_CAS, settle_ids, late_ids))
                 plan = plan_group(batch, balances, keys, settling, spent, starts)
                 await conn.execute(_PG_WRITE, *self._write_arguments(plan, now))
-        except (OSError, asyncpg.InterfaceError, asyncpg.exceptions.ConnectionDoesNotExistError):
+        except (OSError, self._pg.InterfaceError, self._pg.exceptions.ConnectionDoesNotExistError):
             await self._drop()
             raise
         return plan
@@ -327,7 +332,7 @@ class PostgresLedgerStore:
         pass
 
     def is_retryable(self, exc: Exception) -> bool:
-        return isinstance(exc, (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError))
+        return isinstance(exc, (self._pg.exceptions.DeadlockDetectedError, self._pg.exceptions.SerializationError))
 
     async def _drop(self) -> None:
         if self._conn is not None:

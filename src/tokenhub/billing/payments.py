@@ -28,9 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import stripe
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -43,6 +42,9 @@ from tokenhub.errors import InvalidRequest, NotFound, ServiceUnavailable, Upstre
 from tokenhub.json_body import parse_json
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import as_utc, utc_now
+
+if TYPE_CHECKING:  # the SDK (with requests, ~5 MB) loads when a payment is first made: _stripe()
+    import stripe
 from tokenhub.storage.tables import payments, stripe_events, users
 
 log = logging.getLogger(__name__)
@@ -102,10 +104,16 @@ def build_checkout_params(user_id: int, email: str | None, amount_usd_nanos: int
     return params
 
 
+def _stripe() -> Any:
+    import stripe
+
+    return stripe
+
+
 def stripe_client(settings: Settings) -> stripe.StripeClient:
     if not stripe_configured(settings):
         raise ServiceUnavailable(NOT_CONFIGURED, code="stripe_not_configured")
-    return stripe.StripeClient(str(settings.stripe_secret_key).strip(), max_network_retries=2)
+    return _stripe().StripeClient(str(settings.stripe_secret_key).strip(), max_network_retries=2)
 
 
 async def create_checkout(
@@ -135,7 +143,7 @@ async def create_checkout(
     options: dict[str, Any] = {"idempotency_key": idempotency_key} if idempotency_key else {}
     try:
         session = (await asyncio.to_thread(client.v1.checkout.sessions.create, params, options)).to_dict()  # type: ignore[arg-type]
-    except stripe.StripeError as exc:
+    except _stripe().StripeError as exc:
         log.warning("Stripe refused to create a Checkout Session: %s", exc.user_message or type(exc).__name__)
         raise UpstreamError("the payment provider could not start the checkout; try again", code="stripe_error") from None
     session_id = session.get("id")
@@ -163,7 +171,7 @@ async def retrieve_checkout_session(settings: Settings, session_id: str, *, clie
     client = client or stripe_client(settings)
     try:
         session = await asyncio.to_thread(client.v1.checkout.sessions.retrieve, session_id)
-    except stripe.StripeError:
+    except _stripe().StripeError:
         raise UpstreamError("the payment provider could not be reached; try again", code="stripe_error") from None
     return session.to_dict()
 
@@ -188,8 +196,8 @@ def verify_event(payload: bytes, signature_header: str | None, secret: str | Non
     try:
         # Signature (any v1 value matches; constant-time). The library checks the age against the
         # wall clock; with an injected clock we check the window below ourselves.
-        stripe.WebhookSignature.verify_header(body, signature_header, secret.strip(), None if now is not None else WEBHOOK_TOLERANCE)
-    except stripe.SignatureVerificationError:
+        _stripe().WebhookSignature.verify_header(body, signature_header, secret.strip(), None if now is not None else WEBHOOK_TOLERANCE)
+    except _stripe().SignatureVerificationError:
         raise _fail("the Stripe signature does not verify: wrong secret, altered body, or too old") from None
     timestamp = _signature_timestamp(str(signature_header))
     clock = (now or utc_now()).timestamp()

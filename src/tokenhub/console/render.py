@@ -1,13 +1,17 @@
-"""Jinja2 templates (autoescaped, undefined names are errors) and static-file URLs with a version."""
+"""Jinja2 templates (autoescaped, undefined names are errors) and static-file URLs with a version.
+
+Jinja2 loads with the first page rendered: a gateway that serves only the API never imports it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -22,6 +26,8 @@ def static_url(name: str) -> str:
 
 
 def environment() -> jinja2.Environment:
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,  # every template, whatever its name
@@ -35,7 +41,13 @@ def environment() -> jinja2.Environment:
 
 class Templates:
     def __init__(self) -> None:
-        self.env = environment()
+        self._env: jinja2.Environment | None = None
+
+    @property
+    def env(self) -> jinja2.Environment:
+        if self._env is None:
+            self._env = environment()
+        return self._env
 
     def render(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)

@@ -47,7 +47,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-import jwt
 import orjson
 
 from tokenhub.errors import GatewayError, InvalidRequest, UpstreamError
@@ -95,6 +94,8 @@ def credentials(channel: Channel) -> tuple[str, str]:
 
 
 def make_token(access_key: str, secret_key: str, now: float) -> str:
+    import jwt  # PyJWT loads with the first Kling call
+
     issued = int(now)
     claims = {"iss": access_key, "exp": issued + TOKEN_LIFETIME, "nbf": issued - NOT_BEFORE_SLACK}
     with warnings.catch_warnings():
