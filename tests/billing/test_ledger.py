@@ -97,7 +97,9 @@ def test_the_balance_is_read_under_a_lock(database_url: str):
             store._connect().set_trace_callback(statements.append)
         else:
             assert isinstance(store, PostgresLedgerStore)
-            (await store._connect()).add_query_logger(lambda record: statements.append(record.query))
+            conn = await store._connect()
+            conn.add_query_logger(lambda record: statements.append(record.query))
+            store._idle.append(conn)  # the connection the next group takes
         ledger.start()
         await ledger.hold(Hold("gen-l", uid, kid, 1, "m"))
         await ledger.close()

@@ -2,7 +2,9 @@
 
 Every money movement of the request path goes through one ``LedgerWriter`` per process. Callers
 queue operations; a single writer task takes everything queued and commits it in **one**
-transaction (group commit), so under load a hundred requests share one commit. Per transaction:
+transaction (group commit), so under load a hundred requests share one commit. A store may commit
+more than one group at a time (``parallel``: PostgreSQL two, the next group's round trips overlapping
+the last one's commit; SQLite one). Per transaction:
 
 1. lock the users and keys involved (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
    ``BEGIN IMMEDIATE`` already holds the database's write lock) and read their balances;
@@ -59,6 +61,8 @@ SETTLE_DELAY = 0.005  # seconds a group of only settlements may wait for a hold 
 class LedgerStore(Protocol):
     """Runs one group as one transaction (see ``ledger_store``); ``plan_group`` decides what to write."""
 
+    parallel: int  # groups it may commit side by side
+
     def start(self) -> None: ...
 
     async def commit(self, batch: list[Op]) -> GroupPlan: ...
@@ -78,6 +82,8 @@ class LedgerWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._groups = 0  # groups being committed
+        self._backoff = 0.05
         self._closing = False
         self._stopped = False
 
@@ -127,8 +133,8 @@ class LedgerWriter:
             self._commit_now.set()
 
     async def _run(self) -> None:
-        backoff = 0.05
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self._store.parallel)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -143,27 +149,42 @@ class LedgerWriter:
             self._commit_now.clear()
             await asyncio.sleep(0)  # one loop turn: requests that arrived together share the group
             while self._queue:
+                await slots.acquire()  # a store that commits groups side by side (PostgreSQL) has more than one slot
+                if not self._queue:
+                    slots.release()
+                    break
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
-                try:
-                    await self._commit(batch)
-                    backoff = 0.05
-                except Exception as exc:  # storage trouble: fail holds, keep settlements
-                    log.error("ledger commit failed (%s); %d operations affected", type(exc).__name__, len(batch))
-                    retry: list[Op] = []
-                    for op in batch:
-                        if isinstance(op, Hold):
-                            if op.future is not None and not op.future.done():
-                                op.future.set_exception(
-                                    ServiceUnavailable("billing storage is unavailable; try again", code="storage_unavailable")
-                                )
-                        else:
-                            retry.append(op)
-                    self._queue[:0] = retry
-                    if retry:
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, 2.0)
-            self._idle.set()
+                self._groups += 1
+                asyncio.create_task(self._group(batch, slots), name="ledger-group")
+            if not self._groups:
+                self._idle.set()
+
+    async def _group(self, batch: list[Op], slots: asyncio.Semaphore) -> None:
+        """Commit one group; on storage trouble fail its holds and queue its settlements again."""
+        try:
+            await self._commit(batch)
+            self._backoff = 0.05
+        except Exception as exc:  # storage trouble: fail holds, keep settlements
+            log.error("ledger commit failed (%s); %d operations affected", type(exc).__name__, len(batch))
+            retry: list[Op] = []
+            for op in batch:
+                if isinstance(op, Hold):
+                    if op.future is not None and not op.future.done():
+                        op.future.set_exception(ServiceUnavailable("billing storage is unavailable; try again", code="storage_unavailable"))
+                else:
+                    retry.append(op)
+            if retry:
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, 2.0)
+                self._queue[:0] = retry
+                self._commit_now.set()
+                self._wakeup.set()
+        finally:
+            slots.release()
+            self._groups -= 1
+            if not self._groups and not self._queue:
+                self._idle.set()
 
     async def _commit(self, batch: list[Op]) -> None:
         for attempt in range(5):

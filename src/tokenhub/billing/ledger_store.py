@@ -5,9 +5,10 @@ SQL below is written once, and each database runs it the cheapest way it can —
 
 * **SQLite**: a dedicated ``sqlite3`` connection in one worker thread; a whole group is one call
   into that thread (one hand-off per group, not several per statement).
-* **PostgreSQL**: a dedicated ``asyncpg`` connection and three round trips per group: one locking
-  read (``FOR UPDATE``, users and keys in id order, so processes sharing the database lock in the
-  same order), the compare-and-swap, and one statement carrying every write as arrays.
+* **PostgreSQL**: two dedicated ``asyncpg`` connections, so two groups can be in flight (the next
+  group's round trips overlap the last one's commit), and three round trips per group: one locking
+  read (``FOR UPDATE``, users and keys in id order, so groups and processes sharing the database lock
+  in the same order), the compare-and-swap, and one statement carrying every write as arrays.
 
 Both run the same steps (see ``ledger.py``): lock and read the balances and key counters, flip the
 settled requests' state with one compare-and-swap, let ``plan_group`` decide, write. The tables
@@ -127,6 +128,8 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
 
 
 class SqliteLedgerStore:
+    parallel = 1  # one writer: SQLite's write lock
+
     def __init__(self, path: str, instance_id: str) -> None:
         self._path = path
         self._instance_id = instance_id
@@ -264,21 +267,30 @@ def _sqlite_time(value: datetime) -> str:
 
 
 class PostgresLedgerStore:
+    parallel = 2  # two groups in flight: the next one's round trips overlap the last one's commit
+
     def __init__(self, dsn: str, instance_id: str) -> None:
         import asyncpg
 
         self._pg = asyncpg
         self._dsn = dsn
         self._instance_id = instance_id
-        self._conn: asyncpg.Connection | None = None
+        self._idle: list[asyncpg.Connection] = []  # connections not committing a group right now
+        self._open: set[asyncpg.Connection] = set()
 
     async def _connect(self) -> asyncpg.Connection:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await self._pg.connect(self._dsn)
-        return self._conn
+        """An idle connection, or a new one (at most ``parallel`` groups are committing at a time)."""
+        conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.is_closed():
+            conn = await self._pg.connect(self._dsn)
+            self._open.add(conn)
+        return conn
 
     async def commit(self, batch: list[Op]) -> GroupPlan:
-        """Three round trips: lock and read, compare-and-swap the settlements, write everything."""
+        """Three round trips: lock and read, compare-and-swap the settlements, write everything.
+
+        Groups committing side by side lock the same users and keys in the same order, so the later
+        one waits in PostgreSQL for the earlier one's commit and then reads what it wrote."""
         conn = await self._connect()
         _, key_ids, settle_ids, late_ids = _ids(batch)
         now = utc_now()
@@ -304,8 +316,13 @@ class PostgresLedgerStore:
                 plan = plan_group(batch, balances, keys, settling, spent, starts)
                 await conn.execute(_PG_WRITE, *self._write_arguments(plan, now))
         except (OSError, self._pg.InterfaceError, self._pg.exceptions.ConnectionDoesNotExistError):
-            await self._drop()
+            self._open.discard(conn)
+            conn.terminate()
             raise
+        except BaseException:
+            self._idle.append(conn)
+            raise
+        self._idle.append(conn)
         return plan
 
     def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[Any]:
@@ -334,15 +351,12 @@ class PostgresLedgerStore:
     def is_retryable(self, exc: Exception) -> bool:
         return isinstance(exc, (self._pg.exceptions.DeadlockDetectedError, self._pg.exceptions.SerializationError))
 
-    async def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.terminate()
-            self._conn = None
-
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        for conn in self._open:
+            if not conn.is_closed():
+                await conn.close()
+        self._open.clear()
+        self._idle.clear()
 
 
 # Lock every user and key of the group in one statement, in id order (the same order everywhere,
