@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -129,6 +130,8 @@ class RedisRates:
         self._admit = self.client.register_script(_ADMIT)
         self._release = self.client.register_script(_RELEASE)
         self._releasing: set[asyncio.Task[None]] = set()
+        self._admitting: list[tuple[list[str], list[int | str], asyncio.Future[Any]]] = []  # this loop turn's admissions
+        self._pending: list[tuple[list[Scope], str, int]] = []  # releases waiting for this loop turn's pipeline
 
     async def admit(self, scopes: list[Scope], request_id: str) -> "_RedisTicket":
         keys: list[str] = []
@@ -139,7 +142,7 @@ class RedisRates:
             limits = scope.limits
             argv += [limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0]
         try:
-            reply = await self._admit(keys=keys, args=argv)
+            reply = await self._admit_in_turn(keys, argv)
         except (RedisError, OSError) as exc:
             log.error("rate limits: Redis is unreachable (%s); refusing requests that have limits", type(exc).__name__)
             raise unavailable() from None
@@ -155,6 +158,37 @@ class RedisRates:
             raise refuse(Refusal(scope, limit, int(reply[3]) / 1000, standings[int(reply[1])]), standings)
         return _RedisTicket(self, scopes, request_id, headers_for(standings))
 
+    async def _admit_in_turn(self, keys: list[str], argv: list[int | str]) -> Any:
+        """The admissions of one loop turn go to Redis in one pipeline (one round trip for all of them)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._admitting.append((keys, argv, future))
+        if len(self._admitting) == 1:
+            asyncio.get_running_loop().create_task(self._admit_pending())
+        return await future
+
+    async def _admit_pending(self) -> None:
+        await asyncio.sleep(0)
+        pending, self._admitting = self._admitting, []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, argv, _ in pending:
+                await self._admit(keys=keys, args=argv, client=pipe)  # queued
+            replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _, _, future in pending:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RedisError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), reply in zip(pending, replies):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
     @staticmethod
     def _standing(scope: Scope, figures: list[int]) -> Standing:
         limits = scope.limits
@@ -165,20 +199,39 @@ class RedisRates:
         )  # fmt: skip
 
     def release_later(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
-        """Release in the background: the response does not wait for Redis."""
-        task = asyncio.get_running_loop().create_task(self.release(scopes, request_id, tokens))
-        self._releasing.add(task)
-        task.add_done_callback(self._releasing.discard)
+        """Release in the background: the response does not wait for Redis. The releases of one loop
+        turn go in one pipeline (one round trip however many requests ended together)."""
+        self._pending.append((scopes, request_id, tokens))
+        if len(self._pending) == 1:
+            task = asyncio.get_running_loop().create_task(self._release_pending())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release_pending(self) -> None:
+        await asyncio.sleep(0)  # the releases of this loop turn join
+        pending, self._pending = self._pending, []
+        pipe = self.client.pipeline(transaction=False)
+        for scopes, request_id, tokens in pending:
+            await self._queue_release(pipe, scopes, request_id, tokens)
+        try:
+            await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:  # the leases free the slots; the tokens go uncounted
+            log.warning("rate limits: could not release %d requests in Redis (%s)", len(pending), type(exc).__name__)
 
     async def release(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        await self._queue_release(pipe, scopes, request_id, tokens)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:  # the lease frees the slot; the tokens go uncounted
+            log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
+
+    async def _queue_release(self, pipe: Any, scopes: list[Scope], request_id: str, tokens: int) -> None:
         keys: list[str] = []
         for scope in scopes:
             base = f"{self.namespace}:rl:{scope.ident}"
             keys += [f"{base}:t", f"{base}:c"]
-        try:
-            await self._release(keys=keys, args=[request_id, tokens, *[s.limits.tpm or 0 for s in scopes]])
-        except (RedisError, OSError) as exc:  # the lease frees the slot; the tokens go uncounted
-            log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
+        await self._release(keys=keys, args=[request_id, tokens, *[s.limits.tpm or 0 for s in scopes]], client=pipe)  # queued
 
     async def ping(self) -> bool:
         try:
