@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py            # full run (~5 min): 3 x 5 s per point, medians
     .venv/bin/python bench/run.py --quick    # ~1 min: 1 x 2 s per point
-    .venv/bin/python bench/run.py --postgres # also the gateway on PostgreSQL (127.0.0.1:5432)
+    .venv/bin/python bench/run.py --postgres # also the gateway on PostgreSQL + Redis (127.0.0.1:5432, :6379)
+    .venv/bin/python bench/run.py --soak 100000 --workers 1,2,4   # memory and latency over time; processes
 
 See bench/README.md for the method.  Every server is a subprocess of this script, stopped at
 the end, also on Ctrl-C or failure.
@@ -119,15 +120,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def peak_rss_mb(pid: int) -> float | None:
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float | None:
+    """Peak RSS (VmHWM), or with field="VmRSS" the RSS now, in MB."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     return None
+
+
+def rss_mb(pid: int) -> float | None:
+    return peak_rss_mb(pid, "VmRSS")
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its children (a gateway started with --workers N: the supervisor and its workers)."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
 
 
 # -- tools -------------------------------------------------------------------------------------
@@ -264,8 +282,8 @@ class Load:
                 kinds[k] = kinds.get(k, 0) + v
         if kinds:
             res["error_kinds"] = kinds
-        for p in pids:
-            per = [r["cpu_s"][str(p)] / r["requests"] * 1e6 for r in runs if r["requests"]]
+        if pids:  # every process of the system under test (a gateway's workers too)
+            per = [sum(r["cpu_s"][str(p)] for p in pids) / r["requests"] * 1e6 for r in runs if r["requests"]]
             res["cpu_us_per_req"] = round(statistics.median(per), 1) if per else None
         res["runs"] = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
                         if k in ("rps", "p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms", "errors")} for r in runs]
@@ -359,11 +377,13 @@ def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, ar
             "top_leaves_pct": dict(list(pc(leaves).items())[:12])}
 
 
-def th_env(home: Path, db_url: str | None) -> dict[str, str]:
+def th_env(home: Path, db_url: str | None, redis_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENHUB_")}
     env.update(TOKENHUB_HOME=str(home), TOKENHUB_SECRET_KEY="bench-secret-key-not-for-production")
     if db_url:
         env["TOKENHUB_DATABASE_URL"] = db_url
+    if redis_url:
+        env["TOKENHUB_REDIS_URL"] = redis_url
     return env
 
 
@@ -374,36 +394,108 @@ def cli(tokenhub: str, env: dict[str, str], *argv: str) -> str:
     return r.stdout
 
 
-def run_gateway(label: str, tools: dict, args: argparse.Namespace, procs: Procs, load: Load, upstream_port: int,
-                workdir: Path, db_url: str | None) -> dict:
+def setup_gateway(label: str, tools: dict, up_port: int, workdir: Path, db_url: str | None,
+                  redis_url: str | None) -> tuple[dict[str, str], str]:
+    """A fresh TOKENHUB_HOME set up through the real CLI; the environment and the bench key."""
     home = workdir / f"home-{label}"
     home.mkdir()
-    env = th_env(home, db_url)
+    env = th_env(home, db_url, redis_url)
     th = tools["tokenhub"]
     email = "bench@example.com"
     cli(th, env, "user", "create", email)
     cli(th, env, "credits", "add", email, "1000000")
-    m = re.search(r"\bth-[A-Za-z0-9_\-]+", cli(th, env, "key", "create", email, "--name", "bench"))
+    # With Redis, the key has a rate limit far above the load, so every request is admitted through Redis.
+    limits = ["--rpm", "10000000"] if redis_url else []
+    m = re.search(r"\bth-[A-Za-z0-9_\-]+", cli(th, env, "key", "create", email, "--name", "bench", *limits))
     if not m:
         raise RuntimeError("tokenhub key create printed no th- key")
-    key = m.group(0)
-    cli(th, env, "channel", "add", "openai-compatible", "--base-url", f"http://127.0.0.1:{upstream_port}/v1",
+    cli(th, env, "channel", "add", "openai-compatible", "--base-url", f"http://127.0.0.1:{up_port}/v1",
         "--api-key", "sk-bench", "--name", "bench", "--models", "openai/gpt-4.1=gpt-4.1")
+    return env, m.group(0)
+
+
+def start_gateway(label: str, tools: dict, args: argparse.Namespace, procs: Procs, env: dict[str, str],
+                  workers: int = 1) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    p = procs.start(label, [th, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                    cpus="1" if args.pin else None)
+    argv = [tools["tokenhub"], "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    p = procs.start(label, argv, env=env, cpus="1" if args.pin else None)
     wait_http(f"http://127.0.0.1:{port}/api/v1/models", p, procs, label)
+    return p, port
+
+
+def finish_gateway(res: dict, tools: dict, env: dict[str, str], db_url: str | None) -> dict:
+    th = tools["tokenhub"]
+    res["database"] = "postgresql" if db_url else "sqlite"
+    if env.get("TOKENHUB_REDIS_URL"):
+        res["database"] += " + redis"
+    chk = subprocess.run([th, "ledger", "check"], env=env, capture_output=True, text=True, timeout=300)
+    res["ledger_check"] = {"ok": chk.returncode == 0, "output": (chk.stdout + chk.stderr).strip()[-1000:]}
+    res["request_rows"] = count_request_rows(Path(env["TOKENHUB_HOME"]), db_url)
+    return res
+
+
+def run_gateway(label: str, tools: dict, args: argparse.Namespace, procs: Procs, load: Load, upstream_port: int,
+                workdir: Path, db_url: str | None, redis_url: str | None = None) -> dict:
+    env, key = setup_gateway(label, tools, upstream_port, workdir, db_url, redis_url)
+    p, port = start_gateway(label, tools, args, procs, env)
+    url = f"http://127.0.0.1:{port}/api/v1/chat/completions"
+    time.sleep(1.0)  # started, one request served (the readiness probe): what it holds idle
+    idle = rss_mb(p.pid)
     try:
-        res = measure_target(label, f"http://127.0.0.1:{port}/api/v1/chat/completions", key, [p.pid], load, args)
+        res = measure_target(label, url, key, [p.pid], load, args)
+        if args.soak and label == "gateway":
+            res["soak"] = soak(url, key, p.pid, load, args)
     finally:
         rss = peak_rss_mb(p.pid)
         procs.stop(label)
-    res["peak_rss_mb"] = rss
-    res["database"] = "postgresql" if db_url else "sqlite"
-    chk = subprocess.run([th, "ledger", "check"], env=env, capture_output=True, text=True, timeout=300)
-    res["ledger_check"] = {"ok": chk.returncode == 0, "output": (chk.stdout + chk.stderr).strip()[-1000:]}
-    res["request_rows"] = count_request_rows(home, db_url)
-    return res
+    res["idle_rss_mb"], res["peak_rss_mb"] = idle, rss
+    return finish_gateway(res, tools, env, db_url)
+
+
+def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace) -> dict:
+    """--soak N: at least N more non-streaming requests at c=16 in slices of --soak-slice seconds; per
+    slice the rate, p50/p99, CPU per request and the RSS at its end (is memory flat, does latency drift?)."""
+    log(f"  gateway: soak, {args.soak:,} requests at c=16")
+    slices = []
+    done = 0
+    while done < args.soak:
+        r = load.wrk(url, key, 16, args.soak_slice, [pid]) if args.loadgen == "wrk" else \
+            load.python(url, key, BODY, 16, args.soak_slice, 0.2, [pid])
+        done += r["requests"]
+        slices.append({"requests": done, "rps": round(r["rps"], 1), "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                       "errors": r["errors"], "cpu_us_per_req": round(r["cpu_s"][str(pid)] / max(r["requests"], 1) * 1e6, 1),
+                       "rss_mb": rss_mb(pid)})
+    first, last = slices[0], slices[-1]
+    return {"slices": slices, "requests": done, "errors": sum(s["errors"] for s in slices),
+            "rss_change_pct": round(100 * (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"], 1),
+            "p50_change_pct": round(100 * (last["p50_ms"] - first["p50_ms"]) / first["p50_ms"], 1),
+            "rps_change_pct": round(100 * (last["rps"] - first["rps"]) / first["rps"], 1)}
+
+
+def run_workers(tools: dict, args: argparse.Namespace, procs: Procs, load: Load, upstream_port: int,
+                workdir: Path) -> dict:
+    """--workers 1,2,4: `serve --workers N` (every process on the gateway's core), non-streaming and
+    streaming at c=16, CPU per request summed over the supervisor and its workers."""
+    env, key = setup_gateway("workers", tools, upstream_port, workdir, None, None)
+    out: dict = {}
+    for n in args.workers:
+        label = f"gateway-w{n}"
+        log(f"{label}: serve --workers {n}")
+        p, port = start_gateway(label, tools, args, procs, env, workers=n)
+        url = f"http://127.0.0.1:{port}/api/v1/chat/completions"
+        deadline = time.monotonic() + 30
+        while len(process_tree(p.pid)) < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = process_tree(p.pid)
+        verify(url, key)
+        try:
+            out[str(n)] = {"processes": len(pids), "nonstream": load.point(url, key, False, 16, pids),
+                           "stream": load.point(url, key, True, 16, pids)}
+        finally:
+            procs.stop(label)
+    return finish_gateway({"by_workers": out}, tools, env, None)
 
 
 def count_request_rows(home: Path, db_url: str | None) -> dict | None:
@@ -433,6 +525,7 @@ def count_request_rows(home: Path, db_url: str | None) -> dict | None:
 
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the gateway namespaces its keys by deployment
 
 
 def pg_admin(sql: str) -> None:
@@ -464,29 +557,32 @@ def report(result: dict) -> str:
     lines = []
     a = result["config"]
     code = result.get("code", {})
+    loaded = {name: t for name, t in result["targets"].items() if "nonstream" in t}
     lines.append(f"TokenHub benchmark  {result['date']}  commit {code.get('commit')}"
                  f"{' + uncommitted changes in src/' if code.get('src_dirty') else ''}  ({result['machine']['cpus']} CPUs, "
                  f"{result['machine']['cpu_model']}; loadgen: {a['loadgen']} non-stream, python stream; "
                  f"{a['repeats']} x {a['duration_s']} s per point, medians; pinning: {a['pinning']})")
     lines.append("")
     lines.append("Non-streaming chat completions")
-    lines.append(f"{'target':<14}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
-    for name, t in result["targets"].items():
+    lines.append(f"{'target':<18}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
+    for name, t in loaded.items():
         for c, r in t["nonstream"].items():
-            lines.append(f"{name:<14}{c:>4}{fmt(r['rps'], 0):>10}{fmt(r['p50_ms']):>9}{fmt(r['p99_ms']):>9}"
+            lines.append(f"{name:<18}{c:>4}{fmt(r['rps'], 0):>10}{fmt(r['p50_ms']):>9}{fmt(r['p99_ms']):>9}"
                          f"{r['errors']:>8}{fmt(r.get('cpu_us_per_req'), 0):>12}")
     lines.append("")
     lines.append(f"Streaming chat completions (22 chunks + usage + [DONE]; chunk delay {a['chunk_delay_s']} s)")
-    lines.append(f"{'target':<14}{'c':>4}{'streams/s':>10}{'TTFB p50':>10}{'TTFB p99':>10}{'total p50':>10}"
+    lines.append(f"{'target':<18}{'c':>4}{'streams/s':>10}{'TTFB p50':>10}{'TTFB p99':>10}{'total p50':>10}"
                  f"{'total p99':>10}{'errors':>8}{'CPU us/req':>12}")
-    for name, t in result["targets"].items():
+    for name, t in loaded.items():
         for c, r in t["stream"].items():
-            lines.append(f"{name:<14}{c:>4}{fmt(r['rps'], 0):>10}{fmt(r['ttfb_p50_ms']):>10}{fmt(r['ttfb_p99_ms']):>10}"
+            lines.append(f"{name:<18}{c:>4}{fmt(r['rps'], 0):>10}{fmt(r['ttfb_p50_ms']):>10}{fmt(r['ttfb_p99_ms']):>10}"
                          f"{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}{r['errors']:>8}"
                          f"{fmt(r.get('cpu_us_per_req'), 0):>12}")
     lines.append("")
-    for name, t in result["targets"].items():
+    for name, t in loaded.items():
         extra = []
+        if t.get("idle_rss_mb") is not None:
+            extra.append(f"idle RSS {t['idle_rss_mb']} MB")
         if t.get("peak_rss_mb") is not None:
             extra.append(f"peak RSS {t['peak_rss_mb']} MB")
         if "ledger_check" in t:
@@ -494,7 +590,25 @@ def report(result: dict) -> str:
             extra.append(f"request rows {t.get('request_rows')}")
         if extra:
             lines.append(f"{name}: " + "; ".join(extra))
-    for name, t in result["targets"].items():
+    soaked = result["targets"].get("gateway", {}).get("soak")
+    if soaked:
+        lines.append(f"\nSoak: {soaked['requests']:,} non-streaming requests at c=16 through the gateway, in slices")
+        lines.append(f"{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'RSS MB':>9}")
+        for sl in soaked["slices"]:
+            lines.append(f"{sl['requests']:>10,}{fmt(sl['rps'], 0):>9}{fmt(sl['p50_ms']):>9}{fmt(sl['p99_ms']):>9}"
+                         f"{fmt(sl['cpu_us_per_req'], 0):>12}{fmt(sl['rss_mb'], 1):>9}")
+        lines.append(f"first to last slice: RSS {soaked['rss_change_pct']:+.1f} %, p50 {soaked['p50_change_pct']:+.1f} %, "
+                     f"req/s {soaked['rps_change_pct']:+.1f} %")
+    workers = result["targets"].get("workers")
+    if workers:
+        lines.append("\n`serve --workers N` (SQLite; every process on the gateway's core), c=16")
+        lines.append(f"{'workers':>8}{'req/s':>9}{'CPU us/req':>12}{'streams/s':>11}{'CPU us/stream':>15}")
+        for n, w in workers["by_workers"].items():
+            lines.append(f"{n:>8}{fmt(w['nonstream']['rps'], 0):>9}{fmt(w['nonstream'].get('cpu_us_per_req'), 0):>12}"
+                         f"{fmt(w['stream']['rps'], 0):>11}{fmt(w['stream'].get('cpu_us_per_req'), 0):>15}")
+        lines.append(f"workers: ledger check {'OK' if workers['ledger_check']['ok'] else 'FAILED'}; "
+                     f"request rows {workers.get('request_rows')}")
+    for name, t in loaded.items():
         for c, p in (t.get("profile") or {}).items():
             lines.append(f"\n{name} py-spy profile at c={c} ({p['samples']} GIL samples, "
                          f"{p['rps_while_profiled']:,.0f} req/s while profiled): share of the GIL-holding time")
@@ -510,19 +624,58 @@ def report(result: dict) -> str:
 
 
 def derive(targets: dict, args: argparse.Namespace) -> dict:
-    d = {}
+    """Issue 13's goals, each from this run's own figures (ratios to the bare proxy measured beside it)."""
+    d: dict = {}
+
+    def goal(key: str, label: str, value, unit: str, target: str, met) -> None:
+        d[key] = {"label": label, "value": value, "unit": unit, "target": target, "met": met}
+
+    def get(*path):
+        node = targets
+        for step in path:
+            node = node[step]
+        return node
+
+    for name, short in (("gateway", "sqlite"), ("gateway-pg-redis", "pg_redis")):
+        floor = 75 if name == "gateway" else 50
+        for kind, what in (("nonstream", "req/s"), ("stream", "streams/s")):
+            try:
+                v = 100 * get(name, kind, "16", "rps") / get("bare-proxy", kind, "16", "rps")
+                goal(f"{short}_{kind}_c16_pct_of_bare", f"{name} {what} at c=16 as % of the bare proxy", v, " %",
+                     f">= {floor} %", v >= floor)
+            except KeyError:
+                pass
     try:
-        g, b = targets["gateway"]["nonstream"]["16"]["rps"], targets["bare-proxy"]["nonstream"]["16"]["rps"]
-        v = 100 * g / b
-        d["gateway_rps_c16_pct_of_bare"] = {"label": "gateway req/s at c=16 as % of bare proxy", "value": v,
-                                            "unit": " %", "target": ">= 40 %", "met": v >= 40}
+        v = get("gateway", "nonstream", "1", "p50_ms") - get("direct", "nonstream", "1", "p50_ms")
+        goal("sqlite_added_p50_c1_ms", "gateway p50 at c=1 minus direct p50", v, " ms", "<= 0.3 ms", v <= 0.3)
     except KeyError:
         pass
     try:
-        v = targets["gateway"]["nonstream"]["1"]["p50_ms"] - targets["direct"]["nonstream"]["1"]["p50_ms"]
-        d["gateway_p50_c1_minus_direct_ms"] = {"label": "gateway p50 at c=1 minus direct p50", "value": v,
-                                               "unit": " ms", "target": "<= 1 ms", "met": v <= 1}
+        v = get("gateway", "nonstream", "16", "p99_ms") / get("gateway", "nonstream", "16", "p50_ms")
+        goal("sqlite_p99_over_p50_c16", "gateway p99 / p50 at c=16", v, " x", "<= 3 x", v <= 3)
     except KeyError:
+        pass
+    try:
+        v = get("gateway-pg-redis", "stream", "1", "ttfb_p50_ms") - get("direct", "stream", "1", "ttfb_p50_ms")
+        goal("pg_redis_added_ttfb_c1_ms", "gateway-pg-redis TTFB p50 at c=1 minus direct", v, " ms", "<= 1 ms", v <= 1)
+    except KeyError:
+        pass
+    try:
+        v = get("gateway", "idle_rss_mb")
+        goal("sqlite_idle_rss_mb", "gateway idle RSS", v, " MB", "<= 70 MB", v <= 70)
+    except (KeyError, TypeError):
+        pass
+    try:
+        v = get("gateway", "soak", "rss_change_pct")
+        goal("soak_rss_change_pct", "gateway RSS change over the soak", v, " %", "within +-10 %", abs(v) <= 10)
+    except KeyError:
+        pass
+    try:
+        w = get("workers", "by_workers")
+        lo, hi = min(w, key=int), max(w, key=int)
+        v = 100 * (w[hi]["nonstream"]["cpu_us_per_req"] / w[lo]["nonstream"]["cpu_us_per_req"] - 1)
+        goal("workers_cpu_change_pct", f"CPU per request, {hi} workers vs {lo}", v, " %", "within +-10 %", abs(v) <= 10)
+    except (KeyError, TypeError, ValueError):
         pass
     return d
 
@@ -543,7 +696,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--targets", default="direct,bare-proxy,gateway",
                     help="which of direct,bare-proxy,gateway to run")
     ap.add_argument("--postgres", action="store_true",
-                    help="also run the gateway on PostgreSQL at 127.0.0.1:5432 (a fresh database, dropped after)")
+                    help="also run the gateway on PostgreSQL at 127.0.0.1:5432 (a fresh database, dropped after) "
+                         "with its rate limits in Redis at 127.0.0.1:6379: the multi-node mode")
+    ap.add_argument("--soak", type=int, default=0, metavar="N",
+                    help="after the gateway's points, N more non-streaming requests at c=16 in slices: RSS and "
+                         "latency per slice (e.g. 100000)")
+    ap.add_argument("--soak-slice", type=int, default=5, help="seconds per soak slice")
+    ap.add_argument("--workers", default="", help="also `serve --workers N` for each N (e.g. 1,2,4), at c=16")
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
                     help="non-streaming load generator (auto: wrk when installed); streams always use loadgen.py")
     ap.add_argument("--no-pin", dest="pin", action="store_false",
@@ -559,6 +718,7 @@ def parse_args() -> argparse.Namespace:
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
     args.stream_concurrency = [int(c) for c in args.stream_concurrency.split(",") if c]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    args.workers = [int(n) for n in args.workers.split(",") if n]
     bad = set(args.targets) - {"direct", "bare-proxy", "gateway"}
     if bad:
         ap.error(f"unknown targets: {', '.join(sorted(bad))}")
@@ -618,19 +778,24 @@ def main() -> int:
             bp = procs.start("bare-proxy", [PY, str(BENCH / "bare_proxy.py"), "--port", str(bp_port), "--upstream",
                                             f"http://127.0.0.1:{up_port}"], cpus="1" if args.pin else None)
             wait_http(f"http://127.0.0.1:{bp_port}/", bp, procs, "bare-proxy")
+            time.sleep(1.0)
+            bp_idle = rss_mb(bp.pid)
             targets["bare-proxy"] = measure_target("bare-proxy", f"http://127.0.0.1:{bp_port}/v1/chat/completions",
                                                    "sk-bench", [bp.pid], load, args)
             targets["bare-proxy"]["peak_rss_mb"] = peak_rss_mb(bp.pid)
+            targets["bare-proxy"]["idle_rss_mb"] = bp_idle
             procs.stop("bare-proxy")
         if "gateway" in args.targets:
             log("gateway (tokenhub serve, SQLite)")
             targets["gateway"] = run_gateway("gateway", tools, args, procs, load, up_port, workdir, None)
         if args.postgres:
             pg_db = f"tokenhub_bench_{os.getpid()}_{int(time.time())}"
-            log(f"gateway on PostgreSQL (database {pg_db})")
+            log(f"gateway on PostgreSQL + Redis (database {pg_db}, {REDIS_URL})")
             pg_admin(f'CREATE DATABASE "{pg_db}"')
-            targets["gateway-pg"] = run_gateway("gateway-pg", tools, args, procs, load, up_port, workdir,
-                                                f"postgresql://postgres@127.0.0.1:5432/{pg_db}")
+            targets["gateway-pg-redis"] = run_gateway("gateway-pg-redis", tools, args, procs, load, up_port, workdir,
+                                                      f"postgresql://postgres@127.0.0.1:5432/{pg_db}", REDIS_URL)
+        if args.workers:
+            targets["workers"] = run_workers(tools, args, procs, load, up_port, workdir)
     except KeyboardInterrupt:
         log("\ninterrupted: stopping every server")
         return 130
@@ -661,7 +826,11 @@ def main() -> int:
     result["derived"] = derive(targets, args)
     print(report(result))
     errors = {f"{n} {kind} c={c}": r["errors"] for n, t in targets.items() for kind in ("nonstream", "stream")
-              for c, r in t[kind].items() if r["errors"]}
+              for c, r in t.get(kind, {}).items() if r["errors"]}
+    errors.update({f"workers={n} {kind} c=16": w[kind]["errors"] for n, w in targets.get("workers", {}).get("by_workers", {}).items()
+                   for kind in ("nonstream", "stream") if w[kind]["errors"]})
+    if targets.get("gateway", {}).get("soak", {}).get("errors"):
+        errors["gateway soak"] = targets["gateway"]["soak"]["errors"]
     failed = False
     if errors:
         print(f"\n{LOUD}\nERRORS DURING THE RUN - the figures above are not trustworthy:")
