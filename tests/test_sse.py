@@ -46,3 +46,13 @@ def test_unterminated_last_event_is_returned_on_close():
     assert decoder.feed(b"data: {\"x\":1}\n\ndata: {\"y\"") == [Event(b"", b'{"x":1}')]
     assert decoder.feed(b":2}") == []
     assert decoder.close() == [Event(b"", b'{"y":2}')]
+
+
+def test_events_split_across_reads_and_in_one_read_decode_alike():
+    stream = b'data: {"a":1}\n\nevent: ping\ndata: x\ndata: y\n\n: comment\n\ndata: [DONE]\n\n'
+    whole = SSEDecoder().feed(stream)
+    assert [(e.name, e.data) for e in whole] == [(b"", b'{"a":1}'), (b"ping", b"x\ny"), (b"", b"[DONE]")]
+    for cut in range(1, len(stream)):
+        decoder = SSEDecoder()
+        parts = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+        assert parts == whole, cut

@@ -34,17 +34,16 @@ class SSEDecoder:
                 self._pending_cr = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf + chunk if self._buf else chunk
+        blocks = buf.split(b"\n\n")
+        self._buf = blocks.pop()  # after the last blank line: the start of an event still arriving
         events: list[Event] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = _parse_block(buf[start:end])
-            if event is not None:
-                events.append(event)
-            start = end + 2
-        self._buf = buf[start:]
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:  # the common case: one data line
+                events.append(Event(b"", block[6:]))
+            else:
+                event = _parse_block(block)
+                if event is not None:
+                    events.append(event)
         return events
 
     def close(self) -> list[Event]:

@@ -10,7 +10,6 @@ Two pipes:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -74,6 +73,7 @@ class OpenAIBytePipe:
         self._include_usage = responder.include_usage
         self._exclude_reasoning = responder.exclude_reasoning
         self._usage_sent = False
+        self._upstream_field: bytes | None = None  # the upstream's `"model": "..."`, as its chunks spell it
         self._chunk_id: Any = None
         self._created: Any = None
 
@@ -91,7 +91,7 @@ class OpenAIBytePipe:
                 obj["model"] = self._client_model
                 return frame(orjson.dumps(obj))
         if raw_usage is None:
-            return frame(MODEL_FIELD.sub(self._rewrite_model, event.data, count=1))
+            return frame(self._with_client_model(event.data))
         choices = obj.get("choices")
         usage = read_usage(raw_usage)
         if usage is not None and self._include_usage:
@@ -104,8 +104,18 @@ class OpenAIBytePipe:
         obj["model"] = self._client_model
         return frame(orjson.dumps(obj))
 
-    def _rewrite_model(self, _match: re.Match[bytes]) -> bytes:
-        return self._model_json
+    def _with_client_model(self, data: bytes) -> bytes:
+        """The payload with the client's model id. An upstream names its model the same way in every
+        chunk, so once its field is known it is replaced as bytes (a JSON string cannot hold those
+        bytes unescaped, so they can only be the field itself); a chunk without it takes the pattern."""
+        field = self._upstream_field
+        if field is not None and field in data:
+            return data.replace(field, self._model_json, 1)
+        match = MODEL_FIELD.search(data)
+        if match is None:
+            return data
+        self._upstream_field = match.group(0)
+        return data[: match.start()] + self._model_json + data[match.end() :]
 
     def close(self) -> bytes:
         return b""

@@ -14,6 +14,8 @@ from tokenhub.providers.base import MalformedChunk, Meter, collect_text
 from tokenhub.providers.openai.wire import read_usage
 from tokenhub.sse import Event
 
+_CONTENT_ONLY = frozenset(("role", "content"))
+
 
 class OpenAIStreamReader:
     def __init__(self, client_model: str, meter: Meter) -> None:
@@ -40,7 +42,12 @@ class OpenAIStreamReader:
                 continue
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                collect_text(delta, meter.pieces)
+                if delta.keys() <= _CONTENT_ONLY:  # most chunks: the text and nothing else
+                    content = delta.get("content")
+                    if isinstance(content, str):
+                        meter.pieces.append(content)
+                else:
+                    collect_text(delta, meter.pieces)
             elif isinstance(choice.get("text"), str):  # a legacy text completion's chunk
                 meter.pieces.append(choice["text"])
             if choice.get("finish_reason"):
