@@ -282,7 +282,10 @@ class PostgresLedgerStore:
         """An idle connection, or a new one (at most ``parallel`` groups are committing at a time)."""
         conn = self._idle.pop() if self._idle else None
         if conn is None or conn.is_closed():
-            conn = await self._pg.connect(self._dsn)
+            # Every statement here reaches rows by primary key or an index. A plan made while a table
+            # was nearly empty (a new database, or one whose statistics are stale) would scan it whole,
+            # and asyncpg's prepared statements keep that plan while the table grows: never scan.
+            conn = await self._pg.connect(self._dsn, server_settings={"enable_seqscan": "off"})
             self._open.add(conn)
         return conn
 
