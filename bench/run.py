@@ -475,10 +475,10 @@ def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace) -> 
 
 
 def run_workers(tools: dict, args: argparse.Namespace, procs: Procs, load: Load, upstream_port: int,
-                workdir: Path) -> dict:
+                workdir: Path, db_url: str | None, redis_url: str | None) -> dict:
     """--workers 1,2,4: `serve --workers N` (every process on the gateway's core), non-streaming and
     streaming at c=16, CPU per request summed over the supervisor and its workers."""
-    env, key = setup_gateway("workers", tools, upstream_port, workdir, None, None)
+    env, key = setup_gateway("workers", tools, upstream_port, workdir, db_url, redis_url)
     out: dict = {}
     for n in args.workers:
         label = f"gateway-w{n}"
@@ -495,7 +495,7 @@ def run_workers(tools: dict, args: argparse.Namespace, procs: Procs, load: Load,
                            "stream": load.point(url, key, True, 16, pids)}
         finally:
             procs.stop(label)
-    return finish_gateway({"by_workers": out}, tools, env, None)
+    return finish_gateway({"by_workers": out}, tools, env, db_url)
 
 
 def count_request_rows(home: Path, db_url: str | None) -> dict | None:
@@ -601,7 +601,7 @@ def report(result: dict) -> str:
                      f"req/s {soaked['rps_change_pct']:+.1f} %")
     workers = result["targets"].get("workers")
     if workers:
-        lines.append("\n`serve --workers N` (SQLite; every process on the gateway's core), c=16")
+        lines.append(f"\n`serve --workers N` ({workers.get('database')}; every process on the gateway's core), c=16")
         lines.append(f"{'workers':>8}{'req/s':>9}{'CPU us/req':>12}{'streams/s':>11}{'CPU us/stream':>15}")
         for n, w in workers["by_workers"].items():
             lines.append(f"{n:>8}{fmt(w['nonstream']['rps'], 0):>9}{fmt(w['nonstream'].get('cpu_us_per_req'), 0):>12}"
@@ -794,8 +794,19 @@ def main() -> int:
             pg_admin(f'CREATE DATABASE "{pg_db}"')
             targets["gateway-pg-redis"] = run_gateway("gateway-pg-redis", tools, args, procs, load, up_port, workdir,
                                                       f"postgresql://postgres@127.0.0.1:5432/{pg_db}", REDIS_URL)
-        if args.workers:
-            targets["workers"] = run_workers(tools, args, procs, load, up_port, workdir)
+        if args.workers:  # on PostgreSQL + Redis with --postgres (the mode for several processes), else SQLite
+            workers_db = None
+            if args.postgres:
+                workers_db = f"{pg_db}_w"
+                pg_admin(f'CREATE DATABASE "{workers_db}"')
+            try:
+                targets["workers"] = run_workers(tools, args, procs, load, up_port, workdir,
+                                                 workers_db and f"postgresql://postgres@127.0.0.1:5432/{workers_db}",
+                                                 REDIS_URL if args.postgres else None)
+            finally:
+                procs.stop_all()
+                if workers_db:
+                    pg_admin(f'DROP DATABASE IF EXISTS "{workers_db}" WITH (FORCE)')
     except KeyboardInterrupt:
         log("\ninterrupted: stopping every server")
         return 130
