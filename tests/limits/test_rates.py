@@ -145,3 +145,29 @@ def test_unreachable_redis_fails_closed():
             await rates.close()
 
     asyncio.run(go())
+
+
+def test_redis_that_lost_its_scripts_still_admits_and_releases(redis_rates):
+    """Admissions and releases go to Redis in pipelines of EVALSHA; a Redis restarted or flushed since
+    (SCRIPT FLUSH) gets the scripts again, and the batch is answered as if nothing happened."""
+    s = scope(concurrency=2)
+
+    async def go() -> None:
+        rates = redis_rates()
+        try:
+            await rates.client.script_flush()
+            both = await asyncio.gather(rates.admit([s], "f1"), rates.admit([s], "f2"))  # one loop turn, one pipeline
+            assert sorted(t.headers["x-ratelimit-remaining-concurrency"] for t in both) == ["0", "1"]
+            with pytest.raises(RateLimited):
+                await rates.admit([s], "f3")
+            await rates.client.script_flush()
+            for ticket in both:
+                ticket.release(0)
+            await asyncio.sleep(0.1)  # releases run in the background
+            again = await rates.admit([s], "f4")
+            assert again.headers["x-ratelimit-remaining-concurrency"] == "1"
+            again.release(0)
+        finally:
+            await rates.close()
+
+    asyncio.run(go())

@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from tokenhub.errors import ServiceUnavailable
 from tokenhub.limits.rates import Refusal, Scope, Standing, headers_for, refuse
@@ -170,10 +170,7 @@ class RedisRates:
         await asyncio.sleep(0)
         pending, self._admitting = self._admitting, []
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for keys, argv, _ in pending:
-                await self._admit(keys=keys, args=argv, client=pipe)  # queued
-            replies = await pipe.execute(raise_on_error=False)
+            replies = await self._run_script(self._admit, [(keys, argv) for keys, argv, _ in pending])
         except BaseException as exc:
             for _, _, future in pending:
                 if not future.done():
@@ -188,6 +185,20 @@ class RedisRates:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _run_script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One pipeline of EVALSHA calls (redis-py's own script pipelines ask SCRIPT EXISTS first, an extra
+        round trip every time); a Redis that lost the script (restarted, flushed) gets it again, once."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
+                await self.client.script_load(script.script)
+                continue
+            return replies
+        return replies  # pragma: no cover - the loop always returns
 
     @staticmethod
     def _standing(scope: Scope, figures: list[int]) -> Standing:
@@ -210,28 +221,23 @@ class RedisRates:
     async def _release_pending(self) -> None:
         await asyncio.sleep(0)  # the releases of this loop turn join
         pending, self._pending = self._pending, []
-        pipe = self.client.pipeline(transaction=False)
-        for scopes, request_id, tokens in pending:
-            await self._queue_release(pipe, scopes, request_id, tokens)
         try:
-            await pipe.execute(raise_on_error=False)
+            await self._run_script(self._release, [self._release_call(*p) for p in pending])
         except (RedisError, OSError) as exc:  # the leases free the slots; the tokens go uncounted
             log.warning("rate limits: could not release %d requests in Redis (%s)", len(pending), type(exc).__name__)
 
     async def release(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        await self._queue_release(pipe, scopes, request_id, tokens)
         try:
-            await pipe.execute()
+            await self._run_script(self._release, [self._release_call(scopes, request_id, tokens)])
         except (RedisError, OSError) as exc:  # the lease frees the slot; the tokens go uncounted
             log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
 
-    async def _queue_release(self, pipe: Any, scopes: list[Scope], request_id: str, tokens: int) -> None:
+    def _release_call(self, scopes: list[Scope], request_id: str, tokens: int) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         for scope in scopes:
             base = f"{self.namespace}:rl:{scope.ident}"
             keys += [f"{base}:t", f"{base}:c"]
-        await self._release(keys=keys, args=[request_id, tokens, *[s.limits.tpm or 0 for s in scopes]], client=pipe)  # queued
+        return keys, [request_id, tokens, *[s.limits.tpm or 0 for s in scopes]]
 
     async def ping(self) -> bool:
         try:
