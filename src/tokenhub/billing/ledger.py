@@ -156,7 +156,10 @@ class LedgerWriter:
                 batch = self._queue[:MAX_BATCH]
                 del self._queue[:MAX_BATCH]
                 self._groups += 1
-                asyncio.create_task(self._group(batch, slots), name="ledger-group")
+                if self._store.parallel == 1:  # one at a time anyway: no task to hand the group to
+                    await self._group(batch, slots)
+                else:
+                    asyncio.create_task(self._group(batch, slots), name="ledger-group")
             if not self._groups:
                 self._idle.set()
 
