@@ -367,6 +367,8 @@ def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, ar
     total = 0
     for line in raw.read_text().splitlines() if raw.exists() else []:
         stack, _, n = line.rpartition(" ")
+        if not n.isdigit():  # a line py-spy cut short
+            continue
         frames = stack.split(";")
         total += int(n)
         bucket = next((b for b, f in PROFILE_BUCKETS if f(stack, frames[0], frames[-1])), "other")
