@@ -56,6 +56,7 @@ log = logging.getLogger("tokenhub.ledger")
 
 MAX_BATCH = 256
 SETTLE_DELAY = 0.005  # seconds a group of only settlements may wait for a hold to share its commit
+CLOSE_DEADLINE = 10.0  # seconds close() keeps retrying what storage refuses before it stops anyway
 
 
 class LedgerStore(Protocol):
@@ -83,6 +84,7 @@ class LedgerWriter:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._groups = 0  # groups being committed
+        self._group_tasks: set[asyncio.Task[None]] = set()
         self._backoff = 0.05
         self._closing = False
         self._stopped = False
@@ -94,13 +96,22 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def close(self) -> None:
-        """Commit everything queued, then stop."""
+        """Commit everything queued, then stop. If storage keeps refusing for ``CLOSE_DEADLINE`` seconds
+        (the database gone), stop anyway: what was not committed stays held, and the next start (or
+        another process's sweeper) releases it, as after a crash."""
         self._closing = True
-        await self.flush()
+        try:
+            await asyncio.wait_for(self.flush(), CLOSE_DEADLINE)
+        except asyncio.TimeoutError:
+            log.error("ledger: %d operations could not be committed before stopping; their holds stay open until "
+                      "the next start releases them", len(self._queue) + self._groups)  # fmt: skip
+            for task in [self._task, *self._group_tasks]:
+                if task is not None:
+                    task.cancel()
         self._stopped = True
         self._wakeup.set()
         if self._task is not None:
-            await self._task
+            await asyncio.gather(self._task, *self._group_tasks, return_exceptions=True)
         await self._store.close()
 
     async def hold(self, hold: Hold) -> None:
@@ -159,7 +170,9 @@ class LedgerWriter:
                 if self._store.parallel == 1:  # one at a time anyway: no task to hand the group to
                     await self._group(batch, slots)
                 else:
-                    asyncio.create_task(self._group(batch, slots), name="ledger-group")
+                    task = asyncio.create_task(self._group(batch, slots), name="ledger-group")
+                    self._group_tasks.add(task)
+                    task.add_done_callback(self._group_tasks.discard)
             if not self._groups:
                 self._idle.set()
 

@@ -6,9 +6,10 @@ SQL below is written once, and each database runs it the cheapest way it can —
 * **SQLite**: a dedicated ``sqlite3`` connection in one worker thread; a whole group is one call
   into that thread (one hand-off per group, not several per statement).
 * **PostgreSQL**: two dedicated ``asyncpg`` connections, so two groups can be in flight (the next
-  group's round trips overlap the last one's commit), and three round trips per group: one locking
-  read (``FOR UPDATE``, users and keys in id order, so groups and processes sharing the database lock
-  in the same order), the compare-and-swap, and one statement carrying every write as arrays.
+  group's round trips overlap the last one's commit), and two statements per group between BEGIN and
+  COMMIT: one locking read (``FOR UPDATE``: users and keys in id order, so groups and processes
+  sharing the database lock in the same order, then the requests to settle, whose locked state stands
+  in for SQLite's compare-and-swap), and one statement carrying every write as arrays.
 
 Both run the same steps (see ``ledger.py``): lock and read the balances and key counters, flip the
 settled requests' state with one compare-and-swap, let ``plan_group`` decide, write. The tables
@@ -49,8 +50,9 @@ _SETTLE_SET = (
     "tool_uses = {p}, "
     "settled_at = {p}"
 )
-# The compare-and-swap: a hold still open, or (for settlements that may be late) one the sweeper released.
-# The new state says which: 'settling' for an open hold, 'settling-late' for a swept one.
+# SQLite's compare-and-swap (PostgreSQL locks the rows instead: _PG_LOCK): a hold still open, or (for
+# settlements that may be late) one the sweeper released. The new state says which: 'settling' for an
+# open hold, 'settling-late' for a swept one.
 _CAS = (
     "UPDATE requests SET state = CASE WHEN state = 'held' THEN 'settling' ELSE 'settling-late' END "
     "WHERE id IN ({all}) AND (state = 'held' OR (state = 'released' AND status = 'interrupted' AND id IN ({late}))) "
@@ -276,6 +278,7 @@ class PostgresLedgerStore:
         self._dsn = dsn
         self._instance_id = instance_id
         self._idle: list[asyncpg.Connection] = []  # connections not committing a group right now
+        self._in_order = asyncio.Lock()  # held from a group's start until its rows are locked
         self._open: set[asyncpg.Connection] = set()
 
     async def _connect(self) -> asyncpg.Connection:
@@ -290,20 +293,35 @@ class PostgresLedgerStore:
         return conn
 
     async def commit(self, batch: list[Op]) -> GroupPlan:
-        """Three round trips: lock and read, compare-and-swap the settlements, write everything.
+        """Two statements: lock and read (users, keys, the requests to settle), write everything.
 
-        Groups committing side by side lock the same users and keys in the same order, so the later
-        one waits in PostgreSQL for the earlier one's commit and then reads what it wrote."""
-        conn = await self._connect()
+        Groups take their row locks in the order the writer handed them over (``_in_order``): a later
+        group's locking read is sent once the earlier one holds its locks, so PostgreSQL makes it wait
+        for the earlier one's commit, and groups commit in order (a client's settlement is never left
+        behind a later hold of its own)."""
         _, key_ids, settle_ids, late_ids = _ids(batch)
         now = utc_now()
+        conn: asyncpg.Connection | None = None
+        await self._in_order.acquire()
+        in_order = True
         try:
+            conn = await self._connect()
             async with conn.transaction():
+                rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
+                self._in_order.release()
+                in_order = False
                 balances: dict[int, int] = {}
                 keys: dict[int, tuple[int | None, int, int]] = {}
-                for r in await conn.fetch(_PG_LOCK, key_ids):
-                    balances[r[0]] = r[1]
-                    keys[r[2]] = (r[3], r[4], r[5])
+                settling: dict[str, tuple[Any, bool]] = {}
+                late = set(late_ids)
+                for r in rows:
+                    if r[0] is not None:  # a user and one of its keys
+                        balances[r[0]] = r[1]
+                        keys[r[2]] = (r[3], r[4], r[5])
+                    elif r[8] == "held":  # a request to settle, locked: still open
+                        settling[r[6]] = (r[7], False)
+                    elif r[8] == "released" and r[9] == "interrupted" and r[6] in late:  # swept: may settle late
+                        settling[r[6]] = (r[7], True)
                 scopes = spend_scopes(batch)
                 starts = _period_starts(scopes, now, lambda start: start)
                 spent: dict[SpendKey, int] = {}
@@ -313,18 +331,20 @@ class PostgresLedgerStore:
                     args[args.index(None)] = ident
                     row = await conn.fetchrow(sql, *args)
                     spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-                settling: dict[str, tuple[Any, bool]] = {}
-                if settle_ids:
-                    settling = _settling(await conn.fetch(_PG_CAS, settle_ids, late_ids))
                 plan = plan_group(batch, balances, keys, settling, spent, starts)
                 await conn.execute(_PG_WRITE, *self._write_arguments(plan, now))
-        except (OSError, self._pg.InterfaceError, self._pg.exceptions.ConnectionDoesNotExistError):
-            self._open.discard(conn)
-            conn.terminate()
+        except self._pg.PostgresError:  # the server refused (rolled back): the connection is sound
+            if conn is not None:
+                self._idle.append(conn)
             raise
-        except BaseException:
-            self._idle.append(conn)
+        except BaseException:  # the connection broke, or the group was cancelled mid-statement: never reuse it
+            if conn is not None:
+                self._open.discard(conn)
+                conn.terminate()
             raise
+        finally:
+            if in_order:
+                self._in_order.release()
         self._idle.append(conn)
         return plan
 
@@ -362,16 +382,27 @@ class PostgresLedgerStore:
         self._idle.clear()
 
 
-# Lock every user and key of the group in one statement, in id order (the same order everywhere,
-# so processes sharing the database never deadlock), and read the figures admission needs.
+# Lock every user and key of the group, in id order (the same order everywhere, so groups and
+# processes sharing the database never deadlock), and read the figures admission needs; then lock the
+# requests the group settles and read their state: the compare-and-swap of SQLite's transaction, as a
+# row lock (no other transaction can change them before this one's write, which sets their state).
+# One statement, one round trip: UNION ALL runs its branches in order, so users and keys lock first.
 _PG_LOCK = """
-SELECT u.id, u.balance, k.id, k.limit_nanos, k.used_nanos, k.held_nanos
-FROM api_keys k JOIN users u ON u.id = k.user_id
-WHERE k.id = ANY($1::int[])
-ORDER BY u.id, k.id
-FOR UPDATE
+WITH accounts AS (
+    SELECT u.id AS user_id, u.balance, k.id AS key_id, k.limit_nanos, k.used_nanos, k.held_nanos
+    FROM api_keys k JOIN users u ON u.id = k.user_id
+    WHERE k.id = ANY($1::int[])
+    ORDER BY u.id, k.id
+    FOR UPDATE
+), settled AS (
+    SELECT id, created_at, state, status FROM requests WHERE id = ANY($2::text[]) ORDER BY id FOR UPDATE
+)
+SELECT user_id, balance, key_id, limit_nanos, used_nanos, held_nanos,
+    NULL::text AS id, NULL::timestamptz AS created_at, NULL::text AS state, NULL::text AS status
+FROM accounts
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, id, created_at, state, status FROM settled
 """
-_PG_CAS = _CAS.format(all="SELECT unnest($1::text[])", late="SELECT unnest($2::text[])")
 # Every write of the group in one statement: arrays in, one row per element through unnest().
 _PG_WRITE = """
 WITH new_requests AS (
