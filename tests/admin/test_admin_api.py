@@ -100,7 +100,7 @@ def admin(gateway: Harness) -> AdminClient:
 
 
 @pytest.fixture
-def money_admin(make_gateway: Callable[..., Harness], database_url: str) -> AdminClient:
+def money_admin(database_url: str, make_gateway: Callable[..., Harness]) -> AdminClient:
     """An admin client on a gateway over SQLite or PostgreSQL."""
     return admin_client(make_gateway(database_url))
 
@@ -396,7 +396,7 @@ def test_credits_add_and_show_exactly(money_admin: AdminClient) -> None:
     assert report.json == {"ok": True, "users_checked": 3, "keys_checked": 1, "problems": []}
 
 
-def test_ledger_check_reports_tampered_balance(make_gateway: Callable[..., Harness], database_url: str) -> None:
+def test_ledger_check_reports_tampered_balance(database_url: str, make_gateway: Callable[..., Harness]) -> None:
     harness = make_gateway(database_url)
     admin = admin_client(harness)
     admin.post("/api/admin/users", {"email": "bob@x.io"})

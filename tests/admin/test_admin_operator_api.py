@@ -27,7 +27,7 @@ def admin(gateway: Harness) -> AdminClient:
 # -- users: disable / enable, admin rights ---------------------------------------------------------
 
 
-def test_disable_and_enable_a_user(make_gateway: Callable[..., Harness], database_url: str) -> None:
+def test_disable_and_enable_a_user(database_url: str, make_gateway: Callable[..., Harness]) -> None:
     harness = make_gateway(database_url)
     admin = admin_client(harness)
     harness.user("bob@x.io", "10")
@@ -53,7 +53,7 @@ def test_disable_and_enable_a_user(make_gateway: Callable[..., Harness], databas
     assert_error(bob_admin.get("/api/admin/users"), 403, code="admin_only")
 
 
-def test_admins_cannot_lock_themselves_or_everyone_out(make_gateway: Callable[..., Harness], database_url: str) -> None:
+def test_admins_cannot_lock_themselves_or_everyone_out(database_url: str, make_gateway: Callable[..., Harness]) -> None:
     harness = make_gateway(database_url)
     admin = admin_client(harness)
     assert_error(admin.patch(f"/api/admin/users/{ADMIN_EMAIL}", {"disabled": True}), 400, code="own_account")

@@ -20,7 +20,7 @@ GPT = "openai/gpt-4.1"  # shipped list price: $2 in, $0.50 cached, $8 out per 1M
 
 
 @pytest.fixture
-def traffic(make_gateway: Callable[..., Harness], database_url: str) -> dict[str, Any]:
+def traffic(database_url: str, make_gateway: Callable[..., Harness]) -> dict[str, Any]:
     gw = make_gateway(database_url)
     alice, bob = gw.user("alice@x.io", None), gw.user("bob@x.io", None)
     gw.key("alice@x.io"), gw.key("bob@x.io")
@@ -110,7 +110,7 @@ def test_channel_stats(traffic: dict[str, Any]) -> None:
     assert b["day"] == {"requests": 1, "errors": 1, "error_rate": 1.0, "avg_ms": None, "p50_ms": None, "p95_ms": None}
 
 
-def test_percentiles_on_many_rows(make_gateway: Callable[..., Harness], database_url: str) -> None:
+def test_percentiles_on_many_rows(database_url: str, make_gateway: Callable[..., Harness]) -> None:
     gw = make_gateway(database_url)
     user = gw.user("p@x.io", None)
     gw.key("p@x.io")

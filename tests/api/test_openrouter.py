@@ -121,7 +121,7 @@ def test_usage_include_asks_for_the_usage_chunk(env):
     assert last.usage is not None and last.usage.model_extra["cost"] > 0
 
 
-def test_models_fall_back_in_order_and_bill_the_model_that_answered(make_gateway, database_url: str, upstream_url: str):
+def test_models_fall_back_in_order_and_bill_the_model_that_answered(database_url: str, make_gateway, upstream_url: str):
     """On both databases: the settlement records the model that answered, at its prices."""
     gw = make_gateway(database_url)
     gw.channel("openai", closed_port_url(), name="down")  # gpt-4.1's only channel refuses connections

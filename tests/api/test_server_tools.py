@@ -134,7 +134,7 @@ def test_a_client_that_leaves_after_a_search_still_pays_for_it(env):
     assert row.cost_nanos > searches * SEARCH_NANOS
 
 
-def test_tool_uses_are_recorded_on_both_databases(make_gateway, database_url: str, anthropic_url: str):
+def test_tool_uses_are_recorded_on_both_databases(database_url: str, make_gateway, anthropic_url: str):
     gw = make_gateway(database_url)
     gw.channel("anthropic", anthropic_url, name="claude")
     cust = customer(gw, credits_usd="5")

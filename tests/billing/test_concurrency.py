@@ -47,7 +47,7 @@ def run_concurrently(gateways: list[Harness], keys: list[str], n: int) -> list[o
 
 
 @pytest.mark.parametrize("instances", [1, 2])
-def test_exactly_k_of_n_concurrent_requests_are_admitted(make_gateway, database_url: str, upstream_url: str, instances: int):
+def test_exactly_k_of_n_concurrent_requests_are_admitted(database_url: str, make_gateway, upstream_url: str, instances: int):
     first = make_gateway(database_url)
     priced_model(first, upstream_url)
     gateways = [first] + [make_gateway(database_url) for _ in range(instances - 1)]

@@ -117,7 +117,7 @@ def test_tpm_refuses_once_the_minute_used_its_tokens(gateway: Harness, upstream_
 
 
 @pytest.mark.parametrize("period", ["daily", "weekly", "monthly"])
-def test_key_spend_limit_per_period_is_exact_at_the_boundary(make_gateway, database_url: str, upstream_url: str, period: str):
+def test_key_spend_limit_per_period_is_exact_at_the_boundary(database_url: str, make_gateway, upstream_url: str, period: str):
     gw = make_gateway(database_url)
     priced_model(gw, upstream_url)
     cust = customer(gw)
@@ -150,7 +150,7 @@ def test_key_spend_limit_per_period_is_exact_at_the_boundary(make_gateway, datab
     assert gw.ledger_report().ok
 
 
-def test_account_daily_limit_counts_every_key_and_open_holds(make_gateway, database_url: str, upstream_url: str):
+def test_account_daily_limit_counts_every_key_and_open_holds(database_url: str, make_gateway, upstream_url: str):
     gw = make_gateway(database_url)
     priced_model(gw, upstream_url)
     cust = customer(gw)
@@ -185,7 +185,7 @@ def test_limits_are_validated(gateway: Harness):
         assert getattr(err.value, "status", None) == 400, bad
 
 
-def test_redis_limits_hold_across_two_gateways(make_gateway, database_url: str, upstream_url: str):
+def test_redis_limits_hold_across_two_gateways(database_url: str, make_gateway, upstream_url: str):
     pytest.importorskip("redis")
     from tests.limits.test_rates import REDIS_URL
 

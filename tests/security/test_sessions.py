@@ -40,7 +40,7 @@ def test_logout_ends_the_session_for_a_copied_cookie(gateway: Harness):
     assert "owner@example.com" not in thief.get("/login").body
 
 
-def test_a_logout_in_one_process_is_honoured_by_another(make_gateway: Callable[..., Harness], database_url: str):
+def test_a_logout_in_one_process_is_honoured_by_another(database_url: str, make_gateway: Callable[..., Harness]):
     one, two = make_gateway(database_url), make_gateway(database_url)
     one.write(lambda c: accounts.create_user(c, "multi@example.com", password=PASSWORD))
     owner = signed_in_visitor(one, "multi@example.com")
