@@ -127,11 +127,9 @@ class RedisRates:
     def __init__(self, url: str, namespace: str = "th") -> None:
         self.namespace = namespace
         self.client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
-        self._admit = self.client.register_script(_ADMIT)
-        self._release = self.client.register_script(_RELEASE)
-        self._releasing: set[asyncio.Task[None]] = set()
-        self._admitting: list[tuple[list[str], list[int | str], asyncio.Future[Any]]] = []  # this loop turn's admissions
-        self._pending: list[tuple[list[Scope], str, int]] = []  # releases waiting for this loop turn's pipeline
+        self._sending: set[asyncio.Task[None]] = set()  # pipelines on their way (a task needs a strong reference)
+        self._admissions = _TurnBatch(self, self.client.register_script(_ADMIT))
+        self._releases = _TurnBatch(self, self.client.register_script(_RELEASE))
 
     async def admit(self, scopes: list[Scope], request_id: str) -> "_RedisTicket":
         keys: list[str] = []
@@ -142,7 +140,7 @@ class RedisRates:
             limits = scope.limits
             argv += [limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0]
         try:
-            reply = await self._admit_in_turn(keys, argv)
+            reply = await self._admissions.call(keys, argv)
         except (RedisError, OSError) as exc:
             log.error("rate limits: Redis is unreachable (%s); refusing requests that have limits", type(exc).__name__)
             raise unavailable() from None
@@ -158,48 +156,6 @@ class RedisRates:
             raise refuse(Refusal(scope, limit, int(reply[3]) / 1000, standings[int(reply[1])]), standings)
         return _RedisTicket(self, scopes, request_id, headers_for(standings))
 
-    async def _admit_in_turn(self, keys: list[str], argv: list[int | str]) -> Any:
-        """The admissions of one loop turn go to Redis in one pipeline (one round trip for all of them)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._admitting.append((keys, argv, future))
-        if len(self._admitting) == 1:
-            asyncio.get_running_loop().create_task(self._admit_pending())
-        return await future
-
-    async def _admit_pending(self) -> None:
-        await asyncio.sleep(0)
-        pending, self._admitting = self._admitting, []
-        try:
-            replies = await self._run_script(self._admit, [(keys, argv) for keys, argv, _ in pending])
-        except BaseException as exc:
-            for _, _, future in pending:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RedisError("cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, _, future), reply in zip(pending, replies):
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    async def _run_script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """One pipeline of EVALSHA calls (redis-py's own script pipelines ask SCRIPT EXISTS first, an extra
-        round trip every time); a Redis that lost the script (restarted, flushed) gets it again, once."""
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
-                await self.client.script_load(script.script)
-                continue
-            return replies
-        return replies  # pragma: no cover - the loop always returns
-
     @staticmethod
     def _standing(scope: Scope, figures: list[int]) -> Standing:
         limits = scope.limits
@@ -210,34 +166,18 @@ class RedisRates:
         )  # fmt: skip
 
     def release_later(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
-        """Release in the background: the response does not wait for Redis. The releases of one loop
-        turn go in one pipeline (one round trip however many requests ended together)."""
-        self._pending.append((scopes, request_id, tokens))
-        if len(self._pending) == 1:
-            task = asyncio.get_running_loop().create_task(self._release_pending())
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
-
-    async def _release_pending(self) -> None:
-        await asyncio.sleep(0)  # the releases of this loop turn join
-        pending, self._pending = self._pending, []
-        try:
-            await self._run_script(self._release, [self._release_call(*p) for p in pending])
-        except (RedisError, OSError) as exc:  # the leases free the slots; the tokens go uncounted
-            log.warning("rate limits: could not release %d requests in Redis (%s)", len(pending), type(exc).__name__)
-
-    async def release(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
-        try:
-            await self._run_script(self._release, [self._release_call(scopes, request_id, tokens)])
-        except (RedisError, OSError) as exc:  # the lease frees the slot; the tokens go uncounted
-            log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
-
-    def _release_call(self, scopes: list[Scope], request_id: str, tokens: int) -> tuple[list[str], list[Any]]:
+        """Release in the background: the response does not wait for Redis."""
         keys: list[str] = []
         for scope in scopes:
             base = f"{self.namespace}:rl:{scope.ident}"
             keys += [f"{base}:t", f"{base}:c"]
-        return keys, [request_id, tokens, *[s.limits.tpm or 0 for s in scopes]]
+        released = self._releases.call(keys, [request_id, tokens, *[s.limits.tpm or 0 for s in scopes]])
+        released.add_done_callback(lambda done: _log_failed_release(done, request_id))
+
+    def _send_soon(self, batch: _TurnBatch) -> None:
+        task = asyncio.get_running_loop().create_task(batch.send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def ping(self) -> bool:
         try:
@@ -246,9 +186,67 @@ class RedisRates:
             return False
 
     async def close(self) -> None:
-        if self._releasing:
-            await asyncio.gather(*self._releasing, return_exceptions=True)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         await self.client.aclose()
+
+
+class _TurnBatch:
+    """The calls of one script made in one event-loop turn, sent to Redis as one pipeline of EVALSHA:
+    one round trip however many requests were admitted (or ended) together. redis-py's own script
+    pipelines ask SCRIPT EXISTS first, a second round trip every time; a Redis that lost the script
+    (restarted, flushed) is sent it once and the batch again."""
+
+    def __init__(self, owner: RedisRates, script: Any) -> None:
+        self._owner = owner
+        self._script = script
+        self._calls: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+
+    def call(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """The script's reply (or its error) for these keys and arguments, once this turn's batch is sent."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls.append((keys, args, future))
+        if len(self._calls) == 1:
+            self._owner._send_soon(self)
+        return future
+
+    async def send(self) -> None:
+        await asyncio.sleep(0)  # the calls of this loop turn join
+        calls, self._calls = self._calls, []
+        try:
+            replies = await self._pipeline([(keys, args) for keys, args, _ in calls])
+        except BaseException as exc:
+            for _, _, future in calls:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RedisError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, _, future), reply in zip(calls, replies):
+            if not future.done():
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+    async def _pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        client, sha = self._owner.client, self._script.sha
+        for attempt in (1, 2):
+            pipe = client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(reply, NoScriptError) for reply in replies):
+                await client.script_load(self._script.script)
+                continue
+            break
+        return replies
+
+
+def _log_failed_release(done: asyncio.Future[Any], request_id: str) -> None:
+    exc = None if done.cancelled() else done.exception()
+    if exc is not None:  # the lease frees the slot; the tokens go uncounted
+        log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
 
 
 class _RedisTicket:
