@@ -42,10 +42,10 @@ from tokenhub.errors import InvalidRequest, NotFound, ServiceUnavailable, Upstre
 from tokenhub.json_body import parse_json
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import as_utc, utc_now
+from tokenhub.storage.tables import payments, stripe_events, users
 
 if TYPE_CHECKING:  # the SDK (with requests, ~5 MB) loads when a payment is first made: _stripe()
     import stripe
-from tokenhub.storage.tables import payments, stripe_events, users
 
 log = logging.getLogger(__name__)
 
