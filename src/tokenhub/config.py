@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from tokenhub.money import usd_to_nanos
 
 
 def _env_float(env: dict[str, str], name: str, default: float) -> float:
@@ -61,6 +64,67 @@ def _trusted_proxies(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Ne
     return tuple(networks)
 
 
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _usd_nanos(env: dict[str, str], name: str) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return 0
+    try:
+        nanos = usd_to_nanos(raw)
+    except (ValueError, ArithmeticError):
+        raise SystemExit(f"{name} must be an amount of USD such as 1 or 0.50, got {raw!r}") from None
+    if nanos < 0:
+        raise SystemExit(f"{name} must not be negative, got {raw!r}")
+    return nanos
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """A sign-in provider: an OpenID Connect issuer (``kind="oidc"``), or GitHub's OAuth (``kind="github"``)."""
+
+    name: str  # lower case: the callback is /auth/<name>/callback
+    kind: str
+    client_id: str
+    client_secret: str
+    issuer: str = ""  # OIDC only: its /.well-known/openid-configuration says the rest
+
+
+def _sign_in_providers(env: dict[str, str]) -> tuple[OidcProvider, ...]:
+    """``TOKENHUB_OIDC_PROVIDERS=name,…`` with ``TOKENHUB_OIDC_<NAME>_ISSUER|_CLIENT_ID|_CLIENT_SECRET``, and GitHub
+    when ``TOKENHUB_GITHUB_CLIENT_ID`` / ``_CLIENT_SECRET`` are set."""
+    providers: list[OidcProvider] = []
+    for raw in (env.get("TOKENHUB_OIDC_PROVIDERS") or "").split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name) or name == "github":
+            raise SystemExit(f"TOKENHUB_OIDC_PROVIDERS: {raw.strip()!r} is not a usable name (letters, digits, - and _; not github)")
+        prefix = f"TOKENHUB_OIDC_{name.upper().replace('-', '_')}_"
+        values = {part: (env.get(prefix + part) or "").strip() for part in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")}
+        missing = [prefix + part for part, value in values.items() if not value]
+        if missing:
+            raise SystemExit(f"sign-in provider {name}: set {', '.join(missing)}")
+        issuer = values["ISSUER"].rstrip("/")
+        if not issuer.startswith(("https://", "http://")):
+            raise SystemExit(f"{prefix}ISSUER must be an https:// URL, got {issuer!r}")
+        providers.append(OidcProvider(name, "oidc", values["CLIENT_ID"], values["CLIENT_SECRET"], issuer))
+    github_id = (env.get("TOKENHUB_GITHUB_CLIENT_ID") or "").strip()
+    github_secret = (env.get("TOKENHUB_GITHUB_CLIENT_SECRET") or "").strip()
+    if bool(github_id) != bool(github_secret):
+        raise SystemExit("sign-in with GitHub: set both TOKENHUB_GITHUB_CLIENT_ID and TOKENHUB_GITHUB_CLIENT_SECRET")
+    if github_id:
+        providers.append(OidcProvider("github", "github", github_id, github_secret))
+    if len({p.name for p in providers}) != len(providers):
+        raise SystemExit("TOKENHUB_OIDC_PROVIDERS names a provider twice")
+    return tuple(providers)
+
+
 def normalize_database_url(url: str) -> str:
     """Accept the URL forms operators write and pick the async driver for each."""
     if url.startswith("postgres://"):
@@ -98,6 +162,16 @@ class Settings:
     header_timeout: float = 10.0  # a client must send a request's headers within this (also: idle keep-alive connections)
     body_timeout: float = 30.0  # ... and its body within this, plus body_min_rate's allowance for its size
     body_min_rate: int = 100_000  # bytes per second a large body is allowed on top of body_timeout
+    # The console as the public reaches it (https://console.example.com): links in emails and the sign-in
+    # providers' redirect URI. Unset: the address the browser used (and http://127.0.0.1:8000 from the CLI).
+    public_url: str | None = None
+    smtp_url: str | None = None  # smtp://user:pass@host:port (STARTTLS where offered) or smtps://…: emails
+    mail_from: str | None = None  # the From of every email
+    signup: str = "open"  # open | invite (an admin's single-use link) | closed
+    signup_verify: str = "optional"  # required | optional | off: verify the email address at sign-up
+    signup_bonus_nanos: int = 0  # credit given to each new account, as a ledger entry
+    sign_in_providers: tuple[OidcProvider, ...] = ()  # GitHub and OpenID Connect issuers
+    require_admin_2fa: bool = False  # admins must turn on two-factor sign-in before using the console
     upstream_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -133,6 +207,14 @@ class Settings:
             header_timeout=_positive("TOKENHUB_HEADER_TIMEOUT", _env_float(env, "TOKENHUB_HEADER_TIMEOUT", 10.0)),
             body_timeout=_positive("TOKENHUB_BODY_TIMEOUT", _env_float(env, "TOKENHUB_BODY_TIMEOUT", 30.0)),
             body_min_rate=_positive("TOKENHUB_BODY_MIN_RATE", _env_int(env, "TOKENHUB_BODY_MIN_RATE", 100_000)),
+            public_url=(env.get("TOKENHUB_PUBLIC_URL") or "").strip().rstrip("/") or None,
+            smtp_url=(env.get("TOKENHUB_SMTP_URL") or "").strip() or None,
+            mail_from=(env.get("TOKENHUB_MAIL_FROM") or "").strip() or None,
+            signup=_choice(env, "TOKENHUB_SIGNUP", ("open", "invite", "closed"), "open"),
+            signup_verify=_choice(env, "TOKENHUB_SIGNUP_VERIFY", ("required", "optional", "off"), "optional"),
+            signup_bonus_nanos=_usd_nanos(env, "TOKENHUB_SIGNUP_BONUS"),
+            sign_in_providers=_sign_in_providers(env),
+            require_admin_2fa=env.get("TOKENHUB_REQUIRE_ADMIN_2FA", "").lower() in ("1", "true", "yes"),
             upstream_env={
                 k: v
                 for k, v in env.items()

@@ -31,7 +31,11 @@ def normalize_email(email: str) -> str:
     return email
 
 
-async def create_user(conn: AsyncConnection, email: str, *, password: str | None = None, is_admin: bool = False) -> dict[str, Any]:
+async def create_user(
+    conn: AsyncConnection, email: str, *, password: str | None = None, is_admin: bool = False, email_verified: bool = True
+) -> dict[str, Any]:
+    """A new account. ``email_verified``: an operator (CLI, admin API) vouches for the address; the console's
+    sign-up passes False until the emailed link is followed."""
     email = normalize_email(email)
     if password is not None and len(password) < MIN_PASSWORD:
         raise InvalidRequest(f"the password must have at least {MIN_PASSWORD} characters", param="password")
@@ -45,7 +49,8 @@ async def create_user(conn: AsyncConnection, email: str, *, password: str | None
                     is_admin=is_admin,
                     disabled=False,
                     balance=0,
-                    created_at=utc_now(),
+                    created_at=(now := utc_now()),
+                    email_verified_at=now if email_verified else None,
                 )
                 .returning(users.c.id)
             )
@@ -144,6 +149,9 @@ def user_dict(row: Row[Any]) -> dict[str, Any]:
         "disabled": bool(row.disabled),
         "balance_nanos": row.balance,
         "created_at": as_utc(row.created_at),
+        "email_verified": row.email_verified_at is not None,
+        "has_password": bool(row.password_hash),
+        "two_factor": row.totp_enabled_at is not None,
     }
 
 

@@ -219,6 +219,12 @@ class Shell:
         response.headers.setdefault("Vary", "Cookie, Accept-Language")
         return response
 
+    async def enter(self, ctx: Ctx, user: Any, next_path: str) -> web.Response:
+        """The last step of every way in (a password, a sign-in provider): ``user`` is the account's row, already
+        checked (not disabled). Signs in and goes to ``next_path``."""
+        await self.sign_in(ctx, user.id, user.session_epoch)
+        return redirect(next_path)
+
     async def sign_in(self, ctx: Ctx, user_id: int, epoch: int, *, end_others: bool = False) -> None:
         """A new signed-in session (a new id: no fixation), recorded server-side; ``end_others`` first ends
         every other session of the account (a password change)."""

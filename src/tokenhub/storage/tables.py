@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -49,6 +50,13 @@ users = Table(
     Column("daily_limit_nanos", BigInteger),
     Column("weekly_limit_nanos", BigInteger),
     Column("monthly_limit_nanos", BigInteger),
+    # When the address was shown to be the user's (an emailed link, or a sign-in provider that vouches).
+    Column("email_verified_at", DateTime(timezone=True)),
+    # Two-factor sign-in (accounts/two_factor.py): the TOTP secret, encrypted with the gateway's secret;
+    # set while being turned on, in force once ``totp_enabled_at`` is set.
+    Column("totp_secret", String(255)),
+    Column("totp_enabled_at", DateTime(timezone=True)),
+    Column("totp_last_step", BigInteger),  # the last accepted code's time step: a code works once
 )
 
 api_keys = Table(
@@ -306,4 +314,46 @@ stored_responses = Table(
     Column("context", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+# Single-use links (accounts/links.py): a password reset, an email verification or a sign-up invite.
+# Only the SHA-256 of the token in the link is kept. ``user_id`` is the account (for an invite: the admin
+# who made it); ``email`` is the address a verification is for; ``used_by`` the account an invite made.
+account_links = Table(
+    "account_links",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),  # reset | verify | invite
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True),
+    Column("email", String(320)),
+    Column("note", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True)),
+    Column("used_by", Integer, ForeignKey("users.id", ondelete="SET NULL")),
+)
+
+# Accounts at sign-in providers (GitHub, OpenID Connect issuers) linked to a user: the provider's
+# name and its stable subject id (``sub``; GitHub's numeric user id).
+user_identities = Table(
+    "user_identities",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("provider", String(64), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("email", String(320)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("provider", "subject", name="uq_user_identities_provider_subject"),
+)
+
+# Two-factor recovery codes: each the SHA-256 of a code shown once; used once.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
 )

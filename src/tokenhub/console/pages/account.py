@@ -91,8 +91,7 @@ class AccountPages(Pages):
         if row.disabled:
             return self.render(ctx, "login.html", status=403, title=ctx.t("login.title"), error=ctx.t("login.disabled"), **values)
         self.limiter.succeed(email, address)
-        await self.shell.sign_in(ctx, row.id, row.session_epoch)
-        return redirect(next_path)
+        return await self.shell.enter(ctx, row, next_path)
 
     def too_many(self, ctx: Ctx, retry_after: int) -> web.Response:
         minutes = max(1, (retry_after + 59) // 60)
