@@ -150,7 +150,6 @@ def user_dict(row: Row[Any]) -> dict[str, Any]:
         "balance_nanos": row.balance,
         "created_at": as_utc(row.created_at),
         "email_verified": row.email_verified_at is not None,
-        "has_password": bool(row.password_hash),
         "two_factor": row.totp_enabled_at is not None,
     }
 
