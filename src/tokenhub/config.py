@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from tokenhub.money import usd_to_nanos
 
@@ -69,6 +70,30 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...], default: s
     if value not in choices:
         raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _email_settings(env: dict[str, str]) -> tuple[str | None, str | None, str]:
+    """(public_url, smtp_url, signup_verify), checked together: links in emails need an address the operator chose,
+    and required verification needs a way to send the link."""
+    public_url = (env.get("TOKENHUB_PUBLIC_URL") or "").strip().rstrip("/") or None
+    smtp_url = (env.get("TOKENHUB_SMTP_URL") or "").strip() or None
+    verify = _choice(env, "TOKENHUB_SIGNUP_VERIFY", ("required", "optional", "off"), "optional")
+    if public_url is not None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SystemExit(f"TOKENHUB_PUBLIC_URL must be an http:// or https:// address, got {public_url!r}")
+    if smtp_url is not None:
+        parts = urlsplit(smtp_url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise SystemExit("TOKENHUB_SMTP_URL must look like smtp://user:pass@host:port or smtps://user:pass@host:port")
+        if public_url is None:  # a link built from the request's Host header could point at a host the client chose
+            raise SystemExit("TOKENHUB_SMTP_URL needs TOKENHUB_PUBLIC_URL (the console's public address, for links in emails)")
+    if verify == "required" and smtp_url is None:
+        raise SystemExit(
+            "TOKENHUB_SIGNUP_VERIFY=required needs TOKENHUB_SMTP_URL: without email nobody could verify an address "
+            "(configure SMTP, or set TOKENHUB_SIGNUP_VERIFY=optional or off)"
+        )
+    return public_url, smtp_url, verify
 
 
 def _usd_nanos(env: dict[str, str], name: str) -> int:
@@ -171,6 +196,8 @@ class Settings:
     signup_verify: str = "optional"  # required | optional | off: verify the email address at sign-up
     signup_bonus_nanos: int = 0  # credit given to each new account, as a ledger entry
     sign_in_providers: tuple[OidcProvider, ...] = ()  # GitHub and OpenID Connect issuers
+    github_url: str = "https://github.com"  # GitHub Enterprise Server: https://github.example.com
+    github_api_url: str = "https://api.github.com"  # ... and https://github.example.com/api/v3
     require_admin_2fa: bool = False  # admins must turn on two-factor sign-in before using the console
     upstream_env: dict[str, str] = field(default_factory=dict)
 
@@ -183,6 +210,7 @@ class Settings:
         env = dict(os.environ if env is None else env)
         home = Path(env.get("TOKENHUB_HOME") or Path.home() / ".tokenhub").expanduser()
         db_url = env.get("TOKENHUB_DATABASE_URL") or f"sqlite:///{home / 'tokenhub.db'}"
+        public_url, smtp_url, signup_verify = _email_settings(env)
         return cls(
             home=home,
             database_url=normalize_database_url(db_url),
@@ -207,13 +235,15 @@ class Settings:
             header_timeout=_positive("TOKENHUB_HEADER_TIMEOUT", _env_float(env, "TOKENHUB_HEADER_TIMEOUT", 10.0)),
             body_timeout=_positive("TOKENHUB_BODY_TIMEOUT", _env_float(env, "TOKENHUB_BODY_TIMEOUT", 30.0)),
             body_min_rate=_positive("TOKENHUB_BODY_MIN_RATE", _env_int(env, "TOKENHUB_BODY_MIN_RATE", 100_000)),
-            public_url=(env.get("TOKENHUB_PUBLIC_URL") or "").strip().rstrip("/") or None,
-            smtp_url=(env.get("TOKENHUB_SMTP_URL") or "").strip() or None,
+            public_url=public_url,
+            smtp_url=smtp_url,
             mail_from=(env.get("TOKENHUB_MAIL_FROM") or "").strip() or None,
             signup=_choice(env, "TOKENHUB_SIGNUP", ("open", "invite", "closed"), "open"),
-            signup_verify=_choice(env, "TOKENHUB_SIGNUP_VERIFY", ("required", "optional", "off"), "optional"),
+            signup_verify=signup_verify,
             signup_bonus_nanos=_usd_nanos(env, "TOKENHUB_SIGNUP_BONUS"),
             sign_in_providers=_sign_in_providers(env),
+            github_url=(env.get("TOKENHUB_GITHUB_URL") or "").strip().rstrip("/") or "https://github.com",
+            github_api_url=(env.get("TOKENHUB_GITHUB_API_URL") or "").strip().rstrip("/") or "https://api.github.com",
             require_admin_2fa=env.get("TOKENHUB_REQUIRE_ADMIN_2FA", "").lower() in ("1", "true", "yes"),
             upstream_env={
                 k: v

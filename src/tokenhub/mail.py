@@ -8,9 +8,12 @@ a log line: failures name the server and what went wrong, nothing more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr, formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
+
+SEVEN_BIT = policy.SMTP.clone(cte_type="7bit")
 
 
 class MailError(Exception):
@@ -51,10 +54,12 @@ class Mailbox:
         """One email, plain text with an HTML alternative when given. Raises ``MailError``."""
         import aiosmtplib  # loaded when the first email is sent: the request path never needs it
 
-        message = EmailMessage()
+        # 7-bit transfer encodings (base64 / quoted-printable for Chinese text): any server takes it, 8BITMIME or not.
+        message = EmailMessage(policy=SEVEN_BIT)
         message["From"] = self.sender if "<" in self.sender else formataddr(("TokenHub", self.sender))
         message["To"] = to
         message["Subject"] = subject
+        message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = make_msgid(domain=self.host)
         message.set_content(text)
         if html is not None:
@@ -70,6 +75,8 @@ class Mailbox:
                 start_tls=None if not self.tls else False,  # None: STARTTLS when the server offers it
                 timeout=self.timeout,
             )
+        except aiosmtplib.SMTPResponseException as err:  # the server's code, not its text (which could echo anything)
+            raise MailError(f"the SMTP server {self.server} refused the email: {type(err).__name__} {err.code}") from None
         except aiosmtplib.SMTPException as err:
             raise MailError(f"the SMTP server {self.server} refused the email: {type(err).__name__}") from None
         except OSError as err:

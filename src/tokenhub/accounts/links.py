@@ -17,8 +17,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tokenhub.storage.engine import utc_now
-from tokenhub.storage.tables import account_links
+from tokenhub.storage.engine import as_utc, utc_now
+from tokenhub.storage.tables import account_links, users
 
 PURPOSES = ("reset", "verify", "invite", "signin")
 LIFETIMES = {
@@ -105,9 +105,41 @@ async def drop_links(conn: AsyncConnection, purpose: str, user_id: int) -> None:
     )
 
 
-async def list_links(conn: AsyncConnection, purpose: str, *, limit: int = 100) -> list[Row[Any]]:
-    """The newest links of a purpose (the invites page)."""
+async def list_invites(conn: AsyncConnection, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest invites: who made each, its note, and whether it is open, used (by whom) or expired."""
+    maker, invitee = users.alias("maker"), users.alias("invitee")
     rows = await conn.execute(
-        select(account_links).where(account_links.c.purpose == purpose).order_by(account_links.c.created_at.desc()).limit(limit)
+        select(account_links, maker.c.email.label("made_by"), invitee.c.email.label("used_by_email"))
+        .select_from(
+            account_links.outerjoin(maker, maker.c.id == account_links.c.user_id).outerjoin(
+                invitee, invitee.c.id == account_links.c.used_by
+            )
+        )
+        .where(account_links.c.purpose == "invite")
+        .order_by(account_links.c.created_at.desc())
+        .limit(limit)
     )
-    return list(rows)
+    now = utc_now()
+    return [
+        {
+            "id": row.id_hash,
+            "note": row.note or "",
+            "made_by": row.made_by or "",
+            "created_at": as_utc(row.created_at),
+            "expires_at": as_utc(row.expires_at),
+            "used_at": as_utc(row.used_at) if row.used_at else None,
+            "used_by": row.used_by_email or "",
+            "state": "used" if row.used_at else ("expired" if as_utc(row.expires_at) <= now else "open"),
+        }
+        for row in rows
+    ]
+
+
+async def withdraw_invite(conn: AsyncConnection, invite_id: str) -> bool:
+    """Delete an unspent invite (by its row id, the token's hash): True if there was one."""
+    result = await conn.execute(
+        delete(account_links).where(
+            account_links.c.id_hash == invite_id, account_links.c.purpose == "invite", account_links.c.used_at.is_(None)
+        )
+    )
+    return bool(result.rowcount)
