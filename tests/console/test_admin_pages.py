@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import insert
 
 from tests.conftest import UPSTREAM_KEY
-from tests.console.conftest import csrf_of, log_in, make_user
+from tests.console.conftest import PASSWORD, csrf_of, log_in, make_user
 from tokenhub.accounts import service as accounts
 from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
@@ -94,7 +94,8 @@ def test_user_management(console, new_page):
     expect(page.get_by_test_id("user-status")).to_have_text("Active")
     assert api_status(console, key) == 200
 
-    # Admin rights: granted, then taken back.
+    # Admin rights: granted (step-up: the password again), then taken back.
+    page.fill("#make-admin-confirm-password", PASSWORD)
     page.get_by_role("button", name="Make admin").click()
     expect(page.get_by_role("status")).to_have_text("The user is now an admin.")
     log_in(cust_page, "cust@example.com")
@@ -136,7 +137,7 @@ def test_admins_manage_each_other(console, new_page):
     assert first_page.goto("/admin").status == 403
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_test_id("user-status")).to_have_text("Disabled")
-    first_page.goto("/")
+    first_page.goto("/keys")
     expect(first_page.locator("h1")).to_have_text("Log in")
 
 

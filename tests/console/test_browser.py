@@ -36,9 +36,9 @@ def create_key(page: Page, name: str, **fields: str) -> str:
 
 def test_customer_story(console, new_page):
     page = new_page()
-    page.goto("/")
-    expect(page).to_have_url(f"{console.server.url}/login?next=%2F")
-    page.click("text=Sign up")
+    page.goto("/")  # the public front page, then the sign-up form it leads to
+    expect(page.locator("h1")).to_have_text("One API key for every model")
+    page.get_by_role("link", name="Create an account").click()
     page.fill("#email", "ada@example.com")
     page.fill("#password", PASSWORD)
     page.fill("#confirm", PASSWORD)
@@ -53,9 +53,10 @@ def test_customer_story(console, new_page):
     # Log out and back in.
     page.click("text=Log out")
     expect(page).to_have_url(f"{console.server.url}/login")
-    page.goto("/")
-    expect(page).to_have_url(f"{console.server.url}/login?next=%2F")
+    page.goto("/billing")
+    expect(page).to_have_url(f"{console.server.url}/login?next=%2Fbilling")
     log_in(page, "ada@example.com")
+    page.goto("/")
     expect(page.get_by_test_id("balance")).to_have_text("$12.345")
 
     # A key: shown once in full, then only its prefix.

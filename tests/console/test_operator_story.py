@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from playwright.sync_api import Page, expect
 
 from tests.conftest import UPSTREAM_KEY
-from tests.console.conftest import csrf_of, log_in, make_user
+from tests.console.conftest import PASSWORD, csrf_of, log_in, make_user
 from tokenhub.billing import service as billing
 from tokenhub.catalog import service as catalog_service
 from tokenhub.money import format_usd, tokens_cost, usd_to_nanos
@@ -189,6 +189,7 @@ def test_channel_test_failure_is_redacted(console, new_page, upstream_url):
     page.locator("tr[data-channel='bad-key']").get_by_role("link", name="Edit bad-key").click()
     assert wrong not in page.content()
     page.fill("#api_key", UPSTREAM_KEY)
+    page.fill("#channel-key-confirm-password", PASSWORD)  # a new key asks for the password again (step-up)
     page.click("form.grid-form button[type=submit]")
     page.locator("tr[data-channel='bad-key']").get_by_role("button", name="Test bad-key").click()
     expect(page.get_by_test_id("probe").locator("h2")).to_have_text("bad-key answered")

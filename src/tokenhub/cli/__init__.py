@@ -18,6 +18,7 @@ import click
 
 from tokenhub.cli.accounts import key, user
 from tokenhub.cli.credits import credits, ledger
+from tokenhub.cli.invites import invite
 from tokenhub.cli.serve import serve, simulate
 from tokenhub.cli.upstreams import channel, model
 
@@ -28,7 +29,7 @@ def main() -> None:
     """TokenHub: one OpenAI-compatible API and one key for every model."""
 
 
-for command in (serve, simulate, user, key, credits, ledger, channel, model):
+for command in (serve, simulate, user, key, credits, ledger, channel, model, invite):
     main.add_command(command)
 
 

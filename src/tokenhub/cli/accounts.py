@@ -71,6 +71,30 @@ def user_enable(email: str) -> None:
     click.echo(f"enabled {changed['email']} (id {changed['id']})")
 
 
+@user.command("reset-link")
+@click.argument("email")
+def user_reset_link(email: str) -> None:
+    """Print a single-use password-reset link (valid an hour) to pass on to the user yourself.
+
+    For servers without TOKENHUB_SMTP_URL. The link opens TOKENHUB_PUBLIC_URL (http://127.0.0.1:8000 when unset).
+    """
+    from tokenhub.accounts import recovery
+    from tokenhub.accounts.service import get_user
+    from tokenhub.errors import InvalidRequest
+
+    async def make(conn: AsyncConnection, settings: Settings) -> tuple[str, str]:
+        row = await get_user(conn, email)
+        if row.disabled:
+            raise InvalidRequest(f"{row.email} is disabled: enable the account first (tokenhub user enable)")
+        token = await recovery.create_reset_link(conn, row)
+        return row.email, recovery.reset_url(settings.public_url or "http://127.0.0.1:8000", token)
+
+    address, link = run_db(make)
+    minutes = int(recovery.RESET_LIFETIME.total_seconds() // 60)
+    click.echo(f"password reset link for {address} (single use, valid {minutes} minutes):", err=True)
+    click.echo(link)
+
+
 @click.group()
 def key() -> None:
     """Manage API keys."""

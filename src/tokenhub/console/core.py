@@ -9,19 +9,26 @@ friendly pages, and sets the session cookie and security headers. Handlers call 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, ClassVar
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from multidict import MultiDict, MultiDictProxy
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tokenhub.accounts import links, two_factor
 from tokenhub.accounts import service as accounts
-from tokenhub.accounts.sessions import COOKIE, Session, SessionCodec, end_all_sessions, open_session, session_is_open
+from tokenhub.accounts.secrets import verify_password
+from tokenhub.accounts.sessions import COOKIE, Session, SessionCodec, end_all_sessions, is_https, open_session, session_is_open
+from tokenhub.billing import service as billing
 from tokenhub.console.addresses import client_address
 from tokenhub.console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, LANGUAGES, Translator, catalog, pick_language, translator
-from tokenhub.console.ratelimit import LoginLimiter
+from tokenhub.console.ratelimit import LoginLimiter, SignupLimiter
 from tokenhub.console.render import Templates
 from tokenhub.errors import GatewayError, NotFound, PermissionDenied
 from tokenhub.gateway import Gateway
@@ -36,6 +43,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+PENDING_COOKIE = "th_2fa"  # a sign-in waiting for its second factor (Shell.enter)
+PENDING_MAX_AGE = 5 * 60
 
 
 class CsrfFailed(Exception):
@@ -82,6 +93,8 @@ def page(auth: str = "user") -> Callable[[Handler], Callable[[Any, web.Request],
                     ctx.form = await shell.checked_form(ctx)
                 if auth in ("user", "admin") and ctx.user is None:
                     response: web.StreamResponse = redirect(f"/login?next={quote(request.path_qs, safe='')}")
+                elif shell.must_set_up_two_factor(ctx):  # TOKENHUB_REQUIRE_ADMIN_2FA: nothing else until 2FA is on
+                    response = redirect("/account/2fa")
                 elif auth == "admin" and not ctx.user["is_admin"]:  # type: ignore[index]
                     raise PermissionDenied("admins only")
                 elif auth == "guest" and ctx.user is not None:
@@ -143,6 +156,7 @@ class Shell:
         self.app = app
         self.templates = Templates()
         self.limiter = LoginLimiter()
+        self.signups = SignupLimiter()
         self.notices = notices
         self._codec: SessionCodec | None = None
 
@@ -181,7 +195,9 @@ class Shell:
                 return None
             if row.disabled or row.session_epoch != session.epoch or not await session_is_open(conn, session):
                 return None  # disabled, password changed, logged out, or signed out everywhere
-        return accounts.user_dict(row)
+        user = accounts.user_dict(row)
+        user["has_password"] = row.password_hash is not None  # console only: which step-up fields to offer
+        return user
 
     async def checked_form(self, ctx: Ctx) -> MultiDictProxy[str]:
         """The POSTed form, if it comes from our own pages: same origin (when the browser says) and a valid token."""
@@ -219,11 +235,108 @@ class Shell:
         response.headers.setdefault("Vary", "Cookie, Accept-Language")
         return response
 
+    def site_url(self, request: web.Request) -> str:
+        """The console's address for links that leave the browser (emails, invites, a sign-in provider's
+        redirect URI): ``TOKENHUB_PUBLIC_URL``, else the scheme and host this request came to."""
+        if self.gw.settings.public_url:
+            return self.gw.settings.public_url
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        scheme = forwarded if forwarded in ("http", "https") else request.scheme
+        return f"{scheme}://{request.host}"
+
+    async def open_account(
+        self, conn: AsyncConnection, email: str, *, password: str | None = None, email_verified: bool = False,
+        invite: str | None = None,
+    ) -> dict[str, Any]:
+        """A new account from the console — the sign-up form or a sign-in provider's new identity — in the caller's
+        transaction: refused when ``TOKENHUB_SIGNUP=closed``; with ``invite``, spends that single-use invite (and
+        is refused without a valid one); credits ``TOKENHUB_SIGNUP_BONUS`` as a ledger entry. An error rolls the
+        whole transaction back: no account, no spent invite, no bonus."""
+        settings = self.gw.settings
+        if settings.signup == "closed":
+            raise PermissionDenied("sign-up is closed on this server", code="signup_closed")
+        verified = email_verified or settings.signup_verify == "off"
+        user = await accounts.create_user(conn, email, password=password, email_verified=verified)
+        if settings.signup == "invite" and (not invite or await links.use_link(conn, "invite", invite, used_by=user["id"]) is None):
+            raise PermissionDenied("sign-up is by invitation: this invite link is not valid", code="invite_invalid")
+        if settings.signup_bonus_nanos:
+            await billing.add_credits(conn, user["id"], settings.signup_bonus_nanos, kind="bonus", note="sign-up bonus")
+        return user
+
     async def enter(self, ctx: Ctx, user: Any, next_path: str) -> web.Response:
         """The last step of every way in (a password, a sign-in provider): ``user`` is the account's row, already
-        checked (not disabled). Signs in and goes to ``next_path``."""
-        await self.sign_in(ctx, user.id, user.session_epoch)
+        checked (not disabled). Signs in and goes to ``next_path`` — unless the account has two-factor sign-in on:
+        then this browser stays signed out, holding only a pending sign-in (a signed cookie, bound to this
+        anonymous session, the account and its session epoch, for ``PENDING_MAX_AGE`` seconds) that
+        ``/login/2fa`` turns into a session once a code is given."""
+        async with self.gw.engine.connect() as conn:
+            row = await accounts.get_user(conn, int(user.id))  # as stored now, whatever the caller read
+        if row.totp_enabled_at is not None:
+            response = redirect("/login/2fa")
+            value = self.pending_codec.dumps([ctx.session.sid, row.id, row.session_epoch, next_path])
+            response.set_cookie(
+                PENDING_COOKIE, value, max_age=PENDING_MAX_AGE, path="/login/2fa", httponly=True, samesite="Lax",
+                secure=is_https(ctx.request),
+            )
+            return response
+        await self.sign_in(ctx, row.id, row.session_epoch)
         return redirect(next_path)
+
+    @property
+    def pending_codec(self) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(
+            self.gw.box.derive_key("console-2fa-pending"), salt="tokenhub.console.2fa", signer_kwargs={"digest_method": hashlib.sha256}
+        )
+
+    def pending_sign_in(self, ctx: Ctx) -> tuple[int, int, str] | None:
+        """The pending sign-in ``enter`` left in this browser: (user id, session epoch, next path), or None when
+        there is none, it is older than ``PENDING_MAX_AGE``, forged, or from another (anonymous) session."""
+        if ctx.user is not None or ctx.new_session is not None:
+            return None
+        try:
+            sid, user_id, epoch, next_path = self.pending_codec.loads(
+                ctx.request.cookies.get(PENDING_COOKIE, ""), max_age=PENDING_MAX_AGE
+            )
+        except (BadSignature, ValueError, TypeError):
+            return None
+        if sid != ctx.session.sid or not isinstance(user_id, int) or not isinstance(epoch, int) or not isinstance(next_path, str):
+            return None
+        return user_id, epoch, safe_next(next_path)
+
+    def must_set_up_two_factor(self, ctx: Ctx) -> bool:
+        """An admin without 2FA under ``TOKENHUB_REQUIRE_ADMIN_2FA``, on a page other than the 2FA setup, logout
+        and the language switch."""
+        user = ctx.user
+        if user is None or not user["is_admin"] or user["two_factor"] or not self.gw.settings.require_admin_2fa:
+            return False
+        path = ctx.request.path
+        return not (path == "/account/2fa" or path.startswith("/account/2fa/") or path == "/logout" or path.startswith("/lang/"))
+
+    async def confirm_step_up(self, ctx: Ctx) -> str | None:
+        """Step-up for a sensitive action: the form's ``confirm_password`` (the account's password) or
+        ``confirm_code`` (a current two-factor code, used up like at sign-in). None when confirmed; otherwise the
+        error to show (and the caller changes nothing). Failures count like failed logins."""
+        user = ctx.user
+        assert user is not None
+        password = ctx.form.get("confirm_password", "")
+        code = ctx.form.get("confirm_code", "").strip()
+        async with self.gw.engine.connect() as conn:
+            row = await accounts.get_user(conn, int(user["id"]))
+        if row.password_hash is None and row.totp_enabled_at is None:
+            return ctx.t("two_factor.step_up_needs_2fa")
+        retry = self.limiter.retry_after(row.email, ctx.address)
+        if retry:
+            return ctx.t("login.too_many", minutes=max(1, (retry + 59) // 60))
+        if password and row.password_hash and await asyncio.to_thread(verify_password, row.password_hash, password):
+            return None
+        if code and row.totp_enabled_at is not None:
+            async with self.gw.engine.begin() as conn:
+                if await two_factor.verify(conn, self.gw.box, row.id, code):
+                    return None
+        if password or code:
+            self.limiter.fail(row.email, ctx.address)
+            return ctx.t("two_factor.step_up_wrong")
+        return ctx.t("two_factor.step_up_missing")
 
     async def sign_in(self, ctx: Ctx, user_id: int, epoch: int, *, end_others: bool = False) -> None:
         """A new signed-in session (a new id: no fixation), recorded server-side; ``end_others`` first ends

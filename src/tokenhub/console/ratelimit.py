@@ -8,6 +8,9 @@ Three counts of failed passwords, each over the last 15 minutes:
   growing delay (0.5 s doubling to 8 s), but never refused, so nobody can lock the owner out by failing
   from addresses of their own. The right password from an address that is not refused always signs in.
 
+Sign-ups are counted per address too: at most 5 new accounts an hour from one address (``SignupLimiter``),
+whether they succeed or fail, so a script cannot farm accounts (and sign-up bonuses) from one machine.
+
 Several gateway processes each keep their own counts (so the effective limits are per process).
 """
 
@@ -101,3 +104,10 @@ class LoginLimiter:
     def succeed(self, account: str, address: str) -> None:
         """The pair starts afresh; the account's count stays (an attacker elsewhere is still trying)."""
         self.pairs.clear(self._pair(account, address))
+
+
+class SignupLimiter(FailureWindow):
+    """Sign-up attempts per client address: ``limit`` an hour, counted whether they succeed or not."""
+
+    def __init__(self, limit: int = 5, window: float = 3600, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(limit, window, clock)

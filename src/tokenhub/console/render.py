@@ -42,11 +42,13 @@ def environment() -> jinja2.Environment:
 class Templates:
     def __init__(self) -> None:
         self._env: jinja2.Environment | None = None
+        self.globals: dict[str, Any] = {}  # names a page group gives every template (the sign-in buttons)
 
     @property
     def env(self) -> jinja2.Environment:
         if self._env is None:
             self._env = environment()
+            self._env.globals.update(self.globals)
         return self._env
 
     def render(self, name: str, **context: Any) -> str:

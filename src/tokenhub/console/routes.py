@@ -11,6 +11,7 @@ from tokenhub.console.core import Pages, Shell
 from tokenhub.console.pages.account import AccountPages
 from tokenhub.console.pages.admin_channels import ChannelsPages
 from tokenhub.console.pages.admin_codes import CodesPages
+from tokenhub.console.pages.admin_invites import InvitesPages
 from tokenhub.console.pages.admin_models import ModelsPages
 from tokenhub.console.pages.admin_overview import OverviewPages
 from tokenhub.console.pages.admin_users import UsersPages
@@ -20,11 +21,16 @@ from tokenhub.console.pages.dashboard import DashboardPages
 from tokenhub.console.pages.docs import DocsPages
 from tokenhub.console.pages.keys import KeysPages
 from tokenhub.console.pages.playground import PlaygroundPages
+from tokenhub.console.pages.recovery import RecoveryPages
+from tokenhub.console.pages.sign_in_with import SignInWithPages
+from tokenhub.console.pages.two_factor import TwoFactorPages
 from tokenhub.console.pages.usage import UsagePages
 
 GROUPS: tuple[type[Pages], ...] = (
     AccountPages, DashboardPages, KeysPages, UsagePages, BillingPages, CatalogPages, PlaygroundPages, DocsPages,
-    OverviewPages, UsersPages, ChannelsPages, ModelsPages, CodesPages,
+    OverviewPages, UsersPages, ChannelsPages, ModelsPages, CodesPages, RecoveryPages, InvitesPages,
+    TwoFactorPages,
+    SignInWithPages,
 )
 
 

@@ -6,11 +6,13 @@ import asyncio
 
 from aiohttp import web
 
+from tokenhub.accounts import links
 from tokenhub.accounts import service as accounts
 from tokenhub.accounts.secrets import hash_password, verify_password
 from tokenhub.accounts.sessions import end_all_sessions, end_session
 from tokenhub.console.core import Ctx, Pages, error_text, page, redirect, safe_next
 from tokenhub.console.i18n import LANG_COOKIE, LANGUAGES
+from tokenhub.console.pages.recovery import after_sign_up
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 
 _DUMMY_HASH = hash_password("not-a-real-password-0")  # unknown emails cost the same argon2 time
@@ -42,24 +44,38 @@ class AccountPages(Pages):
 
     @page("guest")
     async def signup(self, ctx: Ctx) -> web.StreamResponse:
-        values = {"email": ""}
-        if ctx.request.method == "POST":
-            email, password = ctx.form.get("email", ""), ctx.form.get("password", "")
-            values["email"] = email
-            retry = self.limiter.addresses.retry_after(ctx.address)
-            if retry:
-                return self.too_many(ctx, retry)
-            try:
-                if password != ctx.form.get("confirm", ""):
-                    raise InvalidRequest("the passwords differ", code="passwords_differ")
-                async with self.gw.engine.begin() as conn:
-                    user = await accounts.create_user(conn, email, password=password)
-            except GatewayError as err:
-                self.limiter.addresses.fail(ctx.address)  # signups count against the address too
-                return self.render(ctx, "signup.html", status=400, title=ctx.t("signup.title"), error=error_text(ctx.t, err), **values)
-            await self.shell.sign_in(ctx, user["id"], 0)
-            return redirect("/?done=welcome")
-        return self.render(ctx, "signup.html", title=ctx.t("signup.title"), error=None, **values)
+        """The sign-up form, as ``TOKENHUB_SIGNUP`` allows: open, by an invite link (``?invite=``), or closed."""
+        settings = self.gw.settings
+        invite = (ctx.form.get("invite") if ctx.request.method == "POST" else ctx.request.query.get("invite")) or ""
+        values = {"email": "", "invite": invite}
+        if settings.signup == "closed":
+            return self.signup_refused(ctx, "signup.closed")
+        if settings.signup == "invite":
+            async with self.gw.engine.connect() as conn:
+                if not invite or await links.peek_link(conn, "invite", invite) is None:
+                    return self.signup_refused(ctx, "signup.invite_only" if not invite else "signup.invite_invalid")
+        if ctx.request.method != "POST":
+            return self.render(ctx, "signup.html", title=ctx.t("signup.title"), error=None, **values)
+        email, password = ctx.form.get("email", ""), ctx.form.get("password", "")
+        values["email"] = email
+        retry = max(self.shell.signups.retry_after(ctx.address), self.limiter.addresses.retry_after(ctx.address))
+        if retry:
+            return self.too_many(ctx, retry)
+        self.shell.signups.fail(ctx.address)  # every attempt counts: at most SignupLimiter.limit an hour per address
+        try:
+            if password != ctx.form.get("confirm", ""):
+                raise InvalidRequest("the passwords differ", code="passwords_differ")
+            async with self.gw.engine.begin() as conn:
+                user = await self.shell.open_account(conn, email, password=password, invite=invite or None)
+        except GatewayError as err:
+            self.limiter.addresses.fail(ctx.address)  # signups count against the address too
+            return self.render(ctx, "signup.html", status=400, title=ctx.t("signup.title"), error=error_text(ctx.t, err), **values)
+        await self.shell.sign_in(ctx, user["id"], 0)
+        await after_sign_up(self.shell, ctx, user)  # the verification email (TOKENHUB_SIGNUP_VERIFY), in the background
+        return redirect("/?done=welcome")
+
+    def signup_refused(self, ctx: Ctx, message_key: str) -> web.Response:
+        return self.render(ctx, "error.html", status=403, title=ctx.t("signup.title"), message=ctx.t(message_key))
 
     @page("guest")
     async def login(self, ctx: Ctx) -> web.StreamResponse:

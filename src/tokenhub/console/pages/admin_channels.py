@@ -2,6 +2,7 @@
 
 The upstream key is write-only: the forms never carry it back (an empty key field on edit keeps the
 stored one), and every text that could hold it (health, test answers) is redacted first.
+Changing the key is a sensitive action: it asks again for the password or a current code (step-up).
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ class ChannelsPages(Pages):
     async def save(self, ctx: Ctx) -> web.StreamResponse:
         channel_id = channel_id_of(ctx)
         form = form_of(ctx)
+        if form["api_key"]:  # a new upstream key: step-up (the password or a current code again)
+            error = await self.shell.confirm_step_up(ctx)
+            if error:
+                return await self.render_edit(ctx, channel_id, status=403, error=error, form=form)
         try:
             priority, weight = numbers(form)
             async with self.gw.engine.begin() as conn:

@@ -142,6 +142,10 @@ class UsersPages(Pages):
         if action is None:
             raise NotFound("no such page")
         service, flag, notice = action
+        if ctx.request.match_info["action"] == "make-admin":  # step-up: the password or a current code again
+            error = await self.shell.confirm_step_up(ctx)
+            if error:
+                return await self.render_user(ctx, user_id, status=403, error=error)
         try:
             async with self.gw.engine.begin() as conn:
                 await service(conn, user_id, *flag.values(), acting_user_id=ctx.user_id)

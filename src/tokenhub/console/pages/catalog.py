@@ -21,13 +21,17 @@ from tokenhub.console.core import Ctx, Pages, page, usd
 from tokenhub.console.forms import parse_usd
 from tokenhub.console.i18n import Translator
 from tokenhub.errors import InvalidRequest, NotFound
+from tokenhub.surface import GATEWAY
 
 MODALITIES = ("text", "image", "audio", "video", "file")
 VIDEO_MODES = ("default", "std", "pro", "std_audio", "pro_audio")
 
 
 def base_url(request: web.Request) -> str:
-    """This server's API base as the browser reached it: ``https://host/api/v1``."""
+    """This server's API base: ``TOKENHUB_PUBLIC_URL/api/v1``, else as the browser reached it (``https://host/api/v1``)."""
+    public = request.config_dict[GATEWAY].settings.public_url
+    if public:
+        return f"{public}/api/v1"
     forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     scheme = forwarded if forwarded in ("http", "https") else request.scheme
     return f"{scheme}://{request.host}/api/v1"
@@ -399,7 +403,7 @@ class CatalogPages(Pages):
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/models", self.index), web.get(r"/models/{model_id:.+}", self.detail)]
 
-    @page("user")
+    @page("any")  # public: visitors browse the catalog before they sign up
     async def index(self, ctx: Ctx) -> web.StreamResponse:
         catalog = self.gw.directory.catalog
         error, status = None, 200
@@ -420,7 +424,7 @@ class CatalogPages(Pages):
             modality_options=[(m, label_of(ctx.t, "catalog.modality_", m)) for m in modalities], base_url=base_url(ctx.request),
         )  # fmt: skip
 
-    @page("user")
+    @page("any")
     async def detail(self, ctx: Ctx) -> web.StreamResponse:
         catalog = self.gw.directory.catalog
         model = catalog.get(ctx.request.match_info["model_id"])

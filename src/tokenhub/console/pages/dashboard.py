@@ -17,6 +17,8 @@ from tokenhub.billing import service as billing
 from tokenhub.billing import usage
 from tokenhub.billing.usage import UsageFilter
 from tokenhub.console.core import Ctx, Pages, page
+from tokenhub.console.pages.landing import render_landing
+from tokenhub.console.pages.recovery import verification_notice
 from tokenhub.storage.engine import utc_now
 
 PERIOD_DAYS = 30
@@ -116,8 +118,10 @@ class DashboardPages(Pages):
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.dashboard)]
 
-    @page("user")
+    @page("any")
     async def dashboard(self, ctx: Ctx) -> web.StreamResponse:
+        if ctx.user is None:
+            return render_landing(self, ctx)  # visitors get the front page
         today = utc_now().date()
         first = today - timedelta(days=PERIOD_DAYS - 1)
         async with self.gw.engine.connect() as conn:
@@ -129,5 +133,5 @@ class DashboardPages(Pages):
             ctx, "dashboard.html", title=ctx.t("dashboard.title"), summary=summary, period=period_totals(days),
             days=days, chart=spend_chart(days, first, PERIOD_DAYS), recent=recent,
             key_names={key["id"]: key["name"] for key in keys}, has_keys=bool(keys), period_days=PERIOD_DAYS,
-            first_day=first, today=today,
+            first_day=first, today=today, verify=verification_notice(self.shell, ctx),
         )

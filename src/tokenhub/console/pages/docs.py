@@ -34,7 +34,7 @@ class DocsPages(Pages):
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/docs", self.index)]
 
-    @page("user")
+    @page("any")  # public, like the catalog
     async def index(self, ctx: Ctx) -> web.StreamResponse:
         base = base_url(ctx.request)
         return self.render(

@@ -8,6 +8,7 @@ from tokenhub.accounts import service as accounts
 from tokenhub.billing import usage
 from tokenhub.console.core import Ctx, Pages, error_text, page, redirect
 from tokenhub.console.forms import last_day, parse_usd
+from tokenhub.console.pages.recovery import require_verified_email, verification_notice
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
 from tokenhub.storage.engine import utc_now
 
@@ -30,6 +31,7 @@ class KeysPages(Pages):
         if ctx.request.method == "POST":
             form = {name: ctx.form.get(name, "").strip() for name in form}
             try:
+                require_verified_email(self.shell, ctx.user)  # TOKENHUB_SIGNUP_VERIFY=required
                 limit = parse_usd(form["limit"], "limit") if form["limit"] else None
                 async with self.gw.engine.begin() as conn:
                     plaintext, record = await accounts.create_key(
@@ -50,7 +52,8 @@ class KeysPages(Pages):
             key["status"] = "revoked" if key["revoked_at"] else "expired" if key["expires_at"] and key["expires_at"] <= now else "active"
             key["expires_on"] = last_day(key["expires_at"])  # expires_at is the midnight after that day
         return self.render(
-            ctx, "keys.html", status=status, title=ctx.t("keys.title"), keys=rows, created=created, error=error, form=form
+            ctx, "keys.html", status=status, title=ctx.t("keys.title"), keys=rows, created=created, error=error, form=form,
+            verify=verification_notice(self.shell, ctx),
         )
 
     @page("user")

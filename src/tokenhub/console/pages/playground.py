@@ -29,6 +29,7 @@ from tokenhub.catalog.model import Catalog, Model
 from tokenhub.console.core import CsrfFailed, Ctx, Pages, Shell, page
 from tokenhub.console.forms import parse_int
 from tokenhub.console.pages.catalog import enabled_models
+from tokenhub.console.pages.recovery import require_verified_email
 from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenhub.json_body import parse_json
@@ -160,6 +161,7 @@ class PlaygroundPages(Pages):
         ctx = await shell.context(request)
         if ctx.user is None:
             raise AuthenticationFailed("sign in to the console first", code="not_signed_in")
+        require_verified_email(shell, ctx.user)  # TOKENHUB_SIGNUP_VERIFY=required: no Playground key either
         if post:
             try:
                 ctx.form = await shell.checked_form(ctx)
