@@ -7,6 +7,7 @@ dictionary lookup. Passwords, which people choose, get Argon2id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -34,8 +35,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+@functools.cache
+def dummy_password_hash() -> str:
+    """A hash to check a password against when the account is unknown or has none, so that answering costs the
+    same Argon2 time either way. Made on first use (an Argon2 hash at import would slow every start)."""
+    return hash_password(secrets.token_urlsafe(18))
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; with no hash (an unknown account, or one without a password) it is checked
+    against a dummy hash, for the same time, and is never right."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash or dummy_password_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False

@@ -8,14 +8,12 @@ from aiohttp import web
 
 from tokenhub.accounts import links
 from tokenhub.accounts import service as accounts
-from tokenhub.accounts.secrets import hash_password, verify_password
+from tokenhub.accounts.secrets import verify_password
 from tokenhub.accounts.sessions import end_all_sessions, end_session
 from tokenhub.console.core import Ctx, Pages, error_text, page, redirect, safe_next
 from tokenhub.console.i18n import LANG_COOKIE, LANGUAGES
 from tokenhub.console.pages.recovery import after_sign_up
 from tokenhub.errors import GatewayError, InvalidRequest, NotFound
-
-_DUMMY_HASH = hash_password("not-a-real-password-0")  # unknown emails cost the same argon2 time
 
 
 class AccountPages(Pages):
@@ -99,7 +97,7 @@ class AccountPages(Pages):
                 row = await accounts.get_user(conn, email) if email and not email.isdigit() else None
             except NotFound:
                 row = None
-        stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        stored = row.password_hash if row is not None and row.password_hash else None
         valid = await asyncio.to_thread(verify_password, stored, password)
         if row is None or not row.password_hash or not valid:
             self.limiter.fail(email, address)
@@ -146,7 +144,7 @@ class AccountPages(Pages):
             return self.too_many(ctx, retry)
         async with self.gw.engine.connect() as conn:
             row = await accounts.get_user(conn, user["id"])
-        if not await asyncio.to_thread(verify_password, row.password_hash or _DUMMY_HASH, ctx.form.get("current", "")):
+        if not await asyncio.to_thread(verify_password, row.password_hash, ctx.form.get("current", "")):
             self.limiter.fail(user["email"], ctx.address)
             return self.render(ctx, "password.html", status=400, title=title, error=ctx.t("password.wrong_current"))
         new = ctx.form.get("password", "")
