@@ -114,6 +114,16 @@ def page(auth: str = "user") -> Callable[[Handler], Callable[[Any, web.Request],
     return wrap
 
 
+def site_url(request: web.Request) -> str:
+    """The console's address for what leaves the browser — links in emails and invites, a sign-in provider's
+    redirect URI, the API base in examples: ``TOKENHUB_PUBLIC_URL``, else the scheme (``X-Forwarded-Proto``
+    behind a proxy) and host this request came to."""
+    public = request.config_dict[GATEWAY].settings.public_url
+    if public:
+        return str(public)
+    return f"{'https' if is_https(request) else 'http'}://{request.host}"
+
+
 def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
@@ -234,15 +244,6 @@ class Shell:
             response.headers.setdefault(name, value)
         response.headers.setdefault("Vary", "Cookie, Accept-Language")
         return response
-
-    def site_url(self, request: web.Request) -> str:
-        """The console's address for links that leave the browser (emails, invites, a sign-in provider's
-        redirect URI): ``TOKENHUB_PUBLIC_URL``, else the scheme and host this request came to."""
-        if self.gw.settings.public_url:
-            return self.gw.settings.public_url
-        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        scheme = forwarded if forwarded in ("http", "https") else request.scheme
-        return f"{scheme}://{request.host}"
 
     async def open_account(
         self, conn: AsyncConnection, email: str, *, password: str | None = None, email_verified: bool = False,

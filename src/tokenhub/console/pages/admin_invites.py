@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tokenhub.accounts import links
-from tokenhub.console.core import Ctx, Pages, page, redirect
+from tokenhub.console.core import Ctx, Pages, page, redirect, site_url
 from tokenhub.errors import NotFound
 
 MAX_NOTE = 200
@@ -28,7 +28,7 @@ class InvitesPages(Pages):
             note = " ".join(ctx.form.get("note", "").split())[:MAX_NOTE] or None
             async with self.gw.engine.begin() as conn:
                 token = await links.create_link(conn, "invite", user_id=ctx.user_id, note=note)
-            created = f"{self.shell.site_url(ctx.request)}/signup?invite={token}"
+            created = f"{site_url(ctx.request)}/signup?invite={token}"
         async with self.gw.engine.connect() as conn:
             invites = await links.list_invites(conn)
         return self.render(

@@ -17,11 +17,10 @@ from aiohttp import web
 
 from tokenhub.catalog.model import Catalog, Family, Model
 from tokenhub.console import i18n
-from tokenhub.console.core import Ctx, Pages, page, usd
+from tokenhub.console.core import Ctx, Pages, page, site_url, usd
 from tokenhub.console.forms import parse_usd
 from tokenhub.console.i18n import Translator
 from tokenhub.errors import InvalidRequest, NotFound
-from tokenhub.surface import GATEWAY
 
 MODALITIES = ("text", "image", "audio", "video", "file")
 VIDEO_MODES = ("default", "std", "pro", "std_audio", "pro_audio")
@@ -29,12 +28,7 @@ VIDEO_MODES = ("default", "std", "pro", "std_audio", "pro_audio")
 
 def base_url(request: web.Request) -> str:
     """This server's API base: ``TOKENHUB_PUBLIC_URL/api/v1``, else as the browser reached it (``https://host/api/v1``)."""
-    public = request.config_dict[GATEWAY].settings.public_url
-    if public:
-        return f"{public}/api/v1"
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    scheme = forwarded if forwarded in ("http", "https") else request.scheme
-    return f"{scheme}://{request.host}/api/v1"
+    return f"{site_url(request)}/api/v1"
 
 
 def enabled_models(catalog: Catalog) -> list[Model]:

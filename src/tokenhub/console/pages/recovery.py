@@ -25,14 +25,12 @@ from aiohttp import web
 
 from tokenhub.accounts import recovery
 from tokenhub.accounts import service as accounts
-from tokenhub.accounts.sessions import is_https
-from tokenhub.console.core import Ctx, Pages, Shell, error_text, page, redirect
+from tokenhub.console.core import Ctx, Pages, Shell, error_text, page, redirect, site_url
 from tokenhub.console.i18n import translator
 from tokenhub.console.ratelimit import FailureWindow
 from tokenhub.console.render import TEMPLATES
 from tokenhub.errors import GatewayError, InvalidRequest, PermissionDenied
 from tokenhub.mail import Mailbox, MailError
-from tokenhub.surface import GATEWAY
 
 if TYPE_CHECKING:
     import jinja2
@@ -154,14 +152,6 @@ class Mailer:
 MAILER = web.AppKey("console_mailer", Mailer)
 
 
-def base_url(ctx: Ctx) -> str:
-    """Where links in emails point: ``TOKENHUB_PUBLIC_URL``, else the address this browser used."""
-    settings = ctx.request.config_dict[GATEWAY].settings
-    if settings.public_url:
-        return settings.public_url
-    return f"{'https' if is_https(ctx.request) else 'http'}://{ctx.request.host}"
-
-
 def verify_mode(shell: Shell) -> str:
     return shell.gw.settings.signup_verify
 
@@ -170,7 +160,7 @@ async def after_sign_up(shell: Shell, ctx: Ctx, user: dict[str, Any]) -> None:
     """Called by the sign-up page once the account exists: sends the verification email when one is due."""
     if user.get("email_verified") or verify_mode(shell) == "off":
         return
-    shell.app[MAILER].send_verify(int(user["id"]), user["email"], ctx.lang, base_url(ctx))
+    shell.app[MAILER].send_verify(int(user["id"]), user["email"], ctx.lang, site_url(ctx.request))
 
 
 def verification_notice(shell: Shell, ctx: Ctx) -> dict[str, Any] | None:
@@ -239,7 +229,7 @@ class RecoveryPages(Pages):
             email = accounts.normalize_email(values["email"])
         except GatewayError as err:
             return self.render(ctx, "forgot.html", status=400, title=title, **{**values, "error": error_text(ctx.t, err)})
-        self.mailer.send_reset(email, ctx.lang, base_url(ctx))  # the same work here, account or not
+        self.mailer.send_reset(email, ctx.lang, site_url(ctx.request))  # the same work here, account or not
         return self.render(ctx, "forgot.html", title=title, **{**values, "sent": True})
 
     @page("any")
@@ -291,6 +281,6 @@ class RecoveryPages(Pages):
         assert user is not None
         if user["email_verified"] or verify_mode(self.shell) == "off":
             return redirect(back)
-        if not self.mailer.send_verify(ctx.user_id, user["email"], ctx.lang, base_url(ctx)):
+        if not self.mailer.send_verify(ctx.user_id, user["email"], ctx.lang, site_url(ctx.request)):
             return redirect(f"{back}?done=verify_wait")
         return redirect(f"{back}?done=verify_sent")

@@ -32,7 +32,7 @@ from tokenhub.accounts import service as accounts
 from tokenhub.accounts import sign_in_providers as sso
 from tokenhub.accounts.sessions import is_https
 from tokenhub.config import OidcProvider
-from tokenhub.console.core import Ctx, Pages, Shell, page, redirect, safe_next
+from tokenhub.console.core import Ctx, Pages, Shell, page, redirect, safe_next, site_url
 from tokenhub.console.pages.recovery import after_sign_up
 from tokenhub.console.ratelimit import FailureWindow
 from tokenhub.errors import GatewayError, NotFound, PermissionDenied
@@ -101,7 +101,7 @@ class SignInWithPages(Pages):
         return found
 
     def redirect_uri(self, ctx: Ctx, provider: OidcProvider) -> str:
-        return f"{self.shell.site_url(ctx.request)}/auth/{provider.name}/callback"
+        return f"{site_url(ctx.request)}/auth/{provider.name}/callback"
 
     # -- the round trip ------------------------------------------------------------------------------
 
