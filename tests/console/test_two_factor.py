@@ -12,6 +12,8 @@ import base64
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -473,3 +475,32 @@ def test_the_same_code_twice_at_once_passes_once(console):
     assert sorted(console.run(at_once(codes[0]))) == [False, False, False, True]
     row = user_row(console, "dan@example.com")
     assert row.totp_secret != secret and secret not in row.totp_secret
+
+
+def test_an_operator_turns_off_a_lost_authenticator(console, new_page):
+    """``tokenhub user 2fa-off EMAIL``: the user signs in with the password alone again; the admin's user page says
+    whether an account has two-factor on, before and after."""
+    make_user(console, "lost@example.com")
+    make_user(console, "boss@example.com", admin=True)
+    page = new_page()
+    log_in(page, "lost@example.com")
+    turn_on(page)
+    log_out(page)
+    admin = new_page()
+    log_in(admin, "boss@example.com")
+    lost = user_row(console, "lost@example.com")
+    admin.goto(f"/admin/users/{lost.id}")
+    expect(admin.get_by_test_id("user-2fa")).to_have_text("Two-factor on")
+
+    settings = console.settings
+    env = {**os.environ, "TOKENHUB_HOME": str(settings.home), "TOKENHUB_DATABASE_URL": settings.database_url}
+    if settings.secret_key:
+        env["TOKENHUB_SECRET_KEY"] = settings.secret_key
+    done = subprocess.run([sys.executable, "-m", "tokenhub", "user", "2fa-off", "lost@example.com"], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "two-factor sign-in turned off for lost@example.com"
+    assert user_row(console, "lost@example.com").totp_secret is None
+    log_in(page, "lost@example.com")  # no second step
+    expect(page.locator("form[action='/logout']")).to_be_visible()
+    admin.goto(f"/admin/users/{lost.id}")
+    expect(admin.get_by_test_id("user-2fa")).to_have_text("No two-factor")

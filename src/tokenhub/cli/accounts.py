@@ -180,3 +180,21 @@ def key_revoke(key_id: str) -> None:
 
     revoked = run_db(lambda c, s: revoke_key(c, key_id))
     click.echo(f"revoked key {revoked['id']} '{revoked['name']}'")
+
+
+@user.command("2fa-off")
+@click.argument("email")
+def user_two_factor_off(email: str) -> None:
+    """Turn off a user's two-factor sign-in (a lost authenticator and lost recovery codes), after checking who
+    asks by other means. The user signs in with the password alone and can turn it on again."""
+    from tokenhub.accounts import two_factor
+    from tokenhub.accounts.service import get_user
+
+    async def off(conn: AsyncConnection, settings: Settings) -> tuple[str, bool]:
+        row = await get_user(conn, email)
+        was_on = row.totp_enabled_at is not None
+        await two_factor.disable(conn, row.id)
+        return row.email, was_on
+
+    shown, was_on = run_db(off)
+    click.echo(f"two-factor sign-in turned off for {shown}" if was_on else f"{shown} had no two-factor sign-in")
