@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from typing import Callable, Iterator
 
 import pytest
@@ -83,3 +86,15 @@ def log_in(page: sync_api.Page, email: str, password: str = PASSWORD) -> None:
 
 def csrf_of(page: sync_api.Page) -> str:
     return page.locator("input[name=csrf]").first.get_attribute("value") or ""
+
+
+def run_cli(harness: Harness, *args: str, **env: str) -> str:
+    """``tokenhub ARGS`` in its own process against this gateway's database (and secret); its stdout. ``env``
+    adds settings (``TOKENHUB_PUBLIC_URL=...``)."""
+    settings = harness.settings
+    variables = {**os.environ, "TOKENHUB_HOME": str(settings.home), "TOKENHUB_DATABASE_URL": settings.database_url, **env}
+    if settings.secret_key:
+        variables["TOKENHUB_SECRET_KEY"] = settings.secret_key
+    done = subprocess.run([sys.executable, "-m", "tokenhub", *args], env=variables, capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    return done.stdout

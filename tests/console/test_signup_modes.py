@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.conftest import PASSWORD, csrf_of, log_in, make_user
+from tests.console.conftest import PASSWORD, csrf_of, log_in, make_user, run_cli
 from tokenhub.accounts import service as accounts
 from tokenhub.billing import service as billing
 from tokenhub.money import usd_to_nanos
@@ -89,20 +85,13 @@ def test_a_withdrawn_invite_and_one_from_the_cli(make_gateway, sqlite_url, open_
     assert open_page(gateway).goto(link.removeprefix(gateway.server.url)).status == 403
 
     # The operator's CLI, against the same database, with the public address in the link.
-    settings = gateway.settings
-    env = {**os.environ, "TOKENHUB_HOME": str(settings.home), "TOKENHUB_DATABASE_URL": settings.database_url,
-           "TOKENHUB_PUBLIC_URL": "https://console.example.com"}  # fmt: skip
-    if settings.secret_key:
-        env["TOKENHUB_SECRET_KEY"] = settings.secret_key
-    made = subprocess.run([sys.executable, "-m", "tokenhub", "invite", "create", "--note", "from the cli"], env=env,
-                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    cli_link = made.stdout.strip()
+    public = {"TOKENHUB_PUBLIC_URL": "https://console.example.com"}
+    cli_link = run_cli(gateway, "invite", "create", "--note", "from the cli", **public).strip()
     assert cli_link.startswith("https://console.example.com/signup?invite=")
     visitor = open_page(gateway)
     sign_up(visitor, "cli@example.com", cli_link.removeprefix("https://console.example.com"))
     visitor.wait_for_url(f"{gateway.server.url}/?done=welcome")
-    listed = subprocess.run([sys.executable, "-m", "tokenhub", "invite", "list"], env=env, capture_output=True, text=True,
-                            timeout=60, check=True).stdout  # fmt: skip
+    listed = run_cli(gateway, "invite", "list", **public)
     assert "used" in listed and "cli@example.com" in listed and "from the cli" in listed
 
 

@@ -12,8 +12,6 @@ import base64
 import hashlib
 import logging
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -24,7 +22,7 @@ from playwright import sync_api
 from playwright.sync_api import expect
 from sqlalchemy import select, update
 
-from tests.console.conftest import PASSWORD, csrf_of, log_in, make_user
+from tests.console.conftest import PASSWORD, csrf_of, log_in, make_user, run_cli
 from tests.support.harness import Harness
 from tokenhub.console.i18n import translator
 from tokenhub.console.pages.two_factor import qr_data_uri
@@ -492,13 +490,8 @@ def test_an_operator_turns_off_a_lost_authenticator(console, new_page):
     admin.goto(f"/admin/users/{lost.id}")
     expect(admin.get_by_test_id("user-2fa")).to_have_text("Two-factor on")
 
-    settings = console.settings
-    env = {**os.environ, "TOKENHUB_HOME": str(settings.home), "TOKENHUB_DATABASE_URL": settings.database_url}
-    if settings.secret_key:
-        env["TOKENHUB_SECRET_KEY"] = settings.secret_key
-    done = subprocess.run([sys.executable, "-m", "tokenhub", "user", "2fa-off", "lost@example.com"], env=env,
-                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    assert done.stdout.strip() == "two-factor sign-in turned off for lost@example.com"
+    done = run_cli(console, "user", "2fa-off", "lost@example.com")
+    assert done.strip() == "two-factor sign-in turned off for lost@example.com"
     assert user_row(console, "lost@example.com").totp_secret is None
     log_in(page, "lost@example.com")  # no second step
     expect(page.locator("form[action='/logout']")).to_be_visible()
