@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -322,5 +323,46 @@ def test_close_stops_even_when_the_database_is_gone(database_url: str, monkeypat
         started = time.monotonic()
         await ledger.close()
         assert time.monotonic() - started < 5
+
+    run(scenario())
+
+
+def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
+    """Checkpoints run beside the commits, yet the write-ahead log does not grow with the traffic:
+    after each checkpoint the next group starts the log over (it grew without end before)."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(sqlite_url)
+        path = engine.url.database
+        store = SqliteLedgerStore(path, "test-instance")
+        sizes: list[int] = []
+        served = 0
+
+        async def serve_one() -> None:  # a hold, then its settlement: two groups
+            nonlocal served
+            served += 1
+            await store.commit([Hold(f"gen-{served}", uid, kid, 1_000, "m")])
+            await store.commit([Settlement(f"gen-{served}", uid, kid, 1_000, 700, "ok", Usage(3, 4))])
+
+        for _ in range(6):
+            for _ in range(40):
+                await serve_one()
+            checkpoint = asyncio.create_task(store.checkpoint())  # in the worker thread, beside the commits
+            await asyncio.sleep(0)
+            while not checkpoint.done():
+                await serve_one()
+                await asyncio.sleep(0)
+            await checkpoint
+            sizes.append(os.path.getsize(path + "-wal"))
+        await store.close()
+        async with engine.connect() as conn:
+            report = await check_ledger(conn)
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+        await engine.dispose()
+        assert report.ok, report.problems
+        assert balance == 1_000_000 - served * 700
+        # The log file is written from its start again after each checkpoint: it stays the size one
+        # round of traffic needs (it was six times that after six rounds when the log never started over).
+        assert sizes[0] > 100_000 and max(sizes) < 1.5 * sizes[0], sizes
 
     run(scenario())
