@@ -366,3 +366,60 @@ def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
         assert sizes[0] > 100_000 and max(sizes) < 1.5 * sizes[0], sizes
 
     run(scenario())
+
+
+def test_an_upstream_text_with_a_nul_character_does_not_stop_the_ledger(database_url: str):
+    """What an upstream said is stored with the settlement (its error message, finish reason); PostgreSQL
+    text cannot hold U+0000, and one such settlement must not make every later group fail."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-nul", uid, kid, 300_000, "m"))
+        ledger.settle(Settlement("gen-nul", uid, kid, 300_000, 1_000, "upstream_error", Usage(1, 1), error="bad\x00news",
+                                 finish_reason="stop\x00"))
+        await asyncio.wait_for(ledger.flush(), 5)
+        await asyncio.wait_for(ledger.hold(Hold("gen-next", uid, kid, 1_000, "m")), 5)  # the ledger goes on
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(requests.c.state, requests.c.error, requests.c.finish_reason)
+                                      .where(requests.c.id == "gen-nul"))).one()
+            report = await check_ledger(conn)
+        assert tuple(row) == ("settled", "badnews", "stop")
+        assert report.ok, report.problems
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(database_url: str):
+    """asyncpg keeps a prepared statement's generic plan while the tables grow. Made on a new, empty
+    database, a plan that scans a table (or joins a whole index by hashing it) gets slower with every
+    request: the ledger's statements must reach their rows one by one through an index."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's planner")
+    import asyncpg
+
+    from tokenhub.billing import ledger_store
+
+    async def scenario() -> None:
+        engine, _, _ = await _setup(database_url)
+        await engine.dispose()
+        conn = await asyncpg.connect(database_url, server_settings=ledger_store._PG_SETTINGS)
+        try:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            statements = {
+                "lock": (ledger_store._PG_LOCK, "int[], text[]", "ARRAY[1], ARRAY['gen-a']"),
+                "write": (ledger_store._PG_WRITE, "timestamptz, json, json, json, json, json",
+                          "now(), '[]', '[{\"id\": \"gen-a\"}]', '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
+            }
+            for name, (sql, types, values) in statements.items():
+                await conn.execute(f"PREPARE {name}({types}) AS {sql}")
+                plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE {name}({values})"))
+                for scan in ("Seq Scan", "Hash Join", "Merge Join"):
+                    assert scan not in plan, f"{name}:\n{plan}"
+        finally:
+            await conn.close()
+
+    run(scenario())

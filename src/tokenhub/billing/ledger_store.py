@@ -10,7 +10,7 @@ SQL below is written once, and each database runs it the cheapest way it can —
   group's round trips overlap the last one's commit), and two statements per group between BEGIN and
   COMMIT: one locking read (``FOR UPDATE``: users and keys in id order, so groups and processes
   sharing the database lock in the same order, then the requests to settle, whose locked state stands
-  in for SQLite's compare-and-swap), and one statement carrying every write as arrays.
+  in for SQLite's compare-and-swap), and one statement carrying every write, its rows as JSON.
 
 Both run the same steps (see ``ledger.py``): lock and read the balances and key counters, flip the
 settled requests' state with one compare-and-swap, let ``plan_group`` decide, write. The tables
@@ -37,20 +37,29 @@ from tokenhub.storage.engine import utc_now
 if TYPE_CHECKING:  # the driver loads only for a PostgreSQL store
     import asyncpg
 
+# A new request row: what a hold writes.
 _REQUEST_COLUMNS = (
-    "id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, state, hold_nanos, cost_nanos, "
-    "prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, instance_id, created_at"
-)
-# A settlement keeps what the request recorded where it knows nothing better (the sweeper's release
-# does not know the channel).
-_SETTLE_SET = (
-    "state = {p}, status = {p}, http_status = {p}, cost_nanos = {p}, overage_nanos = {p}, prompt_tokens = {p}, "
-    "completion_tokens = {p}, cached_tokens = {p}, cache_write_tokens = {p}, reasoning_tokens = {p}, estimated = {p}, "
-    "finish_reason = {p}, latency_ms = {p}, ttfb_ms = {p}, error = {p}, prices = COALESCE({p}, prices), "
-    "channel_id = COALESCE({p}, channel_id), upstream_model = COALESCE({p}, upstream_model), model = COALESCE({p}, model), "
-    "tool_uses = {p}, "
-    "settled_at = {p}"
-)
+    "id", "user_id", "key_id", "model", "channel_id", "upstream_model", "endpoint", "stream", "state", "hold_nanos",
+    "cost_nanos", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+    "estimated", "instance_id", "created_at",
+)  # fmt: skip
+# What a settlement writes on its request row (and settled_at). It keeps what the request recorded
+# where it knows nothing better (_KEPT: the sweeper's release does not know the channel).
+_SETTLE_COLUMNS = (
+    "state", "status", "http_status", "cost_nanos", "overage_nanos", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated", "finish_reason", "latency_ms", "ttfb_ms",
+    "error", "prices", "channel_id", "upstream_model", "model", "tool_uses",
+)  # fmt: skip
+_KEPT = frozenset(("prices", "channel_id", "upstream_model", "model"))
+
+
+def _settle_set(new: str, old: str) -> str:
+    """The SET list of a settlement: ``new`` spells a new value (``?``, ``s.{}``), ``old`` the row's."""
+    return ", ".join(
+        f"{c} = COALESCE({new.format(c)}, {old.format(c)})" if c in _KEPT else f"{c} = {new.format(c)}" for c in _SETTLE_COLUMNS
+    )
+
+
 # SQLite's compare-and-swap (PostgreSQL locks the rows instead: _PG_LOCK): a hold still open, or (for
 # settlements that may be late) one the sweeper released. The new state says which: 'settling' for an
 # open hold, 'settling-late' for a swept one.
@@ -59,6 +68,8 @@ _CAS = (
     "WHERE id IN ({all}) AND (state = 'held' OR (state = 'released' AND status = 'interrupted' AND id IN ({late}))) "
     "RETURNING id, created_at, state"
 )
+_SQLITE_INSERT_REQUEST = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
+_SQLITE_SETTLE = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
 
 
 def _request_values(op: Hold, instance_id: str, created_at: Any) -> tuple[Any, ...]:
@@ -68,17 +79,23 @@ def _request_values(op: Hold, instance_id: str, created_at: Any) -> tuple[Any, .
     )  # fmt: skip
 
 
-def _settle_values(charge: Charge, now: Any) -> tuple[Any, ...]:
+def _settle_values(charge: Charge) -> tuple[Any, ...]:
+    """The values of ``_SETTLE_COLUMNS``, in their order."""
     op, u = charge.op, charge.op.usage
     return (
         "settled" if charge.charged else "released", op.status, op.http_status, charge.charged, charge.overage,
         u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated,
-        op.finish_reason, op.latency_ms, op.ttfb_ms, op.error, op.prices, op.channel_id, op.upstream_model, op.model,
-        orjson.dumps(u.tool_uses).decode() if u.tool_uses else None, now, op.request_id,
+        _text(op.finish_reason), op.latency_ms, op.ttfb_ms, _text(op.error), op.prices, op.channel_id, op.upstream_model,
+        op.model, orjson.dumps(u.tool_uses).decode() if u.tool_uses else None,
     )  # fmt: skip
 
 
-_SETTLE_WIDTH = 22  # values per settled row: settled_at next to last, the request id last
+def _text(upstream_said: str | None) -> str | None:
+    """Text an upstream wrote, storable: PostgreSQL's text cannot hold U+0000 (one settlement carrying it
+    would fail every group it joined), and SQLite stores the same."""
+    if upstream_said and "\x00" in upstream_said:
+        return upstream_said.replace("\x00", "")
+    return upstream_said
 
 
 def _settling(rows: Any) -> dict[str, tuple[Any, bool]]:
@@ -253,15 +270,9 @@ class SqliteLedgerStore:
             plan = plan_group(batch, balances, keys, settling, spent, starts)
             stamp = _sqlite_time(now)
             if plan.new_requests:
-                db.executemany(
-                    f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES ({_marks(range(19))})",
-                    [_request_values(op, self._instance_id, stamp) for op in plan.new_requests],
-                )
+                db.executemany(_SQLITE_INSERT_REQUEST, [_request_values(op, self._instance_id, stamp) for op in plan.new_requests])
             if plan.settled:
-                db.executemany(
-                    f"UPDATE requests SET {_SETTLE_SET.format(p='?')} WHERE id = ?",
-                    [_settle_values(charge, stamp) for charge in plan.settled],
-                )
+                db.executemany(_SQLITE_SETTLE, [(*_settle_values(c), stamp, c.op.request_id) for c in plan.settled])
             if plan.entries:
                 db.executemany(
                     "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -293,6 +304,9 @@ def _sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
+_PG_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
+
+
 class PostgresLedgerStore:
     parallel = 2  # two groups in flight: the next one's round trips overlap the last one's commit
 
@@ -310,10 +324,11 @@ class PostgresLedgerStore:
         """An idle connection, or a new one (at most ``parallel`` groups are committing at a time)."""
         conn = self._idle.pop() if self._idle else None
         if conn is None or conn.is_closed():
-            # Every statement here reaches rows by primary key or an index. A plan made while a table
-            # was nearly empty (a new database, or one whose statistics are stale) would scan it whole,
-            # and asyncpg's prepared statements keep that plan while the table grows: never scan.
-            conn = await self._pg.connect(self._dsn, server_settings={"enable_seqscan": "off"})
+            # Every statement here reaches rows by primary key or an index, one row at a time. A plan made
+            # while a table was nearly empty (a new database, or one whose statistics are stale) would scan
+            # it whole (a sequential scan, or a hash join reading a whole index), and asyncpg's prepared
+            # statements keep that plan while the table grows: never scan, join by nested index lookups.
+            conn = await self._pg.connect(self._dsn, server_settings=_PG_SETTINGS)
             self._open.add(conn)
         return conn
 
@@ -374,24 +389,14 @@ class PostgresLedgerStore:
         return plan
 
     def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[Any]:
-        holds = plan.new_requests
-        settled = plan.settled
-        entries = plan.entries
-        changed = [(kid, d[0], d[1]) for kid, d in plan.key_deltas.items() if d[0] or d[1]]
-        columns: list[Any] = [
-            [h.request_id for h in holds], [h.user_id for h in holds], [h.key_id for h in holds], [h.model for h in holds],
-            [h.channel_id for h in holds], [h.upstream_model for h in holds], [h.endpoint for h in holds],
-            [h.stream for h in holds], [h.amount for h in holds],
-        ]  # fmt: skip
-        settle_rows = [_settle_values(charge, now) for charge in settled]
-        columns += [[row[i] for row in settle_rows] for i in range(_SETTLE_WIDTH) if i != _SETTLE_WIDTH - 2]  # settled_at: $2
-        columns += [
-            [e["user_id"] for e in entries], [e["kind"] for e in entries], [e["amount"] for e in entries],
-            [e["balance_after"] for e in entries], [e["request_id"] for e in entries],
-            list(plan.balances), list(plan.balances.values()),
-            [c[0] for c in changed], [c[1] for c in changed], [c[2] for c in changed],
-        ]  # fmt: skip
-        return [self._instance_id, now, *columns]
+        """``now`` and the group's rows as JSON, one document per table: a handful of parameters however
+        large the group (encoding dozens of typed arrays element by element cost more CPU than the rest
+        of the commit)."""
+        holds = [dict(zip(_REQUEST_COLUMNS, _request_values(op, self._instance_id, None))) for op in plan.new_requests]
+        settled = [dict(zip(_SETTLE_COLUMNS, _settle_values(c)), id=c.op.request_id) for c in plan.settled]
+        balances = [{"id": uid, "balance": balance} for uid, balance in plan.balances.items()]
+        counters = [{"id": kid, "used_nanos": d[0], "held_nanos": d[1]} for kid, d in plan.key_deltas.items() if d[0] or d[1]]
+        return [now, *(orjson.dumps(rows).decode() for rows in (holds, settled, plan.entries, balances, counters))]
 
     def start(self) -> None:
         pass
@@ -428,39 +433,26 @@ FROM accounts
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, id, created_at, state, status FROM settled
 """
-# Every write of the group in one statement: arrays in, one row per element through unnest().
-_PG_WRITE = """
+# Every write of the group in one statement, its rows read from JSON documents typed by the tables
+# themselves (json_populate_recordset with the table's row type): $1 now, $2 the new requests, $3 the
+# settlements, $4 the ledger entries, $5 the balances, $6 the key counters' increments.
+_PG_HOLD_COLUMNS = ", ".join(f"t.{c}" for c in _REQUEST_COLUMNS if c != "created_at")
+_PG_WRITE = f"""
 WITH new_requests AS (
-    INSERT INTO requests (id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, state, hold_nanos,
-        cost_nanos, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated,
-        instance_id, created_at)
-    SELECT t.id, t.user_id, t.key_id, t.model, t.channel_id, t.upstream_model, t.endpoint, t.stream, 'held', t.hold,
-        0, 0, 0, 0, 0, 0, false, $1, $2
-    FROM unnest($3::text[], $4::int[], $5::int[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bool[], $11::bigint[])
-        AS t(id, user_id, key_id, model, channel_id, upstream_model, endpoint, stream, hold)
+    INSERT INTO requests ({", ".join(_REQUEST_COLUMNS)})
+    SELECT {_PG_HOLD_COLUMNS}, $1 FROM json_populate_recordset(NULL::requests, $2::json) AS t
 ), settled AS (
-    UPDATE requests r SET state = s.state, status = s.status, http_status = s.http_status, cost_nanos = s.cost,
-        overage_nanos = s.overage, prompt_tokens = s.pt, completion_tokens = s.ct, cached_tokens = s.cached,
-        cache_write_tokens = s.cache_write, reasoning_tokens = s.reasoning, estimated = s.est, finish_reason = s.finish,
-        latency_ms = s.latency, ttfb_ms = s.ttfb, error = s.err, prices = COALESCE(s.prices, r.prices),
-        channel_id = COALESCE(s.channel_id, r.channel_id), upstream_model = COALESCE(s.upstream_model, r.upstream_model),
-        model = COALESCE(s.model, r.model), tool_uses = s.tool_uses, settled_at = $2
-    FROM unnest($12::text[], $13::text[], $14::int[], $15::bigint[], $16::bigint[], $17::int[], $18::int[], $19::int[],
-        $20::int[], $21::int[], $22::bool[], $23::text[], $24::int[], $25::int[], $26::text[], $27::text[], $28::int[],
-        $29::text[], $30::text[], $31::text[], $32::text[])
-        AS s(state, status, http_status, cost, overage, pt, ct, cached, cache_write, reasoning, est, finish, latency, ttfb,
-             err, prices, channel_id, upstream_model, model, tool_uses, id)
-    WHERE r.id = s.id
+    UPDATE requests r SET {_settle_set("s.{}", "r.{}")}, settled_at = $1
+    FROM json_populate_recordset(NULL::requests, $3::json) AS s WHERE r.id = s.id
 ), entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)
-    SELECT e.user_id, e.kind, e.amount, e.balance_after, e.request_id, $2
-    FROM unnest($33::int[], $34::text[], $35::bigint[], $36::bigint[], $37::text[])
-        AS e(user_id, kind, amount, balance_after, request_id)
+    SELECT e.user_id, e.kind, e.amount, e.balance_after, e.request_id, $1
+    FROM json_populate_recordset(NULL::ledger_entries, $4::json) AS e
 ), balances AS (
-    UPDATE users u SET balance = b.balance FROM unnest($38::int[], $39::bigint[]) AS b(id, balance) WHERE u.id = b.id
+    UPDATE users u SET balance = b.balance FROM json_populate_recordset(NULL::users, $5::json) AS b WHERE u.id = b.id
 ), key_counters AS (
-    UPDATE api_keys k SET used_nanos = k.used_nanos + d.used, held_nanos = k.held_nanos + d.held
-    FROM unnest($40::int[], $41::bigint[], $42::bigint[]) AS d(id, used, held) WHERE k.id = d.id
+    UPDATE api_keys k SET used_nanos = k.used_nanos + d.used_nanos, held_nanos = k.held_nanos + d.held_nanos
+    FROM json_populate_recordset(NULL::api_keys, $6::json) AS d WHERE k.id = d.id
 )
 SELECT 1
 """
