@@ -64,7 +64,7 @@ class Bill:
             await self.ledger.flush()
 
     def hand_over(self) -> None:
-        """From now on the hold is someone else's to settle (exactly once, by its own compare-and-swap)."""
+        """From now on the hold is someone else's to settle (exactly once: only a hold still open resolves)."""
         self._handed_over = True
 
     def settlement(self) -> Settlement:

@@ -8,9 +8,10 @@ the last one's commit; SQLite one). Per transaction:
 
 1. lock the users and keys involved (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
    ``BEGIN IMMEDIATE`` already holds the database's write lock) and read their balances;
-2. flip the settled requests from ``held`` to ``settled``/``released`` with one compare-and-swap
-   (``UPDATE … WHERE state = 'held' RETURNING id``): a hold resolves exactly once, even if two
-   parties try;
+2. read the state of the requests to settle under the same lock (PostgreSQL locks their rows;
+   SQLite's write lock covers them): only a hold still ``held`` resolves, and the write sets it
+   ``settled``/``released`` before anyone else can read it, so a hold resolves exactly once, even if
+   two parties try;
 3. decide each hold in arrival order against the locked balance and the key's limit;
 4. write the new balances, key counters, ledger entries and usage records.
 

@@ -1,7 +1,7 @@
 """What one group of ledger operations does, decided in memory: the operations and ``plan_group``.
 
 A group's transaction (``ledger_store``) locks and reads the balances, key counters and spend by
-period involved, flips the settled requests' state with a compare-and-swap, and hands them here.
+period involved and the state of the requests it settles, and hands them here.
 ``plan_group`` decides each hold in arrival order and each settlement once, and never lets a charge
 take a balance below zero or a key past a limit: the rest of a cost is the request's overage. Pure
 arithmetic, no I/O: the property test drives it through the writer, and the stores only write what
@@ -136,8 +136,8 @@ def plan_group(
 ) -> GroupPlan:
     """Decide a group: holds in arrival order against the locked figures; each settlement once.
 
-    ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` maps the request ids whose
-    state this transaction flipped (the compare-and-swap) to (creation time, late): late when the
+    ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` maps the request ids this
+    transaction may resolve (read under its lock) to (creation time, late): late when the
     sweeper had already released the hold. ``spent`` is what each (scope, id, period) of the
     budgets involved has spent so far (open holds at their amount, settled requests at their cost),
     read under the same locks; ``starts`` maps each period to its first instant (None for "total"),

@@ -9,11 +9,11 @@ SQL below is written once, and each database runs it the cheapest way it can —
 * **PostgreSQL**: two dedicated ``asyncpg`` connections, so two groups can be in flight (the next
   group's round trips overlap the last one's commit), and two statements per group between BEGIN and
   COMMIT: one locking read (``FOR UPDATE``: users and keys in id order, so groups and processes
-  sharing the database lock in the same order, then the requests to settle, whose locked state stands
-  in for SQLite's compare-and-swap), and one statement carrying every write, its rows as JSON.
+  sharing the database lock in the same order, then the requests to settle), and one statement
+  carrying every write, its rows as JSON.
 
-Both run the same steps (see ``ledger.py``): lock and read the balances and key counters, flip the
-settled requests' state with one compare-and-swap, let ``plan_group`` decide, write. The tables
+Both run the same steps (see ``ledger.py``): lock and read the balances, key counters and the
+state of the requests to settle, let ``plan_group`` decide, write. The tables
 are those of ``storage/tables.py`` (the SQLAlchemy schema that Alembic creates); the column lists
 here must follow it, and the tests read everything back through SQLAlchemy.
 """
@@ -60,14 +60,9 @@ def _settle_set(new: str, old: str) -> str:
     )
 
 
-# SQLite's compare-and-swap (PostgreSQL locks the rows instead: _PG_LOCK): a hold still open, or (for
-# settlements that may be late) one the sweeper released. The new state says which: 'settling' for an
-# open hold, 'settling-late' for a swept one.
-_CAS = (
-    "UPDATE requests SET state = CASE WHEN state = 'held' THEN 'settling' ELSE 'settling-late' END "
-    "WHERE id IN ({all}) AND (state = 'held' OR (state = 'released' AND status = 'interrupted' AND id IN ({late}))) "
-    "RETURNING id, created_at, state"
-)
+# The state of the requests a group settles, read under the lock (SQLite's write lock, held from BEGIN
+# IMMEDIATE; PostgreSQL's row locks, _PG_LOCK): no other transaction can resolve them before this one's write.
+_SQLITE_SETTLING = "SELECT id, created_at, state, status FROM requests WHERE id IN ({})"
 _SQLITE_INSERT_REQUEST = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
 _SQLITE_SETTLE = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
 
@@ -98,8 +93,17 @@ def _text(upstream_said: str | None) -> str | None:
     return upstream_said
 
 
-def _settling(rows: Any) -> dict[str, tuple[Any, bool]]:
-    return {r[0]: (r[1], r[2] == "settling-late") for r in rows}
+def _resolvable(rows: Any, late_ids: list[str]) -> dict[str, tuple[Any, bool]]:
+    """Of the requests to settle, read as (id, created_at, state, status) under the lock, those a settlement
+    may resolve, with their creation time and whether the settlement is late: a hold still open, or (for
+    settlements that may be late) one the sweeper released. A hold resolves exactly once."""
+    out: dict[str, tuple[Any, bool]] = {}
+    for rid, created_at, state, status in rows:
+        if state == "held":
+            out[rid] = (created_at, False)
+        elif state == "released" and status == "interrupted" and rid in late_ids:
+            out[rid] = (created_at, True)
+    return out
 
 
 def _spend_query(scope: str, periods: list[str], starts: dict[str, Any], mark: Any) -> tuple[str, list[Any]]:
@@ -123,7 +127,7 @@ def _spend_query(scope: str, periods: list[str], starts: dict[str, Any], mark: A
         args.append(min(bounded))
         where += f" AND created_at >= {mark(len(args))}"
     sql = (
-        f"SELECT {', '.join(sums)} FROM (SELECT created_at, CASE WHEN state IN ('held', 'settling') THEN hold_nanos "
+        f"SELECT {', '.join(sums)} FROM (SELECT created_at, CASE WHEN state = 'held' THEN hold_nanos "
         f"ELSE cost_nanos END AS a FROM requests WHERE {where}) AS r"
     )
     return sql, args
@@ -265,8 +269,7 @@ class SqliteLedgerStore:
                 spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
             settling: dict[str, tuple[Any, bool]] = {}
             if settle_ids:
-                cas = _CAS.format(all=_marks(settle_ids), late=_marks(late_ids) if late_ids else "NULL")
-                settling = _settling(db.execute(cas, [*settle_ids, *late_ids]).fetchall())
+                settling = _resolvable(db.execute(_SQLITE_SETTLING.format(_marks(settle_ids)), settle_ids), late_ids)
             plan = plan_group(batch, balances, keys, settling, spent, starts)
             stamp = _sqlite_time(now)
             if plan.new_requests:
@@ -352,16 +355,11 @@ class PostgresLedgerStore:
                 in_order = False
                 balances: dict[int, int] = {}
                 keys: dict[int, tuple[int | None, int, int]] = {}
-                settling: dict[str, tuple[Any, bool]] = {}
-                late = set(late_ids)
                 for r in rows:
                     if r[0] is not None:  # a user and one of its keys
                         balances[r[0]] = r[1]
                         keys[r[2]] = (r[3], r[4], r[5])
-                    elif r[8] == "held":  # a request to settle, locked: still open
-                        settling[r[6]] = (r[7], False)
-                    elif r[8] == "released" and r[9] == "interrupted" and r[6] in late:  # swept: may settle late
-                        settling[r[6]] = (r[7], True)
+                settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
                 scopes = spend_scopes(batch)
                 starts = _period_starts(scopes, now, lambda start: start)
                 spent: dict[SpendKey, int] = {}
@@ -414,8 +412,8 @@ class PostgresLedgerStore:
 
 # Lock every user and key of the group, in id order (the same order everywhere, so groups and
 # processes sharing the database never deadlock), and read the figures admission needs; then lock the
-# requests the group settles and read their state: the compare-and-swap of SQLite's transaction, as a
-# row lock (no other transaction can change them before this one's write, which sets their state).
+# requests the group settles and read their state (no other transaction can change them before this
+# one's write, which sets their state).
 # One statement, one round trip: UNION ALL runs its branches in order, so users and keys lock first.
 _PG_LOCK = """
 WITH accounts AS (
