@@ -50,11 +50,12 @@ def nanos_to_decimal(nanos: int) -> Decimal:
 
 
 def format_usd(nanos: int) -> str:
-    """Exact decimal text of an amount, without exponent or trailing zeros (``"0.00012"``)."""
-    text = format(nanos_to_decimal(nanos), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
+    """Exact decimal text of an amount, without exponent or trailing zeros (``"0.00012"``).
+
+    Integer arithmetic (every response carries a cost: this is on the request path)."""
+    whole, frac = divmod(-nanos if nanos < 0 else nanos, NANOS_PER_USD)
+    text = f"{whole}.{frac:09d}".rstrip("0") if frac else str(whole)
+    return "-" + text if nanos < 0 else text
 
 
 def usd_number(nanos: int) -> orjson.Fragment:
