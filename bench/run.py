@@ -448,7 +448,7 @@ def run_gateway(label: str, tools: dict, args: argparse.Namespace, procs: Procs,
     try:
         res = measure_target(label, url, key, [p.pid], load, args)
         if args.soak and label == "gateway":
-            res["soak"] = soak(url, key, p.pid, load, args)
+            res["soak"] = soak(url, key, p.pid, load, args, Path(env["TOKENHUB_HOME"]) / "tokenhub.db-wal")
     finally:
         rss = peak_rss_mb(p.pid)
         procs.stop(label)
@@ -456,9 +456,10 @@ def run_gateway(label: str, tools: dict, args: argparse.Namespace, procs: Procs,
     return finish_gateway(res, tools, env, db_url)
 
 
-def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace) -> dict:
+def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace, wal: Path) -> dict:
     """--soak N: at least N more non-streaming requests at c=16 in slices of --soak-slice seconds; per
-    slice the rate, p50/p99, CPU per request and the RSS at its end (is memory flat, does latency drift?)."""
+    slice the rate, p50/p99, CPU per request, the RSS and the SQLite write-ahead log's file size at its
+    end (is memory flat, does latency drift, does the log start over?)."""
     log(f"  gateway: soak, {args.soak:,} requests at c=16")
     slices = []
     done = 0
@@ -468,7 +469,7 @@ def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace) -> 
         done += r["requests"]
         slices.append({"requests": done, "rps": round(r["rps"], 1), "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
                        "errors": r["errors"], "cpu_us_per_req": round(r["cpu_s"][str(pid)] / max(r["requests"], 1) * 1e6, 1),
-                       "rss_mb": rss_mb(pid)})
+                       "rss_mb": rss_mb(pid), "wal_mb": round(wal.stat().st_size / 1e6, 1) if wal.exists() else None})
     first, last = slices[0], slices[-1]
     return {"slices": slices, "requests": done, "errors": sum(s["errors"] for s in slices),
             "rss_change_pct": round(100 * (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"], 1),
@@ -595,10 +596,10 @@ def report(result: dict) -> str:
     soaked = result["targets"].get("gateway", {}).get("soak")
     if soaked:
         lines.append(f"\nSoak: {soaked['requests']:,} non-streaming requests at c=16 through the gateway, in slices")
-        lines.append(f"{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'RSS MB':>9}")
+        lines.append(f"{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}{'RSS MB':>9}{'WAL MB':>9}")
         for sl in soaked["slices"]:
             lines.append(f"{sl['requests']:>10,}{fmt(sl['rps'], 0):>9}{fmt(sl['p50_ms']):>9}{fmt(sl['p99_ms']):>9}"
-                         f"{fmt(sl['cpu_us_per_req'], 0):>12}{fmt(sl['rss_mb'], 1):>9}")
+                         f"{fmt(sl['cpu_us_per_req'], 0):>12}{fmt(sl['rss_mb'], 1):>9}{fmt(sl.get('wal_mb'), 1):>9}")
         lines.append(f"first to last slice: RSS {soaked['rss_change_pct']:+.1f} %, p50 {soaked['p50_change_pct']:+.1f} %, "
                      f"req/s {soaked['rps_change_pct']:+.1f} %")
     workers = result["targets"].get("workers")

@@ -335,6 +335,7 @@ def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
         engine, uid, kid = await _setup(sqlite_url)
         path = engine.url.database
         store = SqliteLedgerStore(path, "test-instance")
+        store.catch_up_bytes = 1_000_000  # (64 MB in service) a round of the traffic below writes ~4 MB
         sizes: list[int] = []
         served = 0
 
