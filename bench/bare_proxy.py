@@ -4,11 +4,17 @@ No auth, no billing, no parsing: the request body is forwarded as-is to UPSTREAM
 JSON answer is relayed whole, an SSE answer chunk by chunk as it arrives.
 
 Run: ``python bench/bare_proxy.py --port 9002 --upstream http://127.0.0.1:9001``
+
+``--workers N`` forks N such processes sharing one listening socket, as ``tokenhub serve --workers N``
+does: the floor for what several processes cost on one core.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import socket
 
 import aiohttp
 import uvloop
@@ -49,10 +55,33 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9002)
     ap.add_argument("--upstream", default="http://127.0.0.1:9001")
+    ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
-    uvloop.install()
-    web.run_app(make_app(args.upstream.rstrip("/")), host=args.host, port=args.port, access_log=None, print=None,
-                backlog=1024)
+    app = make_app(args.upstream.rstrip("/"))
+    if args.workers <= 1:
+        uvloop.install()
+        web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=1024)
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(1024)
+    children = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            uvloop.install()
+            web.run_app(app, sock=sock, access_log=None, print=None)
+            os._exit(0)
+        children.append(pid)
+    signal.signal(signal.SIGTERM, lambda *_: [os.kill(c, signal.SIGTERM) for c in children])
+    for c in children:
+        while True:
+            try:
+                os.waitpid(c, 0)
+                break
+            except InterruptedError:
+                continue
 
 
 if __name__ == "__main__":

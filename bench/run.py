@@ -480,9 +480,28 @@ def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace, wal
 def run_workers(tools: dict, args: argparse.Namespace, procs: Procs, load: Load, upstream_port: int,
                 workdir: Path, db_url: str | None, redis_url: str | None) -> dict:
     """--workers 1,2,4: `serve --workers N` (every process on the gateway's core), non-streaming and
-    streaming at c=16, CPU per request summed over the supervisor and its workers."""
+    streaming at c=16, CPU per request summed over the supervisor and its workers; beside it the bare
+    proxy forked N times on one socket the same way (what N processes on one core cost anyway)."""
     env, key = setup_gateway("workers", tools, upstream_port, workdir, db_url, redis_url)
     out: dict = {}
+    bare: dict = {}
+    for n in args.workers:
+        label = f"bare-proxy-w{n}"
+        log(f"{label}: bare_proxy.py --workers {n}")
+        port = free_port()
+        p = procs.start(label, [PY, str(BENCH / "bare_proxy.py"), "--port", str(port), "--upstream",
+                                f"http://127.0.0.1:{upstream_port}", "--workers", str(n)], cpus="1" if args.pin else None)
+        wait_http(f"http://127.0.0.1:{port}/", p, procs, label)
+        deadline = time.monotonic() + 30
+        while len(process_tree(p.pid)) < (n + 1 if n > 1 else 1) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = process_tree(p.pid)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        try:
+            bare[str(n)] = {"processes": len(pids), "nonstream": load.point(url, "sk-bench", False, 16, pids),
+                            "stream": load.point(url, "sk-bench", True, 16, pids)}
+        finally:
+            procs.stop(label)
     for n in args.workers:
         label = f"gateway-w{n}"
         log(f"{label}: serve --workers {n}")
@@ -498,7 +517,7 @@ def run_workers(tools: dict, args: argparse.Namespace, procs: Procs, load: Load,
                            "stream": load.point(url, key, True, 16, pids)}
         finally:
             procs.stop(label)
-    return finish_gateway({"by_workers": out}, tools, env, db_url)
+    return finish_gateway({"by_workers": out, "bare_by_workers": bare}, tools, env, db_url)
 
 
 def count_request_rows(home: Path, db_url: str | None) -> dict | None:
@@ -605,10 +624,18 @@ def report(result: dict) -> str:
     workers = result["targets"].get("workers")
     if workers:
         lines.append(f"\n`serve --workers N` ({workers.get('database')}; every process on the gateway's core), c=16")
-        lines.append(f"{'workers':>8}{'req/s':>9}{'CPU us/req':>12}{'streams/s':>11}{'CPU us/stream':>15}")
-        for n, w in workers["by_workers"].items():
-            lines.append(f"{n:>8}{fmt(w['nonstream']['rps'], 0):>9}{fmt(w['nonstream'].get('cpu_us_per_req'), 0):>12}"
-                         f"{fmt(w['stream']['rps'], 0):>11}{fmt(w['stream'].get('cpu_us_per_req'), 0):>15}")
+        lines.append(f"{'target':>12}{'workers':>8}{'req/s':>9}{'CPU us/req':>12}{'streams/s':>11}{'CPU us/stream':>15}")
+        for target, rows in (("bare-proxy", workers.get("bare_by_workers") or {}), ("gateway", workers["by_workers"])):
+            for n, w in rows.items():
+                lines.append(f"{target:>12}{n:>8}{fmt(w['nonstream']['rps'], 0):>9}"
+                             f"{fmt(w['nonstream'].get('cpu_us_per_req'), 0):>12}{fmt(w['stream']['rps'], 0):>11}"
+                             f"{fmt(w['stream'].get('cpu_us_per_req'), 0):>15}")
+        for target, rows in (("bare-proxy", workers.get("bare_by_workers") or {}), ("gateway", workers["by_workers"])):
+            if len(rows) > 1:
+                lo, hi = rows[min(rows, key=int)], rows[max(rows, key=int)]
+                change = [100 * (hi[k]["cpu_us_per_req"] / lo[k]["cpu_us_per_req"] - 1) for k in ("nonstream", "stream")]
+                lines.append(f"{target}: CPU per request with {max(rows, key=int)} processes vs {min(rows, key=int)}: "
+                             f"{change[0]:+.0f} % non-streaming, {change[1]:+.0f} % streaming")
         lines.append(f"workers: ledger check {'OK' if workers['ledger_check']['ok'] else 'FAILED'}; "
                      f"request rows {workers.get('request_rows')}")
     for name, t in loaded.items():
