@@ -1,4 +1,5 @@
-"""An upstream's malformed usage (a negative, float or string count) is never charged as 0: the request
+"""An upstream's malformed usage (a negative, float or string count, or one no request could reach) is
+never charged as 0 nor as reported: the request
 is charged the gateway's estimate and recorded ``estimated``, as for missing usage — through all three
 protocol adapters, streamed and not, and the Anthropic pass-through."""
 
@@ -12,7 +13,7 @@ import pytest
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
 
-KINDS = ["negative", "float", "string"]
+KINDS = ["negative", "float", "string", "huge"]  # huge: more tokens than any request holds (or a column can)
 # model -> its prices in USD per 1M tokens (input, output)
 MODELS = {MODEL: (3, 15), "anthropic/claude-sonnet-4-6": (3, 15), "google/gemini-2.5-pro": (Decimal("1.25"), 10)}
 

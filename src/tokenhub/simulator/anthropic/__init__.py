@@ -116,8 +116,8 @@ text) as ``#fake:NAME`` or ``#fake:NAME=VALUE``; an unknown name is a 400.
                        a ``web_fetch_result`` document, or
                        ``web_fetch_tool_result_error``)
 ``bad_usage=KIND``     a malformed ``output_tokens`` (message_delta and the
-                       final message): ``negative`` (-7), ``float`` (12.5) or
-                       ``string`` ("12")
+                       final message): ``negative`` (-7), ``float`` (12.5),
+                       ``string`` ("12") or ``huge`` (3e12)
 ``status=CODE``        HTTP CODE with Anthropic's error body (429 adds
                        ``retry-after`` and ``anthropic-ratelimit-*``; 529 is
                        ``overloaded_error``)

@@ -23,12 +23,13 @@ def random_id(prefix: str, length: int) -> str:
     return prefix + "".join(secrets.choice(ALNUM) for _ in range(length))
 
 
-BAD_USAGE: dict[str, Any] = {"negative": -7, "float": 12.5, "string": "12"}
+BAD_USAGE: dict[str, Any] = {"negative": -7, "float": 12.5, "string": "12", "huge": 3_000_000_000_000}
 
 
 def malformed_count(kind: str | None, count: int) -> Any:
     """``count`` as a fake reports it under ``#fake:bad_usage=KIND``: ``negative`` -7, ``float`` 12.5,
-    ``string`` "12" (JSON text), anything else ``"bad"``; ``count`` itself without the directive."""
+    ``string`` "12" (JSON text), ``huge`` three trillion, anything else ``"bad"``; ``count`` itself
+    without the directive."""
     if kind is None:
         return count
     return BAD_USAGE.get(kind, "bad")

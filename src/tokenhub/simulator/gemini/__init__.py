@@ -120,7 +120,7 @@ directives and the reply is plain text.
                        ``thinkingConfig.includeThoughts``)
 ``cached=N``           ``cachedContentTokenCount`` (clamped to the prompt)
 ``bad_usage=KIND``     a malformed ``candidatesTokenCount``: ``negative``
-                       (-7), ``float`` (12.5) or ``string`` ("12")
+                       (-7), ``float`` (12.5), ``string`` ("12") or ``huge`` (3e12)
 ``max_tokens``         ``finishReason: "MAX_TOKENS"``
 ``safety``             ``finishReason: "SAFETY"``, no content, safetyRatings
 ``recitation``         half the text, then ``finishReason: "RECITATION"``

@@ -75,7 +75,7 @@ Written anywhere in the text of the LAST user message as ``#fake:NAME`` or
 ``usage_on_last``      usage rides on the final finish chunk, no usage chunk
 ``no_usage``           never send usage
 ``bad_usage=KIND``     a malformed ``completion_tokens``: ``negative`` (-7),
-                       ``float`` (12.5) or ``string`` ("12")
+                       ``float`` (12.5), ``string`` ("12") or ``huge`` (3e12)
 ``keepalive``          ``: keep-alive`` comments and blank lines in the stream
                        (non-stream: leading blank lines before the JSON body)
 ``crlf``               ``\\r\\n`` line endings in the stream
