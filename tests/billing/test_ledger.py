@@ -369,9 +369,10 @@ def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
     run(scenario())
 
 
-def test_an_upstream_text_with_a_nul_character_does_not_stop_the_ledger(database_url: str):
+def test_an_upstream_text_the_database_would_refuse_does_not_stop_the_ledger(database_url: str):
     """What an upstream said is stored with the settlement (its error message, finish reason); PostgreSQL
-    text cannot hold U+0000, and one such settlement must not make every later group fail."""
+    text cannot hold U+0000 nor a finish reason longer than its column, and one such settlement must not
+    make every later group fail."""
 
     async def scenario() -> None:
         engine, uid, kid = await _setup(database_url)
@@ -379,14 +380,14 @@ def test_an_upstream_text_with_a_nul_character_does_not_stop_the_ledger(database
         ledger.start()
         await ledger.hold(Hold("gen-nul", uid, kid, 300_000, "m"))
         ledger.settle(Settlement("gen-nul", uid, kid, 300_000, 1_000, "upstream_error", Usage(1, 1), error="bad\x00news",
-                                 finish_reason="stop\x00"))
+                                 finish_reason="stop\x00" + "x" * 40))
         await asyncio.wait_for(ledger.flush(), 5)
         await asyncio.wait_for(ledger.hold(Hold("gen-next", uid, kid, 1_000, "m")), 5)  # the ledger goes on
         async with engine.connect() as conn:
             row = (await conn.execute(select(requests.c.state, requests.c.error, requests.c.finish_reason)
                                       .where(requests.c.id == "gen-nul"))).one()
             report = await check_ledger(conn)
-        assert tuple(row) == ("settled", "badnews", "stop")
+        assert tuple(row) == ("settled", "badnews", "stop" + "x" * 28)  # the column holds 32 characters
         assert report.ok, report.problems
         await ledger.close()
         await engine.dispose()

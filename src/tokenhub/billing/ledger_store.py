@@ -80,17 +80,19 @@ def _settle_values(charge: Charge) -> tuple[Any, ...]:
     return (
         "settled" if charge.charged else "released", op.status, op.http_status, charge.charged, charge.overage,
         u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, u.estimated,
-        _text(op.finish_reason), op.latency_ms, op.ttfb_ms, _text(op.error), op.prices, op.channel_id, op.upstream_model,
-        op.model, orjson.dumps(u.tool_uses).decode() if u.tool_uses else None,
+        _text(op.finish_reason, 32), op.latency_ms, op.ttfb_ms, _text(op.error), op.prices, op.channel_id,
+        _text(op.upstream_model, 200), _text(op.model, 200), orjson.dumps(u.tool_uses).decode() if u.tool_uses else None,
     )  # fmt: skip
 
 
-def _text(upstream_said: str | None) -> str | None:
-    """Text an upstream wrote, storable: PostgreSQL's text cannot hold U+0000 (one settlement carrying it
-    would fail every group it joined), and SQLite stores the same."""
-    if upstream_said and "\x00" in upstream_said:
-        return upstream_said.replace("\x00", "")
-    return upstream_said
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Text that came from outside (an upstream's finish reason or error, a configured model name),
+    storable: without U+0000, which PostgreSQL's text cannot hold, and within its column's length,
+    which PostgreSQL enforces. One settlement the database refuses would fail every group it joined
+    (the writer retries settlements until they are stored); SQLite stores the same."""
+    if value and "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[:limit] if value and limit and len(value) > limit else value
 
 
 def _resolvable(rows: Any, late_ids: list[str]) -> dict[str, tuple[Any, bool]]:
