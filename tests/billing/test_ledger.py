@@ -425,3 +425,37 @@ def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(
             await conn.close()
 
     run(scenario())
+
+
+def test_a_settlement_the_database_refuses_does_not_stop_the_others(database_url: str, caplog: pytest.LogCaptureFixture):
+    """Values no column can hold (an integer beyond 64 bits): the group is committed one operation at a
+    time, the refused settlement is stored with its money alone, or as a release charging nothing, and
+    the holds beside it go through; the writer goes on."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-x", uid, kid, 300_000, "m"))
+        await ledger.hold(Hold("gen-y", uid, kid, 300_000, "m"))
+        ledger.settle(Settlement("gen-x", uid, kid, 300_000, 100_000, "ok", Usage(10, 20), channel_id=10**20))
+        ledger.settle(Settlement("gen-y", uid, kid, 300_000, 10**20, "ok", Usage(10, 20)))  # its overage: 10^20
+        beside = asyncio.create_task(ledger.hold(Hold("gen-a", uid, kid, 1_000, "m")))  # the same group
+        await asyncio.wait_for(ledger.flush(), 10)
+        await beside
+        await asyncio.wait_for(ledger.hold(Hold("gen-b", uid, kid, 1_000, "m")), 5)  # and the next group
+        async with engine.connect() as conn:
+            rows = {r.id: r for r in await conn.execute(select(requests))}
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+            report = await check_ledger(conn)
+        await ledger.close()
+        await engine.dispose()
+        x, y = rows["gen-x"], rows["gen-y"]
+        assert (x.state, x.cost_nanos, x.channel_id, x.prompt_tokens) == ("settled", 100_000, None, 0)  # money only
+        assert (y.state, y.status, y.cost_nanos) == ("released", "error", 0)  # nothing charged
+        assert rows["gen-a"].state == rows["gen-b"].state == "held"
+        assert balance == 1_000_000 - 100_000 - 2_000
+        assert report.ok, report.problems
+        assert "refused a group" in caplog.text
+
+    run(scenario())

@@ -40,6 +40,7 @@ released when it comes back; its settlements then charge what was delivered with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Callable, Protocol
 
@@ -50,6 +51,7 @@ from tokenhub.billing.ledger_store import store_for
 from tokenhub.errors import ServiceUnavailable
 from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.money import format_usd
+from tokenhub.tokens import Usage
 
 __all__ = ["Charge", "Hold", "LedgerWriter", "Settlement", "SpendLimitReached"]  # the operations callers queue
 
@@ -70,6 +72,8 @@ class LedgerStore(Protocol):
     async def commit(self, batch: list[Op]) -> GroupPlan: ...
 
     def is_retryable(self, exc: Exception) -> bool: ...
+
+    def is_refusal(self, exc: Exception) -> bool: ...  # the database refused the data, not a lost connection
 
     async def close(self) -> None: ...
 
@@ -180,7 +184,12 @@ class LedgerWriter:
     async def _group(self, batch: list[Op], slots: asyncio.Semaphore) -> None:
         """Commit one group; on storage trouble fail its holds and queue its settlements again."""
         try:
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as exc:
+                if not self._store.is_refusal(exc):
+                    raise
+                await self._isolate(batch, exc)  # one operation's data, not the storage: the rest goes on
             self._backoff = 0.05
         except Exception as exc:  # storage trouble: fail holds, keep settlements
             log.error("ledger commit failed (%s); %d operations affected", type(exc).__name__, len(batch))
@@ -202,6 +211,34 @@ class LedgerWriter:
             self._groups -= 1
             if not self._groups and not self._queue:
                 self._idle.set()
+
+    async def _isolate(self, batch: list[Op], exc: Exception) -> None:
+        """The database refused something in this group (a value it cannot store): commit its operations
+        one by one, so that one bad operation never stops the others, nor every group after it (a
+        settlement is retried until it is stored). A refused hold fails its request; a refused
+        settlement is stored without what it recorded beyond the money (its texts, its channel and
+        models, its usage details), and if even that is refused, as a release charging nothing."""
+        log.error("ledger: the database refused a group (%s); committing its %d operations one by one", type(exc).__name__, len(batch))
+        for op in batch:
+            try:
+                await self._commit([op])
+                continue
+            except Exception as refused:
+                if not self._store.is_refusal(refused):
+                    raise
+            if isinstance(op, Hold):
+                if op.future is not None and not op.future.done():
+                    op.future.set_exception(ServiceUnavailable("billing storage refused this request", code="storage_refused"))
+                continue
+            for fallback in _plainer(op):
+                try:
+                    await self._commit([fallback])
+                    log.error("ledger: settlement of %s stored as %s (the database refused it as it was)", op.request_id,
+                              "a release charging nothing" if fallback.cost == 0 and op.cost else "its money only")
+                    break
+                except Exception as refused:
+                    if not self._store.is_refusal(refused):
+                        raise
 
     async def _commit(self, batch: list[Op]) -> None:
         for attempt in range(5):
@@ -234,3 +271,13 @@ class LedgerWriter:
             REQUEST_ID_VAR.reset(token)
         if self._on_overage is not None:
             self._on_overage(charge)
+
+
+def _plainer(op: Settlement) -> list[Settlement]:
+    """What is left to store of a settlement the database refused: its money and status alone, then a
+    release that charges nothing (the customer is never charged for what could not be recorded)."""
+    money_only = dataclasses.replace(
+        op, usage=Usage(), finish_reason=None, error=None, prices=None, channel_id=None, upstream_model=None, model=None,
+        http_status=None, latency_ms=None, ttfb_ms=None,
+    )
+    return [money_only, dataclasses.replace(money_only, cost=0, status="error")]

@@ -230,6 +230,10 @@ class SqliteLedgerStore:
     def is_retryable(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
+    def is_refusal(self, exc: Exception) -> bool:
+        """A value SQLite or the driver cannot take (an integer beyond 64 bits, a constraint), not trouble with the file."""
+        return isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError, OverflowError))
+
     async def close(self) -> None:
         await self._checkpoints.stop()
 
@@ -411,6 +415,12 @@ class PostgresLedgerStore:
 
     def is_retryable(self, exc: Exception) -> bool:
         return isinstance(exc, (self._pg.exceptions.DeadlockDetectedError, self._pg.exceptions.SerializationError))
+
+    def is_refusal(self, exc: Exception) -> bool:
+        """Data PostgreSQL refuses (class 22: a value out of range or too long; class 23: a constraint) or
+        the driver cannot encode, not a connection or server in trouble."""
+        errors = self._pg.exceptions
+        return isinstance(exc, (errors.DataError, errors.IntegrityConstraintViolationError, orjson.JSONEncodeError, OverflowError))
 
     async def close(self) -> None:
         for conn in self._open:
