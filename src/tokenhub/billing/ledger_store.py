@@ -154,6 +154,7 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
 
 
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the write-ahead log file keeps once it starts over
+CATCH_UP_WAIT_MS = 200  # the longest the group after a checkpoint waits for others to let the log start over
 
 
 class SqliteLedgerStore:
@@ -204,7 +205,8 @@ class SqliteLedgerStore:
         45 s of the benchmark). So the bulk is copied in the worker thread while groups go on
         committing (it fsyncs; the event loop never waits for it); when the log has grown past
         ``WAL_SIZE_LIMIT``, the next group, in that thread, first copies the few frames written
-        meanwhile and begins on a fully copied log: its commit starts the log over and cuts the file
+        meanwhile with a RESTART checkpoint, which holds off every writer, other processes' too,
+        until the log is whole in the database, then begins: the log starts over and the file is cut
         back to that size. That group waits for two small fsyncs (~5 ms here), so it happens only when
         the log is long, every few seconds at the most; under a light load the log starts over by
         itself (no commit runs beside the copy)."""
@@ -224,7 +226,15 @@ class SqliteLedgerStore:
         return max(frames, 0) * page_size
 
     def _caught_up_transaction(self, batch: list[Op]) -> GroupPlan:
-        self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        db = self._connect()
+        # RESTART: copy what is left, holding off other writers (other processes too) for as long, so
+        # the log is whole in the database when the next transaction begins; given up after a moment
+        # if a reader or writer keeps it busy (the next checkpoint tries again).
+        db.execute(f"PRAGMA busy_timeout={CATCH_UP_WAIT_MS}")
+        try:
+            db.execute("PRAGMA wal_checkpoint(RESTART)")
+        finally:
+            db.execute("PRAGMA busy_timeout=0")
         return self._transaction(batch, wait=True)
 
     def is_retryable(self, exc: Exception) -> bool:
