@@ -3,8 +3,9 @@
 Each process registers itself in ``instances`` (host, pid) and refreshes a heartbeat. A hold
 belongs to a dead process when its instance row is gone, its heartbeat is stale, or it ran on
 this host under a pid that no longer exists (which is how a restart after ``kill -9`` cleans up
-at once). Such holds are released through the ledger writer's compare-and-swap, so a hold that
-its own process settles at the same moment is still resolved exactly once. A hold younger than the
+at once). Such holds are released through the ledger writer (which reads a request's state under
+its transaction's lock and resolves only a hold still open), so a hold that its own process settles
+at the same moment is still resolved exactly once. A hold younger than the
 sweep interval is left alone unless its process is known dead on this host: a process that was only
 paused or cut off from the database comes back, finds its row gone at its next heartbeat and
 registers again at once, and whatever it settles of a hold released meanwhile is charged late (see
