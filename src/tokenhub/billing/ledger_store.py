@@ -159,6 +159,7 @@ CATCH_UP_WAIT_MS = 200  # the longest the group after a checkpoint waits for oth
 
 class SqliteLedgerStore:
     parallel = 1  # one writer: SQLite's write lock
+    catch_up_bytes = WAL_SIZE_LIMIT  # the log's length from which the group after a checkpoint makes it start over
 
     def __init__(self, path: str, instance_id: str) -> None:
         self._path = path
@@ -214,8 +215,6 @@ class SqliteLedgerStore:
             self._commits_since_checkpoint = 0
             log_bytes = await asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint_now)
             self._catch_up = log_bytes >= self.catch_up_bytes
-
-    catch_up_bytes = WAL_SIZE_LIMIT  # the log's length from which the next group makes it start over
 
     def _checkpoint_now(self) -> int:
         """A passive checkpoint; the log's length in bytes."""
