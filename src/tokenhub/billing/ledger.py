@@ -239,6 +239,8 @@ class LedgerWriter:
                 except Exception as refused:
                     if not self._store.is_refusal(refused):
                         raise
+            else:  # not even the release: the request stays `held`, its hold counted against the balance
+                log.error("ledger: settlement of %s refused by the database in every form; its hold stays open", op.request_id)
 
     async def _commit(self, batch: list[Op]) -> None:
         for attempt in range(5):
