@@ -334,6 +334,19 @@ def _log_frames(path: str) -> int:
         return int.from_bytes(f.read(20)[16:20], sys.byteorder)
 
 
+class _Traffic:
+    """Requests as the ledger store sees them, numbered: a hold, then its settlement (two groups)."""
+
+    def __init__(self, uid: int, kid: int) -> None:
+        self.uid, self.kid, self.served = uid, kid, 0
+
+    async def serve_one(self, store: SqliteLedgerStore) -> None:
+        self.served += 1
+        rid = f"gen-{self.served}"
+        await store.commit([Hold(rid, self.uid, self.kid, 1_000, "m")])
+        await store.commit([Settlement(rid, self.uid, self.kid, 1_000, 700, "ok", Usage(3, 4))])
+
+
 def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
     """Checkpoints run beside the commits, yet the write-ahead log does not grow with the traffic:
     after a checkpoint the next group makes the log start over (it grew without end before)."""
@@ -344,13 +357,10 @@ def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
         store = SqliteLedgerStore(path, "test-instance")
         store.catch_up_bytes = 1_000_000  # (64 MB in service) a round of the traffic below writes a few MB
         frames: list[tuple[int, int]] = []
-        served = 0
+        traffic = _Traffic(uid, kid)
 
-        async def serve_one() -> None:  # a hold, then its settlement: two groups
-            nonlocal served
-            served += 1
-            await store.commit([Hold(f"gen-{served}", uid, kid, 1_000, "m")])
-            await store.commit([Settlement(f"gen-{served}", uid, kid, 1_000, 700, "ok", Usage(3, 4))])
+        async def serve_one() -> None:
+            await traffic.serve_one(store)
 
         for _ in range(6):
             for _ in range(40):
@@ -370,7 +380,7 @@ def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
             balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
         await engine.dispose()
         assert report.ok, report.problems
-        assert balance == 1_000_000 - served * 700
+        assert balance == 1_000_000 - traffic.served * 700
         # After each round the log holds only what followed its start-over: fewer frames than the round
         # wrote before its checkpoint (without the start-over it held everything since the first commit).
         assert all(after < before for before, after in frames), frames
@@ -388,13 +398,7 @@ def test_the_sqlite_log_starts_over_with_two_processes_committing(sqlite_url: st
         a, b = SqliteLedgerStore(path, "process-a"), SqliteLedgerStore(path, "process-b")
         a.catch_up_bytes = 1_000_000
         frames: list[tuple[int, int]] = []
-        served = 0
-
-        async def serve_one(store: SqliteLedgerStore) -> None:
-            nonlocal served
-            served += 1
-            await store.commit([Hold(f"gen-{served}", uid, kid, 1_000, "m")])
-            await store.commit([Settlement(f"gen-{served}", uid, kid, 1_000, 700, "ok", Usage(3, 4))])
+        serve_one = _Traffic(uid, kid).serve_one
 
         async def beside(task: asyncio.Task[None], store: SqliteLedgerStore, most: int) -> None:
             # At most `most` requests beside it: back to back without end, one connection's inline commits
