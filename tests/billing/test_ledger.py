@@ -86,6 +86,31 @@ def test_a_hold_is_settled_exactly_once(database_url: str):
     run(scenario())
 
 
+def test_holds_arriving_over_a_few_loop_turns_share_one_group(database_url: str):
+    """A burst of requests reaches its holds over a few event-loop turns; they are committed together
+    (a group stamps its rows once, so one group means one ``created_at``). Committing after the first
+    turn split such a burst into groups of the early ones and the rest."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+
+        async def hold_after(turns: int, request_id: str) -> None:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await ledger.hold(Hold(request_id, uid, kid, 1_000, "m"))
+
+        await asyncio.gather(*(hold_after(turns, f"gen-{turns}-{i}") for turns in (0, 1, 2) for i in range(3)))
+        async with engine.connect() as conn:
+            stamps = set((await conn.execute(select(requests.c.created_at))).scalars())
+        assert len(stamps) == 1, f"{len(stamps)} groups for one burst"
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
 def test_the_balance_is_read_under_a_lock(database_url: str):
     """The admission decision reads balances under a row lock (PostgreSQL) or SQLite's write lock."""
 
