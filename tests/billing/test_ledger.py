@@ -142,6 +142,38 @@ def test_the_balance_is_read_under_a_lock(database_url: str):
     run(scenario())
 
 
+def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: str):
+    """A group of holds only commits with ``synchronous_commit`` off (the request goes upstream sooner);
+    a group that settles waits for the disk, which makes every hold before it durable too (the log is
+    written in order). The setting is the transaction's own: it does not stay on the connection."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's commit setting")
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        store = ledger._store
+        assert isinstance(store, PostgresLedgerStore)
+        statements: list[str] = []
+        conn = await store._connect()
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        store._idle.append(conn)
+        store.parallel = 1  # both groups on this connection
+        ledger.start()
+        await ledger.hold(Hold("gen-s", uid, kid, 1_000, "m"))
+        ledger.settle(Settlement("gen-s", uid, kid, 1_000, 600, "ok"))
+        await ledger.flush()
+        begins = [s for s in statements if s.startswith("BEGIN")]
+        assert begins == ["BEGIN; SET LOCAL synchronous_commit TO off", "BEGIN"]
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        async with engine.connect() as c:
+            assert await c.scalar(select(users.c.balance).where(users.c.id == uid)) == 1_000_000 - 600
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
 def test_sweeper_releases_holds_of_a_dead_process_once(database_url: str):
     async def scenario() -> None:
         engine, uid, kid = await _setup(database_url)
