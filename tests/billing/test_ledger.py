@@ -512,6 +512,34 @@ def test_an_upstream_text_the_database_would_refuse_does_not_stop_the_ledger(dat
     run(scenario())
 
 
+def test_an_upstream_text_is_stored_as_it_came_whatever_its_quotes(database_url: str):
+    """PostgreSQL's write goes out with its COMMIT as one simple query, its rows as quoted literals: an
+    upstream's error text with quotes, backslashes, dollar quotes and SQL of its own is stored as it came,
+    and nothing else runs."""
+    hostile = "it's \\' \\\\'' $$ $x$ \";'); DROP TABLE users; -- \n\t\u2028 ☃ 𝄞 \\u0027 E'\\x41'"
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-q'uote", uid, kid, 300_000, "m'odel"))
+        ledger.settle(Settlement("gen-q'uote", uid, kid, 300_000, 1_000, "upstream_error", Usage(1, 1), error=hostile,
+                                 upstream_model="up'stream\\"))
+        await asyncio.wait_for(ledger.flush(), 5)
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(requests.c.state, requests.c.error, requests.c.model, requests.c.upstream_model)
+                                      .where(requests.c.id == "gen-q'uote"))).one()
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+            report = await check_ledger(conn)
+        assert tuple(row) == ("settled", hostile, "m'odel", "up'stream\\")
+        assert balance == 1_000_000 - 1_000
+        assert report.ok, report.problems
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
 def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(database_url: str):
     """asyncpg keeps a prepared statement's generic plan while the tables grow. Made on a new, empty
     database, a plan that scans a table (or joins a whole index by hashing it) gets slower with every
