@@ -130,3 +130,124 @@ def test_a_durable_bill_has_committed_its_release_when_the_error_leaves(database
         assert summary["balance_nanos"] == 1_000_000
 
     asyncio.run(scenario())
+
+
+async def _seen(ledger: LedgerWriter, uid: int, kid: int) -> None:
+    """One request through ``ledger``, so its process has seen the account's figures (``covers``)."""
+    async with Bill(ledger, Hold("gen-first", uid, kid, 1_000, "m")) as bill:
+        bill.status = "ok"
+    await ledger.flush()  # its settlement too: the figures seen are the account's whole balance
+
+
+def _postgres_only(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("early holds are PostgreSQL's (a round-trip commit); SQLite's never go early")
+
+
+def test_sqlite_holds_never_go_early(sqlite_url: str) -> None:
+    """A SQLite commit is the event loop's own work: overlapping it with the upstream call saves nothing."""
+
+    async def scenario() -> None:
+        engine, ledger, uid, kid = await _setup(sqlite_url)
+        await _seen(ledger, uid, kid)
+        hold = Hold("gen-waits", uid, kid, 1_000, "m")
+        assert not ledger.covers(hold)
+        async with Bill(ledger, hold, early=True):
+            assert hold.future is not None and hold.future.done()
+        await _finish(engine, ledger, uid)
+
+    asyncio.run(scenario())
+
+
+def test_an_early_bill_goes_on_before_its_hold_commits_and_settles_after_it(database_url: str) -> None:
+    _postgres_only(database_url)
+
+    async def scenario() -> None:
+        engine, ledger, uid, kid = await _setup(database_url)
+        first = Hold("gen-unseen", uid, kid, 100_000, "m")
+        async with Bill(ledger, first, early=True):  # an account this process has not seen: the hold commits first
+            assert first.future is not None and first.future.done()
+        await _seen(ledger, uid, kid)
+        held: list[str] = []
+        settled: list[Settlement] = []
+        hold = Hold("gen-early", uid, kid, 200_000, "m")
+        async with Bill(ledger, hold, early=True, on_held=lambda: held.append("held"), on_settled=settled.append) as bill:
+            assert hold.future is not None and not hold.future.done()  # the call goes on while the hold commits
+            bill.status, bill.cost = "ok", 150_000
+        assert settled == [] and held == []  # ended before the commit: settles once the hold is in
+        await ledger.flush()
+        await ledger.flush()  # the settlement queued when the hold committed
+        assert held == ["held"] and [s.cost for s in settled] == [150_000]
+        row = await _row(engine, "gen-early")
+        summary = await _finish(engine, ledger, uid)
+        assert (row.state, row.cost_nanos) == ("settled", 150_000)
+        assert summary["balance_nanos"] == 1_000_000 - 150_000
+
+    asyncio.run(scenario())
+
+
+def test_an_early_hold_refused_after_all_holds_and_settles_nothing(database_url: str) -> None:
+    _postgres_only(database_url)
+
+    async def scenario() -> None:
+        engine, ledger, uid, kid = await _setup(database_url)
+        await _seen(ledger, uid, kid)
+        other = LedgerWriter(engine, "other-instance")  # another process spends the account meanwhile
+        other.start()
+        await other.hold(Hold("gen-elsewhere", uid, kid, 900_000, "m"))
+        held: list[str] = []
+        settled: list[Settlement] = []
+        hold = Hold("gen-refused", uid, kid, 200_000, "m")
+        async with Bill(ledger, hold, early=True, on_held=lambda: held.append("held"), on_settled=settled.append) as bill:
+            assert not hold.future.done()  # this process's figures said it would fit
+            with pytest.raises(InsufficientCredits):
+                await bill.confirmed()
+            assert isinstance(await bill.refusal(), InsufficientCredits)
+            bill.status = "error"
+        await ledger.flush()
+        assert held == [] and settled == []
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(requests.c.id).where(requests.c.id == "gen-refused"))).first() is None
+        other.settle(Settlement("gen-elsewhere", uid, kid, 900_000, 0, "ok"))
+        await other.close()
+        summary = await _finish(engine, ledger, uid)
+        assert summary["balance_nanos"] == 1_000_000
+
+    asyncio.run(scenario())
+
+
+def test_an_early_bill_waits_where_its_hold_might_not_fit(database_url: str) -> None:
+    _postgres_only(database_url)
+
+    async def scenario() -> None:
+        engine, ledger, uid, kid = await _setup(database_url)
+        await _seen(ledger, uid, kid)
+        balance = 1_000_000
+        # Twice over what is left after the holds this process has queued: the room for another process's spending.
+        assert ledger.covers(Hold("a", uid, kid, balance // 2, "m"))
+        assert not ledger.covers(Hold("b", uid, kid, balance // 2 + 1, "m"))
+        ledger.queue_hold(pending := Hold("gen-pending", uid, kid, 300_000, "m"))
+        assert ledger.covers(Hold("c", uid, kid, (balance - 300_000) // 2, "m"))
+        assert not ledger.covers(Hold("d", uid, kid, (balance - 300_000) // 2 + 1, "m"))
+        assert not ledger.covers(Hold("e", uid, kid, 1, "m", budgets=(("key", kid, "day", 10**12),)))  # a query at commit
+        assert not ledger.covers(Hold("f", uid, kid + 1, 1, "m"))  # a key not seen here
+        await pending.future
+        ledger.settle(Settlement("gen-pending", uid, kid, 300_000, 0, "ok"))
+        await _finish(engine, ledger, uid)
+
+    asyncio.run(scenario())
+
+
+def test_an_early_bill_respects_the_keys_room_as_last_seen(database_url: str) -> None:
+    _postgres_only(database_url)
+
+    async def scenario() -> None:
+        engine, ledger, uid, kid = await _setup(database_url)
+        async with engine.begin() as conn:
+            _, key = await create_key(conn, uid, limit_nanos=100_000)
+        await _seen(ledger, uid, key["id"])  # used 0 of 100,000 (the first request cost nothing)
+        assert ledger.covers(Hold("a", uid, key["id"], 50_000, "m"))
+        assert not ledger.covers(Hold("b", uid, key["id"], 50_001, "m"))  # the balance would, the key's limit not twice
+        await _finish(engine, ledger, uid)
+
+    asyncio.run(scenario())

@@ -6,6 +6,11 @@
     # on exit, whatever the exit (an answer, an error, the client gone, a cancellation), the
     # settlement is queued once, from what the bill says then: a failure costs 0 unless a cost was set
 
+An ``early`` bill lets the call go upstream while its hold commits, when the ledger expects the
+hold admitted (``LedgerWriter.covers``); the caller awaits ``confirmed()`` (or ``refusal()``) before
+anything reaches the client. A bill that ends before its hold has committed settles once it has
+(nothing, if it was refused).
+
 A call whose settlement belongs to someone else from some point on (a video task, settled by the
 poller when the task ends) calls ``hand_over()``; the bill then settles nothing on exit. ``durable``
 bills wait for the settlement's commit when the call failed (a video submit that failed answers only
@@ -14,6 +19,7 @@ once its hold is released).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,6 +39,8 @@ class Bill:
     prices: str | None = None  # the model's prices as JSON, recorded with the request
     on_settled: Callable[[Settlement], None] | None = None  # e.g. metrics, a rate-limit ticket
     durable: bool = False  # on failure, wait until the settlement is committed before the error leaves
+    early: bool = False  # the call may go upstream while the hold commits (when the ledger expects it admitted)
+    on_held: Callable[[], None] | None = None  # once the hold is committed (e.g. metrics)
     status: str = "error"  # ok | client_closed | upstream_error | truncated | interrupted | error
     cost: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -50,18 +58,52 @@ class Bill:
         self.started = time.monotonic()
         self.channel_id = self.hold.channel_id
         self.upstream_model = self.hold.upstream_model
-        await self.ledger.hold(self.hold)
+        if self.early and self.ledger.covers(self.hold):
+            self.ledger.queue_hold(self.hold)
+            if self.on_held is not None:
+                on_held = self.on_held
+                self._future.add_done_callback(lambda f: on_held() if _held(f) else None)
+        else:
+            await self.ledger.hold(self.hold)
+            if self.on_held is not None:
+                self.on_held()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._handed_over:
             return
         settlement = self.settlement()
+        if not self._future.done():  # an early hold not committed yet: settle once it is
+            self._future.add_done_callback(lambda f: self._settle(settlement) if _held(f) else None)
+            return
+        if not _held(self._future):  # refused: nothing was held
+            return
+        self._settle(settlement)
+        if self.durable and exc is not None:
+            await self.ledger.flush()
+
+    async def refusal(self) -> Exception | None:
+        """Once the hold has committed: None, or why it was refused (an early hold may be)."""
+        future = self._future
+        if not future.done():
+            await asyncio.wait((future,))  # a caller cancelled meanwhile leaves the hold to commit, and to settle on exit
+        return future.exception()
+
+    async def confirmed(self) -> None:
+        """Wait for the hold's commit; raise its refusal."""
+        refused = await self.refusal()
+        if refused is not None:
+            raise refused
+
+    @property
+    def _future(self) -> asyncio.Future[None]:
+        assert self.hold.future is not None, "the bill's hold was never queued"
+        return self.hold.future
+
+    def _settle(self, settlement: Settlement) -> None:
         self.ledger.settle(settlement)
         if self.on_settled is not None:
             self.on_settled(settlement)
-        if self.durable and exc is not None:
-            await self.ledger.flush()
 
     def hand_over(self) -> None:
         """From now on the hold is someone else's to settle (exactly once: only a hold still open resolves)."""
@@ -88,3 +130,7 @@ class Bill:
             model=self.model,
             budgets=hold.budgets,
         )
+
+
+def _held(future: asyncio.Future[None]) -> bool:
+    return not future.cancelled() and future.exception() is None

@@ -113,6 +113,7 @@ class GroupPlan:
     settled: list[Charge]
     balances: dict[int, int]  # user id -> new balance
     key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
+    keys: dict[int, tuple[int | None, int, int]]  # key id -> (limit, used, held) as locked, before the deltas
 
 
 def spend_scopes(batch: list[Op]) -> dict[tuple[str, int], set[str]]:
@@ -145,7 +146,7 @@ def plan_group(
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
-    plan = GroupPlan([], [], [], [], balance, deltas)
+    plan = GroupPlan([], [], [], [], balance, deltas, keys)
     settling = dict(settling)
     spent = dict(spent or {})
     starts = starts or {}

@@ -4,6 +4,11 @@
     round trip, group-committed) -> the adapter builds the upstream request -> call it -> the
     responder answers in the client's protocol -> settle in ``finally`` (queued, group-committed)
 
+The hold is *early* where the ledger expects it admitted (``LedgerWriter.covers``): the upstream call
+starts while it commits, and the first byte to the client waits for the commit (``Client.open``, and
+``bill.confirmed()`` before a whole answer leaves). A hold refused after all ends the call with the
+refusal, charging nothing and counting nothing against the channel.
+
 The settlement runs in ``finally``, so every exit — success, upstream failure, client gone,
 cancellation — resolves the hold exactly once. Response headers go out with the first event worth
 sending, not before: until then any failure is still a plain HTTP error and nothing is charged.
@@ -125,10 +130,10 @@ class Relay:
             metrics.holds.dec()
             metrics.settled(responder.endpoint, job.model.id, settlement)
 
-        bill = Bill(self.gw.ledger, hold, prices=self.gw.directory.prices_json.get(job.model.id), on_settled=settled)
+        bill = Bill(self.gw.ledger, hold, prices=self.gw.directory.prices_json.get(job.model.id), on_settled=settled,
+                    early=True, on_held=metrics.holds.inc)  # fmt: skip
         try:
             async with bill:
-                metrics.holds.inc()
                 return await self._serve(job, plan, upstream, bill)
         finally:
             if ticket is not None:
@@ -150,7 +155,11 @@ class Relay:
                     upstream = await self._build(job, route, job.bound, job.held_output)
                 try:
                     response = await self._attempt(job, route, upstream, bill)
+                    await bill.confirmed()  # an answer leaves only once its hold is committed
                 except GatewayError as err:
+                    if (refused := await bill.refusal()) is not None:  # not the channel's fault, nor worth another
+                        health.release(route.channel.id)
+                        raise refused from None
                     if not self._retry(err, route, bill, last=number == len(attempts) - 1):
                         raise
                     continue  # nothing reached the client yet: the next channel may answer
@@ -158,6 +167,8 @@ class Relay:
                 return response
             raise ServiceUnavailable("no channel could take the request", code="no_channel")  # pragma: no cover
         except GatewayError as err:
+            if (refused := await bill.refusal()) is not None:
+                raise refused from None  # the hold was refused: nothing to record, whatever else went wrong
             bill.error = err.message
             bill.http_status = bill.http_status or err.status
             raise
@@ -450,6 +461,7 @@ class Client:
         self.response: web.StreamResponse | None = None
 
     async def open(self) -> None:
+        await self._bill.confirmed()  # nothing reaches the client before its hold is committed
         self.response = web.StreamResponse(headers=self._job.responder.sse_headers)
         self._job.streaming = True
         await self.response.prepare(self._job.request)
