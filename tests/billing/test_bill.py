@@ -139,29 +139,7 @@ async def _seen(ledger: LedgerWriter, uid: int, kid: int) -> None:
     await ledger.flush()  # its settlement too: the figures seen are the account's whole balance
 
 
-def _postgres_only(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("early holds are PostgreSQL's (a round-trip commit); SQLite's never go early")
-
-
-def test_sqlite_holds_never_go_early(sqlite_url: str) -> None:
-    """A SQLite commit is the event loop's own work: overlapping it with the upstream call saves nothing."""
-
-    async def scenario() -> None:
-        engine, ledger, uid, kid = await _setup(sqlite_url)
-        await _seen(ledger, uid, kid)
-        hold = Hold("gen-waits", uid, kid, 1_000, "m")
-        assert not ledger.covers(hold)
-        async with Bill(ledger, hold, early=True):
-            assert hold.future is not None and hold.future.done()
-        await _finish(engine, ledger, uid)
-
-    asyncio.run(scenario())
-
-
 def test_an_early_bill_goes_on_before_its_hold_commits_and_settles_after_it(database_url: str) -> None:
-    _postgres_only(database_url)
-
     async def scenario() -> None:
         engine, ledger, uid, kid = await _setup(database_url)
         first = Hold("gen-unseen", uid, kid, 100_000, "m")
@@ -187,8 +165,6 @@ def test_an_early_bill_goes_on_before_its_hold_commits_and_settles_after_it(data
 
 
 def test_an_early_hold_refused_after_all_holds_and_settles_nothing(database_url: str) -> None:
-    _postgres_only(database_url)
-
     async def scenario() -> None:
         engine, ledger, uid, kid = await _setup(database_url)
         await _seen(ledger, uid, kid)
@@ -217,8 +193,6 @@ def test_an_early_hold_refused_after_all_holds_and_settles_nothing(database_url:
 
 
 def test_an_early_bill_waits_where_its_hold_might_not_fit(database_url: str) -> None:
-    _postgres_only(database_url)
-
     async def scenario() -> None:
         engine, ledger, uid, kid = await _setup(database_url)
         await _seen(ledger, uid, kid)
@@ -239,8 +213,6 @@ def test_an_early_bill_waits_where_its_hold_might_not_fit(database_url: str) -> 
 
 
 def test_an_early_bill_respects_the_keys_room_as_last_seen(database_url: str) -> None:
-    _postgres_only(database_url)
-
     async def scenario() -> None:
         engine, ledger, uid, kid = await _setup(database_url)
         async with engine.begin() as conn:

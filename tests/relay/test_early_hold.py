@@ -3,6 +3,7 @@ commits, and nothing reaches the client before the commit (relay/relay.py, billi
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -32,6 +33,36 @@ async def _ids(conn: AsyncConnection) -> tuple[int, int]:
     return (await conn.execute(select(api_keys.c.user_id, api_keys.c.id))).one()
 
 
+class _Blocker:
+    """Another connection holding the account: on PostgreSQL its row's lock, on SQLite the write lock."""
+
+    def __init__(self, gw: Harness, database_url: str, user_id: int) -> None:
+        self._gw = gw
+        self._pg: asyncpg.Connection | None = None
+        self._lite: sqlite3.Connection | None = None
+        if database_url.startswith("postgresql"):
+            self._pg = gw.run(asyncpg.connect(database_url))
+            gw.run(self._pg.execute("BEGIN"))
+            gw.run(self._pg.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id))
+        else:
+            self._lite = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+            self._lite.execute("BEGIN IMMEDIATE")
+
+    def request_rows(self) -> int:
+        if self._pg is not None:
+            return self._gw.run(self._pg.fetchval("SELECT count(*) FROM requests"))
+        assert self._lite is not None
+        return self._lite.execute("SELECT count(*) FROM requests").fetchone()[0]
+
+    def release(self) -> None:
+        if self._pg is not None:
+            self._gw.run(self._pg.execute("COMMIT"))
+            self._gw.run(self._pg.close())
+        elif self._lite is not None:
+            self._lite.execute("COMMIT")
+            self._lite.close()
+
+
 def _wait_for(condition, what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -39,28 +70,18 @@ def _wait_for(condition, what: str, timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-@pytest.fixture
-def postgres_gateway(make_gateway, database_url: str) -> Harness:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("early holds are PostgreSQL's (a round-trip commit); SQLite's never go early")
-    return make_gateway(database_url)
-
-
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_it(
-    postgres_gateway: Harness, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
+    make_gateway, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
 ) -> None:
-    gw = postgres_gateway
+    gw: Harness = make_gateway(database_url)
     priced_model(gw, upstream_url)
     c = customer(gw)
     client = gw.client(c.key)
     _seen(gw, client)
     user_id, _ = gw.read(_ids)
     seen_before = len(fake_openai.requests)
-    # Another connection locks the account's row: the hold's commit waits for it.
-    blocker = gw.run(asyncpg.connect(database_url))
-    gw.run(blocker.execute("BEGIN"))
-    gw.run(blocker.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id))
+    blocker = _Blocker(gw, database_url, user_id)  # the hold's commit waits for it
     answer: list[str] = []
 
     def call() -> None:
@@ -76,10 +97,9 @@ def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_i
         _wait_for(lambda: len(fake_openai.requests) > seen_before, "the upstream call")  # it went upstream meanwhile
         time.sleep(0.2)  # the upstream has answered by now: the answer waits for the hold's commit
         assert answer == [] and caller.is_alive()
-        assert gw.run(blocker.fetchval("SELECT count(*) FROM requests")) == 1  # only the first request's row
+        assert blocker.request_rows() == 1  # its hold is not written yet: only the first request's row
     finally:
-        gw.run(blocker.execute("COMMIT"))
-        gw.run(blocker.close())
+        blocker.release()
     caller.join(10)
     assert answer and answer[0]
     row = gw.request_row()
@@ -89,9 +109,9 @@ def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_i
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
-    postgres_gateway: Harness, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
+    make_gateway, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
 ) -> None:
-    gw = postgres_gateway
+    gw: Harness = make_gateway(database_url)
     priced_model(gw, upstream_url)
     c = customer(gw, credits_usd="10")
     client = gw.client(c.key)
@@ -126,3 +146,32 @@ def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
     assert gw.credits(c.email)["balance_nanos"] == before  # nothing charged
     assert gw.request_row().id == "gen-elsewhere"  # the refused request left no row
     assert gw.ledger_report().ok
+
+
+def test_on_sqlite_a_request_among_others_waits_for_its_hold(gateway: Harness, sqlite_url: str, upstream_url: str,
+                                                             fake_openai: FakeOpenAIState) -> None:
+    """A SQLite commit is the process's own work: a hold goes early only for a request alone in the
+    process; among others it waits, to share their commit."""
+    priced_model(gateway, upstream_url)
+    c = customer(gateway)
+    client = gateway.client(c.key)
+    _seen(gateway, client)
+    user_id, _ = gateway.read(_ids)
+    fake_openai.token_delay = 0.1  # a stream that stays in flight
+    slow = threading.Thread(target=lambda: list(client.chat.completions.create(model=MODEL, messages=MSG, stream=True)))
+    slow.start()
+    _wait_for(lambda: fake_openai.active_streams > 0, "the first stream")
+    seen_before = len(fake_openai.requests)
+    blocker = _Blocker(gateway, sqlite_url, user_id)
+    answer: list[str] = []
+    second = threading.Thread(target=lambda: answer.append(client.chat.completions.create(model=MODEL, messages=MSG).id))
+    second.start()
+    try:
+        time.sleep(0.3)
+        assert len(fake_openai.requests) == seen_before  # its hold waits before it goes upstream
+    finally:
+        blocker.release()
+    second.join(10)
+    slow.join(30)
+    assert answer and len(fake_openai.requests) == seen_before + 1
+    assert gateway.ledger_report().ok

@@ -29,9 +29,9 @@ request could have used.
 
 Durability policy: a hold is committed before anything reaches the client, and in most cases before
 the upstream is called. A chat request whose hold this process has every reason to expect admitted
-(``covers``: a PostgreSQL store, whose commit is round trips; the account's balance and the key's room
-as this process last saw them cover the hold twice over, after the holds it has queued; no spend
-limit by period) goes upstream while its hold commits, and waits for the commit only before its first byte (``Bill.confirmed``): the commit's round
+(``covers``: the account's balance and the key's room as this process last saw them cover the hold
+twice over, after the holds it has queued; no spend limit by period) goes upstream while its hold
+commits, on PostgreSQL (a commit is round trips) and on SQLite when it is the process's only request, and waits for the commit only before its first byte (``Bill.confirmed``): the commit's round
 trips overlap the upstream's. Should the hold be refused after all (the account was drained through
 another process meanwhile), the upstream call is closed and the client gets the refusal; nothing is
 charged and nothing reached the client. A settlement is queued the
@@ -152,16 +152,20 @@ class LedgerWriter:
         hold.future.add_done_callback(lambda _: self._unpend(hold))
         self._enqueue(hold)
 
+    @property
+    def remote(self) -> bool:
+        """Whether a commit waits on a server's round trips (PostgreSQL), which the upstream call can
+        overlap; a local store's commit (SQLite) is this thread's own work."""
+        return self._store.remote
+
     def covers(self, hold: Hold) -> bool:
         """Whether this process expects ``hold`` to be admitted: the account's balance and its key's room,
         as its last commit touching them left them, cover the hold twice over after the holds it has
         queued and not committed yet (the margin is for what other processes spend meanwhile). Unknown
         figures (the account's first request here) and spend limits by period (a query at commit) never are.
 
-        Only a ``remote`` store's holds go early: a PostgreSQL commit is round trips the upstream call can
-        overlap; a SQLite commit is this thread's own work, which overlapping saves nothing of under load
-        (it only split groups: +10 % CPU per request at c=16) and a few loop turns at c=1."""
-        if hold.budgets or not self._store.remote:
+        Whether a hold should go early at all is the caller's choice (``remote``)."""
+        if hold.budgets:
             return False
         balance = self._balances.get(hold.user_id)
         key = self._keys.get(hold.key_id)
