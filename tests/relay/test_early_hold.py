@@ -148,6 +148,47 @@ def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
     assert gw.ledger_report().ok
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_hold_refused_while_the_upstream_answers_stops_the_call(
+    make_gateway, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
+) -> None:
+    """A whole answer (or a stream's first event) is not waited for once the hold is refused: the
+    upstream call is cancelled, and the client has its 402 at once."""
+    gw: Harness = make_gateway(database_url)
+    priced_model(gw, upstream_url)
+    c = customer(gw, credits_usd="10")
+    client = gw.client(c.key)
+    _seen(gw, client)
+    before = gw.credits(c.email)["balance_nanos"]
+    user_id, key_id = gw.read(_ids)
+
+    async def spend_elsewhere() -> LedgerWriter:
+        other = LedgerWriter(gw.gw.engine, "other-instance")
+        other.start()
+        await other.hold(Hold("gen-elsewhere", user_id, key_id, before - 1_000, MODEL))
+        return other
+
+    other = gw.run(spend_elsewhere())
+    slow = [{"role": "user", "content": "hello #fake:slow_first=3"}]  # the upstream answers after 3 s
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as refused:
+        if stream:
+            list(client.chat.completions.create(model=MODEL, messages=slow, stream=True))
+        else:
+            client.chat.completions.create(model=MODEL, messages=slow)
+    assert refused.value.status_code == 402 and refused.value.body["code"] == "insufficient_credits"
+    assert time.monotonic() - started < 2.0  # not after the upstream's answer
+    _wait_for(lambda: fake_openai.cancelled_requests == 1, "the upstream call to be cancelled")
+
+    async def settle_elsewhere() -> None:
+        other.settle(Settlement("gen-elsewhere", user_id, key_id, before - 1_000, 0, "ok"))
+        await other.close()
+
+    gw.run(settle_elsewhere())
+    assert gw.credits(c.email)["balance_nanos"] == before
+    assert gw.ledger_report().ok
+
+
 def test_on_sqlite_a_request_among_others_waits_for_its_hold(gateway: Harness, sqlite_url: str, upstream_url: str,
                                                              fake_openai: FakeOpenAIState) -> None:
     """A SQLite commit is the process's own work: a hold goes early only for a request alone in the

@@ -8,8 +8,10 @@
 
 An ``early`` bill lets the call go upstream while its hold commits, when the ledger expects the
 hold admitted (``LedgerWriter.covers``); the caller awaits ``confirmed()`` (or ``refusal()``) before
-anything reaches the client. A bill that ends before its hold has committed settles once it has
-(nothing, if it was refused).
+anything reaches the client, and marks the bill ``calling`` while it waits for the upstream's answer:
+a hold refused meanwhile cancels it there (a whole answer is not waited for, nor paid to the upstream,
+for nothing). A bill that ends before its hold has committed settles once it has (nothing, if it was
+refused).
 
 A call whose settlement belongs to someone else from some point on (a video task, settled by the
 poller when the task ends) calls ``hand_over()``; the bill then settles nothing on exit. ``durable``
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Callable
 
@@ -41,6 +44,9 @@ class Bill:
     durable: bool = False  # on failure, wait until the settlement is committed before the error leaves
     early: bool = False  # the call may go upstream while the hold commits (when the ledger expects it admitted)
     on_held: Callable[[], None] | None = None  # once the hold is committed (e.g. metrics)
+    # The call is waiting for the upstream's answer: an early hold refused meanwhile cancels the task
+    # that entered the bill (its ``CancelledError`` then stands for ``refused``).
+    calling: bool = False
     status: str = "error"  # ok | client_closed | upstream_error | truncated | interrupted | error
     cost: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -60,9 +66,7 @@ class Bill:
         self.upstream_model = self.hold.upstream_model
         if self.early and self.ledger.covers(self.hold):
             self.ledger.queue_hold(self.hold)
-            if self.on_held is not None:
-                on_held = self.on_held
-                self._future.add_done_callback(lambda f: on_held() if _held(f) else None)
+            self._future.add_done_callback(partial(self._early_hold_done, asyncio.current_task()))
         else:
             await self.ledger.hold(self.hold)
             if self.on_held is not None:
@@ -81,6 +85,19 @@ class Bill:
         self._settle(settlement)
         if self.durable and exc is not None:
             await self.ledger.flush()
+
+    def _early_hold_done(self, task: asyncio.Task[object] | None, future: asyncio.Future[None]) -> None:
+        if _held(future):
+            if self.on_held is not None:
+                self.on_held()
+        elif self.calling and task is not None:  # refused while the upstream is answering: stop waiting for it
+            task.cancel()
+
+    @property
+    def refused(self) -> Exception | None:
+        """Why the hold was refused, once it was (an early hold may be); None while it is pending or held."""
+        future = self._future
+        return future.exception() if future.done() and not future.cancelled() else None
 
     async def refusal(self) -> Exception | None:
         """Once the hold has committed: None, or why it was refused (an early hold may be)."""

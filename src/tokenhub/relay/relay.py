@@ -185,6 +185,9 @@ class Relay:
             health.release(route.channel.id)
             if job.streaming:
                 raise  # cancelled while a stream was being finished: its outcome stands
+            if (refused := bill.refused) is not None:  # the early hold was refused while the upstream answered
+                uncancel()
+                raise refused from None
             if not self.gw.inflight.cut_off:  # the client left before anything was sent: nothing to charge
                 bill.status, bill.http_status = "client_closed", 499
                 raise
@@ -299,12 +302,17 @@ class Relay:
             prompt = min(prompt, model.context_length)
         return max_cost(prompt, output * call.n, model.pricing)
 
-    async def _post(self, upstream: UpstreamRequest, channel: Channel) -> aiohttp.ClientResponse:
-        """Send; the response once its headers arrive within the channel's first-byte timeout."""
+    async def _post(self, upstream: UpstreamRequest, channel: Channel, bill: Bill) -> aiohttp.ClientResponse:
+        """Send; the response once its headers arrive within the channel's first-byte timeout. Meanwhile
+        the bill is ``calling``: an early hold refused then cancels the wait (``_serve`` answers the refusal)."""
         timeouts = channel.timeouts
-        with mapped_failures():
-            async with asyncio.timeout(timeouts.first_byte):
-                return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers, timeout=timeouts.client)
+        bill.calling = True
+        try:
+            with mapped_failures():
+                async with asyncio.timeout(timeouts.first_byte):
+                    return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers, timeout=timeouts.client)
+        finally:
+            bill.calling = False
 
     async def _error(self, resp: aiohttp.ClientResponse, adapter: ChatAdapter, channel: Channel) -> GatewayError:
         raw = await resp.read()
@@ -313,7 +321,7 @@ class Relay:
     # -- non-streaming -------------------------------------------------------------------------
 
     async def _complete(self, job: Job, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest, bill: Bill) -> web.Response:
-        resp = await self._post(upstream, route.channel)
+        resp = await self._post(upstream, route.channel, bill)
         try:
             bill.ttfb = time.monotonic()
             bill.http_status = resp.status
@@ -336,7 +344,7 @@ class Relay:
     # -- streaming -----------------------------------------------------------------------------
 
     async def _stream(self, job: Job, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
-        upstream_resp = await self._post(upstream, route.channel)
+        upstream_resp = await self._post(upstream, route.channel, bill)
         pricing = job.model.pricing
         meter = StreamMeter()
         pipe = job.responder.pipe(adapter, meter, lambda usage: format_usd(usage_cost(usage, pricing)), route.channel)
