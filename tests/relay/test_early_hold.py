@@ -63,6 +63,30 @@ class _Blocker:
             self._lite.close()
 
 
+class _Elsewhere:
+    """Another process holding nearly all of a customer's balance (its own ledger writer), until ``settle()``."""
+
+    def __init__(self, gw: Harness, email: str) -> None:
+        self._gw = gw
+        self.before = gw.credits(email)["balance_nanos"]
+        self.user_id, self.key_id = gw.read(_ids)
+        self._writer = LedgerWriter(gw.gw.engine, "other-instance")
+        self._amount = self.before - 1_000
+
+        async def hold() -> None:
+            self._writer.start()
+            await self._writer.hold(Hold("gen-elsewhere", self.user_id, self.key_id, self._amount, MODEL))
+
+        gw.run(hold())
+
+    def settle(self) -> None:
+        async def settle() -> None:
+            self._writer.settle(Settlement("gen-elsewhere", self.user_id, self.key_id, self._amount, 0, "ok"))
+            await self._writer.close()
+
+        self._gw.run(settle())
+
+
 def _wait_for(condition, what: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -116,16 +140,7 @@ def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
     c = customer(gw, credits_usd="10")
     client = gw.client(c.key)
     _seen(gw, client)
-    before = gw.credits(c.email)["balance_nanos"]
-    user_id, key_id = gw.read(_ids)
-
-    async def spend_elsewhere() -> LedgerWriter:  # another process holds nearly everything meanwhile
-        other = LedgerWriter(gw.gw.engine, "other-instance")
-        other.start()
-        await other.hold(Hold("gen-elsewhere", user_id, key_id, before - 1_000, MODEL))
-        return other
-
-    other = gw.run(spend_elsewhere())
+    other = _Elsewhere(gw, c.email)  # another process holds nearly everything meanwhile
     calls = len(fake_openai.requests)
     with pytest.raises(openai.APIStatusError) as refused:
         if stream:
@@ -137,13 +152,8 @@ def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
     assert len(fake_openai.requests) == calls + 1  # it had gone upstream: this process's figures said it fit
     snapshot = gw.gw.health.snapshot(gw.gw.directory.routes(MODEL)[0].channel.id)
     assert snapshot["recent_errors"] == 0  # not the channel's fault
-
-    async def settle_elsewhere() -> None:
-        other.settle(Settlement("gen-elsewhere", user_id, key_id, before - 1_000, 0, "ok"))
-        await other.close()
-
-    gw.run(settle_elsewhere())
-    assert gw.credits(c.email)["balance_nanos"] == before  # nothing charged
+    other.settle()
+    assert gw.credits(c.email)["balance_nanos"] == other.before  # nothing charged
     assert gw.request_row().id == "gen-elsewhere"  # the refused request left no row
     assert gw.ledger_report().ok
 
@@ -159,16 +169,7 @@ def test_a_hold_refused_while_the_upstream_answers_stops_the_call(
     c = customer(gw, credits_usd="10")
     client = gw.client(c.key)
     _seen(gw, client)
-    before = gw.credits(c.email)["balance_nanos"]
-    user_id, key_id = gw.read(_ids)
-
-    async def spend_elsewhere() -> LedgerWriter:
-        other = LedgerWriter(gw.gw.engine, "other-instance")
-        other.start()
-        await other.hold(Hold("gen-elsewhere", user_id, key_id, before - 1_000, MODEL))
-        return other
-
-    other = gw.run(spend_elsewhere())
+    other = _Elsewhere(gw, c.email)  # another process holds nearly everything meanwhile
     slow = [{"role": "user", "content": "hello #fake:slow_first=3"}]  # the upstream answers after 3 s
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as refused:
@@ -179,13 +180,8 @@ def test_a_hold_refused_while_the_upstream_answers_stops_the_call(
     assert refused.value.status_code == 402 and refused.value.body["code"] == "insufficient_credits"
     assert time.monotonic() - started < 2.0  # not after the upstream's answer
     _wait_for(lambda: fake_openai.cancelled_requests == 1, "the upstream call to be cancelled")
-
-    async def settle_elsewhere() -> None:
-        other.settle(Settlement("gen-elsewhere", user_id, key_id, before - 1_000, 0, "ok"))
-        await other.close()
-
-    gw.run(settle_elsewhere())
-    assert gw.credits(c.email)["balance_nanos"] == before
+    other.settle()
+    assert gw.credits(c.email)["balance_nanos"] == other.before
     assert gw.ledger_report().ok
 
 
