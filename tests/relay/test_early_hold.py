@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.harness import Harness
-from tests.support.scenarios import MODEL, customer, priced_model
+from tests.support.scenarios import MODEL, Customer, customer, priced_model
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
 from tokenhub.simulator.openai import FakeOpenAIState
 from tokenhub.storage.tables import api_keys
@@ -22,10 +22,32 @@ from tokenhub.storage.tables import api_keys
 MSG = [{"role": "user", "content": "hello"}]
 
 
+@pytest.fixture
+def seen(make_gateway, database_url: str, upstream_url: str) -> tuple[Harness, Customer, openai.OpenAI]:
+    """A gateway on either database, a customer with $10, and one answered request: the gateway has
+    seen the account's figures (``LedgerWriter.covers``)."""
+    gw: Harness = make_gateway(database_url)
+    priced_model(gw, upstream_url)
+    c = customer(gw, credits_usd="10")
+    client = gw.client(c.key)
+    _seen(gw, client)
+    return gw, c, client
+
+
 def _seen(gw: Harness, client: openai.OpenAI) -> None:
     """One answered request: the gateway has seen the account's figures."""
     client.chat.completions.create(model=MODEL, messages=MSG)
     gw.flush()
+
+
+def _refused(client: openai.OpenAI, messages: list[dict[str, str]], stream: bool) -> openai.APIStatusError:
+    """The error a chat request (streamed or not) was answered with."""
+    with pytest.raises(openai.APIStatusError) as refused:
+        if stream:
+            list(client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+        else:
+            client.chat.completions.create(model=MODEL, messages=messages)
+    return refused.value
 
 
 async def _ids(conn: AsyncConnection) -> tuple[int, int]:
@@ -96,13 +118,9 @@ def _wait_for(condition, what: str, timeout: float = 5.0) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_it(
-    make_gateway, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
+    seen: tuple[Harness, Customer, openai.OpenAI], database_url: str, fake_openai: FakeOpenAIState, stream: bool
 ) -> None:
-    gw: Harness = make_gateway(database_url)
-    priced_model(gw, upstream_url)
-    c = customer(gw)
-    client = gw.client(c.key)
-    _seen(gw, client)
+    gw, c, client = seen
     user_id, _ = gw.read(_ids)
     seen_before = len(fake_openai.requests)
     blocker = _Blocker(gw, database_url, user_id)  # the hold's commit waits for it
@@ -133,22 +151,14 @@ def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_i
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
-    make_gateway, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
+    seen: tuple[Harness, Customer, openai.OpenAI], fake_openai: FakeOpenAIState, stream: bool
 ) -> None:
-    gw: Harness = make_gateway(database_url)
-    priced_model(gw, upstream_url)
-    c = customer(gw, credits_usd="10")
-    client = gw.client(c.key)
-    _seen(gw, client)
+    gw, c, client = seen
     other = _Elsewhere(gw, c.email)  # another process holds nearly everything meanwhile
     calls = len(fake_openai.requests)
-    with pytest.raises(openai.APIStatusError) as refused:
-        if stream:
-            list(client.chat.completions.create(model=MODEL, messages=MSG, stream=True))
-        else:
-            client.chat.completions.create(model=MODEL, messages=MSG)
-    assert refused.value.status_code == 402
-    assert refused.value.body["code"] == "insufficient_credits"
+    refused = _refused(client, MSG, stream)
+    assert refused.status_code == 402
+    assert refused.body["code"] == "insufficient_credits"
     assert len(fake_openai.requests) == calls + 1  # it had gone upstream: this process's figures said it fit
     snapshot = gw.gw.health.snapshot(gw.gw.directory.routes(MODEL)[0].channel.id)
     assert snapshot["recent_errors"] == 0  # not the channel's fault
@@ -160,24 +170,16 @@ def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_hold_refused_while_the_upstream_answers_stops_the_call(
-    make_gateway, database_url: str, upstream_url: str, fake_openai: FakeOpenAIState, stream: bool
+    seen: tuple[Harness, Customer, openai.OpenAI], fake_openai: FakeOpenAIState, stream: bool
 ) -> None:
     """A whole answer (or a stream's first event) is not waited for once the hold is refused: the
     upstream call is cancelled, and the client has its 402 at once."""
-    gw: Harness = make_gateway(database_url)
-    priced_model(gw, upstream_url)
-    c = customer(gw, credits_usd="10")
-    client = gw.client(c.key)
-    _seen(gw, client)
+    gw, c, client = seen
     other = _Elsewhere(gw, c.email)  # another process holds nearly everything meanwhile
     slow = [{"role": "user", "content": "hello #fake:slow_first=3"}]  # the upstream answers after 3 s
     started = time.monotonic()
-    with pytest.raises(openai.APIStatusError) as refused:
-        if stream:
-            list(client.chat.completions.create(model=MODEL, messages=slow, stream=True))
-        else:
-            client.chat.completions.create(model=MODEL, messages=slow)
-    assert refused.value.status_code == 402 and refused.value.body["code"] == "insufficient_credits"
+    refused = _refused(client, slow, stream)
+    assert refused.status_code == 402 and refused.body["code"] == "insufficient_credits"
     assert time.monotonic() - started < 2.0  # not after the upstream's answer
     _wait_for(lambda: fake_openai.cancelled_requests == 1, "the upstream call to be cancelled")
     other.settle()
