@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.accounts.secrets import KEY_PREFIX, hash_api_key
 from tokenhub.billing.ledger_plan import Budget
@@ -29,6 +28,7 @@ from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import Scope
 from tokenhub.periodic import Periodic
 from tokenhub.secrets_box import SecretBox
+from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import as_utc, config_version
 from tokenhub.storage.tables import api_keys, channels, users
 from tokenhub.upstream import DEFAULT_TIMEOUTS, Channel, Route, Timeouts

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.accounts.service import count_admins, create_user
 from tokenhub.billing.ledger import LedgerWriter
@@ -21,7 +20,7 @@ from tokenhub.relay.fetch import ImageFetcher
 from tokenhub.relay.health import ChannelHealth
 from tokenhub.relay.inflight import InFlight
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
-from tokenhub.storage import migrate
+from tokenhub.storage import AsyncEngine, migrate
 from tokenhub.storage.engine import create_engine, deployment_id
 from tokenhub.upstream import Timeouts
 from tokenhub.vendors import env_channel_keys

@@ -74,7 +74,7 @@ def test_the_head_is_read_from_the_scripts_as_alembic_reads_it():
 
 def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     """The gateway's process loads what the request path needs; migrations, payments, templates, the
-    other database's driver and Redis load only when used (idle memory: bench/README.md)."""
+    other database's driver, Redis and SQLAlchemy's ORM load only when used (idle memory: bench/README.md)."""
     import json
     import subprocess
     import sys
@@ -94,10 +94,34 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
         "    gateway = await Gateway.start(settings)\n"
         "    await gateway.stop()\n"
         "asyncio.run(main())\n"
-        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
     )
     run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    loaded = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    modules = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    loaded = {name.split(".")[0] for name in modules}
     assert {"aiohttp", "sqlalchemy", "tokenhub"} <= loaded
     assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt"}
+    assert "sqlalchemy.ext.asyncio.engine" in modules
+    assert not {name for name in modules if name.startswith("sqlalchemy.orm")}
+
+
+def test_sqlalchemys_asyncio_package_is_whole_when_asked_for():
+    """tokenhub.storage imports SQLAlchemy's asyncio engine without the package's __init__ (which brings
+    the ORM); anyone asking the package for another name gets it, and the ORM, then."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import tokenhub.storage\n"
+        "assert 'sqlalchemy.orm' not in sys.modules\n"
+        "from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker\n"
+        "import sqlalchemy.ext.asyncio.session as session\n"
+        "assert AsyncSession is session.AsyncSession and AsyncConnection is tokenhub.storage.AsyncConnection\n"
+        "assert 'sqlalchemy.orm' in sys.modules\n"
+        "print('whole')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "whole"

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import account_links, users
 

@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 from sqlalchemy import update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts import links
 from tokenhub.accounts import service as accounts
 from tokenhub.accounts.sessions import end_all_sessions
 from tokenhub.errors import InvalidRequest, NotFound
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import users
 

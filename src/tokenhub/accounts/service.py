@@ -9,12 +9,12 @@ from typing import Any, Mapping
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts.secrets import display_prefix, hash_api_key, hash_password, new_api_key
 from tokenhub.digits import whole_number
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
 from tokenhub.limits.policy import RATE_FIELDS, Limits, cleared, parse_changes
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
 from tokenhub.storage.tables import api_keys, users
 

@@ -25,8 +25,8 @@ from datetime import timedelta
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import console_sessions
 

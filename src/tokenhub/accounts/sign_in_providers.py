@@ -27,10 +27,10 @@ import aiohttp
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.config import OidcProvider
 from tokenhub.errors import Conflict
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import user_identities, users
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import stored_responses
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pyotp
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.secrets_box import SecretBox
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import recovery_codes, users
 

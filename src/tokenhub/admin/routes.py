@@ -12,7 +12,6 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts import service as accounts
 from tokenhub.billing import service as billing
@@ -25,6 +24,7 @@ from tokenhub.directory import KeyInfo
 from tokenhub.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
 from tokenhub.json_body import parse_json
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
+from tokenhub.storage import AsyncConnection
 from tokenhub.surface import RouteGroup, authenticate
 
 MAX_ADMIN_BODY = 1024 * 1024

@@ -22,12 +22,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts.service import get_user
 from tokenhub.billing.service import add_credits
 from tokenhub.errors import InvalidRequest, NotFound
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import redemption_codes, users
 

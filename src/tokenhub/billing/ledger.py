@@ -51,13 +51,12 @@ import dataclasses
 import logging
 from typing import Callable, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendLimitReached
 from tokenhub.billing.ledger_store import store_for
 from tokenhub.errors import ServiceUnavailable
 from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncEngine
 from tokenhub.tokens import Usage
 
 __all__ = ["Charge", "Hold", "LedgerWriter", "Settlement", "SpendLimitReached"]  # the operations callers queue

@@ -27,11 +27,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
 from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
+from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import utc_now
 
 if TYPE_CHECKING:  # the driver loads only for a PostgreSQL store

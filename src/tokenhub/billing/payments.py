@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tokenhub.accounts.service import get_user
 from tokenhub.billing.service import add_credits
@@ -41,6 +40,7 @@ from tokenhub.digits import whole_number
 from tokenhub.errors import InvalidRequest, NotFound, ServiceUnavailable, UpstreamError
 from tokenhub.json_body import parse_json
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncConnection, AsyncEngine
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import payments, stripe_events, users
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts.service import get_user
 from tokenhub.errors import InvalidRequest
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import api_keys, ledger_entries, requests, users
 

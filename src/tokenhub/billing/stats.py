@@ -22,12 +22,12 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.billing.cost import usage_cost
 from tokenhub.catalog.model import Pricing
 from tokenhub.catalog.service import shipped
 from tokenhub.errors import InvalidRequest
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import channels, requests, users
 from tokenhub.tokens import Usage

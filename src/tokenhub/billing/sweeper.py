@@ -21,10 +21,10 @@ import socket
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokenhub.billing.ledger import LedgerWriter, Settlement
 from tokenhub.periodic import Periodic
+from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import as_utc, utc_now
 from tokenhub.storage.tables import instances, requests
 

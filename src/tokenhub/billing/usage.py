@@ -16,10 +16,10 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Date, and_, cast, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from tokenhub.errors import InvalidRequest
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc
 from tokenhub.storage.tables import requests, tasks
 

@@ -6,11 +6,11 @@ import functools
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.catalog.loader import apply_overrides, load_shipped
 from tokenhub.catalog.model import Catalog, Family, Model
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import bump_config_version, utc_now
 from tokenhub.storage.tables import model_overrides
 from tokenhub.vendors import PROVIDERS

@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.catalog.model import Catalog
 from tokenhub.digits import whole_number
 from tokenhub.errors import Conflict, InvalidRequest, NotFound
 from tokenhub.secrets_box import SecretBox
+from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, bump_config_version, utc_now
 from tokenhub.storage.tables import channels
 from tokenhub.vendors import PROVIDERS

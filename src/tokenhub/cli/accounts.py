@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.cli.common import describe_limits, given_limits, last_day, limit_options, run_db, table, usd_option
 from tokenhub.config import Settings
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncConnection
 
 
 @click.group()

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, NoReturn
 
 import click
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.config import Settings
 from tokenhub.errors import GatewayError
 from tokenhub.money import MoneyError, format_usd, usd_to_nanos
+from tokenhub.storage import AsyncConnection
 
 
 def fail(message: str) -> NoReturn:

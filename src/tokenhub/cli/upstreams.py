@@ -7,11 +7,11 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.cli.common import fail, run_db, table, usd_option
 from tokenhub.config import Settings
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncConnection
 
 
 @click.group()

@@ -19,7 +19,6 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from multidict import MultiDict, MultiDictProxy
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokenhub.accounts import links, two_factor
 from tokenhub.accounts import service as accounts
@@ -33,6 +32,7 @@ from tokenhub.console.render import Templates
 from tokenhub.errors import GatewayError, NotFound, PermissionDenied
 from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
+from tokenhub.storage import AsyncConnection
 from tokenhub.surface import GATEWAY
 
 SECURITY_HEADERS = {

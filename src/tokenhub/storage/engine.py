@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, event, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from tokenhub.storage import AsyncConnection, AsyncEngine, create_async_engine
 from tokenhub.storage.tables import meta
 
 log = logging.getLogger(__name__)

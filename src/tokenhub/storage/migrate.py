@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokenhub.storage import AsyncEngine
 
 if TYPE_CHECKING:
     from alembic.config import Config
