@@ -151,15 +151,26 @@ def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_i
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
-    seen: tuple[Harness, Customer, openai.OpenAI], fake_openai: FakeOpenAIState, stream: bool
+    seen: tuple[Harness, Customer, openai.OpenAI], database_url: str, fake_openai: FakeOpenAIState, stream: bool
 ) -> None:
     gw, c, client = seen
     other = _Elsewhere(gw, c.email)  # another process holds nearly everything meanwhile
     calls = len(fake_openai.requests)
-    refused = _refused(client, MSG, stream)
+    # The hold's commit (and so its refusal) waits until the call has gone upstream: on SQLite a commit
+    # can otherwise be done before the request is written, and the race is not what this test is about.
+    blocker = _Blocker(gw, database_url, other.user_id)
+    answers: list[openai.APIStatusError] = []
+    caller = threading.Thread(target=lambda: answers.append(_refused(client, MSG, stream)))
+    caller.start()
+    try:
+        _wait_for(lambda: len(fake_openai.requests) == calls + 1, "the upstream call")  # this process's figures said it fit
+    finally:
+        blocker.release()
+    caller.join(10)
+    assert answers, "the request was not refused"
+    refused = answers[0]
     assert refused.status_code == 402
     assert refused.body["code"] == "insufficient_credits"
-    assert len(fake_openai.requests) == calls + 1  # it had gone upstream: this process's figures said it fit
     snapshot = gw.gw.health.snapshot(gw.gw.directory.routes(MODEL)[0].channel.id)
     assert snapshot["recent_errors"] == 0  # not the channel's fault
     other.settle()
