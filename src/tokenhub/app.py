@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from aiohttp import web
 
-from tokenhub.admin.routes import AdminAPI
 from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middleware, error_middleware
 from tokenhub.api.gemini import GeminiAPI
 from tokenhub.api.media import MediaAPI
@@ -16,12 +15,13 @@ from tokenhub.api.responses import ResponsesAPI
 from tokenhub.api.routes import PublicAPI
 from tokenhub.api.stripe_webhook import StripeWebhookAPI
 from tokenhub.config import Settings
-from tokenhub.console.render import STATIC
-from tokenhub.console.routes import Console
 from tokenhub.gateway import Gateway
 from tokenhub.relay.inflight import Handler
-from tokenhub.surface import GATEWAY, echo_request_id
+from tokenhub.surface import GATEWAY, DeferredRoutes, echo_request_id
 from tokenhub.tasks.poller import TaskPoller
+
+if TYPE_CHECKING:
+    from tokenhub.console.routes import Console
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -68,11 +68,58 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ResponsesAPI(app).routes())
     app.add_routes(GeminiAPI(app).routes())
     app.add_routes(MediaAPI(app).routes())
-    app.add_routes(AdminAPI(app).routes())
     app.add_routes(OpsAPI(app).routes())
     app.add_routes(StripeWebhookAPI(app).routes())
-    console = Console(app)
-    app.add_routes(console.routes())
+    # The admin API and the console load with their first request (surface.DeferredRoutes).
+    app.router.register_resource(DeferredRoutes("/api/admin", lambda: _admin_routes(app)))
+    console = ConsoleOnFirstUse(app)
+    app[CONSOLE] = console
+    app.router.register_resource(DeferredRoutes("/", console.routes))
     app[HTML_NOT_FOUND] = console.not_found
-    app.router.add_static("/static", STATIC)
+    app.on_shutdown.append(console.shutdown)
+    app.on_cleanup.append(console.cleanup)
     return app
+
+
+def _admin_routes(app: web.Application) -> list[web.RouteDef]:
+    from tokenhub.admin.routes import AdminAPI
+
+    return AdminAPI(app).routes()
+
+
+class ConsoleOnFirstUse:
+    """The console's pages, and its page for an address that does not exist, built when first asked for;
+    what its pages need done when the app shuts down and cleans up, done if they were built."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from tokenhub.console.routes import Console
+
+            self._console = Console(self._app)
+        return self._console
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        from tokenhub.console.render import STATIC
+
+        return [*self.console.routes(), web.static("/static", STATIC)]
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        return await self.console.not_found(request)
+
+    async def shutdown(self, app: web.Application) -> None:
+        if self._console is not None:
+            for hook in self._console.shell.on_shutdown:
+                await hook(app)
+
+    async def cleanup(self, app: web.Application) -> None:
+        if self._console is not None:
+            for hook in self._console.shell.on_cleanup:
+                await hook(app)
+
+
+CONSOLE = web.AppKey("console", ConsoleOnFirstUse)

@@ -35,9 +35,10 @@ from tests.console.conftest import PASSWORD, log_in, make_user
 from tests.support.harness import Harness
 from tokenhub.accounts import links
 from tokenhub.accounts import service as accounts
+from tokenhub.app import CONSOLE
 from tokenhub.cli import main
 from tokenhub.console.i18n import translator
-from tokenhub.console.pages.recovery import MAILER, Mailer
+from tokenhub.console.pages.recovery import Mailer
 from tokenhub.mail import Mailbox, MailError
 
 SMTP_USER, SMTP_PASSWORD = "mailer", "smtp-pass-Zq81"
@@ -438,7 +439,8 @@ def test_smtp_down_keeps_the_page_and_the_secrets(make_gateway, sqlite_url, open
     page = open_page(console)
     caplog.set_level(logging.INFO)
     assert ask_reset(page, user["email"]) == translator("en")("recovery.sent", email=user["email"])
-    mailer = console.server.app[MAILER]
+    mailer = console.server.app[CONSOLE].console.shell.mailer
+    assert mailer is not None
     deadline = time.monotonic() + 10
     while mailer.tasks and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -74,7 +74,8 @@ def test_the_head_is_read_from_the_scripts_as_alembic_reads_it():
 
 def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     """The gateway's process loads what the request path needs; migrations, payments, templates, the
-    other database's driver, Redis and SQLAlchemy's ORM load only when used (idle memory: bench/README.md)."""
+    other database's driver, Redis, SQLAlchemy's ORM, the console and the admin API load only when used
+    (idle memory: bench/README.md)."""
     import json
     import subprocess
     import sys
@@ -103,7 +104,7 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     assert {"aiohttp", "sqlalchemy", "tokenhub"} <= loaded
     assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt"}
     assert "sqlalchemy.ext.asyncio.engine" in modules
-    assert not {name for name in modules if name.startswith("sqlalchemy.orm")}
+    assert not {name for name in modules if name.startswith(("sqlalchemy.orm", "tokenhub.console", "tokenhub.admin"))}
 
 
 def test_sqlalchemys_asyncio_package_is_whole_when_asked_for():

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -34,6 +34,11 @@ from tokenhub.gateway import Gateway
 from tokenhub.money import format_usd
 from tokenhub.storage import AsyncConnection
 from tokenhub.surface import GATEWAY
+
+if TYPE_CHECKING:
+    from tokenhub.console.pages.recovery import Mailer
+
+Hook = Callable[[web.Application], Awaitable[None]]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -169,6 +174,11 @@ class Shell:
         self.signups = SignupLimiter()
         self.notices = notices
         self._codec: SessionCodec | None = None
+        self.mailer: Mailer | None = None  # the recovery pages' (verification and reset emails)
+        # What the pages need done when the app shuts down and cleans up. The console is built on its
+        # first request, after the app started (app.py), so its pages cannot add to the app's own signals.
+        self.on_shutdown: list[Hook] = []
+        self.on_cleanup: list[Hook] = []
 
     @property
     def gw(self) -> Gateway:

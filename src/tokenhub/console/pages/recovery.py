@@ -149,7 +149,9 @@ class Mailer:
         return True
 
 
-MAILER = web.AppKey("console_mailer", Mailer)
+def _mailer(shell: Shell) -> Mailer:
+    assert shell.mailer is not None, "the recovery pages are part of every console"
+    return shell.mailer
 
 
 def verify_mode(shell: Shell) -> str:
@@ -160,7 +162,7 @@ async def after_sign_up(shell: Shell, ctx: Ctx, user: dict[str, Any]) -> None:
     """Called by the sign-up page once the account exists: sends the verification email when one is due."""
     if user.get("email_verified") or verify_mode(shell) == "off":
         return
-    shell.app[MAILER].send_verify(int(user["id"]), user["email"], ctx.lang, site_url(ctx.request))
+    _mailer(shell).send_verify(int(user["id"]), user["email"], ctx.lang, site_url(ctx.request))
 
 
 def verification_notice(shell: Shell, ctx: Ctx) -> dict[str, Any] | None:
@@ -169,7 +171,7 @@ def verification_notice(shell: Shell, ctx: Ctx) -> dict[str, Any] | None:
     mode = verify_mode(shell)
     if user is None or user.get("email_verified") or mode == "off":
         return None
-    can_send = shell.app[MAILER].mailbox is not None
+    can_send = _mailer(shell).mailbox is not None
     if mode == "optional" and not can_send:
         return None  # nothing the user could do about it
     return {"required": mode == "required", "can_send": can_send}
@@ -191,8 +193,8 @@ class RecoveryPages(Pages):
     def __init__(self, shell: Shell) -> None:
         super().__init__(shell)
         self.mailer = Mailer(shell)
-        shell.app[MAILER] = self.mailer
-        shell.app.on_shutdown.append(self.mailer.close)
+        shell.mailer = self.mailer
+        shell.on_shutdown.append(self.mailer.close)
         self.forgot_requests = FailureWindow(FORGOT_PER_ADDRESS, FORGOT_WINDOW)
 
     def routes(self) -> list[web.RouteDef]:

@@ -68,7 +68,7 @@ class SignInWithPages(Pages):
         self._fernet: Fernet | None = None
         self.starts = FailureWindow(STARTS_PER_ADDRESS, STARTS_WINDOW)  # each start stores a state row: capped
         shell.templates.globals["sign_in_buttons"] = self.buttons
-        shell.app.on_cleanup.append(self._close)
+        shell.on_cleanup.append(self._close)
 
     def routes(self) -> list[web.RouteDef]:
         return [
