@@ -326,6 +326,7 @@ def measure_target(name: str, url: str, key: str, pids: list[int], load: Load, a
         if args.py_spy and name.startswith("gateway"):
             out["profile"] = {c: profile(args.py_spy, pids[0], url, key, int(c), load, args)
                               for c in ("1", "16")}
+            out["profile_stream"] = {"16": profile(args.py_spy, pids[0], url, key, 16, load, args, stream=True)}
     return out
 
 
@@ -344,15 +345,19 @@ PROFILE_BUCKETS = [
 ]
 
 
-def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, args: argparse.Namespace) -> dict:
-    """py-spy (GIL-holding samples only) while wrk drives `conc` non-streaming connections."""
-    log(f"  profiling pid {pid} with py-spy at c={conc}")
-    raw = load.workdir / f"pyspy-{pid}-{conc}.txt"
+def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, args: argparse.Namespace,
+            stream: bool = False) -> dict:
+    """py-spy (GIL-holding samples only) while wrk drives `conc` non-streaming connections (or the
+    Python load generator `conc` streams)."""
+    log(f"  profiling pid {pid} with py-spy at c={conc}{' (streams)' if stream else ''}")
+    raw = load.workdir / f"pyspy-{pid}-{conc}{'-stream' if stream else ''}.txt"
     spy = subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(args.duration), "-r", "200", "--gil",
                             "--nonblocking", "-f", "raw", "-o", str(raw)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if args.loadgen == "wrk":
+        if stream:
+            r = load.python(url, key, STREAM_BODY, conc, args.duration, 0.5, [pid])
+        elif args.loadgen == "wrk":
             r = load.wrk(url, key, conc, args.duration, [pid])
         else:
             r = load.python(url, key, BODY, conc, args.duration, 0.5, [pid])
@@ -639,8 +644,10 @@ def report(result: dict) -> str:
         lines.append(f"workers: ledger check {'OK' if workers['ledger_check']['ok'] else 'FAILED'}; "
                      f"request rows {workers.get('request_rows')}")
     for name, t in loaded.items():
-        for c, p in (t.get("profile") or {}).items():
-            lines.append(f"\n{name} py-spy profile at c={c} ({p['samples']} GIL samples, "
+        profiles = [(c, "", p) for c, p in (t.get("profile") or {}).items()]
+        profiles += [(c, " (streams)", p) for c, p in (t.get("profile_stream") or {}).items()]
+        for c, kind, p in profiles:
+            lines.append(f"\n{name} py-spy profile at c={c}{kind} ({p['samples']} GIL samples, "
                          f"{p['rps_while_profiled']:,.0f} req/s while profiled): share of the GIL-holding time")
             for k, v in p["buckets_pct"].items():
                 lines.append(f"  {v:5.1f} %  {k}")
@@ -734,7 +741,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="don't pin: by default load generator + upstream run on CPU 0, the proxy/gateway on CPU 1")
     ap.add_argument("--py-spy", metavar="PATH", nargs="?", const="py-spy",
-                    help="after measuring the gateway, profile it with py-spy at c=1 and c=16 (GIL samples)")
+                    help="after measuring the gateway, profile it with py-spy at c=1 and c=16, and streams at c=16 (GIL samples)")
     ap.add_argument("--out", help="result JSON path (default bench/results/YYYY-MM-DD-HHMM.json)")
     ap.add_argument("--no-save", action="store_true", help="don't write the JSON result")
     ap.add_argument("--keep-logs", action="store_true", help="keep the servers' logs (the temp dir is printed)")
