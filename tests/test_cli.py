@@ -448,3 +448,23 @@ def test_running_gateway_picks_up_cli_changes(
 
     _, took = _poll(refused)
     assert took < 2.5, f"the revoked key kept working for {took:.2f}s"
+
+
+def test_each_command_loads_with_its_own_module():
+    """`tokenhub serve` imports the serve command's module and not the operator's commands (the gateway's
+    idle memory); every command still resolves, under its own name."""
+    probe = (
+        "import sys\n"
+        "import click\n"
+        "from tokenhub.cli import COMMANDS, main\n"
+        "ctx = click.Context(main)\n"
+        "main.get_command(ctx, 'serve')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tokenhub.cli.')))\n"
+        "print(sorted(main.get_command(ctx, name).name for name in main.list_commands(ctx)) == sorted(COMMANDS))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    loaded, resolved = run.stdout.strip().splitlines()
+    assert loaded == "['tokenhub.cli.common', 'tokenhub.cli.serve']"
+    assert resolved == "True"
+    assert CliRunner().invoke(main, ["nothing-here"]).exit_code == 2  # click's usage error, as before

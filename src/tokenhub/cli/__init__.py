@@ -14,23 +14,33 @@ exits with status 1.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from tokenhub.cli.accounts import key, user
-from tokenhub.cli.credits import credits, ledger
-from tokenhub.cli.invites import invite
-from tokenhub.cli.serve import serve, simulate
-from tokenhub.cli.upstreams import channel, model
+# Each command's module, imported when the command runs (or --help lists them): the gateway's process
+# loads ``serve`` alone, not the operator's commands (idle memory: bench/README.md).
+COMMANDS = {
+    "serve": "serve", "simulate": "serve", "user": "accounts", "key": "accounts", "credits": "credits",
+    "ledger": "credits", "channel": "upstreams", "model": "upstreams", "invite": "invites",
+}  # fmt: skip
 
 
-@click.group()
+class _Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = COMMANDS.get(name)
+        if module is None:
+            return None
+        return getattr(importlib.import_module(f"tokenhub.cli.{module}"), name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="tokenhub")
 def main() -> None:
     """TokenHub: one OpenAI-compatible API and one key for every model."""
-
-
-for command in (serve, simulate, user, key, credits, ledger, channel, model, invite):
-    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover
