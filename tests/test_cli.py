@@ -29,6 +29,7 @@ from click.testing import CliRunner
 
 from tests.conftest import UPSTREAM_KEY
 from tests.support.harness import Harness
+from tests.support.processes import python_output
 from tokenhub.cli import main
 
 SECRET = "cli-test-secret"
@@ -462,9 +463,7 @@ def test_each_command_loads_with_its_own_module():
         "print(sorted(m for m in sys.modules if m.startswith('tokenhub.cli.')))\n"
         "print(sorted(main.get_command(ctx, name).name for name in main.list_commands(ctx)) == sorted(COMMANDS))\n"
     )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    loaded, resolved = run.stdout.strip().splitlines()
+    loaded, resolved = python_output(probe).strip().splitlines()
     assert loaded == "['tokenhub.cli.common', 'tokenhub.cli.serve']"
     assert resolved == "True"
     assert CliRunner().invoke(main, ["nothing-here"]).exit_code == 2  # click's usage error, as before

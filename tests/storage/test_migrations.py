@@ -77,10 +77,8 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     other database's driver, Redis, SQLAlchemy's ORM, the console and the admin API load only when used
     (idle memory: bench/README.md)."""
     import json
-    import subprocess
-    import sys
 
-    from tests.support.processes import clean_env, cli
+    from tests.support.processes import clean_env, cli, python_output
 
     env = clean_env(tmp_path / "home")
     assert cli(["user", "create", "dev@example.com"], env).returncode == 0  # creates and migrates the database
@@ -97,9 +95,7 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
         "asyncio.run(main())\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
-    run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    modules = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    modules = set(json.loads(python_output(probe, env).strip().splitlines()[-1]))
     loaded = {name.split(".")[0] for name in modules}
     assert {"aiohttp", "sqlalchemy", "tokenhub"} <= loaded
     assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt"}
@@ -110,8 +106,7 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
 def test_sqlalchemys_asyncio_package_is_whole_when_asked_for():
     """tokenhub.storage imports SQLAlchemy's asyncio engine without the package's __init__ (which brings
     the ORM); anyone asking the package for another name gets it, and the ORM, then."""
-    import subprocess
-    import sys
+    from tests.support.processes import python_output
 
     probe = (
         "import sys\n"
@@ -123,6 +118,4 @@ def test_sqlalchemys_asyncio_package_is_whole_when_asked_for():
         "assert 'sqlalchemy.orm' in sys.modules\n"
         "print('whole')\n"
     )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "whole"
+    assert python_output(probe).strip() == "whole"

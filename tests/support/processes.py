@@ -26,6 +26,13 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
     return subprocess.run([sys.executable, "-m", "tokenhub", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
+def python_output(code: str, env: dict[str, str] | None = None) -> str:
+    """What ``code`` prints run by a fresh interpreter (its own ``sys.modules``); it must exit 0."""
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
