@@ -112,13 +112,14 @@ class ConsoleOnFirstUse:
         return await self.console.not_found(request)
 
     async def shutdown(self, app: web.Application) -> None:
-        if self._console is not None:
-            for hook in self._console.shell.on_shutdown:
-                await hook(app)
+        await self._run(app, "on_shutdown")
 
     async def cleanup(self, app: web.Application) -> None:
+        await self._run(app, "on_cleanup")
+
+    async def _run(self, app: web.Application, signal: str) -> None:
         if self._console is not None:
-            for hook in self._console.shell.on_cleanup:
+            for hook in getattr(self._console.shell, signal):
                 await hook(app)
 
 

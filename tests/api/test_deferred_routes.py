@@ -56,3 +56,31 @@ def test_deferred_routes_load_on_first_ask_and_then_answer_like_registered_ones(
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_the_consoles_shutdown_and_cleanup_hooks_run_from_the_apps_signals(tmp_path):
+    """The console is built after the app started, so its pages give their shutdown and cleanup hooks to
+    the shell; the app's own signals run them, once the console exists (and nothing before)."""
+    from tests.support.harness import gateway_settings
+    from tokenhub.app import CONSOLE, create_app
+
+    app = create_app(gateway_settings(tmp_path / "home", f"sqlite:///{tmp_path / 'gateway.db'}"))
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        app.freeze()
+        await app.on_shutdown.send(app)
+        await app.on_cleanup.send(app)  # the console was never built: nothing to run, nothing built
+        shell = app[CONSOLE].console.shell
+        assert shell.mailer is not None and shell.mailer.close in shell.on_shutdown
+
+        async def record(name: str, _app: web.Application) -> None:
+            ran.append(name)
+
+        shell.on_shutdown.append(lambda a: record("shutdown", a))
+        shell.on_cleanup.append(lambda a: record("cleanup", a))
+        await app.on_shutdown.send(app)
+        await app.on_cleanup.send(app)
+
+    asyncio.run(scenario())
+    assert ran == ["shutdown", "cleanup"]
