@@ -2,7 +2,8 @@
 
 API keys are ``th-`` + 43 url-safe characters (256 random bits). Only their SHA-256 is stored:
 a fast hash is right for a secret with that much entropy, and lets the hot path find a key with one
-dictionary lookup. Passwords, which people choose, get Argon2id.
+dictionary lookup. Passwords, which people choose, get Argon2id (argon2-cffi, loaded with the first
+password: the API's request path never needs it).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 KEY_PREFIX = "th-"
-_hasher = PasswordHasher()
 
 
 def new_api_key() -> str:
@@ -31,8 +32,15 @@ def display_prefix(key: str) -> str:
     return key[: len(KEY_PREFIX) + 6] + "…"
 
 
+@functools.cache
+def _hasher() -> PasswordHasher:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher().hash(password)
 
 
 @functools.cache
@@ -45,7 +53,9 @@ def dummy_password_hash() -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches; with no hash (an unknown account, or one without a password) it is checked
     against a dummy hash, for the same time, and is never right."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _hasher.verify(password_hash or dummy_password_hash(), password) and password_hash is not None
+        return _hasher().verify(password_hash or dummy_password_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
