@@ -22,6 +22,7 @@ from tokenhub.relay.inflight import InFlight
 from tokenhub.secrets_box import SecretBox, load_or_create_secret
 from tokenhub.storage import AsyncEngine, migrate
 from tokenhub.storage.engine import create_engine, deployment_id
+from tokenhub.storage.resealing import reseal
 from tokenhub.upstream import Timeouts
 from tokenhub.vendors import env_channel_keys
 
@@ -102,8 +103,10 @@ class Gateway:
 
 
 async def bootstrap(engine: AsyncEngine, box: SecretBox, settings: Settings) -> None:
-    """First-start duties: channels for upstream keys in the environment, and the first admin."""
+    """Start duties: secrets sealed by an earlier release resealed; channels for upstream keys in the
+    environment, and the first admin."""
     async with engine.begin() as conn:
+        await reseal(conn, box)
         for provider, key in env_channel_keys(settings.upstream_env).items():
             await upsert_env_channel(conn, box, provider, key)
         if await count_admins(conn) == 0:

@@ -74,14 +74,16 @@ def test_the_head_is_read_from_the_scripts_as_alembic_reads_it():
 
 def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     """The gateway's process loads what the request path needs; migrations, payments, templates, the
-    other database's driver, Redis, SQLAlchemy's ORM, the console and the admin API load only when used
-    (idle memory: bench/README.md)."""
+    other database's driver, Redis, SQLAlchemy's ORM, the console, the admin API, password hashing and
+    the ``cryptography`` package load only when used (idle memory: bench/README.md)."""
     import json
 
     from tests.support.processes import clean_env, cli, python_output
 
     env = clean_env(tmp_path / "home")
     assert cli(["user", "create", "dev@example.com"], env).returncode == 0  # creates and migrates the database
+    channel = ["channel", "add", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1", "--api-key", "sk-x", "--name", "c"]
+    assert cli([*channel, "--models", "openai/gpt-4.1=gpt-4.1"], env).returncode == 0  # a sealed key the start opens
     probe = (
         "import asyncio, json, sys\n"
         "from tokenhub.app import create_app\n"
@@ -98,7 +100,7 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     modules = set(json.loads(python_output(probe, env).strip().splitlines()[-1]))
     loaded = {name.split(".")[0] for name in modules}
     assert {"aiohttp", "sqlalchemy", "tokenhub"} <= loaded
-    assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt"}
+    assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt", "cryptography", "argon2"}
     assert "sqlalchemy.ext.asyncio.engine" in modules
     assert not {name for name in modules if name.startswith(("sqlalchemy.orm", "tokenhub.console", "tokenhub.admin"))}
 

@@ -188,7 +188,7 @@ channels = Table(
     Column("name", String(100), nullable=False, unique=True),
     Column("provider", String(40), nullable=False),
     Column("base_url", String(500), nullable=False),
-    Column("api_key_enc", Text, nullable=False),  # Fernet token; never leaves the server
+    Column("api_key_enc", Text, nullable=False),  # sealed (tokenhub.secrets_box); never leaves the server
     Column("models", Text),  # JSON object {catalog id: upstream id}; NULL = the provider's catalog
     Column("priority", Integer, nullable=False, default=0),
     Column("weight", Integer, nullable=False, default=1),
