@@ -75,7 +75,8 @@ def test_the_head_is_read_from_the_scripts_as_alembic_reads_it():
 def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     """The gateway's process loads what the request path needs; migrations, payments, templates, the
     other database's driver, Redis, SQLAlchemy's ORM, the console, the admin API, password hashing and
-    the ``cryptography`` package load only when used (idle memory: bench/README.md)."""
+    the ``cryptography`` package load only when used, prometheus_client's exposition with the first
+    scrape (idle memory: bench/README.md)."""
     import json
 
     from tests.support.processes import clean_env, cli, python_output
@@ -103,6 +104,7 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt", "cryptography", "argon2"}
     assert "sqlalchemy.ext.asyncio.engine" in modules
     assert not {name for name in modules if name.startswith(("sqlalchemy.orm", "tokenhub.console", "tokenhub.admin"))}
+    assert "prometheus_client.metrics" in modules and "prometheus_client.exposition" not in modules
 
 
 def test_sqlalchemys_asyncio_package_is_whole_when_asked_for():
