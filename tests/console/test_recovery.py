@@ -16,7 +16,6 @@ import ipaddress
 import logging
 import os
 import re
-import socket
 import ssl
 import threading
 import time
@@ -33,6 +32,7 @@ from playwright import sync_api
 
 from tests.console.conftest import PASSWORD, log_in, make_user
 from tests.support.harness import Harness
+from tests.support.processes import free_port
 from tokenhub.accounts import links
 from tokenhub.accounts import service as accounts
 from tokenhub.app import CONSOLE
@@ -47,12 +47,6 @@ LANGS = [pytest.param("en", id="en"), pytest.param("zh", id="zh")]
 LOCALES = {"en": "en-US", "zh": "zh-CN"}
 T = TypeVar("T")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from google import genai
 from google.genai import types
 
 from tests.support.harness import Harness
+from tests.support.processes import free_port
 from tests.support.servers import ServerThread
 from tokenhub.cli import main
 from tokenhub.simulator.server import (
@@ -382,12 +382,6 @@ def test_parsing_fault_tables() -> None:
         parse_faults("explode=0.1")
     result = CliRunner().invoke(main, ["simulate", "--error-rate", "503=2"])
     assert result.exit_code == 2 and "between 0 and 1" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_cli_smoke() -> None:
