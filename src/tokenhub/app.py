@@ -8,7 +8,6 @@ from aiohttp import web
 
 from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middleware, error_middleware
 from tokenhub.api.gemini import GeminiAPI
-from tokenhub.api.media import MediaAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
 from tokenhub.api.responses import ResponsesAPI
@@ -67,10 +66,11 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(MessagesAPI(app).routes())
     app.add_routes(ResponsesAPI(app).routes())
     app.add_routes(GeminiAPI(app).routes())
-    app.add_routes(MediaAPI(app).routes())
     app.add_routes(OpsAPI(app).routes())
     app.add_routes(StripeWebhookAPI(app).routes())
-    # The admin API and the console load with their first request (surface.DeferredRoutes).
+    # Images and videos, the admin API and the console load with their first request (surface.DeferredRoutes).
+    for prefix in MEDIA_PREFIXES:
+        app.router.register_resource(DeferredRoutes(prefix, lambda prefix=prefix: _media_routes(app, prefix)))
     app.router.register_resource(DeferredRoutes("/api/admin", lambda: _admin_routes(app)))
     console = ConsoleOnFirstUse(app)
     app[CONSOLE] = console
@@ -79,6 +79,15 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(console.shutdown)
     app.on_cleanup.append(console.cleanup)
     return app
+
+
+MEDIA_PREFIXES = ("/api/v1/images", "/api/v1/videos")
+
+
+def _media_routes(app: web.Application, prefix: str) -> list[web.RouteDef]:
+    from tokenhub.api.media import MediaAPI
+
+    return [route for route in MediaAPI(app).routes() if route.path.startswith(prefix + "/")]
 
 
 def _admin_routes(app: web.Application) -> list[web.RouteDef]:

@@ -39,9 +39,10 @@ class DeferredRoutes(AbstractResource):
 
     The app's router asks a resource about a request when no resource with a longer prefix matched
     it; this one builds the routes it stands for (``build``) on that first ask and from then on
-    answers as they do. So what only the console or the admin API needs stays out of a process that
-    serves only the API (idle memory: bench/README.md, session 11). The first such request pays the
-    import, once per process (~50 ms for the console, 10 ms for the admin API).
+    answers as they do. So what only the console, the admin API or the media endpoints need stays out
+    of a process that serves only chat (idle memory: bench/README.md, sessions 11 and 12). The first
+    such request pays the import, once per process (~50 ms for the console, 10 ms for the admin API,
+    less for images and videos).
     """
 
     def __init__(self, prefix: str, build: Callable[[], Iterable[web.AbstractRouteDef]]) -> None:

@@ -103,7 +103,9 @@ def test_a_database_at_the_head_starts_without_loading_alembic(tmp_path):
     assert {"aiohttp", "sqlalchemy", "tokenhub"} <= loaded
     assert not loaded & {"alembic", "mako", "pygments", "stripe", "requests", "jinja2", "redis", "asyncpg", "jwt", "cryptography", "argon2"}
     assert "sqlalchemy.ext.asyncio.engine" in modules
-    assert not {name for name in modules if name.startswith(("sqlalchemy.orm", "tokenhub.console", "tokenhub.admin"))}
+    deferred = ("sqlalchemy.orm", "tokenhub.console", "tokenhub.admin", "tokenhub.api.media", "tokenhub.relay.serve_media")
+    assert not {name for name in modules if name.startswith(deferred)}
+    assert not modules & {"tokenhub.providers.media.ark", "tokenhub.providers.media.kling", "tokenhub.providers.media.dashscope"}
     assert "prometheus_client.metrics" in modules and "prometheus_client.exposition" not in modules
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from tokenhub.digits import whole_number
 from tokenhub.errors import InvalidRequest
-from tokenhub.relay.serve import images_for_key, video_for_key
+from tokenhub.relay.serve_media import images_for_key, video_for_key
 from tokenhub.surface import RouteGroup, authenticate, read_json
 from tokenhub.tasks.service import get_task, list_tasks
 

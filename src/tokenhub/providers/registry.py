@@ -9,15 +9,14 @@ adapters it relays as classes, not names.
 
 from __future__ import annotations
 
+import functools
+
 from tokenhub.providers.anthropic.adapter import AnthropicAdapter
 from tokenhub.providers.base import ChatAdapter
 from tokenhub.providers.embeddings import EmbeddingAdapter
 from tokenhub.providers.gemini.adapter import GeminiAdapter
 from tokenhub.providers.gemini.embeddings import GeminiEmbeddings
-from tokenhub.providers.media.ark import ArkImageAdapter, ArkVideoAdapter
 from tokenhub.providers.media.base import ImageAdapter, VideoAdapter
-from tokenhub.providers.media.dashscope import DashScopeVideoAdapter
-from tokenhub.providers.media.kling import KlingVideoAdapter
 from tokenhub.providers.openai.adapter import OpenAIAdapter
 from tokenhub.providers.openai.embeddings import OpenAIEmbeddings
 from tokenhub.providers.responses.upstream import ResponsesAdapter
@@ -33,14 +32,24 @@ EMBEDDING_ADAPTERS: dict[str, EmbeddingAdapter] = {
     "openai": OpenAIEmbeddings(),
     "gemini": GeminiEmbeddings(),
 }
-VIDEO_ADAPTERS: dict[str, VideoAdapter] = {
-    "ark": ArkVideoAdapter(),
-    "kling": KlingVideoAdapter(),
-    "dashscope": DashScopeVideoAdapter(),
-}
-IMAGE_ADAPTERS: dict[str, ImageAdapter] = {
-    "ark": ArkImageAdapter(),
-}
+
+
+# The media protocols load with the first image or video request (or a video task to poll): a gateway
+# that serves chat never needs them (idle memory: bench/README.md).
+@functools.cache
+def video_adapters() -> dict[str, VideoAdapter]:
+    from tokenhub.providers.media.ark import ArkVideoAdapter
+    from tokenhub.providers.media.dashscope import DashScopeVideoAdapter
+    from tokenhub.providers.media.kling import KlingVideoAdapter
+
+    return {"ark": ArkVideoAdapter(), "kling": KlingVideoAdapter(), "dashscope": DashScopeVideoAdapter()}
+
+
+@functools.cache
+def image_adapters() -> dict[str, ImageAdapter]:
+    from tokenhub.providers.media.ark import ArkImageAdapter
+
+    return {"ark": ArkImageAdapter()}
 
 
 RESPONSES = ResponsesAdapter()  # OpenAI's Responses API, on the channels of vendors whose row says they serve it

@@ -34,7 +34,7 @@ from tokenhub.billing.ledger import Settlement
 from tokenhub.errors import GatewayError, RateLimited
 from tokenhub.periodic import Periodic
 from tokenhub.providers.media.base import TERMINAL_STATES, TaskUpdate, VideoJob
-from tokenhub.providers.registry import VIDEO_ADAPTERS
+from tokenhub.providers.registry import video_adapters
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import utc_now
 from tokenhub.storage.tables import tasks
@@ -156,8 +156,9 @@ class TaskPoller:
 
     def _route(self, row: Any) -> tuple[Any, Any] | None:
         for route in self.gw.directory.routes(row.model):
-            if route.channel.id == row.channel_id and route.channel.protocol in VIDEO_ADAPTERS:
-                return route.channel, VIDEO_ADAPTERS[route.channel.protocol]
+            adapter = video_adapters().get(route.channel.protocol) if route.channel.id == row.channel_id else None
+            if adapter is not None:
+                return route.channel, adapter
         return None
 
     # -- finishing -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The playground: streaming chat, image and video generation, billed exactly like the API.
 
 Every request goes through the path the API serves (``relay.serve.chat_for_key``,
-``images_for_key`` / ``video_for_key``, ``tasks.service.get_task``) with the signed-in
+``relay.serve_media.images_for_key`` / ``video_for_key``, ``tasks.service.get_task``) with the signed-in
 user's API key named "Playground" (created on first use, listed on /keys like any key; revoked,
 it is replaced by a new one). So holds, limits, settlement, the ledger and ``usage.cost`` are the
 API's, to the nano. The key is found by the session's user id only: no request names a key.
@@ -33,7 +33,8 @@ from tokenhub.console.pages.recovery import require_verified_email
 from tokenhub.directory import Directory, KeyInfo
 from tokenhub.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from tokenhub.json_body import parse_json
-from tokenhub.relay.serve import chat_for_key, images_for_key, video_for_key
+from tokenhub.relay.serve import chat_for_key
+from tokenhub.relay.serve_media import images_for_key, video_for_key
 from tokenhub.tasks.service import get_task
 
 PLAYGROUND_KEY = "Playground"
