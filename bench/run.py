@@ -332,17 +332,42 @@ def measure_target(name: str, url: str, key: str, pids: list[int], load: Load, a
 
 # Where a py-spy stack sample belongs (first match wins).  SQLAlchemy's async engine runs its
 # sync code in greenlets, which py-spy shows as separate roots: they are all ledger work here.
+# Where the GIL-holding samples are, by the code that runs at the sample: its innermost Python frame (C
+# code, such as sqlite3's or orjson's, counts for the Python line that called it). py-spy's stacks of a
+# coroutine start at the coroutine (the event loop that resumes it is C), so a caller's stack says little;
+# the leaf says who spends the time.
 PROFILE_BUCKETS = [
-    ("ledger: SQLAlchemy + DB driver (hold/settle transactions)",
-     lambda s, root, leaf: "LedgerWriter" in s or "aiosqlite" in s or "asyncpg" in s or "sqlalchemy" in root or "greenlet" in root),
-    ("relay: upstream call (aiohttp client)",
-     lambda s, root, leaf: "ChatRelay" in s and ("aiohttp/client" in s or "aiohttp/connector" in s)),
-    ("relay: tokenhub code (parse, route, meter, serialize)", lambda s, root, leaf: "ChatRelay" in s),
-    ("auth, routing, middleware (before the relay)",
-     lambda s, root, leaf: "tokenhub/api" in s or "web_app.py" in s or "tokenhub/accounts" in s),
-    ("event loop: uvloop C code (epoll, socket I/O)", lambda s, root, leaf: leaf.startswith("run_app")),
-    ("aiohttp protocol: HTTP parsing and writes (server + client)", lambda s, root, leaf: "aiohttp/" in s),
+    ("event loop: uvloop C code (epoll, socket I/O; samples without a Python frame)",
+     lambda leaf: leaf.startswith("run_app") or not leaf),
+    ("aiohttp: HTTP parsing, headers and writes (server and client)", lambda leaf: "aiohttp/" in leaf),
+    ("ledger: holds and settlements (SQL on the raw drivers)",
+     lambda leaf: "tokenhub/billing/ledger" in leaf or any(d in leaf for d in ("sqlite3/", "aiosqlite/", "asyncpg/"))),
+    ("relay and protocol adapters (tokenhub/relay, tokenhub/providers, the bill)",
+     lambda leaf: any(d in leaf for d in ("tokenhub/relay/", "tokenhub/providers/", "tokenhub/billing/", "tokenhub/sse"))),
+    ("auth, routing, limits, middleware (tokenhub/api, surface, directory, limits)",
+     lambda leaf: "tokenhub/" in leaf and "tokenhub/metrics" not in leaf),
+    ("metrics (prometheus_client)", lambda leaf: "prometheus_client/" in leaf or "tokenhub/metrics" in leaf),
+    ("Redis client", lambda leaf: "redis/" in leaf),
+    ("asyncio, the rest of the standard library, other libraries",
+     lambda leaf: any(m in leaf for m in (".py:", "(<string>", "(<frozen"))),
 ]
+
+
+def summarise_profile(raw: str) -> tuple[int, dict[str, int], dict[str, int]]:
+    """py-spy's raw output (``stack count`` lines): the samples, by bucket and by innermost frame."""
+    buckets: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():  # a line py-spy cut short
+            continue
+        leaf = stack.split(";")[-1]
+        total += int(n)
+        bucket = next((b for b, f in PROFILE_BUCKETS if f(leaf)), "other")
+        buckets[bucket] = buckets.get(bucket, 0) + int(n)
+        leaves[leaf] = leaves.get(leaf, 0) + int(n)
+    return total, buckets, leaves
 
 
 def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, args: argparse.Namespace,
@@ -367,18 +392,7 @@ def profile(py_spy: str, pid: int, url: str, key: str, conc: int, load: Load, ar
         except subprocess.TimeoutExpired:
             spy.kill()
             spy.wait()
-    buckets: dict[str, int] = {}
-    leaves: dict[str, int] = {}
-    total = 0
-    for line in raw.read_text().splitlines() if raw.exists() else []:
-        stack, _, n = line.rpartition(" ")
-        if not n.isdigit():  # a line py-spy cut short
-            continue
-        frames = stack.split(";")
-        total += int(n)
-        bucket = next((b for b, f in PROFILE_BUCKETS if f(stack, frames[0], frames[-1])), "other")
-        buckets[bucket] = buckets.get(bucket, 0) + int(n)
-        leaves[frames[-1]] = leaves.get(frames[-1], 0) + int(n)
+    total, buckets, leaves = summarise_profile(raw.read_text() if raw.exists() else "")
     pc = lambda d: {k: round(100 * v / total, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])}  # noqa: E731
     return {"samples": total, "rps_while_profiled": round(r["rps"], 1), "buckets_pct": pc(buckets),
             "top_leaves_pct": dict(list(pc(leaves).items())[:12])}
