@@ -40,7 +40,7 @@ class SecretBox:
         return SEALED + base64.urlsafe_b64encode(self._box.encrypt(plaintext.encode())).decode()
 
     def decrypt(self, token: str) -> str:
-        if not token.startswith(SEALED):
+        if is_legacy(token):
             return self._open_legacy(token)
         try:
             return self._box.decrypt(base64.urlsafe_b64decode(token[len(SEALED) :].encode())).decode()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 from typing import Any, Callable
 
 import openai
-from cryptography.fernet import Fernet
 from sqlalchemy import func, select, update
 
 from tests.conftest import UPSTREAM_KEY
 from tests.support.harness import Harness
+from tests.test_secrets_box import legacy_token
 from tokenhub.config import normalize_database_url
 from tokenhub.secrets_box import SecretBox
 from tokenhub.storage import migrate
@@ -24,7 +22,7 @@ SECRET = "test-secret-key"  # the harness's TOKENHUB_SECRET_KEY
 
 
 def legacy(plaintext: str, secret: str = SECRET) -> str:
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())).encrypt(plaintext.encode()).decode()
+    return legacy_token(secret, plaintext)
 
 
 def test_a_gateway_started_on_legacy_secrets_reseals_them_and_calls_with_them(
