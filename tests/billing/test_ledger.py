@@ -145,7 +145,8 @@ def test_the_balance_is_read_under_a_lock(database_url: str):
 def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: str):
     """A group of holds only commits with ``synchronous_commit`` off (the request goes upstream sooner);
     a group that settles waits for the disk, which makes every hold before it durable too (the log is
-    written in order). The setting is the transaction's own: it does not stay on the connection."""
+    written in order). The setting is the transaction's own: it does not stay on the connection.
+    Each write goes with its COMMIT and the next group's BEGIN: only a new connection sends BEGIN alone."""
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's commit setting")
 
@@ -163,9 +164,14 @@ def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: 
         await ledger.hold(Hold("gen-s", uid, kid, 1_000, "m"))
         ledger.settle(Settlement("gen-s", uid, kid, 1_000, 600, "ok"))
         await ledger.flush()
-        begins = [s for s in statements if s.startswith("BEGIN")]
-        assert begins == ["BEGIN; SET LOCAL synchronous_commit TO off", "BEGIN"]
+        writes = [s for s in statements if "EXECUTE tokenhub_ledger_write(" in s]
+        assert len(writes) == 2 and all(w.endswith("; COMMIT; BEGIN") for w in writes)
+        assert writes[0].startswith("SET LOCAL synchronous_commit TO off; EXECUTE")  # the holds alone
+        assert writes[1].startswith("EXECUTE")  # the settlement waits for the disk
+        assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"]  # the first group's, alone
+        assert conn.is_in_transaction()  # the next group's, already begun
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        assert await conn.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
         async with engine.connect() as c:
             assert await c.scalar(select(users.c.balance).where(users.c.id == uid)) == 1_000_000 - 600
         await ledger.close()

@@ -7,10 +7,11 @@ SQL below is written once, and each database runs it the cheapest way it can —
   is free and otherwise in one worker thread; a whole group is one call (one hand-off per group, not
   several per statement). Checkpoints run beside the commits (see ``SqliteLedgerStore.checkpoint``).
 * **PostgreSQL**: two dedicated ``asyncpg`` connections, so two groups can be in flight (the next
-  group's round trips overlap the last one's commit), and three round trips per group: BEGIN; one
-  locking read (``FOR UPDATE``: users and keys in id order, so groups and processes sharing the
-  database lock in the same order, then the requests to settle); one statement carrying every
-  write, its rows as JSON, sent with the COMMIT.
+  group's round trips overlap the last one's commit), and two round trips per group: one locking
+  read (``FOR UPDATE``: users and keys in id order, so groups and processes sharing the database
+  lock in the same order, then the requests to settle); one statement carrying every write, its
+  rows as JSON, sent with the COMMIT and the BEGIN of the connection's next group (an open
+  transaction that has run no statement holds no lock and no snapshot).
 
 Both run the same steps (see ``ledger.py``): lock and read the balances, key counters and the
 state of the requests to settle, let ``plan_group`` decide, write. The tables
@@ -339,6 +340,9 @@ _PG_SETTINGS = {
     # What _literal's quoting relies on (a backslash is an ordinary character in a '...' literal); the
     # default since PostgreSQL 9.1, pinned so that no server or role setting can change it.
     "standard_conforming_strings": "on",
+    # Between groups a connection waits inside the BEGIN its last write sent (one round trip less per
+    # group): a server or role that ends sessions idle in a transaction must not end these.
+    "idle_in_transaction_session_timeout": "0",
 }  # fmt: skip
 
 
@@ -383,8 +387,8 @@ class PostgresLedgerStore:
         in_order = True
         try:
             conn = await self._connect()
-            # BEGIN with, for holds alone, the commit setting (_PG_BEGIN_HOLDS): one simple query, one round trip.
-            await conn.execute(_PG_BEGIN_HOLDS if not settle_ids else "BEGIN")
+            if not conn.is_in_transaction():  # a new connection, or one whose last group failed
+                await conn.execute("BEGIN")
             rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
             self._in_order.release()
             in_order = False
@@ -405,9 +409,10 @@ class PostgresLedgerStore:
                 row = await conn.fetchrow(sql, *args)
                 spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
             plan = plan_group(batch, balances, keys, settling, spent, starts)
-            # The write and the COMMIT in one simple query, one round trip: its arguments as literals.
+            # The write, the COMMIT and the next group's BEGIN in one simple query, one round trip: its
+            # arguments as literals. For holds alone, the commit setting first (_PG_HOLDS_COMMIT).
             arguments = ", ".join(_literal(a) for a in self._write_arguments(plan, now))
-            await conn.execute(f"EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT")
+            await conn.execute(f"{_PG_HOLDS_COMMIT if not settle_ids else ''}EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT; BEGIN")
         except self._pg.PostgresError:  # the server refused: the connection is sound once rolled back
             if conn is not None:
                 await self._roll_back(conn)
@@ -470,7 +475,7 @@ class PostgresLedgerStore:
 # holds before it durable too: no settlement can outlive its hold. What a crash of the database server
 # can take is only holds of the last moments whose requests have not settled yet; such a request
 # stays unrecorded and uncharged, as when the gateway's own process dies (docs/billing.md).
-_PG_BEGIN_HOLDS = "BEGIN; SET LOCAL synchronous_commit TO off"
+_PG_HOLDS_COMMIT = "SET LOCAL synchronous_commit TO off; "
 
 # Lock every user and key of the group, in id order (the same order everywhere, so groups and
 # processes sharing the database never deadlock), and read the figures admission needs; then lock the
