@@ -171,3 +171,30 @@ def test_redis_that_lost_its_scripts_still_admits_and_releases(redis_rates):
             await rates.close()
 
     asyncio.run(go())
+
+
+def test_redis_connection_dropped_between_pipelines_is_replaced(redis_rates):
+    """Each script's pipelines go on a connection of their own; one that Redis (or a proxy) closed since
+    the last pipeline is replaced by the next one, which is answered as if nothing happened."""
+    s = scope(rpm=10)
+
+    async def go() -> None:
+        rates = redis_rates()
+        try:
+            (await rates.admit([s], "d1")).release(0)
+            await asyncio.sleep(0.1)  # the release's pipeline, in the background
+            clients = (await rates.client.execute_command("CLIENT", "LIST")).decode().splitlines()
+            scripts = [dict(field.split("=", 1) for field in line.split(" ") if "=" in field) for line in clients]
+            scripts = [c["id"] for c in scripts if c.get("cmd") == "evalsha"]
+            assert len(scripts) >= 2  # the admissions' connection and the releases'
+            for ident in scripts:
+                await rates.client.execute_command("CLIENT", "KILL", "ID", ident)
+            ticket = await rates.admit([s], "d2")
+            assert ticket.headers["x-ratelimit-remaining-requests"] == "8"
+            ticket.release(0)
+            await asyncio.sleep(0.1)
+            assert await rates.client.zcard(f"th:rl:{s.ident}:c") == 0  # released on a new connection too
+        finally:
+            await rates.close()
+
+    asyncio.run(go())
