@@ -261,7 +261,7 @@ class _TurnBatch:
                     except ResponseError as exc:  # this call's error reply: the others' replies still follow
                         replies.append(exc)
             except (RedisConnectionError, RedisTimeoutError):
-                if reconnected:
+                if reconnected or replies:  # never twice, nor once part of the pipeline was answered
                     raise
                 reconnected = True  # once on a new connection (Redis restarted, or dropped this one)
                 continue
