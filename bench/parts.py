@@ -27,6 +27,7 @@ import time
 import uuid
 
 import uvloop
+from run import REDIS_URL, pg_admin  # bench/run.py, beside this file
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.ledger_plan import Hold, Settlement
@@ -41,8 +42,6 @@ from tokenhub.tokens import Usage
 
 HOLD = 40_000_000  # nanodollars
 COST = 12_345_678
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 # -- the ledger's store -----------------------------------------------------------------------
@@ -93,20 +92,16 @@ async def ledger(url: str, groups: int, per_group: int) -> dict[str, float]:
     return {"cpu_us_per_request": 1e6 * cpu / (groups * per_group), "wall_us_per_round": 1e6 * wall / groups}
 
 
-async def ledger_on(postgres: bool, groups: int, per_group: int) -> dict[str, float]:
+def ledger_on(postgres: bool, groups: int, per_group: int) -> dict[str, float]:
     if not postgres:
         with tempfile.TemporaryDirectory() as tmp:
-            return await ledger(f"sqlite:///{os.path.join(tmp, 'ledger.db')}", groups, per_group)
-    import asyncpg
-
+            return uvloop.run(ledger(f"sqlite:///{os.path.join(tmp, 'ledger.db')}", groups, per_group))
     name = f"tokenhub_bench_parts_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    pg_admin(f'CREATE DATABASE "{name}"')
     try:
-        return await ledger(f"postgresql://postgres@127.0.0.1:5432/{name}", groups, per_group)
+        return uvloop.run(ledger(f"postgresql://postgres@127.0.0.1:5432/{name}", groups, per_group))
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- the rate limits in Redis -----------------------------------------------------------------
@@ -152,17 +147,14 @@ def main() -> None:
     args = ap.parse_args()
     where = "" if args.part == "rates" else " on PostgreSQL" if args.postgres else " on SQLite"
 
-    async def run() -> None:
-        for shape, size in (("c1", 1), ("c16", 16)):
-            for _ in range(args.repeats):
-                if args.part == "ledger":
-                    r = await ledger_on(args.postgres, args.rounds, size)
-                else:
-                    r = await rates(args.rounds if size == 1 else max(1, args.rounds // 8), size)
-                print(f"{args.part}{where} {shape}: CPU {r['cpu_us_per_request']:.1f} µs per request, "
-                      f"wall {r['wall_us_per_round']:.0f} µs per {'group' if args.part == 'ledger' else 'round'}", flush=True)
-
-    uvloop.run(run())
+    for shape, size in (("c1", 1), ("c16", 16)):
+        for _ in range(args.repeats):
+            if args.part == "ledger":
+                r = ledger_on(args.postgres, args.rounds, size)
+            else:
+                r = uvloop.run(rates(args.rounds if size == 1 else max(1, args.rounds // 8), size))
+            print(f"{args.part}{where} {shape}: CPU {r['cpu_us_per_request']:.1f} µs per request, "
+                  f"wall {r['wall_us_per_round']:.0f} µs per {'group' if args.part == 'ledger' else 'round'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -183,12 +183,10 @@ def test_redis_connection_dropped_between_pipelines_is_replaced(redis_rates):
         try:
             (await rates.admit([s], "d1")).release(0)
             await asyncio.sleep(0.1)  # the release's pipeline, in the background
-            clients = (await rates.client.execute_command("CLIENT", "LIST")).decode().splitlines()
-            scripts = [dict(field.split("=", 1) for field in line.split(" ") if "=" in field) for line in clients]
-            scripts = [c["id"] for c in scripts if c.get("cmd") == "evalsha"]
+            scripts = [c["id"] for c in await rates.client.client_list() if c.get("cmd") == "evalsha"]
             assert len(scripts) >= 2  # the admissions' connection and the releases'
             for ident in scripts:
-                await rates.client.execute_command("CLIENT", "KILL", "ID", ident)
+                await rates.client.client_kill_filter(_id=ident)
             ticket = await rates.admit([s], "d2")
             assert ticket.headers["x-ratelimit-remaining-requests"] == "8"
             ticket.release(0)
