@@ -146,7 +146,8 @@ def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: 
     """A group of holds only commits with ``synchronous_commit`` off (the request goes upstream sooner);
     a group that settles waits for the disk, which makes every hold before it durable too (the log is
     written in order). The setting is the transaction's own: it does not stay on the connection.
-    Each write goes with its COMMIT and the next group's BEGIN: only a new connection sends BEGIN alone."""
+    Each write goes with its COMMIT and the next group's BEGIN: only a new connection sends BEGIN alone.
+    The second group's figures are the first one's: it checks them instead of reading them first."""
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's commit setting")
 
@@ -167,7 +168,9 @@ def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: 
         writes = [s for s in statements if "EXECUTE tokenhub_ledger_write(" in s]
         assert len(writes) == 2 and all(w.endswith("; COMMIT; BEGIN") for w in writes)
         assert writes[0].startswith("SET LOCAL synchronous_commit TO off; EXECUTE")  # the holds alone
-        assert writes[1].startswith("EXECUTE")  # the settlement waits for the disk
+        assert writes[1].startswith("SELECT pg_temp.tokenhub_ledger_expect(")  # checked, not read
+        assert "synchronous_commit" not in writes[1]  # the settlement waits for the disk
+        assert len([s for s in statements if "FOR UPDATE" in s]) == 1  # the first group's locking read only
         assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"]  # the first group's, alone
         assert conn.is_in_transaction()  # the next group's, already begun
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
@@ -175,6 +178,79 @@ def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: 
         async with engine.connect() as c:
             assert await c.scalar(select(users.c.balance).where(users.c.id == uid)) == 1_000_000 - 600
         await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_again_when_they_changed(database_url: str):
+    """After a group's commit this process knows its account's figures: the next group is planned on them
+    and sent with a check that locks the rows and finds them unchanged, in one round trip. When anything
+    else changed them (a refund by an operator, a key's limit lowered, another process's hold), the check
+    fails, nothing is written, and the group locks and reads: its holds are decided on the figures as
+    they are (planned on the stale ones, these holds would have overdrawn the account and the key)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's round trips")
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        store = ledger._store
+        assert isinstance(store, PostgresLedgerStore)
+        statements: list[str] = []
+        conn = await store._connect()
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        store._idle.append(conn)
+        store.parallel = 1  # every group on this connection
+        ledger.start()
+        known = store.known
+
+        def locking_reads() -> int:
+            return len([s for s in statements if s.lstrip().startswith("WITH accounts")])
+
+        await ledger.hold(Hold("gen-1", uid, kid, 100_000, "m"))  # unknown figures: locked and read
+        assert (locking_reads(), known.hits, known.misses) == (1, 0, 0)
+        ledger.settle(Settlement("gen-1", uid, kid, 100_000, 40_000, "ok"))
+        await ledger.hold(Hold("gen-2", uid, kid, 100_000, "m"))  # known: checked and written at once
+        assert (locking_reads(), known.hits, known.misses) == (1, 1, 0)
+
+        async with engine.begin() as c:  # an operator takes back most of the credit meanwhile
+            await add_credits(c, uid, -800_000, kind="refund")
+        with pytest.raises(InsufficientCredits, match="Insufficient credits"):  # 60,000 left, not 860,000
+            await ledger.hold(Hold("gen-3", uid, kid, 100_000, "m"))
+        assert (locking_reads(), known.hits, known.misses) == (2, 1, 1)
+        assert any("tokenhub_ledger_expect" in s and "gen-3" in s for s in statements)  # tried, refused by the check
+        await ledger.hold(Hold("gen-4", uid, kid, 50_000, "m"))  # the next group after a miss reads too
+        assert (locking_reads(), known.hits, known.misses) == (3, 1, 1)
+        await ledger.hold(Hold("gen-5", uid, kid, 1_000, "m"))  # then the figures are expected again
+        assert (locking_reads(), known.hits, known.misses) == (3, 2, 1)
+
+        async with engine.begin() as c:  # the key's limit lowered: 4,000 of room left (40,000 used, 151,000 held)
+            await c.execute(update(api_keys).where(api_keys.c.id == kid).values(limit_nanos=195_000))
+        with pytest.raises(InsufficientCredits, match="spending limit"):
+            await ledger.hold(Hold("gen-6", uid, kid, 5_000, "m"))
+        assert known.misses == 2
+
+        await ledger.hold(Hold("gen-7", uid, kid, 0, "m"))  # (read: the group after a miss)
+        other = LedgerWriter(engine, "other-instance")  # another process resolves it: no figure changes, its state does
+        other.start()
+        other.settle(Settlement("gen-7", uid, kid, 0, 0, "ok"))
+        await other.flush()
+        ledger.settle(Settlement("gen-7", uid, kid, 0, 1_000, "ok"))  # resolved already: never a second time
+        await ledger.flush()
+        assert (known.hits, known.misses) == (2, 3)
+
+        async with engine.connect() as c:
+            report = await check_ledger(c)
+            balance = await c.scalar(select(users.c.balance).where(users.c.id == uid))
+            key = (await c.execute(select(api_keys).where(api_keys.c.id == kid))).one()
+            row = (await c.execute(select(requests).where(requests.c.id == "gen-7"))).one()
+        assert report.ok, report.problems
+        assert (row.state, row.cost_nanos) == ("released", 0)
+        # 1,000,000 − 40,000 charged − 800,000 refunded − 151,000 held (gen-2, gen-4, gen-5)
+        assert balance == 9_000 and (key.used_nanos, key.held_nanos) == (40_000, 151_000)
+        for writer in (ledger, other):
+            await writer.close()
         await engine.dispose()
 
     run(scenario())

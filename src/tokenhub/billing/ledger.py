@@ -7,7 +7,9 @@ more than one group at a time (``parallel``: PostgreSQL two, the next group's ro
 the last one's commit; SQLite one). Per transaction:
 
 1. lock the users and keys involved (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
-   ``BEGIN IMMEDIATE`` already holds the database's write lock) and read their balances;
+   ``BEGIN IMMEDIATE`` already holds the database's write lock) and read their balances (on
+   PostgreSQL, where this process knows them from its own last commits, lock and check them instead,
+   in the write's round trip: ``ledger_store.KnownFigures``);
 2. read the state of the requests to settle under the same lock (PostgreSQL locks their rows;
    SQLite's write lock covers them): only a hold still ``held`` resolves, and the write sets it
    ``settled``/``released`` before anyone else can read it, so a hold resolves exactly once, even if
@@ -51,7 +53,7 @@ import dataclasses
 import logging
 from typing import Callable, Protocol
 
-from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendLimitReached
+from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendLimitReached, figures_after
 from tokenhub.billing.ledger_store import store_for
 from tokenhub.errors import ServiceUnavailable
 from tokenhub.logs import REQUEST_ID_VAR
@@ -188,10 +190,9 @@ class LedgerWriter:
         if len(self._balances) > VIEW_SIZE or len(self._keys) > VIEW_SIZE:
             self._balances.clear()
             self._keys.clear()
-        self._balances.update(plan.balances)
-        for key_id, (limit, used, held) in plan.keys.items():
-            delta = plan.key_deltas.get(key_id)
-            self._keys[key_id] = (limit, used + delta[0], held + delta[1]) if delta else (limit, used, held)
+        balances, keys = figures_after(plan)
+        self._balances.update(balances)
+        self._keys.update(keys)
 
     def settle(self, settlement: Settlement) -> None:
         """Queue a settlement; it never raises and is committed by the next group."""

@@ -116,6 +116,15 @@ class GroupPlan:
     keys: dict[int, tuple[int | None, int, int]]  # key id -> (limit, used, held) as locked, before the deltas
 
 
+def figures_after(plan: GroupPlan) -> tuple[dict[int, int], dict[int, tuple[int | None, int, int]]]:
+    """The balances and key counters (limit, used, held) a group leaves once committed."""
+    keys = {}
+    for key_id, (limit, used, held) in plan.keys.items():
+        delta = plan.key_deltas.get(key_id)
+        keys[key_id] = (limit, used + delta[0], held + delta[1]) if delta else (limit, used, held)
+    return plan.balances, keys
+
+
 def spend_scopes(batch: list[Op]) -> dict[tuple[str, int], set[str]]:
     """The (scope, id) whose spend by period this group must know: its holds' budgets, and the budgets
     of settlements that may charge more than they held (a cost above the hold, or a late settlement)."""

@@ -11,7 +11,9 @@ SQL below is written once, and each database runs it the cheapest way it can —
   read (``FOR UPDATE``: users and keys in id order, so groups and processes sharing the database
   lock in the same order, then the requests to settle); one statement carrying every write, its
   rows as JSON, sent with the COMMIT and the BEGIN of the connection's next group (an open
-  transaction that has run no statement holds no lock and no snapshot).
+  transaction that has run no statement holds no lock and no snapshot). A group on figures this
+  process already knows (``KnownFigures``) skips the read: one round trip, its write behind a check
+  that locks the same rows and finds them as expected, or else stops the query.
 
 Both run the same steps (see ``ledger.py``): lock and read the balances, key counters and the
 state of the requests to settle, let ``plan_group`` decide, write. The tables
@@ -22,6 +24,7 @@ here must follow it, and the tests read everything back through SQLAlchemy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -29,7 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendKey, plan_group, spend_scopes
+from tokenhub.billing.ledger_plan import (
+    Charge,
+    GroupPlan,
+    Hold,
+    Op,
+    Settlement,
+    SpendKey,
+    figures_after,
+    plan_group,
+    spend_scopes,
+)
 from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
 from tokenhub.storage import AsyncEngine
@@ -37,6 +50,8 @@ from tokenhub.storage.engine import utc_now
 
 if TYPE_CHECKING:  # the driver loads only for a PostgreSQL store
     import asyncpg
+
+log = logging.getLogger("tokenhub.ledger")
 
 # A new request row: what a hold writes.
 _REQUEST_COLUMNS = (
@@ -346,6 +361,89 @@ _PG_SETTINGS = {
 }  # fmt: skip
 
 
+KeyFigures = tuple[int | None, int, int]  # a key's limit, used and held
+KNOWN_SIZE = 100_000  # accounts and keys whose figures a PostgreSQL store keeps (KnownFigures)
+DOUBT_MAX = 1024  # groups an account whose figures keep changing elsewhere waits, at most, before it is expected again
+
+
+class KnownFigures:
+    """The figures this process's own commits left in PostgreSQL: each account's balance and each key's
+    (limit, used, held).
+
+    A group whose accounts and keys are all known here, and which needs no spend by period, commits in
+    **one** round trip: planned on these figures and sent with a check (_PG_EXPECT_FUNCTION) that locks the same
+    rows in the same order as the locking read and finds them unchanged. If anything changed them
+    meanwhile (another gateway process, an operator's top-up, the sweeper), the check fails, nothing is
+    written, and the group locks and reads as usual: what is written is always decided on the figures
+    as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
+    expected for its next group after a miss, then for 2, 4 … up to ``DOUBT_MAX`` (halved by each hit),
+    so a shared account costs a failed check only now and then."""
+
+    def __init__(self) -> None:
+        self.balances: dict[int, int] = {}
+        self.keys: dict[int, KeyFigures] = {}
+        self._unsure_users: dict[int, int] = {}  # accounts and keys of groups locking and reading right now
+        self._unsure_keys: dict[int, int] = {}
+        self._doubt: dict[int, tuple[int, int]] = {}  # account -> (groups left that lock and read, the next wait)
+        self.hits = 0
+        self.misses = 0
+
+    def expected(self, batch: list[Op], user_ids: list[int], key_ids: list[int]) -> tuple[dict[int, int], dict[int, KeyFigures]] | None:
+        """The figures to plan ``batch`` on, or None: it locks and reads them."""
+        if spend_scopes(batch):  # spend by period is a query at commit
+            return None
+        if any(u in self._unsure_users for u in user_ids) or any(k in self._unsure_keys for k in key_ids):
+            return None
+        try:
+            balances = {u: self.balances[u] for u in user_ids}
+            keys = {k: self.keys[k] for k in key_ids}
+        except KeyError:
+            return None
+        doubted = False
+        for u in user_ids:
+            doubt = self._doubt.get(u)
+            if doubt is not None and doubt[0] > 0:
+                self._doubt[u] = (doubt[0] - 1, doubt[1])
+                doubted = True
+        return None if doubted else (balances, keys)
+
+    def hit(self, user_ids: list[int], plan: GroupPlan) -> None:
+        self.hits += 1
+        for u in user_ids:
+            doubt = self._doubt.get(u)
+            if doubt is not None:
+                if doubt[1] > 1:
+                    self._doubt[u] = (0, doubt[1] // 2)
+                else:
+                    del self._doubt[u]
+        self.saw(plan)
+
+    def missed(self, user_ids: list[int]) -> None:
+        self.misses += 1
+        for u in user_ids:
+            wait = min(2 * self._doubt.get(u, (0, 0))[1] or 1, DOUBT_MAX)
+            self._doubt[u] = (wait, wait)
+
+    def unsure(self, user_ids: list[int], key_ids: list[int], step: int) -> None:
+        for counts, ids in ((self._unsure_users, user_ids), (self._unsure_keys, key_ids)):
+            for i in ids:
+                n = counts.get(i, 0) + step
+                if n:
+                    counts[i] = n
+                else:
+                    del counts[i]
+
+    def saw(self, plan: GroupPlan) -> None:
+        """Remember what a committed group left."""
+        if len(self.balances) > KNOWN_SIZE or len(self.keys) > KNOWN_SIZE or len(self._doubt) > KNOWN_SIZE:
+            self.balances.clear()
+            self.keys.clear()
+            self._doubt.clear()
+        balances, keys = figures_after(plan)
+        self.balances.update(balances)
+        self.keys.update(keys)
+
+
 class PostgresLedgerStore:
     parallel = 2  # two groups in flight: the next one's round trips overlap the last one's commit
     remote = True  # a commit is round trips to the server
@@ -359,6 +457,8 @@ class PostgresLedgerStore:
         self._idle: list[asyncpg.Connection] = []  # connections not committing a group right now
         self._in_order = asyncio.Lock()  # held from a group's start until its rows are locked
         self._open: set[asyncpg.Connection] = set()
+        self.known = KnownFigures()
+        self.expecting = True  # groups may commit in one round trip (off if a connection cannot create the check)
 
     async def _connect(self) -> asyncpg.Connection:
         """An idle connection, or a new one (at most ``parallel`` groups are committing at a time)."""
@@ -371,48 +471,77 @@ class PostgresLedgerStore:
             conn = await self._pg.connect(self._dsn, server_settings=_PG_SETTINGS)
             self._open.add(conn)
             await conn.execute(f"PREPARE {_PG_WRITE_NAME} ({_PG_WRITE_TYPES}) AS {_PG_WRITE}")
+            try:
+                await conn.execute(_PG_EXPECT_FUNCTION)
+            except self._pg.PostgresError as exc:  # no right to create temporary objects: every group locks and reads
+                if self.expecting:
+                    log.warning("ledger: PostgreSQL refused the one-round-trip check (%s); every group will lock and read first", exc)
+                self.expecting = False
         return conn
 
     async def commit(self, batch: list[Op]) -> GroupPlan:
-        """Two statements: lock and read (users, keys, the requests to settle), write everything.
+        """One round trip where this process knows the figures the group needs (``KnownFigures``): check
+        them under lock and write, in one query. Otherwise, or if they changed, two: lock and read
+        (users, keys, the requests to settle), then write everything.
 
         Groups take their row locks in the order the writer handed them over (``_in_order``): a later
-        group's locking read is sent once the earlier one holds its locks, so PostgreSQL makes it wait
-        for the earlier one's commit, and groups commit in order (a client's settlement is never left
-        behind a later hold of its own)."""
-        _, key_ids, settle_ids, late_ids = _ids(batch)
+        group's locking read is sent once the earlier one holds its locks (or, for a group that checks
+        the figures it expects, once it has committed), so PostgreSQL makes it wait for the earlier
+        one's commit, and groups commit in order (a client's settlement is never left behind a later
+        hold of its own)."""
+        user_ids, key_ids, settle_ids, late_ids = _ids(batch)
         now = utc_now()
         conn: asyncpg.Connection | None = None
         await self._in_order.acquire()
         in_order = True
+        known = self.known
         try:
             conn = await self._connect()
             if not conn.is_in_transaction():  # a new connection, or one whose last group failed
                 await conn.execute("BEGIN")
-            rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
-            self._in_order.release()
-            in_order = False
-            balances: dict[int, int] = {}
-            keys: dict[int, tuple[int | None, int, int]] = {}
-            for r in rows:
-                if r[0] is not None:  # a user and one of its keys
-                    balances[r[0]] = r[1]
-                    keys[r[2]] = (r[3], r[4], r[5])
-            settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
-            scopes = spend_scopes(batch)
-            starts = _period_starts(scopes, now, lambda start: start)
-            spent: dict[SpendKey, int] = {}
-            for (scope, ident), periods in scopes.items():
-                ordered = sorted(periods)
-                sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
-                args[args.index(None)] = ident
-                row = await conn.fetchrow(sql, *args)
-                spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-            plan = plan_group(batch, balances, keys, settling, spent, starts)
-            # The write, the COMMIT and the next group's BEGIN in one simple query, one round trip: its
-            # arguments as literals. For holds alone, the commit setting first (_PG_HOLDS_COMMIT).
-            arguments = ", ".join(_literal(a) for a in self._write_arguments(plan, now))
-            await conn.execute(f"{_PG_HOLDS_COMMIT if not settle_ids else ''}EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT; BEGIN")
+            expected = known.expected(batch, user_ids, key_ids) if self.expecting else None
+            if expected is not None:
+                balances, keys = expected
+                plan = plan_group(batch, balances, keys, dict.fromkeys(settle_ids, (None, False)))
+                try:
+                    await conn.execute(self._write(plan, now, settle_ids, _expectation(batch, balances, keys, settle_ids)))
+                except self._pg.PostgresError as exc:
+                    if exc.sqlstate != _PG_STALE:
+                        raise
+                    await conn.execute("ROLLBACK; BEGIN")  # the figures changed: lock and read them below
+                    known.missed(user_ids)
+                else:
+                    known.hit(user_ids, plan)
+                    self._in_order.release()
+                    in_order = False
+                    self._idle.append(conn)
+                    return plan
+            known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
+            try:
+                rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
+                self._in_order.release()
+                in_order = False
+                balances: dict[int, int] = {}
+                keys: dict[int, tuple[int | None, int, int]] = {}
+                for r in rows:
+                    if r[0] is not None:  # a user and one of its keys
+                        balances[r[0]] = r[1]
+                        keys[r[2]] = (r[3], r[4], r[5])
+                settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
+                scopes = spend_scopes(batch)
+                starts = _period_starts(scopes, now, lambda start: start)
+                spent: dict[SpendKey, int] = {}
+                for (scope, ident), periods in scopes.items():
+                    ordered = sorted(periods)
+                    sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
+                    args[args.index(None)] = ident
+                    row = await conn.fetchrow(sql, *args)
+                    spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
+                plan = plan_group(batch, balances, keys, settling, spent, starts)
+                await conn.execute(self._write(plan, now, settle_ids))
+            finally:
+                known.unsure(user_ids, key_ids, -1)
+            known.saw(plan)
         except self._pg.PostgresError:  # the server refused: the connection is sound once rolled back
             if conn is not None:
                 await self._roll_back(conn)
@@ -438,6 +567,14 @@ class PostgresLedgerStore:
             conn.terminate()
             return
         self._idle.append(conn)
+
+    def _write(self, plan: GroupPlan, now: datetime, settle_ids: list[str], expected: str | None = None) -> str:
+        """The group's write, its COMMIT and the next group's BEGIN, in one simple query (one round trip),
+        its arguments as literals: for holds alone, the commit setting first (_PG_HOLDS_COMMIT); for a
+        group planned on the figures this process expects, their check first (``expected``, _PG_EXPECT_FUNCTION)."""
+        arguments = ", ".join(_literal(a) for a in self._write_arguments(plan, now))
+        check = f"SELECT {_PG_EXPECT_NAME}({expected}); " if expected is not None else ""
+        return f"{check}{_PG_HOLDS_COMMIT if not settle_ids else ''}EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT; BEGIN"
 
     def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[str]:
         """``now`` and the group's rows as JSON, one document per table: a handful of parameters however
@@ -498,6 +635,49 @@ FROM accounts
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, id, created_at, state, status FROM settled
 """
+
+
+# A group planned on the figures this process knows (KnownFigures) sends, before its write, a check
+# that locks the rows the locking read would lock, in the same order (users and keys, then the
+# requests to settle), and only then compares them with what the group was planned on: every key with
+# its account, balance and counters as expected, every request to settle still `held`. If anything
+# differs it raises _PG_STALE, and PostgreSQL runs nothing more of the query: the group is rolled back
+# and locks and reads as usual. A temporary function (each connection creates its own: no schema
+# object, nothing for a migration), in PL/pgSQL because only a function can stop the query; each of
+# its statements sees what was committed before it (READ COMMITTED), so the comparison reads the rows
+# as locked.
+_PG_EXPECT_NAME = "pg_temp.tokenhub_ledger_expect"
+_PG_STALE = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
+_PG_EXPECT_FUNCTION = f"""
+CREATE FUNCTION {_PG_EXPECT_NAME}(accounts json, settling json) RETURNS void LANGUAGE plpgsql AS $check$
+BEGIN
+    PERFORM 1 FROM api_keys k JOIN users u ON u.id = k.user_id
+    WHERE k.id IN (SELECT (a->>'key_id')::int FROM json_array_elements(accounts) AS a)
+    ORDER BY u.id, k.id FOR UPDATE;
+    PERFORM 1 FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE;
+    IF (SELECT count(*) FROM json_to_recordset(accounts)
+            AS e(user_id int, key_id int, balance bigint, limit_nanos bigint, used_nanos bigint, held_nanos bigint)
+            JOIN api_keys k ON k.id = e.key_id JOIN users u ON u.id = k.user_id
+            WHERE u.id = e.user_id AND u.balance = e.balance AND k.limit_nanos IS NOT DISTINCT FROM e.limit_nanos
+                AND k.used_nanos = e.used_nanos AND k.held_nanos = e.held_nanos) <> json_array_length(accounts)
+       OR (SELECT count(*) FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) AND state = 'held')
+            <> json_array_length(settling) THEN
+        RAISE EXCEPTION 'the ledger figures this process expected have changed' USING ERRCODE = '{_PG_STALE}';
+    END IF;
+END
+$check$
+"""
+
+
+def _expectation(batch: list[Op], balances: dict[int, int], keys: dict[int, KeyFigures], settle_ids: list[str]) -> str:
+    """The arguments of the check (_PG_EXPECT_FUNCTION): each key of the group with its account and the figures expected, and
+    the requests it settles (each once), as JSON literals."""
+    pairs = sorted({(op.user_id, op.key_id) for op in batch})
+    accounts = [
+        {"user_id": u, "key_id": k, "balance": balances[u], "limit_nanos": keys[k][0], "used_nanos": keys[k][1], "held_nanos": keys[k][2]}
+        for u, k in pairs
+    ]
+    return f"{_literal(orjson.dumps(accounts).decode())}, {_literal(orjson.dumps(sorted(set(settle_ids))).decode())}"
 
 
 def _literal(text: str) -> str:
