@@ -11,7 +11,8 @@ from sqlalchemy import insert, select, update
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
-from tokenhub.billing.ledger_store import PostgresLedgerStore, SqliteLedgerStore
+from tokenhub.billing.ledger_plan import plan_group
+from tokenhub.billing.ledger_store import KnownFigures, PostgresLedgerStore, SqliteLedgerStore
 from tokenhub.billing.service import add_credits, check_ledger, credits_summary
 from tokenhub.billing.sweeper import Sweeper
 from tokenhub.config import normalize_database_url
@@ -254,6 +255,39 @@ def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_agai
         await engine.dispose()
 
     run(scenario())
+
+
+def test_an_account_whose_figures_keep_changing_elsewhere_is_expected_ever_more_rarely():
+    """A miss costs a round trip: after one, an account's next group locks and reads; after the next
+    miss, its next 2, then 4 … up to DOUBT_MAX; a hit halves the wait again."""
+    known = KnownFigures()
+    plan = plan_group([Hold("gen-k", 7, 70, 1, "m")], {7: 100}, {70: (None, 0, 0)}, {})
+    known.saw(plan)
+    batch = [Hold("gen-next", 7, 70, 1, "m")]
+
+    def reads_before_expected() -> int:
+        reads = 0
+        while known.expected(batch, [7], [70]) is None:
+            reads += 1
+        return reads
+
+    assert reads_before_expected() == 0
+    waits = []
+    for _ in range(12):
+        known.missed([7])
+        waits.append(reads_before_expected())
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1024]
+    known.hit([7], plan)
+    known.missed([7])
+    assert reads_before_expected() == 1024  # halved to 512 by the hit, doubled by the miss
+    known.hit([7], plan)
+    assert reads_before_expected() == 0
+    known.unsure([7], [70], +1)  # a group locking and reading this account right now
+    assert known.expected(batch, [7], [70]) is None
+    known.unsure([7], [70], -1)
+    assert known.expected(batch, [7], [70]) == ({7: 99}, {70: (None, 0, 1)})
+    budgeted = [Hold("gen-b", 7, 70, 1, "m", budgets=(("key", 70, "day", 10),))]
+    assert known.expected(budgeted, [7], [70]) is None  # spend by period: read at commit
 
 
 def test_sweeper_releases_holds_of_a_dead_process_once(database_url: str):
