@@ -143,6 +143,21 @@ def test_the_balance_is_read_under_a_lock(database_url: str):
     run(scenario())
 
 
+async def _logged_postgres_writer(database_url: str) -> tuple[Any, int, int, LedgerWriter, Any, list[str]]:
+    """A started writer on PostgreSQL whose groups all go through one connection, its statements logged."""
+    engine, uid, kid = await _setup(database_url)
+    ledger = LedgerWriter(engine, "test-instance")
+    store = ledger._store
+    assert isinstance(store, PostgresLedgerStore)
+    statements: list[str] = []
+    conn = await store._connect()
+    conn.add_query_logger(lambda record: statements.append(record.query))
+    store._idle.append(conn)
+    store.parallel = 1  # every group on this connection
+    ledger.start()
+    return engine, uid, kid, ledger, conn, statements
+
+
 def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: str):
     """A group of holds only commits with ``synchronous_commit`` off (the request goes upstream sooner);
     a group that settles waits for the disk, which makes every hold before it durable too (the log is
@@ -153,16 +168,7 @@ def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: 
         pytest.skip("PostgreSQL's commit setting")
 
     async def scenario() -> None:
-        engine, uid, kid = await _setup(database_url)
-        ledger = LedgerWriter(engine, "test-instance")
-        store = ledger._store
-        assert isinstance(store, PostgresLedgerStore)
-        statements: list[str] = []
-        conn = await store._connect()
-        conn.add_query_logger(lambda record: statements.append(record.query))
-        store._idle.append(conn)
-        store.parallel = 1  # both groups on this connection
-        ledger.start()
+        engine, uid, kid, ledger, conn, statements = await _logged_postgres_writer(database_url)
         await ledger.hold(Hold("gen-s", uid, kid, 1_000, "m"))
         ledger.settle(Settlement("gen-s", uid, kid, 1_000, 600, "ok"))
         await ledger.flush()
@@ -187,24 +193,15 @@ def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: 
 def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_again_when_they_changed(database_url: str):
     """After a group's commit this process knows its account's figures: the next group is planned on them
     and sent with a check that locks the rows and finds them unchanged, in one round trip. When anything
-    else changed them (a refund by an operator, a key's limit lowered, another process's hold), the check
+    else changed them (a refund by an operator, a key's limit lowered, a request another process resolved), the check
     fails, nothing is written, and the group locks and reads: its holds are decided on the figures as
     they are (planned on the stale ones, these holds would have overdrawn the account and the key)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's round trips")
 
     async def scenario() -> None:
-        engine, uid, kid = await _setup(database_url)
-        ledger = LedgerWriter(engine, "test-instance")
-        store = ledger._store
-        assert isinstance(store, PostgresLedgerStore)
-        statements: list[str] = []
-        conn = await store._connect()
-        conn.add_query_logger(lambda record: statements.append(record.query))
-        store._idle.append(conn)
-        store.parallel = 1  # every group on this connection
-        ledger.start()
-        known = store.known
+        engine, uid, kid, ledger, _, statements = await _logged_postgres_writer(database_url)
+        known = ledger._store.known
 
         def locking_reads() -> int:
             return len([s for s in statements if s.lstrip().startswith("WITH accounts")])

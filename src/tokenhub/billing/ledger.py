@@ -53,8 +53,8 @@ import dataclasses
 import logging
 from typing import Callable, Protocol
 
-from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendLimitReached, figures_after
-from tokenhub.billing.ledger_store import store_for
+from tokenhub.billing.ledger_plan import Charge, GroupPlan, Hold, Op, Settlement, SpendLimitReached
+from tokenhub.billing.ledger_store import KnownFigures, store_for
 from tokenhub.errors import ServiceUnavailable
 from tokenhub.logs import REQUEST_ID_VAR
 from tokenhub.money import format_usd
@@ -66,7 +66,6 @@ __all__ = ["Charge", "Hold", "LedgerWriter", "Settlement", "SpendLimitReached"] 
 log = logging.getLogger("tokenhub.ledger")
 
 MAX_BATCH = 256
-VIEW_SIZE = 100_000  # accounts and keys whose last committed figures a process keeps for ``covers``
 GATHER_TURNS = 4  # loop turns a group may wait for more operations while they keep arriving
 SETTLE_DELAY = 0.005  # seconds a group of only settlements may wait for a hold to share its commit
 CLOSE_DEADLINE = 10.0  # seconds close() keeps retrying what storage refuses before it stops anyway
@@ -77,6 +76,7 @@ class LedgerStore(Protocol):
 
     parallel: int  # groups it may commit side by side
     remote: bool  # its commits wait on a server's round trips (which an early hold's upstream call overlaps)
+    known: KnownFigures  # what its commits left (``covers`` reads it)
 
     def start(self) -> None: ...
 
@@ -104,10 +104,8 @@ class LedgerWriter:
         self._backoff = 0.05
         self._closing = False
         self._stopped = False
-        # What this process last committed for each account (balance) and key (limit, used, held), and
-        # what its holds not yet committed add up to per account and key: ``covers`` reads them.
-        self._balances: dict[int, int] = {}
-        self._keys: dict[int, tuple[int | None, int, int]] = {}
+        # What this process's holds not yet committed add up to per account and key: ``covers`` reads them,
+        # with what its commits left (``self._store.known``).
         self._pending_users: dict[int, int] = {}
         self._pending_keys: dict[int, int] = {}
 
@@ -168,8 +166,9 @@ class LedgerWriter:
         Whether a hold should go early at all is the caller's choice (``remote``)."""
         if hold.budgets:
             return False
-        balance = self._balances.get(hold.user_id)
-        key = self._keys.get(hold.key_id)
+        known = self._store.known
+        balance = known.balances.get(hold.user_id)
+        key = known.keys.get(hold.key_id)
         if balance is None or key is None:
             return False
         if balance - self._pending_users.get(hold.user_id, 0) < 2 * hold.amount:
@@ -184,15 +183,6 @@ class LedgerWriter:
                 pending[ident] = left
             else:
                 del pending[ident]
-
-    def _saw(self, plan: GroupPlan) -> None:
-        """Remember the figures a group committed (``covers``)."""
-        if len(self._balances) > VIEW_SIZE or len(self._keys) > VIEW_SIZE:
-            self._balances.clear()
-            self._keys.clear()
-        balances, keys = figures_after(plan)
-        self._balances.update(balances)
-        self._keys.update(keys)
 
     def settle(self, settlement: Settlement) -> None:
         """Queue a settlement; it never raises and is committed by the next group."""
@@ -332,7 +322,6 @@ class LedgerWriter:
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
                 raise
-        self._saw(plan)
         for op, outcome in zip(batch, plan.outcomes):
             if isinstance(op, Hold) and op.future is not None and not op.future.done():
                 if outcome is None:

@@ -169,6 +169,89 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
     return user_ids, key_ids, settle_ids, late_ids
 
 
+KeyFigures = tuple[int | None, int, int]  # a key's limit, used and held
+KNOWN_SIZE = 100_000  # accounts and keys whose figures a PostgreSQL store keeps (KnownFigures)
+DOUBT_MAX = 1024  # groups an account whose figures keep changing elsewhere waits, at most, before it is expected again
+
+
+class KnownFigures:
+    """The figures this process's own commits left: each account's balance and each key's (limit, used,
+    held). The writer reads them to expect a hold admitted (``LedgerWriter.covers``).
+
+    On PostgreSQL a group whose accounts and keys are all known here, and which needs no spend by period, commits in
+    **one** round trip: planned on these figures and sent with a check (_PG_EXPECT_FUNCTION) that locks the same
+    rows in the same order as the locking read and finds them unchanged. If anything changed them
+    meanwhile (another gateway process, an operator's top-up, the sweeper), the check fails, nothing is
+    written, and the group locks and reads as usual: what is written is always decided on the figures
+    as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
+    expected for its next group after a miss, then for 2, 4 … up to ``DOUBT_MAX`` (halved by each hit),
+    so a shared account costs a failed check only now and then."""
+
+    def __init__(self) -> None:
+        self.balances: dict[int, int] = {}
+        self.keys: dict[int, KeyFigures] = {}
+        self._unsure_users: dict[int, int] = {}  # accounts and keys of groups locking and reading right now
+        self._unsure_keys: dict[int, int] = {}
+        self._doubt: dict[int, tuple[int, int]] = {}  # account -> (groups left that lock and read, the next wait)
+        self.hits = 0
+        self.misses = 0
+
+    def expected(self, batch: list[Op], user_ids: list[int], key_ids: list[int]) -> tuple[dict[int, int], dict[int, KeyFigures]] | None:
+        """The figures to plan ``batch`` on, or None: it locks and reads them."""
+        if spend_scopes(batch):  # spend by period is a query at commit
+            return None
+        if any(u in self._unsure_users for u in user_ids) or any(k in self._unsure_keys for k in key_ids):
+            return None
+        try:
+            balances = {u: self.balances[u] for u in user_ids}
+            keys = {k: self.keys[k] for k in key_ids}
+        except KeyError:
+            return None
+        doubted = False
+        for u in user_ids:
+            doubt = self._doubt.get(u)
+            if doubt is not None and doubt[0] > 0:
+                self._doubt[u] = (doubt[0] - 1, doubt[1])
+                doubted = True
+        return None if doubted else (balances, keys)
+
+    def hit(self, user_ids: list[int], plan: GroupPlan) -> None:
+        self.hits += 1
+        for u in user_ids:
+            doubt = self._doubt.get(u)
+            if doubt is not None:
+                if doubt[1] > 1:
+                    self._doubt[u] = (0, doubt[1] // 2)
+                else:
+                    del self._doubt[u]
+        self.saw(plan)
+
+    def missed(self, user_ids: list[int]) -> None:
+        self.misses += 1
+        for u in user_ids:
+            wait = min(2 * self._doubt.get(u, (0, 0))[1] or 1, DOUBT_MAX)
+            self._doubt[u] = (wait, wait)
+
+    def unsure(self, user_ids: list[int], key_ids: list[int], step: int) -> None:
+        for counts, ids in ((self._unsure_users, user_ids), (self._unsure_keys, key_ids)):
+            for i in ids:
+                n = counts.get(i, 0) + step
+                if n:
+                    counts[i] = n
+                else:
+                    del counts[i]
+
+    def saw(self, plan: GroupPlan) -> None:
+        """Remember what a committed group left."""
+        if len(self.balances) > KNOWN_SIZE or len(self.keys) > KNOWN_SIZE or len(self._doubt) > KNOWN_SIZE:
+            self.balances.clear()
+            self.keys.clear()
+            self._doubt.clear()
+        balances, keys = figures_after(plan)
+        self.balances.update(balances)
+        self.keys.update(keys)
+
+
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the write-ahead log file keeps once it starts over
 CATCH_UP_WAIT_MS = 200  # the longest the group after a checkpoint waits for others to let the log start over
 
@@ -186,6 +269,7 @@ class SqliteLedgerStore:
         self._commits_since_checkpoint = 0
         self._catch_up = False  # a checkpoint ran beside the commits: the next group finishes it first
         self._checkpoints = Periodic("ledger checkpoint", 1.0, self.checkpoint)
+        self.known = KnownFigures()
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -205,11 +289,14 @@ class SqliteLedgerStore:
         (a CLI command, another process) holds it, or after a checkpoint (``checkpoint``)."""
         if self._catch_up:
             self._catch_up = False
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._caught_up_transaction, batch)
-        try:
-            return self._transaction(batch, wait=False)
-        except _LockBusy:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, batch, True)
+            plan = await asyncio.get_running_loop().run_in_executor(self._thread, self._caught_up_transaction, batch)
+        else:
+            try:
+                plan = self._transaction(batch, wait=False)
+            except _LockBusy:
+                plan = await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, batch, True)
+        self.known.saw(plan)
+        return plan
 
     def start(self) -> None:
         self._checkpoints.start()
@@ -359,89 +446,6 @@ _PG_SETTINGS = {
     # group): a server or role that ends sessions idle in a transaction must not end these.
     "idle_in_transaction_session_timeout": "0",
 }  # fmt: skip
-
-
-KeyFigures = tuple[int | None, int, int]  # a key's limit, used and held
-KNOWN_SIZE = 100_000  # accounts and keys whose figures a PostgreSQL store keeps (KnownFigures)
-DOUBT_MAX = 1024  # groups an account whose figures keep changing elsewhere waits, at most, before it is expected again
-
-
-class KnownFigures:
-    """The figures this process's own commits left in PostgreSQL: each account's balance and each key's
-    (limit, used, held).
-
-    A group whose accounts and keys are all known here, and which needs no spend by period, commits in
-    **one** round trip: planned on these figures and sent with a check (_PG_EXPECT_FUNCTION) that locks the same
-    rows in the same order as the locking read and finds them unchanged. If anything changed them
-    meanwhile (another gateway process, an operator's top-up, the sweeper), the check fails, nothing is
-    written, and the group locks and reads as usual: what is written is always decided on the figures
-    as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
-    expected for its next group after a miss, then for 2, 4 … up to ``DOUBT_MAX`` (halved by each hit),
-    so a shared account costs a failed check only now and then."""
-
-    def __init__(self) -> None:
-        self.balances: dict[int, int] = {}
-        self.keys: dict[int, KeyFigures] = {}
-        self._unsure_users: dict[int, int] = {}  # accounts and keys of groups locking and reading right now
-        self._unsure_keys: dict[int, int] = {}
-        self._doubt: dict[int, tuple[int, int]] = {}  # account -> (groups left that lock and read, the next wait)
-        self.hits = 0
-        self.misses = 0
-
-    def expected(self, batch: list[Op], user_ids: list[int], key_ids: list[int]) -> tuple[dict[int, int], dict[int, KeyFigures]] | None:
-        """The figures to plan ``batch`` on, or None: it locks and reads them."""
-        if spend_scopes(batch):  # spend by period is a query at commit
-            return None
-        if any(u in self._unsure_users for u in user_ids) or any(k in self._unsure_keys for k in key_ids):
-            return None
-        try:
-            balances = {u: self.balances[u] for u in user_ids}
-            keys = {k: self.keys[k] for k in key_ids}
-        except KeyError:
-            return None
-        doubted = False
-        for u in user_ids:
-            doubt = self._doubt.get(u)
-            if doubt is not None and doubt[0] > 0:
-                self._doubt[u] = (doubt[0] - 1, doubt[1])
-                doubted = True
-        return None if doubted else (balances, keys)
-
-    def hit(self, user_ids: list[int], plan: GroupPlan) -> None:
-        self.hits += 1
-        for u in user_ids:
-            doubt = self._doubt.get(u)
-            if doubt is not None:
-                if doubt[1] > 1:
-                    self._doubt[u] = (0, doubt[1] // 2)
-                else:
-                    del self._doubt[u]
-        self.saw(plan)
-
-    def missed(self, user_ids: list[int]) -> None:
-        self.misses += 1
-        for u in user_ids:
-            wait = min(2 * self._doubt.get(u, (0, 0))[1] or 1, DOUBT_MAX)
-            self._doubt[u] = (wait, wait)
-
-    def unsure(self, user_ids: list[int], key_ids: list[int], step: int) -> None:
-        for counts, ids in ((self._unsure_users, user_ids), (self._unsure_keys, key_ids)):
-            for i in ids:
-                n = counts.get(i, 0) + step
-                if n:
-                    counts[i] = n
-                else:
-                    del counts[i]
-
-    def saw(self, plan: GroupPlan) -> None:
-        """Remember what a committed group left."""
-        if len(self.balances) > KNOWN_SIZE or len(self.keys) > KNOWN_SIZE or len(self._doubt) > KNOWN_SIZE:
-            self.balances.clear()
-            self.keys.clear()
-            self._doubt.clear()
-        balances, keys = figures_after(plan)
-        self.balances.update(balances)
-        self.keys.update(keys)
 
 
 class PostgresLedgerStore:
