@@ -170,7 +170,7 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
 
 
 KeyFigures = tuple[int | None, int, int]  # a key's limit, used and held
-KNOWN_SIZE = 100_000  # accounts and keys whose figures a PostgreSQL store keeps (KnownFigures)
+KNOWN_SIZE = 100_000  # accounts and keys whose figures a store keeps (KnownFigures)
 DOUBT_MAX = 1024  # groups an account whose figures keep changing elsewhere waits, at most, before it is expected again
 
 
@@ -178,9 +178,10 @@ class KnownFigures:
     """The figures this process's own commits left: each account's balance and each key's (limit, used,
     held). The writer reads them to expect a hold admitted (``LedgerWriter.covers``).
 
-    On PostgreSQL a group whose accounts and keys are all known here, and which needs no spend by period, commits in
-    **one** round trip: planned on these figures and sent with a check (_PG_EXPECT_FUNCTION) that locks the same
-    rows in the same order as the locking read and finds them unchanged. If anything changed them
+    On PostgreSQL a group whose accounts and keys are all known here, and which needs no spend by
+    period, commits in **one** round trip: planned on these figures and sent with a check
+    (_PG_EXPECT_FUNCTION) that locks the same rows in the same order as the locking read and finds them
+    unchanged. If anything changed them
     meanwhile (another gateway process, an operator's top-up, the sweeper), the check fails, nothing is
     written, and the group locks and reads as usual: what is written is always decided on the figures
     as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
