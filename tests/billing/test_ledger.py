@@ -560,7 +560,10 @@ def test_the_sqlite_log_starts_over_under_steady_commits(sqlite_url: str):
 
 def test_the_sqlite_log_starts_over_with_two_processes_committing(sqlite_url: str):
     """Two writers on one file (two processes' ledgers): the group that finishes one's checkpoint holds
-    the other off until the log is whole in the database, so the log starts over all the same."""
+    the other off until the log is whole in the database, so the log starts over all the same. The
+    catch-up gives up after ``CATCH_UP_WAIT_MS`` if the other keeps the file busy that long (a stall of
+    the machine did, once in a CI run), and the next checkpoint tries again: one round of six may miss,
+    never the next one too (a passive catch-up, before, missed every round)."""
 
     async def scenario() -> None:
         engine, uid, kid = await _setup(sqlite_url)
@@ -594,7 +597,8 @@ def test_the_sqlite_log_starts_over_with_two_processes_committing(sqlite_url: st
             report = await check_ledger(conn)
         await engine.dispose()
         assert report.ok, report.problems
-        assert all(after < before for before, after in frames), frames
+        started_over = [after < before for before, after in frames]
+        assert started_over.count(False) <= 1 and started_over[-1], frames
 
     run(scenario())
 
