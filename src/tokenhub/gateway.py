@@ -58,6 +58,7 @@ class Gateway:
         instance_id = new_instance_id()
         metrics = Metrics()
         ledger = LedgerWriter(engine, instance_id, on_overage=metrics.overcharged)
+        metrics.watch_ledger(ledger.known)
         ledger.start()
         sweeper = Sweeper(engine, ledger, instance_id, settings.hold_sweep_after)
         await sweeper.register()

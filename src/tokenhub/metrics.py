@@ -18,6 +18,7 @@ from prometheus_client.metrics import Counter, Gauge, Histogram  # noqa: E402
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 
 from tokenhub.billing.ledger import Charge, Settlement  # noqa: E402
+from tokenhub.billing.ledger_store import KnownFigures  # noqa: E402
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 BREAKER_VALUES = {"closed": 0, "cooling_down": 1, "half_open": 1, "open": 2, "misconfigured": 3}
@@ -47,6 +48,10 @@ class Metrics:
                                "Usage cost an upstream reported beyond what the account could pay (not charged).", registry=r)
         self.overage_requests = Counter("tokenhub_overage_requests", "Requests charged less than their usage cost.", registry=r)
         self._series: dict[tuple[str, str], _Series] = {}
+
+    def watch_ledger(self, known: KnownFigures) -> None:
+        """Count the ledger's groups that committed on figures the process knew (read at each scrape)."""
+        self.registry.register(_LedgerChecks(known))
 
     def overcharged(self, charge: Charge) -> None:
         self.overage.inc(charge.overage)
@@ -96,3 +101,28 @@ class _Series:
         self.cached = metrics.tokens.labels(model, "cached")
         self.reasoning = metrics.tokens.labels(model, "reasoning")
         self.cost = metrics.cost.labels(model)
+
+
+class _LedgerChecks:
+    """The ledger's checked groups (PostgreSQL: ``KnownFigures``), counted by the store itself and read
+    when scraped: nothing on the request path."""
+
+    def __init__(self, known: KnownFigures) -> None:
+        self._known = known
+
+    def describe(self) -> list[Any]:
+        return list(self.collect())
+
+    def collect(self) -> Any:
+        from prometheus_client.metrics_core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "tokenhub_ledger_checked_groups",
+            "Ledger groups planned on the figures this process knew (PostgreSQL), by what the check found: unchanged "
+            "(committed in one round trip) or changed (locked and read again).",
+            labels=["result"],
+        )
+        family.add_metric(["unchanged"], self._known.hits)
+        family.add_metric(["changed"], self._known.misses)
+        yield family
+

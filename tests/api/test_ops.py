@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
+from typing import Callable
 
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
@@ -38,3 +40,35 @@ def test_metrics_count_requests_tokens_and_cost(gateway: Harness, upstream_url: 
     assert "tokenhub_request_duration_seconds_bucket" in text and "tokenhub_time_to_first_byte_seconds_count" in text
     assert "tokenhub_holds_outstanding 0.0" in text
     assert 'tokenhub_channel_breaker_state{channel="fake-test-priced"} 0.0' in text
+
+
+def test_metrics_count_the_ledger_groups_checked_on_known_figures(make_gateway: Callable[..., Harness], database_url: str, upstream_url: str):
+    """On PostgreSQL a ledger group on figures the process knows is checked and committed in one round
+    trip; a top-up meanwhile makes the next check find them changed. SQLite locks the whole file for
+    every group and checks none."""
+    from tokenhub.billing import service as billing
+
+    gw = make_gateway(database_url)
+    priced_model(gw, upstream_url)
+    cust = customer(gw)
+    client = gw.client(cust.key)
+
+    def checked() -> dict[str, float]:
+        gw.flush()
+        status, text = get(gw, "/metrics")
+        assert status == 200
+        return {m[0]: float(m[1]) for m in re.findall(r'tokenhub_ledger_checked_groups_total\{result="(\w+)"\} (\S+)', text)}
+
+    for _ in range(3):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    first = checked()
+    gw.write(lambda c: billing.add_credits(c, cust.email, 1_000_000, note="top-up"))  # the account's figures change
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    then = checked()
+    if database_url.startswith("sqlite"):
+        assert first == then == {"unchanged": 0.0, "changed": 0.0}
+    else:
+        assert first["unchanged"] >= 2 and first["changed"] == 0  # the groups after the first one
+        assert then["changed"] == 1
+    assert gw.ledger_report().ok
+

@@ -152,6 +152,11 @@ class LedgerWriter:
         self._enqueue(hold)
 
     @property
+    def known(self) -> KnownFigures:
+        """The figures this process's commits left (and, on PostgreSQL, how often a group checked them)."""
+        return self._store.known
+
+    @property
     def remote(self) -> bool:
         """Whether a commit waits on a server's round trips (PostgreSQL), which the upstream call can
         overlap; a local store's commit (SQLite) is this thread's own work."""
@@ -166,7 +171,7 @@ class LedgerWriter:
         Whether a hold should go early at all is the caller's choice (``remote``)."""
         if hold.budgets:
             return False
-        known = self._store.known
+        known = self.known
         balance = known.balances.get(hold.user_id)
         key = known.keys.get(hold.key_id)
         if balance is None or key is None:
