@@ -22,6 +22,7 @@ from tokenhub.tokens import Usage
 
 Budget = tuple[str, int, str, int]  # scope ("key" | "user"), its id, period (day|week|month|total), limit
 SpendKey = tuple[str, int, str]  # scope, id, period
+KeyFigures = tuple[int | None, int, int]  # a key's limit (None: none), used and held
 
 
 @dataclass
@@ -113,10 +114,10 @@ class GroupPlan:
     settled: list[Charge]
     balances: dict[int, int]  # user id -> new balance
     key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
-    keys: dict[int, tuple[int | None, int, int]]  # key id -> (limit, used, held) as locked, before the deltas
+    keys: dict[int, KeyFigures]  # key id -> (limit, used, held) as locked, before the deltas
 
 
-def figures_after(plan: GroupPlan) -> tuple[dict[int, int], dict[int, tuple[int | None, int, int]]]:
+def figures_after(plan: GroupPlan) -> tuple[dict[int, int], dict[int, KeyFigures]]:
     """The balances and key counters (limit, used, held) a group leaves once committed."""
     keys = {}
     for key_id, (limit, used, held) in plan.keys.items():
@@ -139,7 +140,7 @@ def spend_scopes(batch: list[Op]) -> dict[tuple[str, int], set[str]]:
 def plan_group(
     batch: list[Op],
     balances: dict[int, int],
-    keys: dict[int, tuple[int | None, int, int]],
+    keys: dict[int, KeyFigures],
     settling: dict[str, tuple[Any, bool]],
     spent: dict[SpendKey, int] | None = None,
     starts: dict[str, Any] | None = None,
@@ -196,7 +197,7 @@ def plan_group(
     return plan
 
 
-def _room(op: Settlement, balance: int, key: tuple[int | None, int, int] | None, delta: list[int], spent: dict[SpendKey, int]) -> int:
+def _room(op: Settlement, balance: int, key: KeyFigures | None, delta: list[int], spent: dict[SpendKey, int]) -> int:
     """The most ``op`` may charge: what the account can pay, within its key's total limit and the
     spend limits by period it names (its own hold already released from all of them)."""
     room = balance
@@ -210,7 +211,7 @@ def _room(op: Settlement, balance: int, key: tuple[int | None, int, int] | None,
     return room
 
 
-def _refuse(op: Hold, balance: int | None, key: tuple[int | None, int, int] | None) -> Exception | None:
+def _refuse(op: Hold, balance: int | None, key: KeyFigures | None) -> Exception | None:
     if balance is None or key is None:
         return InsufficientCredits("the account or key no longer exists", code="account_missing")
     if balance < op.amount:

@@ -36,6 +36,7 @@ from tokenhub.billing.ledger_plan import (
     Charge,
     GroupPlan,
     Hold,
+    KeyFigures,
     Op,
     Settlement,
     SpendKey,
@@ -169,7 +170,6 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
     return user_ids, key_ids, settle_ids, late_ids
 
 
-KeyFigures = tuple[int | None, int, int]  # a key's limit, used and held
 KNOWN_SIZE = 100_000  # accounts and keys whose figures a store keeps (KnownFigures)
 DOUBT_MAX = 1024  # groups an account whose figures keep changing elsewhere waits, at most, before it is expected again
 
@@ -181,10 +181,9 @@ class KnownFigures:
     On PostgreSQL a group whose accounts and keys are all known here, and which needs no spend by
     period, commits in **one** round trip: planned on these figures and sent with a check
     (_PG_EXPECT_FUNCTION) that locks the same rows in the same order as the locking read and finds them
-    unchanged. If anything changed them
-    meanwhile (another gateway process, an operator's top-up, the sweeper), the check fails, nothing is
-    written, and the group locks and reads as usual: what is written is always decided on the figures
-    as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
+    unchanged. If anything changed them meanwhile (another gateway process, an operator's top-up, the
+    sweeper), the check fails, nothing is written, and the group locks and reads as usual: what is
+    written is always decided on the figures as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
     expected for its next group after a miss, then for 2, 4 … up to ``DOUBT_MAX`` (halved by each hit),
     so a shared account costs a failed check only now and then."""
 
@@ -527,7 +526,7 @@ class PostgresLedgerStore:
                 self._in_order.release()
                 in_order = False
                 balances: dict[int, int] = {}
-                keys: dict[int, tuple[int | None, int, int]] = {}
+                keys: dict[int, KeyFigures] = {}
                 for r in rows:
                     if r[0] is not None:  # a user and one of its keys
                         balances[r[0]] = r[1]
