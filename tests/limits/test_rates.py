@@ -10,6 +10,7 @@ import pytest
 from tokenhub.errors import RateLimited, ServiceUnavailable
 from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import MemoryRates, Scope
+from tokenhub.limits import redis_rates as rates_module
 from tokenhub.limits.redis_rates import RedisRates
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -176,7 +177,7 @@ def test_redis_that_lost_its_scripts_still_admits_and_releases(redis_rates):
 def test_redis_connection_dropped_between_pipelines_is_replaced(redis_rates):
     """Each script's pipelines go on a connection of their own; one that Redis (or a proxy) closed since
     the last pipeline is replaced by the next one, which is answered as if nothing happened."""
-    s = scope(rpm=10)
+    s = scope(rpm=10, concurrency=5)  # a slot in flight: each request is admitted and released in Redis
 
     async def go() -> None:
         rates = redis_rates()
@@ -192,6 +193,98 @@ def test_redis_connection_dropped_between_pipelines_is_replaced(redis_rates):
             ticket.release(0)
             await asyncio.sleep(0.1)
             assert await rates.client.zcard(f"th:rl:{s.ident}:c") == 0  # released on a new connection too
+        finally:
+            await rates.close()
+
+    asyncio.run(go())
+
+
+def _evalsha_calls(info: dict) -> int:
+    return int(info.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_grant_admits_the_next_requests_without_asking_redis(redis_rates):
+    """Without a concurrency limit, a process is granted request slots ahead (twice as many each time
+    they run out in time) and admits from them in memory: 60 requests in a row ask Redis a handful of
+    times, their headers count down by one each, and the log counts each admitted request, plus the
+    unused slots until they are given back."""
+    s = scope(rpm=1000)
+
+    async def go() -> None:
+        rates = redis_rates()
+        try:
+            before = _evalsha_calls(await rates.client.info("commandstats"))
+            left = []
+            for i in range(60):
+                ticket = await rates.admit([s], f"g{i}")
+                left.append(int(ticket.headers["x-ratelimit-remaining-requests"]))
+                ticket.release(25)  # no tokens limit: nothing to tell Redis
+            asked = _evalsha_calls(await rates.client.info("commandstats")) - before
+            assert left == list(range(999, 939, -1))
+            assert asked <= 7, asked  # grants of 1, 2, 4, 8, 16, 32 (and the info calls are not EVALSHA)
+            log = f"th:rl:{s.ident}:r"
+            assert await rates.client.zcard(log) >= 60  # the 60, and slots granted but not used yet
+            await asyncio.sleep(rates_module.GRANT_MS / 1000 + 0.2)  # the grant ends: its unused slots go back
+            assert await rates.client.zcard(log) == 60
+        finally:
+            await rates.close()
+
+    asyncio.run(go())
+
+
+def test_grants_to_several_processes_never_admit_more_than_the_limit(redis_rates):
+    """Three limiters (three processes) admitting at once from one requests-per-minute limit: together
+    they never admit more than the limit, and slots one of them was granted but did not use are given
+    back, so the whole minute's requests are admitted in the end, not one more."""
+    s = scope(rpm=200)
+
+    async def go() -> None:
+        limiters = [redis_rates() for _ in range(3)]
+        admitted = 0
+
+        async def burst(rates: RedisRates, n: int) -> int:
+            ok = 0
+            for i in range(n):
+                try:
+                    (await rates.admit([s], uuid.uuid4().hex)).release(0)
+                    ok += 1
+                except RateLimited:
+                    pass
+            return ok
+
+        try:
+            admitted += sum(await asyncio.gather(*(burst(r, 80) for r in limiters)))
+            assert admitted <= 200
+            await asyncio.sleep(rates_module.GRANT_MS / 1000 + 0.2)  # grants end, unused slots go back
+            admitted += sum(await asyncio.gather(*(burst(r, 80) for r in limiters)))
+            assert admitted == 200
+            with pytest.raises(RateLimited) as refused:
+                await limiters[0].admit([s], "one-more")
+            assert refused.value.headers["x-ratelimit-remaining-requests"] == "0"
+        finally:
+            for rates in limiters:
+                await rates.close()
+
+    asyncio.run(go())
+
+
+def test_tokens_per_minute_under_a_grant(redis_rates):
+    """A grant admits against the tokens Redis counted, less what this process's requests used since;
+    once they are used up the next request asks Redis, which has counted them, and refuses it."""
+    s = scope(tpm=100)
+
+    async def go() -> None:
+        rates = redis_rates()
+        try:
+            (await rates.admit([s], "t1")).release(60)
+            second = await rates.admit([s], "t2")  # 60 < 100, from the grant
+            assert second.headers["x-ratelimit-remaining-tokens"] == "40"
+            second.release(50)  # 110: over
+            await asyncio.sleep(0.05)  # the tokens reach Redis in the background
+            with pytest.raises(RateLimited) as refused:
+                await rates.admit([s], "t3")
+            assert "tokens per minute" in refused.value.message
+            assert 55 <= int(refused.value.headers["Retry-After"]) <= 60  # Redis's answer: when the first 60 leave
         finally:
             await rates.close()
 

@@ -9,6 +9,19 @@ One Lua script admits a request against every scope at once, atomically, using R
 * ``th:rl:<scope>:c`` — request ids in flight, scored by when their lease runs out (concurrency).
   A process killed mid-request cannot release its slots; the lease frees them after ``LEASE``.
 
+**Grants.** A request whose scopes have no concurrency limit need not ask Redis each time: the script
+may grant the asking process more request slots than the one it needs (``want``, at most a quarter of
+what is left in the window, ``MAX_GRANT``), each a member of the requests log scored ``GRANT_MS``
+ahead, and the process admits its next requests from them, in memory, until they run out or
+``GRANT_MS`` passes; then it asks again, for twice as many if they ran out in time, for as many as it
+used if not. Slots still unused when a grant ends are given back (removed from the log). A slot
+counts in the window from when it was granted until a minute after the latest moment it could be
+used, so every process together never admits more than the limit in any minute: a grant only makes a
+scope's counting stricter, for the slots one process holds and another cannot use meanwhile. A
+process killed with slots unused leaves them counted for at most ``GRANT_MS`` plus a minute. The
+tokens per minute a grant admits against are what Redis counted when it was granted, less what this
+process's requests have used since; requests of other processes show at the next grant.
+
 If Redis cannot be reached, requests that have rate limits fail closed (503): never free service.
 """
 
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import Any
 
 import redis.asyncio as redis
@@ -24,30 +38,38 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenhub.errors import ServiceUnavailable
+from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import Refusal, Scope, Standing, headers_for, refuse
 
 log = logging.getLogger("tokenhub.limits")
 
 LEASE_MS = 15 * 60 * 1000  # the longest a request may hold a concurrency slot
+GRANT_MS = 1000  # how long a process may admit from the request slots Redis granted it
+MAX_GRANT = 256  # request slots one grant takes at most
 
-# ARGV: request id, lease ms, then per scope: rpm, tpm, concurrency (0 = none).
-# Returns {1, <per scope: requests_left, requests_reset_ms, tokens_left, tokens_reset_ms, concurrent_left>}
+# ARGV: request id, lease ms, grant ms (0: this request alone, counted from now), then per scope: rpm,
+# tpm, concurrency (0 = none), the request slots wanted (1: this request's alone).
+# Returns {1, <per scope: requests_left, requests_reset_ms, tokens_left, tokens_reset_ms, concurrent_left, granted>}
 #      or {0, scope index (0-based), "rpm"|"tpm"|"concurrency", retry_ms, <the same per scope figures>}.
+# A grant of n slots adds this request's id and n - 1 more members (``<id>+1`` …) to the requests log,
+# scored ``grant`` ms ahead: they count until a minute after the last moment the process may use them.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rid, lease = ARGV[1], tonumber(ARGV[2])
+local rid, lease, grant = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local scopes = #KEYS / 3
 local figures, refusal = {}, nil
 local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')) or 0 end
 for i = 0, scopes - 1 do
   local rk, tk, ck = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  local rpm, tpm, conc = tonumber(ARGV[3 + i * 3]), tonumber(ARGV[4 + i * 3]), tonumber(ARGV[5 + i * 3])
-  local req_left, req_reset, tok_left, tok_reset, conc_left = 0, 0, 0, 0, 0
+  local rpm, tpm = tonumber(ARGV[4 + i * 4]), tonumber(ARGV[5 + i * 4])
+  local conc, want = tonumber(ARGV[6 + i * 4]), tonumber(ARGV[7 + i * 4])
+  local req_left, req_reset, tok_left, tok_reset, conc_left, granted = 0, 0, 0, 0, 0, 0
   if rpm > 0 then
     redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - 60000)
     local count = redis.call('ZCARD', rk)
-    req_left = rpm - count - 1
+    granted = math.max(1, math.min(want, math.floor((rpm - count) / 4)))
+    req_left = rpm - count - granted
     req_reset = 60000
     if count > 0 then
       local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
@@ -81,7 +103,7 @@ for i = 0, scopes - 1 do
     if busy >= conc and not refusal then refusal = {i, 'concurrency', 1000} end
   end
   table.insert(figures, req_left) table.insert(figures, req_reset) table.insert(figures, tok_left)
-  table.insert(figures, tok_reset) table.insert(figures, conc_left)
+  table.insert(figures, tok_reset) table.insert(figures, conc_left) table.insert(figures, granted)
 end
 if refusal then
   local out = {0, refusal[1], refusal[2], refusal[3]}
@@ -90,10 +112,16 @@ if refusal then
 end
 for i = 0, scopes - 1 do
   local rk, ck = KEYS[i * 3 + 1], KEYS[i * 3 + 3]
-  if tonumber(ARGV[3 + i * 3]) > 0 then
-    redis.call('ZADD', rk, now, rid) redis.call('PEXPIRE', rk, 61000)
+  local granted = figures[i * 6 + 6]
+  if granted > 0 then
+    local at = now + grant
+    local members = {at, rid}
+    for j = 1, granted - 1 do
+      table.insert(members, at) table.insert(members, rid .. '+' .. j)
+    end
+    redis.call('ZADD', rk, unpack(members)) redis.call('PEXPIRE', rk, 61000 + grant)
   end
-  if tonumber(ARGV[5 + i * 3]) > 0 then
+  if tonumber(ARGV[6 + i * 4]) > 0 then
     redis.call('ZADD', ck, now + lease, rid) redis.call('PEXPIRE', ck, lease)
   end
 end
@@ -117,6 +145,11 @@ end
 return 1
 """
 
+# KEYS: a scope's requests log; ARGV: the granted slots given back unused.
+_GIVE_BACK = """
+return redis.call('ZREM', KEYS[1], unpack(ARGV))
+"""
+
 
 def unavailable() -> ServiceUnavailable:
     return ServiceUnavailable(
@@ -132,31 +165,112 @@ class RedisRates:
         self._sending: set[asyncio.Task[None]] = set()  # pipelines on their way (a task needs a strong reference)
         self._admissions = _TurnBatch(self, self.client.register_script(_ADMIT))
         self._releases = _TurnBatch(self, self.client.register_script(_RELEASE))
+        self._give_backs = _TurnBatch(self, self.client.register_script(_GIVE_BACK))
+        self._grants: dict[str, _Grant] = {}  # by scope: what this process may admit without asking
+        self._asking: dict[str, asyncio.Future[None]] = {}  # by scope: a grant on its way
+        self._unwritten: dict[str, int] = {}  # by scope: tokens of ended requests not yet counted in Redis
 
-    async def admit(self, scopes: list[Scope], request_id: str) -> "_RedisTicket":
+    async def admit(self, scopes: list[Scope], request_id: str) -> _RedisTicket:
+        if any(scope.limits.concurrency is not None for scope in scopes):
+            return await self._ask(scopes, request_id, granting=False)  # a slot in flight per request: Redis every time
+        while (ticket := self._admit_granted(scopes, request_id)) is None:
+            asking = {future for scope in scopes if (future := self._asking.get(scope.ident)) is not None}
+            if not asking:
+                return await self._ask(scopes, request_id, granting=True)
+            await asyncio.wait(asking)  # a grant for one of these scopes is on its way: wait for it, not ask again
+        return ticket
+
+    def _admit_granted(self, scopes: list[Scope], request_id: str) -> _RedisTicket | None:
+        """Admitted from this process's grants, in memory; None if one of the scopes has none left."""
+        now = asyncio.get_running_loop().time()
+        grants: list[_Grant] = []
+        for scope in scopes:
+            grant = self._grants.get(scope.ident)
+            if grant is None or not grant.admits(scope.limits, now):
+                return None
+            grants.append(grant)
+        standings = [grant.take(scope.limits, now) for scope, grant in zip(scopes, grants)]
+        return _RedisTicket(self, scopes, request_id, headers_for(standings), granted=True)
+
+    async def _ask(self, scopes: list[Scope], request_id: str, *, granting: bool) -> _RedisTicket:
+        """Admission by Redis; ``granting``: with more request slots for this process's next requests."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
         keys: list[str] = []
-        argv: list[int | str] = [request_id, LEASE_MS]
+        argv: list[int | str] = [request_id, LEASE_MS, GRANT_MS if granting else 0]
         for scope in scopes:
             base = f"{self.namespace}:rl:{scope.ident}"
             keys += [f"{base}:r", f"{base}:t", f"{base}:c"]
             limits = scope.limits
-            argv += [limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0]
+            argv += [limits.rpm or 0, limits.tpm or 0, limits.concurrency or 0, self._want(scope, sent) if granting else 1]
+        asking: asyncio.Future[None] | None = None
+        if granting:
+            asking = loop.create_future()
+            for scope in scopes:
+                self._asking.setdefault(scope.ident, asking)
         try:
             reply = await self._admissions.call(keys, argv)
         except (RedisError, OSError) as exc:
             log.error("rate limits: Redis is unreachable (%s); refusing requests that have limits", type(exc).__name__)
             raise unavailable() from None
+        finally:
+            if asking is not None:
+                for scope in scopes:
+                    if self._asking.get(scope.ident) is asking:
+                        del self._asking[scope.ident]
+                asking.set_result(None)
         admitted = int(reply[0]) == 1
         offset = 1 if admitted else 4
-        standings = [self._standing(scope, reply[offset + i * 5: offset + i * 5 + 5]) for i, scope in enumerate(scopes)]
+        figures = [reply[offset + i * 6: offset + i * 6 + 6] for i in range(len(scopes))]
+        standings = [self._standing(scope, f) for scope, f in zip(scopes, figures)]
         if not admitted:
             scope = scopes[int(reply[1])]
             limit = reply[2].decode() if isinstance(reply[2], bytes) else str(reply[2])
-            for standing in standings:
-                standing.requests_left += 1
+            for standing, f in zip(standings, figures):  # nothing was taken
+                standing.requests_left += int(f[5])
                 standing.concurrent_left += 1
             raise refuse(Refusal(scope, limit, int(reply[3]) / 1000, standings[int(reply[1])]), standings)
-        return _RedisTicket(self, scopes, request_id, headers_for(standings))
+        if granting:
+            for scope, f, standing in zip(scopes, figures, standings):
+                self._granted(scope, request_id, int(f[5]), standing, sent)
+        return _RedisTicket(self, scopes, request_id, headers_for(standings), granted=granting)
+
+    def _want(self, scope: Scope, now: float) -> int:
+        """The request slots to ask for: twice the last grant's if it ran out before its end, else as many
+        as it admitted (one, for a scope with no grant yet); one for a scope without a requests limit."""
+        grant = self._grants.get(scope.ident)
+        if scope.limits.rpm is None or grant is None:
+            return 1
+        if now < grant.until:
+            return min(MAX_GRANT, 2 * grant.size)
+        return max(1, grant.uses)
+
+    def _granted(self, scope: Scope, request_id: str, granted: int, standing: Standing, sent: float) -> None:
+        """Keep what Redis granted this process in ``scope`` (its slots beyond this request's, the figures
+        its headers and tokens per minute start from); give back what is left of the last grant."""
+        old = self._grants.get(scope.ident)
+        if old is not None:
+            self._give_back(scope.ident, old)
+        tokens_left = standing.tokens_left - self._unwritten.get(scope.ident, 0)
+        grant = _Grant(sent + GRANT_MS / 1000, granted, [f"{request_id}+{j}" for j in range(1, granted)], standing, tokens_left)
+        self._grants[scope.ident] = grant
+        standing.requests_left += len(grant.slots)  # the slots this process holds are left for its next requests
+        asyncio.get_running_loop().call_at(grant.until, self._expire, scope, grant)
+
+    def _expire(self, scope: Scope, grant: _Grant) -> None:
+        if self._grants.get(scope.ident) is not grant:
+            return
+        self._give_back(scope.ident, grant)
+        if grant.uses <= 1:  # nothing to size the next grant by: forget the scope
+            del self._grants[scope.ident]
+
+    def _give_back(self, ident: str, grant: _Grant) -> None:
+        """Remove a grant's unused slots from the scope's requests log, in the background."""
+        if not grant.slots:
+            return
+        slots, grant.slots = grant.slots, []
+        given = self._give_backs.call([f"{self.namespace}:rl:{ident}:r"], slots)
+        given.add_done_callback(partial(_log_failed, "give back the request slots granted to", ident))
 
     @staticmethod
     def _standing(scope: Scope, figures: list[int]) -> Standing:
@@ -167,14 +281,34 @@ class RedisRates:
             concurrency=limits.concurrency, concurrent_left=int(figures[4]),
         )  # fmt: skip
 
-    def release_later(self, scopes: list[Scope], request_id: str, tokens: int) -> None:
-        """Release in the background: the response does not wait for Redis."""
+    def release_later(self, scopes: list[Scope], request_id: str, tokens: int, *, granted: bool) -> None:
+        """Release in the background: the response does not wait for Redis. A request admitted by a
+        grant holds no slot in flight: only its tokens are counted (in its scopes with a tokens limit)."""
+        if granted:
+            scopes = [scope for scope in scopes if scope.limits.tpm is not None]
+            if tokens <= 0 or not scopes:
+                return
+            for scope in scopes:
+                self._unwritten[scope.ident] = self._unwritten.get(scope.ident, 0) + tokens
+                grant = self._grants.get(scope.ident)
+                if grant is not None:
+                    grant.tokens_left -= tokens
         keys: list[str] = []
         for scope in scopes:
             base = f"{self.namespace}:rl:{scope.ident}"
             keys += [f"{base}:t", f"{base}:c"]
         released = self._releases.call(keys, [request_id, tokens, *[s.limits.tpm or 0 for s in scopes]])
-        released.add_done_callback(lambda done: _log_failed_release(done, request_id))
+        released.add_done_callback(partial(_log_failed, "release", request_id))
+        if granted:
+            released.add_done_callback(partial(self._written, [scope.ident for scope in scopes], tokens))
+
+    def _written(self, idents: list[str], tokens: int, _: asyncio.Future[Any]) -> None:
+        for ident in idents:
+            left = self._unwritten[ident] - tokens
+            if left:
+                self._unwritten[ident] = left
+            else:
+                del self._unwritten[ident]
 
     def _send_soon(self, batch: _TurnBatch) -> None:
         task = asyncio.get_running_loop().create_task(batch.send())
@@ -188,10 +322,13 @@ class RedisRates:
             return False
 
     async def close(self) -> None:
-        if self._sending:
+        for ident, grant in self._grants.items():
+            self._give_back(ident, grant)
+        self._grants.clear()
+        while self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
-        await self._admissions.close()
-        await self._releases.close()
+        for batch in (self._admissions, self._releases, self._give_backs):
+            await batch.close()
         await self.client.aclose()
 
 
@@ -275,20 +412,49 @@ class _TurnBatch:
         await self._conn.disconnect()
 
 
-def _log_failed_release(done: asyncio.Future[Any], request_id: str) -> None:
+def _log_failed(what: str, ident: str, done: asyncio.Future[Any]) -> None:
     exc = None if done.cancelled() else done.exception()
-    if exc is not None:  # the lease frees the slot; the tokens go uncounted
-        log.warning("rate limits: could not release %s in Redis (%s)", request_id, type(exc).__name__)
+    if exc is not None:  # a lease frees a slot in flight, the window frees granted slots; tokens go uncounted
+        log.warning("rate limits: could not %s %s in Redis (%s)", what, ident, type(exc).__name__)
+
+
+class _Grant:
+    """Request slots (and the right to admit against a tokens-per-minute figure) Redis granted this
+    process in one scope, until ``until`` (the loop's clock)."""
+
+    __slots__ = ("until", "size", "slots", "uses", "requests_left", "requests_reset_at", "tokens_left", "tokens_reset_at")
+
+    def __init__(self, until: float, size: int, slots: list[str], standing: Standing, tokens_left: int) -> None:
+        self.until, self.size, self.slots, self.uses = until, size, slots, 1  # the asking request used one
+        start = until - GRANT_MS / 1000
+        self.requests_left = standing.requests_left  # in the window, beyond what this process holds
+        self.requests_reset_at = start + standing.requests_reset
+        self.tokens_left = tokens_left  # as Redis counted them, less this process's tokens since
+        self.tokens_reset_at = start + standing.tokens_reset
+
+    def admits(self, limits: Limits, now: float) -> bool:
+        return now < self.until and (limits.rpm is None or bool(self.slots)) and (limits.tpm is None or self.tokens_left > 0)
+
+    def take(self, limits: Limits, now: float) -> Standing:
+        """One request admitted: its slot taken; what is left, for its headers."""
+        if limits.rpm is not None:
+            self.slots.pop()
+        self.uses += 1
+        return Standing(
+            rpm=limits.rpm, requests_left=self.requests_left + len(self.slots), requests_reset=self.requests_reset_at - now,
+            tpm=limits.tpm, tokens_left=self.tokens_left, tokens_reset=self.tokens_reset_at - now,
+        )  # fmt: skip
 
 
 class _RedisTicket:
-    __slots__ = ("_owner", "_scopes", "_request_id", "headers", "_released")
+    __slots__ = ("_owner", "_scopes", "_request_id", "headers", "_granted", "_released")
 
-    def __init__(self, owner: RedisRates, scopes: list[Scope], request_id: str, headers: dict[str, str]) -> None:
+    def __init__(self, owner: RedisRates, scopes: list[Scope], request_id: str, headers: dict[str, str], *, granted: bool) -> None:
         self._owner, self._scopes, self._request_id, self.headers = owner, scopes, request_id, headers
+        self._granted = granted  # admitted by a grant: no slot in flight to free
         self._released = False
 
     def release(self, tokens: int) -> None:
         if not self._released:
             self._released = True
-            self._owner.release_later(self._scopes, self._request_id, tokens)
+            self._owner.release_later(self._scopes, self._request_id, tokens, granted=self._granted)
