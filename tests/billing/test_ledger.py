@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
@@ -158,33 +158,120 @@ async def _logged_postgres_writer(database_url: str) -> tuple[Any, int, int, Led
     return engine, uid, kid, ledger, conn, statements
 
 
-def test_postgres_holds_alone_commit_without_waiting_for_the_disk(database_url: str):
-    """A group of holds only commits with ``synchronous_commit`` off (the request goes upstream sooner);
-    a group that settles waits for the disk, which makes every hold before it durable too (the log is
-    written in order). The setting is the transaction's own: it does not stay on the connection.
-    Each write goes with its COMMIT and the next group's BEGIN: only a new connection sends BEGIN alone.
-    The second group's figures are the first one's: it checks them instead of reading them first."""
+def test_postgres_groups_commit_without_waiting_for_the_disk_and_a_barrier_follows_the_settlements(database_url: str):
+    """Every group commits with ``synchronous_commit`` off (a hold never waits for the flush of the
+    settlements it shares a commit with); within ``BARRIER_AFTER`` of a settlement's commit a barrier
+    waits for the disk, which makes every commit before it durable (the log is written in order). The
+    setting is the transaction's own: it does not stay on the connection. Each write goes with its
+    COMMIT and the next group's BEGIN: only a new connection sends BEGIN alone. The second group's
+    figures are the first one's: it checks them instead of reading them first."""
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's commit setting")
 
     async def scenario() -> None:
         engine, uid, kid, ledger, conn, statements = await _logged_postgres_writer(database_url)
+        store = ledger._store
         await ledger.hold(Hold("gen-s", uid, kid, 1_000, "m"))
+        assert not store.unconfirmed  # holds need no barrier
         ledger.settle(Settlement("gen-s", uid, kid, 1_000, 600, "ok"))
         await ledger.flush()
         writes = [s for s in statements if "EXECUTE tokenhub_ledger_write(" in s]
         assert len(writes) == 2 and all(w.endswith("; COMMIT; BEGIN") for w in writes)
-        assert writes[0].startswith("SET LOCAL synchronous_commit TO off; EXECUTE")  # the holds alone
+        assert "SET LOCAL synchronous_commit TO off; EXECUTE" in writes[0]
         assert writes[1].startswith("SELECT pg_temp.tokenhub_ledger_expect(")  # checked, not read
-        assert "synchronous_commit" not in writes[1]  # the settlement waits for the disk
+        assert "SET LOCAL synchronous_commit TO off; EXECUTE" in writes[1]  # the settlement too
+        assert store.unconfirmed and not [s for s in statements if "txid_current" in s]
+        for _ in range(100):  # the barrier, BARRIER_AFTER later
+            if not store.unconfirmed:
+                break
+            await asyncio.sleep(0.01)
+        barriers = [s for s in statements if "txid_current" in s]
+        assert barriers == ["SELECT txid_current(); COMMIT; BEGIN"] and not store.unconfirmed
+        assert statements.index(barriers[0]) > statements.index(writes[1])
         assert len([s for s in statements if "FOR UPDATE" in s]) == 1  # the first group's locking read only
         assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"]  # the first group's, alone
         assert conn.is_in_transaction()  # the next group's, already begun
-        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"  # what the barrier's commit waits with
         assert await conn.fetchval("SHOW idle_in_transaction_session_timeout") == "0"
         async with engine.connect() as c:
             assert await c.scalar(select(users.c.balance).where(users.c.id == uid)) == 1_000_000 - 600
         await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_postgres_settlements_not_yet_durable_are_settled_again_when_their_connection_breaks(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """A settlement committed without waiting for the disk is lost if the database server crashes before
+    its log is flushed. The writer keeps it until a barrier has made it durable; if its connection breaks
+    first (as every connection does when the server restarts), it is settled again. Here the database
+    is put back as a crash would have left it (the request held again, the money as before the settlement)
+    and the connection is killed: the settlement is applied again, once. A settlement that was not lost
+    (the second round, connection killed alone) finds its request settled and changes nothing."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's commit setting")
+    monkeypatch.setattr("tokenhub.billing.ledger.BARRIER_AFTER", 3600.0)  # no barrier comes in time
+
+    async def scenario() -> None:
+        engine, uid, kid, ledger, conn, _ = await _logged_postgres_writer(database_url)
+        store = ledger._store
+
+        async def figures() -> tuple[Any, ...]:
+            async with engine.connect() as c:
+                balance = await c.scalar(select(users.c.balance).where(users.c.id == uid))
+                key = (await c.execute(select(api_keys.c.used_nanos, api_keys.c.held_nanos).where(api_keys.c.id == kid))).one()
+                entries = (await c.execute(select(ledger_entries.c.kind, ledger_entries.c.amount).order_by(ledger_entries.c.id))).all()
+                row = (await c.execute(select(requests.c.state, requests.c.cost_nanos).where(requests.c.id == "gen-c"))).one()
+            return balance, tuple(key), [tuple(e) for e in entries], tuple(row)
+
+        await ledger.hold(Hold("gen-c", uid, kid, 1_000, "m"))
+        before = await figures()
+        ledger.settle(Settlement("gen-c", uid, kid, 1_000, 600, "ok"))
+        await ledger.flush()
+        settled = await figures()
+        assert settled[0] == 1_000_000 - 600 and settled[3] == ("settled", 600) and store.unconfirmed
+
+        async with engine.begin() as c:  # what a crash of the server before its log writer's flush leaves
+            await c.execute(update(users).where(users.c.id == uid).values(balance=before[0]))
+            await c.execute(update(api_keys).where(api_keys.c.id == kid).values(used_nanos=before[1][0], held_nanos=before[1][1]))
+            await c.execute(ledger_entries.delete().where(ledger_entries.c.request_id == "gen-c", ledger_entries.c.kind != "hold"))
+            await c.execute(update(requests).where(requests.c.id == "gen-c").values(state="held", status=None, cost_nanos=0))
+            await c.execute(select(func.pg_terminate_backend(conn.get_server_pid())))
+        assert await figures() == before
+        for _ in range(200):
+            if conn.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        await ledger.hold(Hold("gen-d", uid, kid, 1_000, "m"))  # the next group finds the connection gone
+        await ledger.flush()
+        again = await figures()
+        assert again[0] == 1_000_000 - 600 - 1_000 and again[3] == ("settled", 600)
+        assert [e for e in again[2] if e[0] == "charge"] == [("charge", -600)]
+        assert "settled again" in caplog.text
+
+        caplog.clear()  # the same once more, nothing lost: settling again changes nothing
+        ledger.settle(Settlement("gen-d", uid, kid, 1_000, 250, "ok"))
+        await ledger.flush()
+        done = await figures()
+        victims = list(store._idle)
+        async with engine.connect() as c:
+            for victim in victims:
+                await c.execute(select(func.pg_terminate_backend(victim.get_server_pid())))
+        for _ in range(200):
+            if all(v.is_closed() for v in victims):
+                break
+            await asyncio.sleep(0.01)
+        await ledger.hold(Hold("gen-e", uid, kid, 1_000, "m"))
+        await ledger.flush()
+        assert "settled again" in caplog.text
+        final = await figures()
+        assert final[0] == done[0] - 1_000 and [e for e in final[2] if e[0] == "charge"] == [("charge", -600), ("charge", -250)]
+        await ledger.close()
+        async with engine.connect() as c:
+            report = await check_ledger(c)
+        assert report.ok, report.problems
         await engine.dispose()
 
     run(scenario())

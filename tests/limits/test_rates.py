@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from tokenhub.errors import RateLimited, ServiceUnavailable
+from tokenhub.limits import redis_rates as rates_module
 from tokenhub.limits.policy import Limits
 from tokenhub.limits.rates import MemoryRates, Scope
-from tokenhub.limits import redis_rates as rates_module
 from tokenhub.limits.redis_rates import RedisRates
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -244,7 +244,7 @@ def test_grants_to_several_processes_never_admit_more_than_the_limit(redis_rates
 
         async def burst(rates: RedisRates, n: int) -> int:
             ok = 0
-            for i in range(n):
+            for _ in range(n):
                 try:
                     (await rates.admit([s], uuid.uuid4().hex)).release(0)
                     ok += 1

@@ -68,6 +68,7 @@ log = logging.getLogger("tokenhub.ledger")
 MAX_BATCH = 256
 GATHER_TURNS = 4  # loop turns a group may wait for more operations while they keep arriving
 SETTLE_DELAY = 0.005  # seconds a group of only settlements may wait for a hold to share its commit
+BARRIER_AFTER = 0.005  # seconds a settlement committed without waiting for the disk waits for a barrier, at most
 CLOSE_DEADLINE = 10.0  # seconds close() keeps retrying what storage refuses before it stops anyway
 
 
@@ -77,10 +78,14 @@ class LedgerStore(Protocol):
     parallel: int  # groups it may commit side by side
     remote: bool  # its commits wait on a server's round trips (which an early hold's upstream call overlaps)
     known: KnownFigures  # what its commits left (``covers`` reads it)
+    unconfirmed: bool  # settlements committed but not known durable yet: a barrier is due
+    lost: list[Settlement]  # settlements committed that may have been lost since (to settle again)
 
     def start(self) -> None: ...
 
     async def commit(self, batch: list[Op]) -> GroupPlan: ...
+
+    async def barrier(self) -> None: ...  # make the settlements committed so far durable
 
     def is_retryable(self, exc: Exception) -> bool: ...
 
@@ -99,7 +104,9 @@ class LedgerWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
-        self._groups = 0  # groups being committed
+        self._slots = asyncio.Semaphore(self._store.parallel)  # a store may commit groups side by side (PostgreSQL)
+        self._barrier_timer: asyncio.TimerHandle | None = None
+        self._groups = 0  # groups (and barriers) being committed
         self._group_tasks: set[asyncio.Task[None]] = set()
         self._backoff = 0.05
         self._closing = False
@@ -129,6 +136,8 @@ class LedgerWriter:
                 if task is not None:
                     task.cancel()
         self._stopped = True
+        if self._barrier_timer is not None:  # the store's close makes the last settlements durable
+            self._barrier_timer.cancel()
         self._wakeup.set()
         if self._task is not None:
             await asyncio.gather(self._task, *self._group_tasks, return_exceptions=True)
@@ -212,7 +221,7 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self._store.parallel)
+        slots = self._slots
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -283,9 +292,42 @@ class LedgerWriter:
                 self._wakeup.set()
         finally:
             slots.release()
-            self._groups -= 1
-            if not self._groups and not self._queue:
-                self._idle.set()
+            self._done()
+
+    def _done(self) -> None:
+        """A group or a barrier ended: settle again what may have been lost, and see that a barrier follows
+        the settlements committed without waiting for the disk (PostgreSQL: ledger_store._PG_ASYNC_COMMIT)."""
+        self._groups -= 1
+        store = self._store
+        if store.lost:
+            lost, store.lost[:] = list(store.lost), []
+            log.warning("ledger: a connection to the database broke; %d settlements not known durable are settled again", len(lost))
+            self._queue[:0] = lost
+            self._commit_now.set()
+            self._wakeup.set()
+        if store.unconfirmed and self._barrier_timer is None and not self._stopped:
+            self._barrier_timer = asyncio.get_running_loop().call_later(BARRIER_AFTER, self._barrier_due)
+        if not self._groups and not self._queue:
+            self._idle.set()
+
+    def _barrier_due(self) -> None:
+        self._barrier_timer = None
+        self._groups += 1
+        self._idle.clear()
+        task = asyncio.create_task(self._barrier(), name="ledger-barrier")
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_tasks.discard)
+
+    async def _barrier(self) -> None:
+        try:
+            async with self._slots:
+                await self._store.barrier()
+        except Exception as exc:  # the next barrier tries again; a broken connection's settlements are settled again
+            log.error("ledger: the barrier that makes settlements durable failed (%s)", type(exc).__name__)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, 2.0)
+        finally:
+            self._done()
 
     async def _isolate(self, batch: list[Op], exc: Exception) -> None:
         """The database refused something in this group (a value it cannot store): commit its operations

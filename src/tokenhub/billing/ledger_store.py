@@ -259,6 +259,7 @@ CATCH_UP_WAIT_MS = 200  # the longest the group after a checkpoint waits for oth
 class SqliteLedgerStore:
     parallel = 1  # one writer: SQLite's write lock
     remote = False  # a commit is this thread's own work (or a wait for another process's lock)
+    unconfirmed = False  # a commit returns once it is durable (or as durable as the file system makes it)
     catch_up_bytes = WAL_SIZE_LIMIT  # the log's length from which the group after a checkpoint makes it start over
 
     def __init__(self, path: str, instance_id: str) -> None:
@@ -270,6 +271,7 @@ class SqliteLedgerStore:
         self._catch_up = False  # a checkpoint ran beside the commits: the next group finishes it first
         self._checkpoints = Periodic("ledger checkpoint", 1.0, self.checkpoint)
         self.known = KnownFigures()
+        self.lost: list[Settlement] = []  # never: see PostgresLedgerStore
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -300,6 +302,9 @@ class SqliteLedgerStore:
 
     def start(self) -> None:
         self._checkpoints.start()
+
+    async def barrier(self) -> None:
+        pass
 
     async def checkpoint(self) -> None:
         """Copy the write-ahead log into the database; once the log is long, make it start over.
@@ -463,11 +468,20 @@ class PostgresLedgerStore:
         self._open: set[asyncpg.Connection] = set()
         self.known = KnownFigures()
         self.expecting = True  # groups may commit in one round trip (off if a connection cannot create the check)
+        # Settlements committed without waiting for the disk, with the connection each went on, until a
+        # barrier (``barrier``) makes them durable; ``lost``: those to settle again (see _PG_ASYNC_COMMIT).
+        self._unconfirmed: list[tuple[int, asyncpg.Connection, Settlement]] = []  # (commit number, ...) in order
+        self._commits = 0
+        self.lost: list[Settlement] = []
 
     async def _connect(self) -> asyncpg.Connection:
         """An idle connection, or a new one (at most ``parallel`` groups are committing at a time)."""
         conn = self._idle.pop() if self._idle else None
-        if conn is None or conn.is_closed():
+        if conn is not None and conn.is_closed():  # the server closed it (restarted?): what went on it may be lost
+            self._open.discard(conn)
+            self._lose_unconfirmed()
+            conn = None
+        if conn is None:
             # Every statement here reaches rows by primary key or an index, one row at a time. A plan made
             # while a table was nearly empty (a new database, or one whose statistics are stale) would scan
             # it whole (a sequential scan, or a hash join reading a whole index), and the connection keeps
@@ -518,7 +532,7 @@ class PostgresLedgerStore:
                     known.hit(user_ids, plan)
                     self._in_order.release()
                     in_order = False
-                    self._idle.append(conn)
+                    self._committed(conn, batch)
                     return plan
             known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
             try:
@@ -554,12 +568,56 @@ class PostgresLedgerStore:
             if conn is not None:
                 self._open.discard(conn)
                 conn.terminate()
+            self._lose_unconfirmed()
             raise
         finally:
             if in_order:
                 self._in_order.release()
-        self._idle.append(conn)
+        self._committed(conn, batch)
         return plan
+
+    def _committed(self, conn: asyncpg.Connection, batch: list[Op]) -> None:
+        """A group committed on ``conn`` without waiting for the disk: its settlements wait for a barrier."""
+        self._commits += 1
+        self._unconfirmed.extend((self._commits, conn, op) for op in batch if isinstance(op, Settlement))
+        self._idle.append(conn)
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Whether settlements wait for a barrier."""
+        return bool(self._unconfirmed)
+
+    async def barrier(self) -> None:
+        """Make the settlements committed so far durable: a transaction that waits for the disk, which
+        PostgreSQL's log, written in order, reaches only after every commit before it. Each of those
+        whose connection has closed since (its server may have restarted and lost it) goes to ``lost``."""
+        if not self._unconfirmed:
+            return
+        conn = await self._connect()
+        try:
+            if not conn.is_in_transaction():
+                await conn.execute("BEGIN")
+            before = self._commits  # every commit acknowledged so far precedes the barrier's in the log
+            await conn.execute(_PG_BARRIER)
+        except self._pg.PostgresError:  # the server refused: try again at the next barrier
+            await self._roll_back(conn)
+            raise
+        except BaseException:
+            self._open.discard(conn)
+            conn.terminate()
+            self._lose_unconfirmed()
+            raise
+        self._idle.append(conn)
+        cut = next((i for i, entry in enumerate(self._unconfirmed) if entry[0] > before), len(self._unconfirmed))
+        confirmed, self._unconfirmed = self._unconfirmed[:cut], self._unconfirmed[cut:]
+        self.lost.extend(op for _, on, op in confirmed if on.is_closed())
+
+    def _lose_unconfirmed(self) -> None:
+        """A connection broke: the server may have restarted and lost what was not on disk yet. Every
+        settlement not known durable is settled again (a settlement already stored finds its request no
+        longer held and does nothing: see ``plan_group``)."""
+        self.lost.extend(op for _, _, op in self._unconfirmed)
+        self._unconfirmed.clear()
 
     async def _roll_back(self, conn: asyncpg.Connection) -> None:
         """After a refused statement: the connection back to the idle ones, its transaction rolled back."""
@@ -574,11 +632,11 @@ class PostgresLedgerStore:
 
     def _write(self, plan: GroupPlan, now: datetime, settle_ids: list[str], expected: str | None = None) -> str:
         """The group's write, its COMMIT and the next group's BEGIN, in one simple query (one round trip),
-        its arguments as literals: for holds alone, the commit setting first (_PG_HOLDS_COMMIT); for a
+        its arguments as literals, the commit setting first (_PG_ASYNC_COMMIT); for a
         group planned on the figures this process expects, their check first (``expected``, _PG_EXPECT_FUNCTION)."""
         arguments = ", ".join(_literal(a) for a in self._write_arguments(plan, now))
         check = f"SELECT {_PG_EXPECT_NAME}({expected}); " if expected is not None else ""
-        return f"{check}{_PG_HOLDS_COMMIT if not settle_ids else ''}EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT; BEGIN"
+        return f"{check}{_PG_ASYNC_COMMIT}EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT; BEGIN"
 
     def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[str]:
         """``now`` and the group's rows as JSON, one document per table: a handful of parameters however
@@ -603,6 +661,10 @@ class PostgresLedgerStore:
         return isinstance(exc, (errors.DataError, errors.IntegrityConstraintViolationError, orjson.JSONEncodeError, OverflowError))
 
     async def close(self) -> None:
+        try:
+            await self.barrier()
+        except Exception as exc:  # the database is gone: what is not durable is as after a crash
+            log.error("ledger: the last settlements could not be made durable before stopping (%s)", type(exc).__name__)
         for conn in self._open:
             if not conn.is_closed():
                 await conn.close()
@@ -610,13 +672,21 @@ class PostgresLedgerStore:
         self._idle.clear()
 
 
-# A group of holds only commits without waiting for its log to reach the disk (``synchronous_commit``
-# off for that transaction: ≈0.15 ms less before a request goes upstream). PostgreSQL writes its log in
-# order, so any later commit that waits for the disk (every group with a settlement does) makes the
-# holds before it durable too: no settlement can outlive its hold. What a crash of the database server
-# can take is only holds of the last moments whose requests have not settled yet; such a request
-# stays unrecorded and uncharged, as when the gateway's own process dies (docs/billing.md).
-_PG_HOLDS_COMMIT = "SET LOCAL synchronous_commit TO off; "
+# A group commits without waiting for its log to reach the disk (``synchronous_commit`` off for that
+# transaction): a request's hold never waits for the flush of the settlements it shares a commit with
+# (≈0.15 ms, most of a c=1 group's server time after its round trip). What PostgreSQL acknowledged is
+# committed and seen by every process at once; only a crash of the database server can take it, and
+# only what its log writer had not flushed yet. So settlements stay *unconfirmed* until a barrier
+# (_PG_BARRIER, ``BARRIER_AFTER`` after the first of them at the latest, off the request path) waits for
+# the disk: PostgreSQL writes its log in order, so the barrier's flush makes every commit before it
+# durable. A settlement whose connection broke before that is settled again (the server may have
+# restarted without it; one that was stored finds its request no longer held, and does nothing). Holds
+# need no barrier: a hold a crash of the database took leaves its request unrecorded and uncharged, as
+# when the gateway's own process dies (docs/billing.md); no settlement, and no balance, depends on it.
+_PG_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off; "
+# A transaction id makes the COMMIT a record in the log, which the session's synchronous_commit (on
+# unless the operator turned it off for the whole server) waits for.
+_PG_BARRIER = "SELECT txid_current(); COMMIT; BEGIN"
 
 # Lock every user and key of the group, in id order (the same order everywhere, so groups and
 # processes sharing the database never deadlock), and read the figures admission needs; then lock the
