@@ -41,6 +41,8 @@ moment the response is complete and committed by the next group: at once if a ho
 otherwise within ``SETTLE_DELAY`` (5 ms), which lets the next request's hold share the commit.
 If the process dies in between, the hold stays open and is released by the sweeper (see
 ``Sweeper``): the customer is not charged for those in-flight requests, and nothing is counted twice.
+On PostgreSQL no group waits for the disk; a barrier does, within ``BARRIER_AFTER`` of a settlement's
+commit, and settlements whose connection broke before it are settled again (``ledger_store._PG_ASYNC_COMMIT``).
 A process that was only paused (or cut off from the database) past the sweep interval finds its holds
 released when it comes back; its settlements then charge what was delivered without releasing again
 (a *late* settlement), under the same bound.

@@ -13,7 +13,8 @@ SQL below is written once, and each database runs it the cheapest way it can —
   rows as JSON, sent with the COMMIT and the BEGIN of the connection's next group (an open
   transaction that has run no statement holds no lock and no snapshot). A group on figures this
   process already knows (``KnownFigures``) skips the read: one round trip, its write behind a check
-  that locks the same rows and finds them as expected, or else stops the query.
+  that locks the same rows and finds them as expected, or else stops the query. Commits do not wait
+  for the disk; a barrier after the settlements does (``_PG_ASYNC_COMMIT``).
 
 Both run the same steps (see ``ledger.py``): lock and read the balances, key counters and the
 state of the requests to settle, let ``plan_group`` decide, write. The tables
