@@ -289,3 +289,36 @@ def test_tokens_per_minute_under_a_grant(redis_rates):
             await rates.close()
 
     asyncio.run(go())
+
+
+def test_grants_with_a_key_and_its_account_limited_never_admit_more_than_the_account_allows(redis_rates):
+    """A key and its account both limit requests per minute, each scope granted on its own: the account's
+    smaller limit runs out first, its grants are asked for again and again (each replacing the last and
+    giving back what it left), and two processes together still admit exactly the account's limit."""
+    key, account = scope(rpm=1000), scope("account", rpm=50)
+
+    async def go() -> None:
+        limiters = [redis_rates(), redis_rates()]
+
+        async def burst(rates: RedisRates, n: int) -> int:
+            ok = 0
+            for _ in range(n):
+                try:
+                    (await rates.admit([key, account], uuid.uuid4().hex)).release(0)
+                    ok += 1
+                except RateLimited as refused:
+                    assert "account allows 50 requests per minute" in refused.message
+            return ok
+
+        try:
+            admitted = sum(await asyncio.gather(*(burst(r, 40) for r in limiters)))
+            assert admitted <= 50
+            await asyncio.sleep(rates_module.GRANT_MS / 1000 + 0.2)
+            admitted += sum(await asyncio.gather(*(burst(r, 40) for r in limiters)))
+            assert admitted == 50
+            assert await limiters[0].client.zcard(f"th:rl:{account.ident}:r") == 50
+        finally:
+            for rates in limiters:
+                await rates.close()
+
+    asyncio.run(go())
