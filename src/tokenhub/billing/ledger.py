@@ -106,7 +106,7 @@ class LedgerWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
-        self._slots = asyncio.Semaphore(self._store.parallel)  # a store may commit groups side by side (PostgreSQL)
+        self._slots: asyncio.Semaphore  # groups (and barriers) committing side by side: the store's ``parallel``, from start()
         self._barrier_timer: asyncio.TimerHandle | None = None
         self._groups = 0  # groups (and barriers) being committed
         self._group_tasks: set[asyncio.Task[None]] = set()
@@ -121,6 +121,7 @@ class LedgerWriter:
     # -- public -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._slots = asyncio.Semaphore(self._store.parallel)
         self._store.start()
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
@@ -302,7 +303,8 @@ class LedgerWriter:
         self._groups -= 1
         store = self._store
         if store.lost:
-            lost, store.lost[:] = list(store.lost), []
+            lost = store.lost[:]
+            store.lost.clear()
             log.warning("ledger: a connection to the database broke; %d settlements not known durable are settled again", len(lost))
             self._queue[:0] = lost
             self._commit_now.set()

@@ -523,7 +523,7 @@ class PostgresLedgerStore:
                 balances, keys = expected
                 plan = plan_group(batch, balances, keys, dict.fromkeys(settle_ids, (None, False)))
                 try:
-                    await conn.execute(self._write(plan, now, settle_ids, _expectation(batch, balances, keys, settle_ids)))
+                    await conn.execute(self._write(plan, now, _expectation(batch, balances, keys, settle_ids)))
                 except self._pg.PostgresError as exc:
                     if exc.sqlstate != _PG_STALE:
                         raise
@@ -557,7 +557,7 @@ class PostgresLedgerStore:
                     row = await conn.fetchrow(sql, *args)
                     spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
                 plan = plan_group(batch, balances, keys, settling, spent, starts)
-                await conn.execute(self._write(plan, now, settle_ids))
+                await conn.execute(self._write(plan, now))
             finally:
                 known.unsure(user_ids, key_ids, -1)
             known.saw(plan)
@@ -631,7 +631,7 @@ class PostgresLedgerStore:
             return
         self._idle.append(conn)
 
-    def _write(self, plan: GroupPlan, now: datetime, settle_ids: list[str], expected: str | None = None) -> str:
+    def _write(self, plan: GroupPlan, now: datetime, expected: str | None = None) -> str:
         """The group's write, its COMMIT and the next group's BEGIN, in one simple query (one round trip),
         its arguments as literals, the commit setting first (_PG_ASYNC_COMMIT); for a
         group planned on the figures this process expects, their check first (``expected``, _PG_EXPECT_FUNCTION)."""
