@@ -354,7 +354,7 @@ class Relay:
             if upstream_resp.status != 200:
                 raise await self._error(upstream_resp, adapter, route.channel)
             ended = await self._relay_events(upstream_resp, route.channel, pipe, meter, client)
-            if client.response is None and not ended.client_gone:
+            if client.response is None and not ended.tail and not ended.client_gone:
                 _refuse_before_first_byte(meter, ended.failure, route.channel)  # a plain HTTP error, nothing charged
         finally:
             upstream_resp.close()  # stops the upstream generating if we left early
@@ -366,7 +366,7 @@ class Relay:
             if client.response is None:
                 bill.cost = 0  # nothing reached the client
             return client.response if client.response is not None else web.Response(status=499)
-        if client.response is None:  # a complete answer the pipe holds until its ending (a Gemini client's function calls)
+        if client.response is None:  # nothing sent yet: the whole answer is the tail, or the pipe held it for its ending
             await client.open()
         assert client.response is not None
         await self._end_stream(job.request, client.response, pipe, meter, ended, bill)
@@ -379,19 +379,20 @@ class Relay:
         ended = Ending()
         decoder = SSEDecoder()
         try:
+            # One write per upstream read: the events that arrived together leave together. The last
+            # read's bytes are the stream's tail, written with its ending in one write (a short answer
+            # that arrives whole leaves in one, with the response's headers).
             async for chunk in _chunks(upstream_resp, channel.timeouts.idle):
-                # One write per upstream read: the events that arrived together leave together.
                 out, malformed = _feed(pipe, meter, decoder.feed(chunk))
-                await client.send(out)
-                if malformed is not None:
-                    raise malformed
-                if meter.done:
+                if malformed is not None or meter.done:
+                    ended.tail = out
                     break
+                await client.send(out)
             else:
                 out, malformed = _feed(pipe, meter, decoder.close())
-                await client.send(out + pipe.close() if meter.error is None and malformed is None else out)
-                if malformed is not None:
-                    raise malformed
+                ended.tail = out + pipe.close() if meter.error is None and malformed is None else out
+            if malformed is not None:
+                raise malformed
         except ConnectionResetError:
             ended.client_gone = True
         except NETWORK_FAILURES as exc:
@@ -416,14 +417,14 @@ class Relay:
             async with asyncio.timeout(CUT_TAIL_TIMEOUT if ended.cut else None):
                 if meter.error is not None:
                     bill.status, bill.error = "upstream_error", str(meter.error.get("message", ""))[:500]
-                    await client.write(pipe.error_tail(meter.error))
+                    ending = pipe.error_tail(meter.error)
                 elif ended.failure is not None:
                     bill.status, bill.error = "interrupted" if ended.cut else "truncated", ended.failure.message
-                    await client.write(pipe.error_tail(ended.failure))
+                    ending = pipe.error_tail(ended.failure)
                 else:
                     bill.status = "ok"
-                    await client.write(pipe.ending(bill.usage, format_usd(bill.cost)))
-                await client.write_eof()
+                    ending = pipe.ending(bill.usage, format_usd(bill.cost))
+                await client.write_eof(ended.tail + ending)
         except ConnectionResetError:
             bill.status = "client_closed" if bill.status == "ok" else bill.status
         except asyncio.TimeoutError:  # cut at the drain's deadline and the client reads no more: hang up
@@ -465,8 +466,16 @@ class Ending:
     """How the upstream part of a stream ended."""
 
     failure: GatewayError | None = None
+    tail: bytes = b""  # the last read's bytes for the client, not yet sent: they leave with the ending
     client_gone: bool = False
     cut: bool = False  # the drain's deadline ended it
+
+
+class _EventStream(web.StreamResponse):
+    """A stream response whose headers leave with its first bytes (aiohttp's plain ``Response`` does this;
+    a ``StreamResponse`` writes its headers on their own at ``prepare``, a socket write per stream more)."""
+
+    _send_headers_immediately = False
 
 
 class Client:
@@ -479,7 +488,7 @@ class Client:
 
     async def open(self) -> None:
         await self._bill.confirmed()  # nothing reaches the client before its hold is committed
-        self.response = web.StreamResponse(headers=self._job.responder.sse_headers)
+        self.response = _EventStream(headers=self._job.responder.sse_headers)
         self._job.streaming = True
         await self.response.prepare(self._job.request)
         self._bill.ttfb = time.monotonic()
