@@ -39,6 +39,16 @@ def test_metrics_count_requests_tokens_and_cost(gateway: Harness, upstream_url: 
     assert f'tokenhub_tokens_total{{kind="completion",model="{MODEL}"}} 12.0' in text
     assert "tokenhub_request_duration_seconds_bucket" in text and "tokenhub_time_to_first_byte_seconds_count" in text
     assert "tokenhub_holds_outstanding 0.0" in text
+    # Histograms: cumulative buckets ending in +Inf at the count; the sum of the observations.
+    for histogram in ("tokenhub_request_duration_seconds", "tokenhub_time_to_first_byte_seconds"):
+        buckets = [float(v) for v in re.findall(rf'^{histogram}_bucket{{endpoint="chat",le="[^"]+"}} (\S+)$', text, re.M)]
+        assert len(buckets) == 16 and buckets == sorted(buckets) and buckets[-1] == 2.0, (histogram, buckets)
+        assert f'{histogram}_count{{endpoint="chat"}} 2.0' in text
+        assert 0 < float(re.search(rf'^{histogram}_sum{{endpoint="chat"}} (\S+)$', text, re.M).group(1)) < 10
+    # The cost counted is what the ledger charged.
+    gateway.flush()
+    charged = gateway.credits(cust.email)["total_usage_nanos"]
+    assert charged > 0 and f'tokenhub_cost_nanodollars_total{{model="{MODEL}"}} {float(charged)}' in text
     assert 'tokenhub_channel_breaker_state{channel="fake-test-priced"} 0.0' in text
 
 
