@@ -3,9 +3,12 @@ commits, and nothing reaches the client before the commit (relay/relay.py, billi
 
 from __future__ import annotations
 
+import http.client
+import json
 import sqlite3
 import threading
 import time
+from urllib.parse import urlsplit
 
 import asyncpg
 import openai
@@ -146,6 +149,37 @@ def test_the_call_goes_upstream_while_the_hold_waits_and_the_client_only_after_i
     assert answer and answer[0]
     row = gw.request_row()
     assert (row.state, row.status) == ("settled", "ok") and row.cost_nanos > 0
+    assert gw.ledger_report().ok
+
+
+def test_a_client_that_leaves_while_its_stream_waits_for_the_hold_is_charged_nothing(
+    seen: tuple[Harness, Customer, openai.OpenAI], database_url: str, fake_openai: FakeOpenAIState
+) -> None:
+    """The upstream's whole answer is in, its hold not committed yet: the client leaves. Nothing reached
+    it, so nothing is charged (the answer's bytes wait for the hold, headers included)."""
+    gw, c, _ = seen
+    user_id, _ = gw.read(_ids)
+    before = gw.credits(c.email)["balance_nanos"]
+    seen_before = len(fake_openai.requests)
+    blocker = _Blocker(gw, database_url, user_id)  # the hold's commit waits for it
+    url = urlsplit(gw.base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        body = {"model": MODEL, "messages": MSG, "stream": True}
+        conn.request("POST", "/api/v1/chat/completions", json.dumps(body), {"Authorization": f"Bearer {c.key}", "Content-Type": "application/json"})
+        _wait_for(lambda: len(fake_openai.requests) > seen_before, "the upstream call")
+        time.sleep(0.2)  # the upstream has answered by now: the answer waits for the hold's commit
+        conn.sock.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            conn.sock.recv(1)  # not a byte yet, not even the headers
+        conn.close()  # the client leaves
+        time.sleep(0.6)  # the gateway notices (relay/inflight.py: POLL)
+    finally:
+        blocker.release()
+    _wait_for(lambda: gw.request_row().state != "held", "the request to settle")
+    row = gw.request_row()
+    assert (row.state, row.status, row.cost_nanos) == ("released", "client_closed", 0)
+    assert gw.credits(c.email)["balance_nanos"] == before
     assert gw.ledger_report().ok
 
 

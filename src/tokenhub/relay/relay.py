@@ -354,7 +354,7 @@ class Relay:
             if upstream_resp.status != 200:
                 raise await self._error(upstream_resp, adapter, route.channel)
             ended = await self._relay_events(upstream_resp, route.channel, pipe, meter, client)
-            if client.response is None and not ended.tail and not ended.client_gone:
+            if client.response is None and not ended.client_gone:
                 _refuse_before_first_byte(meter, ended.failure, route.channel)  # a plain HTTP error, nothing charged
         finally:
             upstream_resp.close()  # stops the upstream generating if we left early
@@ -366,7 +366,7 @@ class Relay:
             if client.response is None:
                 bill.cost = 0  # nothing reached the client
             return client.response if client.response is not None else web.Response(status=499)
-        if client.response is None:  # nothing sent yet: the whole answer is the tail, or the pipe held it for its ending
+        if client.response is None:  # a complete answer the pipe holds until its ending (a Gemini client's function calls)
             await client.open()
         assert client.response is not None
         await self._end_stream(job.request, client.response, pipe, meter, ended, bill)
@@ -391,6 +391,8 @@ class Relay:
             else:
                 out, malformed = _feed(pipe, meter, decoder.close())
                 ended.tail = out + pipe.close() if meter.error is None and malformed is None else out
+            if ended.tail and client.response is None:
+                await client.open()  # as the first bytes would: once the hold is committed, the client still there
             if malformed is not None:
                 raise malformed
         except ConnectionResetError:
