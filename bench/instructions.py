@@ -2,8 +2,9 @@
 
 Timed runs on a shared VM move by more than a small change is worth (session 16's A/A pairs differed by
 up to 10 % in requests per second). callgrind counts the instructions a process executes instead, which
-do not depend on what else the machine is doing: two runs of one commit here agree within about 1 % at
-c=1 and 3 % at c=16 (what varies is how requests group, for the ledger and the loop).
+do not depend on what else the machine is doing: runs of one commit here agreed within 1 % (c=16, 2,000
+requests) to 5 % (c=1, 1,000); what still varies is how requests group, for the ledger and the loop, so
+alternate the two sides and repeat.
 
 The fake upstream, and the gateway (a fresh SQLite home, set up through the CLI as ``run.py`` does) or the
 bare proxy under ``valgrind --tool=callgrind --instr-atstart=no``; a warmup; counting switched on for
