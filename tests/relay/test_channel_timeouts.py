@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import openai
 import pytest
+from aiohttp import web
 
+from tests.conftest import UPSTREAM_KEY
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
+from tests.support.servers import ServerThread
 from tokenhub.channels import service as channels
 from tokenhub.simulator.openai import FakeOpenAIState
 
@@ -46,6 +51,41 @@ def test_idle_timeout_ends_a_stalled_stream_with_an_error_event_and_bills_what_w
     assert delivered == "" and summary["total_usage_nanos"] == 0
     assert summary["balance_nanos"] == 10_000_000_000  # the hold was released
     assert gateway.ledger_report().ok
+
+
+def _stalling_upstream() -> web.Application:
+    """An OpenAI-protocol upstream whose whole (non-streamed) answer starts, then stalls for a second."""
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        assert request.headers.get("Authorization") == f"Bearer {UPSTREAM_KEY}"
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(b'{"id":"chatcmpl-stall","object":"chat.completion",')
+        await asyncio.sleep(1.0)
+        await response.write(b'"created":1767225600,"model":"upstream-gpt-test","choices":[]}')
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    return app
+
+
+def test_idle_timeout_ends_a_whole_answer_that_stalls_and_charges_nothing(gateway: Harness):
+    upstream = ServerThread(_stalling_upstream()).start()
+    try:
+        priced_model(gateway, f"{upstream.url}/v1", channel=False)
+        gateway.channel("openai-compatible", f"{upstream.url}/v1", models=[MODEL], name="stalls", timeouts={"idle_timeout": 0.25})
+        cust = customer(gateway)
+        with pytest.raises(openai.APIStatusError) as err:
+            gateway.client(cust.key).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hello"}])
+        assert err.value.status_code == 504 and "stopped sending" in str(err.value)
+        gateway.flush()
+        summary = gateway.credits(cust.email)
+        assert summary["total_usage_nanos"] == 0 and summary["held_nanos"] == 0
+        assert gateway.ledger_report().ok
+    finally:
+        upstream.stop()
 
 
 def test_timeouts_are_validated_and_shown(gateway: Harness, upstream_url: str):

@@ -27,7 +27,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from itertools import groupby
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -49,6 +49,7 @@ from tokenhub.relay.health import ChannelHealth
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.meter import StreamMeter, completion_charge
 from tokenhub.relay.routing import admitted, candidates, judge, prefer
+from tokenhub.relay.upstream_clock import UpstreamClock
 from tokenhub.request_keys import REQUEST_ID
 from tokenhub.sse import Event, SSEDecoder
 from tokenhub.tokens import prompt_estimate, prompt_upper_bound
@@ -302,15 +303,17 @@ class Relay:
             prompt = min(prompt, model.context_length)
         return max_cost(prompt, output * call.n, model.pricing)
 
-    async def _post(self, upstream: UpstreamRequest, channel: Channel, bill: Bill) -> aiohttp.ClientResponse:
-        """Send; the response once its headers arrive within the channel's first-byte timeout. Meanwhile
-        the bill is ``calling``: an early hold refused then cancels the wait (``_serve`` answers the refusal)."""
+    async def _post(self, upstream: UpstreamRequest, channel: Channel, bill: Bill) -> tuple[aiohttp.ClientResponse, UpstreamClock]:
+        """Send; the response once its headers arrive within the channel's first-byte timeout, and the clock
+        that times its body (the caller stops it). Meanwhile the bill is ``calling``: an early hold refused
+        then cancels the wait (``_serve`` answers the refusal)."""
         timeouts = channel.timeouts
         bill.calling = True
+        clock = UpstreamClock(timeouts.first_byte, timeouts.idle)
         try:
             with mapped_failures():
-                async with asyncio.timeout(timeouts.first_byte):
-                    return await self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers, timeout=timeouts.client)
+                sending = self.gw.http.post(upstream.url, data=upstream.body, headers=upstream.headers, timeout=timeouts.client)
+                return await clock.headers(sending), clock
         finally:
             bill.calling = False
 
@@ -321,16 +324,16 @@ class Relay:
     # -- non-streaming -------------------------------------------------------------------------
 
     async def _complete(self, job: Job, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest, bill: Bill) -> web.Response:
-        resp = await self._post(upstream, route.channel, bill)
+        resp, clock = await self._post(upstream, route.channel, bill)
         try:
             bill.ttfb = time.monotonic()
             bill.http_status = resp.status
             if resp.status != 200:
                 raise await self._error(resp, adapter, route.channel)
             with mapped_failures(answering=True):
-                async with asyncio.timeout(route.channel.timeouts.idle):
-                    raw = await resp.read()
+                raw = await clock.body(resp)
         finally:
+            clock.stop()
             resp.release()
         try:
             completion = adapter.parse_response(raw)
@@ -344,7 +347,7 @@ class Relay:
     # -- streaming -----------------------------------------------------------------------------
 
     async def _stream(self, job: Job, route: Route, adapter: ChatAdapter, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
-        upstream_resp = await self._post(upstream, route.channel, bill)
+        upstream_resp, clock = await self._post(upstream, route.channel, bill)
         pricing = job.model.pricing
         meter = StreamMeter()
         pipe = job.responder.pipe(adapter, meter, lambda usage: format_usd(usage_cost(usage, pricing)), route.channel)
@@ -353,10 +356,11 @@ class Relay:
             bill.http_status = upstream_resp.status
             if upstream_resp.status != 200:
                 raise await self._error(upstream_resp, adapter, route.channel)
-            ended = await self._relay_events(upstream_resp, route.channel, pipe, meter, client)
+            ended = await self._relay_events(upstream_resp, clock, pipe, meter, client)
             if client.response is None and not ended.client_gone:
                 _refuse_before_first_byte(meter, ended.failure, route.channel)  # a plain HTTP error, nothing charged
         finally:
+            clock.stop()
             upstream_resp.close()  # stops the upstream generating if we left early
         failed = ended.failure is not None or meter.error is not None
         bill.usage, bill.cost = meter.charge(pricing, job.prompt_estimate, upstream_failed=failed)
@@ -373,7 +377,7 @@ class Relay:
         return client.response
 
     async def _relay_events(
-        self, upstream_resp: aiohttp.ClientResponse, channel: Channel, pipe: Pipe, meter: StreamMeter, client: Client
+        self, upstream_resp: aiohttp.ClientResponse, clock: UpstreamClock, pipe: Pipe, meter: StreamMeter, client: Client
     ) -> Ending:
         """Upstream events through the pipe to the client until the upstream ends, fails or the client leaves."""
         ended = Ending()
@@ -382,7 +386,7 @@ class Relay:
             # One write per upstream read: the events that arrived together leave together. The last
             # read's bytes are the stream's tail, written with its ending in one write (a short answer
             # that arrives whole leaves in one, with the response's headers).
-            async for chunk in _chunks(upstream_resp, channel.timeouts.idle):
+            async for chunk in clock.chunks(upstream_resp):
                 out, malformed = _feed(pipe, meter, decoder.feed(chunk))
                 if malformed is not None or meter.done:
                     ended.tail = out
@@ -415,17 +419,20 @@ class Relay:
         self, request: web.Request, client: web.StreamResponse, pipe: Pipe, meter: StreamMeter, ended: Ending, bill: Bill
     ) -> None:
         """The stream's last bytes: the ending after a complete answer, else an error event."""
+        if meter.error is not None:
+            bill.status, bill.error = "upstream_error", str(meter.error.get("message", ""))[:500]
+            ending = pipe.error_tail(meter.error)
+        elif ended.failure is not None:
+            bill.status, bill.error = "interrupted" if ended.cut else "truncated", ended.failure.message
+            ending = pipe.error_tail(ended.failure)
+        else:
+            bill.status = "ok"
+            ending = pipe.ending(bill.usage, format_usd(bill.cost))
         try:
-            async with asyncio.timeout(CUT_TAIL_TIMEOUT if ended.cut else None):
-                if meter.error is not None:
-                    bill.status, bill.error = "upstream_error", str(meter.error.get("message", ""))[:500]
-                    ending = pipe.error_tail(meter.error)
-                elif ended.failure is not None:
-                    bill.status, bill.error = "interrupted" if ended.cut else "truncated", ended.failure.message
-                    ending = pipe.error_tail(ended.failure)
-                else:
-                    bill.status = "ok"
-                    ending = pipe.ending(bill.usage, format_usd(bill.cost))
+            if ended.cut:  # the drain's deadline came: the client has a moment to take the error event
+                async with asyncio.timeout(CUT_TAIL_TIMEOUT):
+                    await client.write_eof(ended.tail + ending)
+            else:
                 await client.write_eof(ended.tail + ending)
         except ConnectionResetError:
             bill.status = "client_closed" if bill.status == "ok" else bill.status
@@ -528,31 +535,3 @@ def _feed(pipe: Pipe, meter: StreamMeter, events: list[Event]) -> tuple[bytes, M
     except MalformedChunk as exc:
         return b"".join(parts), exc
     return b"".join(parts), None
-
-
-async def _chunks(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; ``TimeoutError`` when the upstream stays silent for ``idle`` seconds.
-
-    One watchdog timer per body, not one per chunk: the loop only notes when it starts waiting on the
-    upstream (not while the client is being written to), and the timer, when it fires, either
-    re-arms for that deadline or fails the pending read.
-    """
-    loop = asyncio.get_running_loop()
-    waiting_since: float | None = loop.time()
-
-    def watchdog() -> None:
-        nonlocal timer
-        now = loop.time()
-        if waiting_since is not None and now >= waiting_since + idle:
-            resp.content.set_exception(asyncio.TimeoutError())
-        else:
-            timer = loop.call_at((waiting_since if waiting_since is not None else now) + idle, watchdog)
-
-    timer = loop.call_at(waiting_since + idle, watchdog)
-    try:
-        async for chunk in resp.content.iter_any():
-            waiting_since = None
-            yield chunk
-            waiting_since = loop.time()
-    finally:
-        timer.cancel()
