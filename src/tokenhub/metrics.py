@@ -88,12 +88,13 @@ class _Settled:
     def __init__(self, holds: _Holds) -> None:
         self._holds = holds
         self._series: dict[tuple[str, str], _Series] = {}  # by (endpoint, model)
-        self._models: dict[str, _ModelTotals] = {}
+        self._models: dict[str, _ModelTotals] = {}  # tokens and cost are by model
+        self._timings: dict[str, tuple[_Histogram, _Histogram]] = {}  # latency and first byte are by endpoint
 
     def add(self, endpoint: str, model: str, settlement: Settlement) -> None:
         series = self._series.get((endpoint, model))
         if series is None:
-            series = self._series[(endpoint, model)] = _Series(self._models.get(model) or self._model(model))
+            series = self._series[(endpoint, model)] = self._new_series(endpoint, model)
         requests = series.requests
         requests[settlement.status] = requests.get(settlement.status, 0) + 1
         if settlement.latency_ms is not None:
@@ -107,9 +108,11 @@ class _Settled:
         totals.reasoning += u.reasoning_tokens
         totals.cost += settlement.cost
 
-    def _model(self, model: str) -> _ModelTotals:
-        totals = self._models[model] = _ModelTotals()
-        return totals
+    def _new_series(self, endpoint: str, model: str) -> _Series:
+        """A pair's series: its own request counts, its model's totals and its endpoint's timings, shared."""
+        totals = self._models.get(model) or self._models.setdefault(model, _ModelTotals())
+        latency, ttfb = self._timings.get(endpoint) or self._timings.setdefault(endpoint, (_Histogram(), _Histogram()))
+        return _Series(totals, latency, ttfb)
 
     def describe(self) -> list[Any]:
         return list(self.collect())
@@ -123,13 +126,10 @@ class _Settled:
                                         labels=["endpoint"])  # fmt: skip
         ttfb = HistogramMetricFamily("tokenhub_time_to_first_byte_seconds", "Time from request to the first byte of the answer.",
                                      labels=["endpoint"])  # fmt: skip
-        by_endpoint: dict[str, tuple[_Histogram, _Histogram]] = {}
         for (endpoint, model), series in self._series.items():
             for status, count in series.requests.items():
                 requests.add_metric([endpoint, model, status], count, created=series.created)
-            summed = by_endpoint.get(endpoint)
-            by_endpoint[endpoint] = (series.latency, series.ttfb) if summed is None else (summed[0] + series.latency, summed[1] + series.ttfb)
-        for endpoint, (lat, first) in by_endpoint.items():
+        for endpoint, (lat, first) in self._timings.items():
             lat.add_to(latency, endpoint)
             first.add_to(ttfb, endpoint)
         tokens = CounterMetricFamily("tokenhub_tokens", "Tokens billed, by model and kind.", labels=["model", "kind"])
@@ -156,20 +156,14 @@ class _Histogram:
 
     __slots__ = ("counts", "sum", "created")
 
-    def __init__(self, created: float | None = None) -> None:
+    def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.sum = 0.0
-        self.created = time.time() if created is None else created
+        self.created = time.time()
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(LATENCY_BUCKETS, value)] += 1
         self.sum += value
-
-    def __add__(self, other: _Histogram) -> _Histogram:
-        both = _Histogram(min(self.created, other.created))
-        both.counts = [a + b for a, b in zip(self.counts, other.counts)]
-        both.sum = self.sum + other.sum
-        return both
 
     def add_to(self, family: Any, label: str) -> None:
         cumulative = list(accumulate(self.counts))
@@ -183,10 +177,10 @@ class _Series:
 
     __slots__ = ("requests", "latency", "ttfb", "totals", "created")
 
-    def __init__(self, totals: _ModelTotals) -> None:
+    def __init__(self, totals: _ModelTotals, latency: _Histogram, ttfb: _Histogram) -> None:
         self.requests: dict[str, int] = {}  # by status
-        self.latency = _Histogram()
-        self.ttfb = _Histogram()
+        self.latency = latency
+        self.ttfb = ttfb
         self.totals = totals
         self.created = time.time()
 

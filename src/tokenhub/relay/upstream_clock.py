@@ -45,14 +45,10 @@ class UpstreamClock:
         """``sending`` (the request, until its response's headers), failed with ``TimeoutError`` at the deadline."""
         try:
             return await sending
-        except asyncio.CancelledError:
-            if self._fired and self._task.uncancel() <= self._cancelling:
-                self.stop()
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, asyncio.CancelledError) and self._fired and self._task.uncancel() <= self._cancelling:
                 raise TimeoutError from None
-            self.stop()
-            raise
-        except BaseException:
-            self.stop()
             raise
         finally:
             self._deadline = None
