@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import select
 import signal
+import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -205,6 +209,54 @@ def test_unreachable_database_or_redis_fails_closed(tmp_path: Path, pg_dsn: str,
         redis_proxy.close()
     assert pg_rows(pg_dsn, "select count(*) from requests where state = 'held'")[0][0] == 0
     assert cli(["ledger", "check"], {**env, "TOKENHUB_DATABASE_URL": pg_dsn}).returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel spreads a port's connections on Linux")
+def test_workers_share_the_connections_a_client_opens_at_once(tmp_path: Path, fake_openai_server: ServerThread):
+    """A client that opens its keep-alive connections together (a load balancer, a pool) reaches every
+    worker, even on one core: each listens on a socket of its own on the port and the kernel spreads the
+    connections (with one socket shared by all, the worker that ran first accepted every connection
+    waiting; this test then fails)."""
+    env = clean_env(tmp_path / "home")
+    key = setup_customer(env, fake_openai_server.url, "5")
+    gateway = Served(env, "--workers", "2")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    try:
+        deadline = time.monotonic() + 30
+        started: set[str] = set()
+        while len(started) < 2:  # both workers listening (the second may start a moment later)
+            assert time.monotonic() < deadline, "the second worker never answered"
+            started.add(post(gateway.port, key, hello())[1]["x-request-id"][:20])
+        # On one core, as a worker busy with other requests is: whichever runs first takes all it can accept.
+        for pid in [gateway.proc.pid, *map(int, Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children").read_text().split())]:
+            os.sched_setaffinity(pid, {min(os.sched_getaffinity(0))})
+        conns = [http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30) for _ in range(16)]
+        burst = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in conns]
+        for sock in burst:  # all sent before either worker wakes, as a busy pool's connections are
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", gateway.port))
+        for conn, sock in zip(conns, burst):
+            select.select([], [sock], [], 10)
+            sock.setblocking(True)
+            sock.settimeout(30)
+            conn.sock = sock
+        served: list[set[str]] = []
+        for conn in conns:
+            seen = set()
+            for _ in range(2):
+                conn.request("POST", "/api/v1/chat/completions", json.dumps(hello()), headers)
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 200
+                seen.add(resp.getheader("x-request-id")[:20])
+            served.append(seen)
+            conn.close()
+        assert all(len(seen) == 1 for seen in served)  # a connection stays with its worker
+        assert set().union(*served) == started  # and the 16 went to both (all to one: p = 2^-15)
+    finally:
+        gateway.proc.send_signal(signal.SIGTERM)
+        assert gateway.proc.wait(30) == 0
+    assert cli(["ledger", "check"], env).returncode == 0
 
 
 def test_workers_share_one_port_and_log_json_with_request_ids(tmp_path: Path, fake_openai_server: ServerThread):

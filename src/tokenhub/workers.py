@@ -1,7 +1,8 @@
-"""``tokenhub serve --workers N``: N gateway processes sharing one listening socket.
+"""``tokenhub serve --workers N``: N gateway processes sharing one port.
 
-The parent migrates the database and runs the first-start duties once, opens the socket, forks the
-workers and watches them: a worker that dies is replaced; SIGTERM or SIGINT is passed on to every
+The parent migrates the database and runs the first-start duties once, binds the port, forks the
+workers (on Linux each listens on a socket of its own on that port, and the kernel spreads the
+connections over them) and watches them: a worker that dies is replaced; SIGTERM or SIGINT is passed on to every
 worker, each drains (no new requests; open streams finish or are cut at TOKENHUB_DRAIN_TIMEOUT, holds
 settle) and the parent exits when they have — killing, as a last resort, a worker still alive
 ``KILL_MARGIN`` seconds past that deadline. The workers share what any gateway processes share —
@@ -29,13 +30,38 @@ WAIT_POLL = 0.1  # seconds between two looks for exited workers
 KILL_MARGIN = 15.0  # seconds past the drain deadline after which a worker still alive is killed
 
 
+# Linux spreads a port's connections over the sockets bound to it with SO_REUSEPORT (by a hash of each
+# connection's addresses). One socket shared by every worker spreads nothing: the worker that wakes first
+# accepts every connection waiting, so a client's keep-alive connections (a load balancer's, a load
+# generator's) all landed on one worker and the others idled.
+SPREAD_BY_KERNEL = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
+    """The port, held by the parent. On Linux bound but not listening (no connection goes to it): each
+    worker listens on a socket of its own bound beside it (``worker_socket``). Elsewhere the one socket
+    every worker accepts from."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if SPREAD_BY_KERNEL:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
+    if not SPREAD_BY_KERNEL:
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    return sock
+
+
+def worker_socket(port: socket.socket) -> socket.socket:
+    """A worker's listening socket: its own, on the parent's address, where the kernel spreads connections."""
+    if not SPREAD_BY_KERNEL:
+        return port
+    sock = socket.socket(port.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(port.getsockname())
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -81,7 +107,7 @@ def supervise(settings: Settings, sock: socket.socket, workers: int, run_worker:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                run_worker(sock)
+                run_worker(worker_socket(sock))
             except BaseException:  # noqa: BLE001 - report and leave; the parent replaces us
                 log.exception("worker %d failed", number)
                 code = 1
