@@ -5,8 +5,9 @@ JSON answer is relayed whole, an SSE answer chunk by chunk as it arrives.
 
 Run: ``python bench/bare_proxy.py --port 9002 --upstream http://127.0.0.1:9001``
 
-``--workers N`` forks N such processes sharing one listening socket, as ``tokenhub serve --workers N``
-does: the floor for what several processes cost on one core.
+``--workers N`` forks N such processes, each listening on a socket of its own on the port
+(SO_REUSEPORT: the kernel spreads the connections), as ``tokenhub serve --workers N`` does on Linux:
+the floor for what several processes cost on one core.
 """
 
 from __future__ import annotations
@@ -62,14 +63,15 @@ def main() -> None:
         uvloop.install()
         web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=1024)
         return
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
-    sock.listen(1024)
     children = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((args.host, args.port))
+            sock.listen(1024)
             uvloop.install()
             web.run_app(app, sock=sock, access_log=None, print=None)
             os._exit(0)
