@@ -200,11 +200,11 @@ class _LedgerChecks:
 
         family = CounterMetricFamily(
             "tokenhub_ledger_checked_groups",
-            "Ledger groups planned on the figures this process knew (PostgreSQL), by what the check found: unchanged "
-            "(committed in one round trip) or changed (locked and read again).",
+            "Ledger groups planned on the figures this process knew (PostgreSQL), by what the check found: passed (the "
+            "account and key had the room the group needs; committed in one round trip) or failed (locked and read again).",
             labels=["result"],
         )
-        family.add_metric(["unchanged"], self._known.hits)
-        family.add_metric(["changed"], self._known.misses)
+        family.add_metric(["passed"], self._known.hits)
+        family.add_metric(["failed"], self._known.misses)
         yield family
 

@@ -6,6 +6,8 @@ import re
 import urllib.request
 from typing import Callable
 
+import pytest
+
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, customer, priced_model
 
@@ -54,8 +56,11 @@ def test_metrics_count_requests_tokens_and_cost(gateway: Harness, upstream_url: 
 
 def test_metrics_count_the_ledger_groups_checked_on_known_figures(make_gateway: Callable[..., Harness], database_url: str, upstream_url: str):
     """On PostgreSQL a ledger group on figures the process knows is checked and committed in one round
-    trip; a top-up meanwhile makes the next check find them changed. SQLite locks the whole file for
-    every group and checks none."""
+    trip; a top-up meanwhile changes them but leaves the room, so the next check passes too; a refund of
+    nearly everything leaves too little, so the next check fails and the request is refused. SQLite locks
+    the whole file for every group and checks none."""
+    import openai
+
     from tokenhub.billing import service as billing
 
     gw = make_gateway(database_url)
@@ -75,10 +80,17 @@ def test_metrics_count_the_ledger_groups_checked_on_known_figures(make_gateway: 
     gw.write(lambda c: billing.add_credits(c, cust.email, 1_000_000, note="top-up"))  # the account's figures change
     client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     then = checked()
+    left = gw.credits(cust.email)["balance_nanos"]
+    gw.write(lambda c: billing.add_credits(c, cust.email, 1 - left, kind="refund"))  # one nano left
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 402
+    last = checked()
     if database_url.startswith("sqlite"):
-        assert first == then == {"unchanged": 0.0, "changed": 0.0}
+        assert first == then == last == {"passed": 0.0, "failed": 0.0}
     else:
-        assert first["unchanged"] >= 2 and first["changed"] == 0  # the groups after the first one
-        assert then["changed"] == 1
+        assert first["passed"] >= 2 and first["failed"] == 0  # the groups after the first one
+        assert then["passed"] > first["passed"] and then["failed"] == 0  # changed, with room
+        assert last["failed"] == 1
     assert gw.ledger_report().ok
 

@@ -341,6 +341,59 @@ def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_agai
     run(scenario())
 
 
+def test_postgres_processes_sharing_an_account_each_commit_in_one_round_trip_while_it_has_room(database_url: str):
+    """Two processes serve one account and key: each one's commits change the figures the other knows. A
+    group's check asks for the room its decisions need, not for unchanged figures, and its write moves
+    the figures as locked: so both keep committing in one round trip, and every balance, counter and
+    entry (balance_after counted from the balance as locked) comes out as if each group had read first.
+    When what is left no longer covers a hold, the check fails and the hold is refused on the figures as
+    locked."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's round trips")
+
+    async def scenario() -> None:
+        engine, uid, kid, ledger, _, statements = await _logged_postgres_writer(database_url)
+        known = ledger._store.known
+        other = LedgerWriter(engine, "other-instance")
+        other.start()
+        for i in range(4):  # each writer's second and later groups are planned on figures the other changed
+            for writer, name in ((ledger, "a"), (other, "b")):
+                rid = f"gen-{name}{i}"
+                await writer.hold(Hold(rid, uid, kid, 100_000, "m"))
+                writer.settle(Settlement(rid, uid, kid, 100_000, 10_000 + i, "ok"))
+                await writer.flush()
+        reads = [s for s in statements if s.lstrip().startswith("WITH accounts")]
+        assert len(reads) == 1 and (known.hits, known.misses) == (7, 0)  # only this writer's first group read
+        assert (other._store.known.hits, other._store.known.misses) == (7, 0)
+        assert known.balances[uid] != 1_000_000 - 2 * (4 * 10_000 + 6)  # its own view: it never saw the other's charges
+
+        async with engine.connect() as c:
+            balance = await c.scalar(select(users.c.balance).where(users.c.id == uid))
+            key = (await c.execute(select(api_keys).where(api_keys.c.id == kid))).one()
+            entries = (await c.execute(select(ledger_entries.c.amount, ledger_entries.c.balance_after)
+                                       .where(ledger_entries.c.user_id == uid).order_by(ledger_entries.c.id))).all()
+            report = await check_ledger(c)
+        assert balance == 1_000_000 - 2 * (4 * 10_000 + 6) and (key.used_nanos, key.held_nanos) == (2 * (4 * 10_000 + 6), 0)
+        running = 0
+        for amount, after in entries:  # every entry's balance_after is the balance it left
+            running += amount
+            assert after == running
+        assert running == balance and report.ok, report.problems
+
+        async with engine.begin() as c:  # an operator takes back all but 50,000 nanos
+            await add_credits(c, uid, -(balance - 50_000), kind="refund")
+        with pytest.raises(InsufficientCredits, match="Insufficient credits"):
+            await ledger.hold(Hold("gen-c", uid, kid, 100_000, "m"))  # planned as admitted, refused as locked
+        assert (known.hits, known.misses) == (7, 1)
+        for writer in (ledger, other):
+            await writer.close()
+        async with engine.connect() as c:
+            assert (await check_ledger(c)).ok
+        await engine.dispose()
+
+    run(scenario())
+
+
 def test_an_account_whose_figures_keep_changing_elsewhere_is_expected_ever_more_rarely():
     """A miss costs a round trip: after one, an account's next group locks and reads; after the next
     miss, its next 2, then 4 … up to DOUBT_MAX; a hit halves the wait again."""

@@ -113,8 +113,14 @@ class GroupPlan:
     new_requests: list[Hold]
     settled: list[Charge]
     balances: dict[int, int]  # user id -> new balance
+    opening: dict[int, int]  # user id -> the balance the group was decided on (as locked, or as expected)
     key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
     keys: dict[int, KeyFigures]  # key id -> (limit, used, held) as locked, before the deltas
+    # What the decisions rest on (see ``needs``): the least balance each account must start from, and the
+    # least room (limit - used - held) each key, for every hold to be admitted and every charge made whole.
+    need_balances: dict[int, int] = field(default_factory=dict)
+    need_rooms: dict[int, int] = field(default_factory=dict)
+    limited: bool = False  # a hold was refused or a charge cut short: the decisions rest on the figures themselves
 
 
 def figures_after(plan: GroupPlan) -> tuple[dict[int, int], dict[int, KeyFigures]]:
@@ -156,7 +162,8 @@ def plan_group(
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
-    plan = GroupPlan([], [], [], [], balance, deltas, keys)
+    plan = GroupPlan([], [], [], [], balance, balances, deltas, keys)
+    need_balances, need_rooms = plan.need_balances, plan.need_rooms
     settling = dict(settling)
     spent = dict(spent or {})
     starts = starts or {}
@@ -168,7 +175,10 @@ def plan_group(
             refusal = _refuse(op, balance.get(op.user_id), limit_state) or _over_budget(op, spent)
             plan.outcomes.append(refusal)
             if refusal is not None:
+                plan.limited = True
                 continue
+            _need(need_balances, op.user_id, op.amount - (balance[op.user_id] - balances[op.user_id]))
+            _need(need_rooms, op.key_id, op.amount + delta[0] + delta[1])
             balance[op.user_id] -= op.amount
             delta[1] += op.amount
             _add_spend(spent, op.key_id, op.user_id, op.amount, None, starts)
@@ -188,6 +198,11 @@ def plan_group(
             _add_spend(spent, op.key_id, op.user_id, -released, created_at, starts)
             room = _room(op, balance[op.user_id], key, delta, spent)
             charged = max(0, min(op.cost, room))
+            if charged < op.cost:
+                plan.limited = True
+            elif op.cost > 0:
+                _need(need_balances, op.user_id, op.cost - (balance[op.user_id] - balances[op.user_id]))
+                _need(need_rooms, op.key_id, op.cost + delta[0] + delta[1])
             balance[op.user_id] -= charged
             if charged:
                 plan.entries.append(_entry(op.user_id, "charge", -charged, balance[op.user_id], op.request_id))
@@ -195,6 +210,11 @@ def plan_group(
             _add_spend(spent, op.key_id, op.user_id, charged, created_at, starts)
             plan.settled.append(Charge(op, charged, op.cost - charged, late))
     return plan
+
+
+def _need(needs: dict[int, int], ident: int, least: int) -> None:
+    if least > needs.get(ident, least - 1):
+        needs[ident] = least
 
 
 def _room(op: Settlement, balance: int, key: KeyFigures | None, delta: list[int], spent: dict[SpendKey, int]) -> int:

@@ -172,7 +172,7 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
 
 
 KNOWN_SIZE = 100_000  # accounts and keys whose figures a store keeps (KnownFigures)
-DOUBT_MAX = 1024  # groups an account whose figures keep changing elsewhere waits, at most, before it is expected again
+DOUBT_MAX = 1024  # groups an account whose check keeps failing waits, at most, before it is expected again
 
 
 class KnownFigures:
@@ -180,13 +180,15 @@ class KnownFigures:
     held). The writer reads them to expect a hold admitted (``LedgerWriter.covers``).
 
     On PostgreSQL a group whose accounts and keys are all known here, and which needs no spend by
-    period, commits in **one** round trip: planned on these figures and sent with a check
-    (_PG_EXPECT_FUNCTION) that locks the same rows in the same order as the locking read and finds them
-    unchanged. If anything changed them meanwhile (another gateway process, an operator's top-up, the
-    sweeper), the check fails, nothing is written, and the group locks and reads as usual: what is
-    written is always decided on the figures as locked. An account whose figures keep changing elsewhere (one several processes serve) is not
-    expected for its next group after a miss, then for 2, 4 … up to ``DOUBT_MAX`` (halved by each hit),
-    so a shared account costs a failed check only now and then."""
+    period, commits in **one** round trip: planned on these figures and, when that admits every hold and
+    makes every charge whole, sent with a check (_PG_EXPECT_FUNCTION) that locks the same rows in the
+    same order as the locking read and finds the room those decisions need. Other processes' commits
+    to a shared account change its figures without failing the check while the room is there: what is
+    known here is then this process's view, which its own commits move and a locking read corrects (the
+    margin ``covers`` keeps is for what it does not see). Without the room (an account or key near its
+    end, a refund, the sweeper) the check fails, nothing is written, and the group locks and reads as
+    usual: every refusal and cut is decided on the figures as locked. An account that fails it is not
+    expected for its next group, then for 2, 4 … up to ``DOUBT_MAX`` (halved by each pass)."""
 
     def __init__(self) -> None:
         self.balances: dict[int, int] = {}
@@ -522,19 +524,20 @@ class PostgresLedgerStore:
             if expected is not None:
                 balances, keys = expected
                 plan = plan_group(batch, balances, keys, dict.fromkeys(settle_ids, (None, False)))
-                try:
-                    await conn.execute(self._write(plan, now, _expectation(batch, balances, keys, settle_ids)))
-                except self._pg.PostgresError as exc:
-                    if exc.sqlstate != _PG_STALE:
-                        raise
-                    await conn.execute("ROLLBACK; BEGIN")  # the figures changed: lock and read them below
-                    known.missed(user_ids)
-                else:
-                    known.hit(user_ids, plan)
-                    self._in_order.release()
-                    in_order = False
-                    self._committed(conn, batch)
-                    return plan
+                if not plan.limited:  # (a refusal or a charge cut short is decided on the figures as locked, below)
+                    try:
+                        await conn.execute(self._write(plan, now, _expectation(batch, plan, settle_ids)))
+                    except self._pg.PostgresError as exc:
+                        if exc.sqlstate != _PG_STALE:
+                            raise
+                        await conn.execute("ROLLBACK; BEGIN")  # not enough room after all: lock and read below
+                        known.missed(user_ids)
+                    else:
+                        known.hit(user_ids, plan)
+                        self._in_order.release()
+                        in_order = False
+                        self._committed(conn, batch)
+                        return plan
             known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
             try:
                 rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
@@ -645,7 +648,8 @@ class PostgresLedgerStore:
         of the commit)."""
         holds = [dict(zip(_REQUEST_COLUMNS, _request_values(op, self._instance_id, None))) for op in plan.new_requests]
         settled = [dict(zip(_SETTLE_COLUMNS, _settle_values(c)), id=c.op.request_id) for c in plan.settled]
-        balances = [{"id": uid, "balance": balance} for uid, balance in plan.balances.items()]
+        opening = plan.opening
+        balances = [{"id": uid, "opening": opening[uid], "closing": closing} for uid, closing in plan.balances.items()]
         counters = [{"id": kid, "used_nanos": d[0], "held_nanos": d[1]} for kid, d in plan.key_deltas.items() if d[0] or d[1]]
         return [now.isoformat(), *(orjson.dumps(rows).decode() for rows in (holds, settled, plan.entries, balances, counters))]
 
@@ -714,13 +718,17 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, id, created_at, state, status FROM se
 
 # A group planned on the figures this process knows (KnownFigures) sends, before its write, a check
 # that locks the rows the locking read would lock, in the same order (users and keys, then the
-# requests to settle), and only then compares them with what the group was planned on: every key with
-# its account, balance and counters as expected, every request to settle still `held`. If anything
-# differs it raises _PG_STALE, and PostgreSQL runs nothing more of the query: the group is rolled back
-# and locks and reads as usual. A temporary function (each connection creates its own: no schema
-# object, nothing for a migration), in PL/pgSQL because only a function can stop the query; each of
-# its statements sees what was committed before it (READ COMMITTED), so the comparison reads the rows
-# as locked.
+# requests to settle), and only then compares them with what the group's decisions rest on: every key
+# with its account, each account's balance at least the least the group needs (``GroupPlan.need_balances``),
+# each key with no limit or at least the room it needs (``need_rooms``), every request to settle still
+# `held`. Figures another process changed meanwhile pass as long as they leave that much room: every
+# hold is then admitted and every charge made whole, as the plan says, and the write applies the
+# group's changes to the figures as locked (_PG_WRITE), so several processes sharing an account commit
+# in one round trip each. Otherwise it raises _PG_STALE, and PostgreSQL runs nothing more of the query:
+# the group is rolled back and locks and reads as usual. A temporary function (each connection creates
+# its own: no schema object, nothing for a migration), in PL/pgSQL because only a function can stop the
+# query; each of its statements sees what was committed before it (READ COMMITTED), so the comparison
+# reads the rows as locked.
 _PG_EXPECT_NAME = "pg_temp.tokenhub_ledger_expect"
 _PG_STALE = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
 _PG_EXPECT_FUNCTION = f"""
@@ -730,28 +738,27 @@ BEGIN
     WHERE k.id IN (SELECT (a->>'key_id')::int FROM json_array_elements(accounts) AS a)
     ORDER BY u.id, k.id FOR UPDATE;
     PERFORM 1 FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE;
-    IF (SELECT count(*) FROM json_to_recordset(accounts)
-            AS e(user_id int, key_id int, balance bigint, limit_nanos bigint, used_nanos bigint, held_nanos bigint)
+    IF (SELECT count(*) FROM json_to_recordset(accounts) AS e(user_id int, key_id int, balance bigint, room bigint)
             JOIN api_keys k ON k.id = e.key_id JOIN users u ON u.id = k.user_id
-            WHERE u.id = e.user_id AND u.balance = e.balance AND k.limit_nanos IS NOT DISTINCT FROM e.limit_nanos
-                AND k.used_nanos = e.used_nanos AND k.held_nanos = e.held_nanos) <> json_array_length(accounts)
+            WHERE u.id = e.user_id AND (e.balance IS NULL OR u.balance >= e.balance)
+                AND (e.room IS NULL OR k.limit_nanos IS NULL OR k.limit_nanos - k.used_nanos - k.held_nanos >= e.room))
+            <> json_array_length(accounts)
        OR (SELECT count(*) FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) AND state = 'held')
             <> json_array_length(settling) THEN
-        RAISE EXCEPTION 'the ledger figures this process expected have changed' USING ERRCODE = '{_PG_STALE}';
+        RAISE EXCEPTION 'the ledger figures this process expected leave too little room' USING ERRCODE = '{_PG_STALE}';
     END IF;
 END
 $check$
 """
 
 
-def _expectation(batch: list[Op], balances: dict[int, int], keys: dict[int, KeyFigures], settle_ids: list[str]) -> str:
-    """The arguments of the check (_PG_EXPECT_FUNCTION): each key of the group with its account and the figures expected, and
-    the requests it settles (each once), as JSON literals."""
+def _expectation(batch: list[Op], plan: GroupPlan, settle_ids: list[str]) -> str:
+    """The arguments of the check (_PG_EXPECT_FUNCTION): each key of the group with its account and the least
+    balance and room the group needs (none: it needs nothing of them), and the requests it settles (each
+    once), as JSON literals."""
     pairs = sorted({(op.user_id, op.key_id) for op in batch})
-    accounts = [
-        {"user_id": u, "key_id": k, "balance": balances[u], "limit_nanos": keys[k][0], "used_nanos": keys[k][1], "held_nanos": keys[k][2]}
-        for u, k in pairs
-    ]
+    needs, rooms = plan.need_balances, plan.need_rooms
+    accounts = [{"user_id": u, "key_id": k, "balance": needs.get(u), "room": rooms.get(k)} for u, k in pairs]
     return f"{_literal(orjson.dumps(accounts).decode())}, {_literal(orjson.dumps(sorted(set(settle_ids))).decode())}"
 
 
@@ -765,7 +772,12 @@ def _literal(text: str) -> str:
 # Every write of the group in one statement, prepared once per connection (_PG_WRITE_NAME) and executed
 # with the COMMIT in one simple query; its rows read from JSON documents typed by the tables
 # themselves (json_populate_recordset with the table's row type): $1 now, $2 the new requests, $3 the
-# settlements, $4 the ledger entries, $5 the balances, $6 the key counters' increments.
+# settlements, $4 the ledger entries, $5 each account's balance before and after the group as planned,
+# $6 the key counters' increments. It moves the figures as locked rather than setting them: each
+# balance, and each entry's balance_after, by how far the locked balance is from the one the group was
+# planned on (nothing, when it was planned on the figures as locked); each key's counters by their
+# increments. So a group planned on figures another process has changed since (a check found they leave
+# enough room) writes what the same decisions make of the figures as they are.
 _PG_HOLD_COLUMNS = ", ".join(f"t.{c}" for c in _REQUEST_COLUMNS if c != "created_at")
 _PG_WRITE = f"""
 WITH new_requests AS (
@@ -774,12 +786,15 @@ WITH new_requests AS (
 ), settled AS (
     UPDATE requests r SET {_settle_set("s.{}", "r.{}")}, settled_at = $1
     FROM json_populate_recordset(NULL::requests, $3::json) AS s WHERE r.id = s.id
+), moved AS (
+    SELECT u.id, u.balance - b.opening AS offset_, b.closing
+    FROM json_to_recordset($5::json) AS b(id int, opening bigint, closing bigint) JOIN users u ON u.id = b.id
 ), entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)
-    SELECT e.user_id, e.kind, e.amount, e.balance_after, e.request_id, $1
-    FROM json_populate_recordset(NULL::ledger_entries, $4::json) AS e
+    SELECT e.user_id, e.kind, e.amount, e.balance_after + m.offset_, e.request_id, $1
+    FROM json_populate_recordset(NULL::ledger_entries, $4::json) AS e JOIN moved m ON m.id = e.user_id
 ), balances AS (
-    UPDATE users u SET balance = b.balance FROM json_populate_recordset(NULL::users, $5::json) AS b WHERE u.id = b.id
+    UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
 ), key_counters AS (
     UPDATE api_keys k SET used_nanos = k.used_nanos + d.used_nanos, held_nanos = k.held_nanos + d.held_nanos
     FROM json_populate_recordset(NULL::api_keys, $6::json) AS d WHERE k.id = d.id

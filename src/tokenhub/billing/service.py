@@ -110,8 +110,9 @@ class LedgerReport:
 
 
 async def check_ledger(conn: AsyncConnection) -> LedgerReport:
-    """Every balance equals the sum of its entries and is not negative; every key's counters equal its
-    requests' and stay within its limit; every finished request has its hold, release and charge."""
+    """Every balance equals the sum of its entries and is not negative; every entry's balance_after is the sum
+    of its user's entries up to it; every key's counters equal its requests' and stay within its limit;
+    every finished request has its hold, release and charge."""
     problems: list[str] = []
     entry_sums = dict(
         (await conn.execute(select(ledger_entries.c.user_id, func.sum(ledger_entries.c.amount)).group_by(ledger_entries.c.user_id))).all()
@@ -125,6 +126,13 @@ async def check_ledger(conn: AsyncConnection) -> LedgerReport:
             )
         if user.balance < 0:
             problems.append(f"user {user.email}: balance {format_usd(user.balance)} is below zero")
+    running = func.sum(ledger_entries.c.amount).over(partition_by=ledger_entries.c.user_id, order_by=ledger_entries.c.id)
+    chain = select(ledger_entries.c.id, ledger_entries.c.user_id, ledger_entries.c.balance_after, running.label("running")).subquery()
+    for entry in await conn.execute(select(chain).where(chain.c.balance_after != chain.c.running).order_by(chain.c.id).limit(10)):
+        problems.append(
+            f"ledger entry {entry.id} (user {entry.user_id}): balance after {format_usd(entry.balance_after)} != the sum of the "
+            f"user's entries up to it {format_usd(int(entry.running))}"
+        )
     open_holds = dict(
         (
             await conn.execute(
