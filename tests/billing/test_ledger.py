@@ -473,6 +473,31 @@ def test_ledger_check_finds_a_tampered_balance(database_url: str):
     run(scenario())
 
 
+def test_ledger_check_finds_an_entry_whose_balance_after_is_not_the_sum_up_to_it(database_url: str):
+    """Each entry's balance_after is its user's balance once the entry applied: the sum of the user's
+    entries up to it, in order. A wrong one (the balance itself right) is reported by its id."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-a", uid, kid, 1_000, "m"))
+        ledger.settle(Settlement("gen-a", uid, kid, 1_000, 300, "ok"))
+        await ledger.close()
+        async with engine.connect() as conn:
+            assert (await check_ledger(conn)).ok
+        async with engine.begin() as conn:
+            charge = await conn.scalar(select(ledger_entries.c.id).where(ledger_entries.c.kind == "charge"))
+            await conn.execute(update(ledger_entries).where(ledger_entries.c.id == charge).values(balance_after=ledger_entries.c.balance_after + 5))
+        async with engine.connect() as conn:
+            report = await check_ledger(conn)
+        assert len(report.problems) == 1, report.problems  # the balance still equals the sum of all entries
+        assert report.problems[0].startswith(f"ledger entry {charge} (user {uid}): balance after "), report.problems
+        await engine.dispose()
+
+    run(scenario())
+
+
 async def _read(engine: Any, request_id: str, uid: int, kid: int) -> tuple[Any, int, Any, Any]:
     async with engine.connect() as conn:
         row = (await conn.execute(select(requests).where(requests.c.id == request_id))).one()
