@@ -718,7 +718,8 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, id, created_at, state, status FROM se
 
 # A group planned on the figures this process knows (KnownFigures) sends, before its write, a check
 # that locks the rows the locking read would lock, in the same order (users and keys, then the
-# requests to settle), and only then compares them with what the group's decisions rest on: every key
+# requests to settle), and compares them as locked (a row locked after a wait is read as the
+# transaction that held it left it) with what the group's decisions rest on: every key
 # with its account, each account's balance at least the least the group needs (``GroupPlan.need_balances``),
 # each key with no limit or at least the room it needs (``need_rooms``), every request to settle still
 # `held`. Figures another process changed meanwhile pass as long as they leave that much room: every
@@ -734,17 +735,17 @@ _PG_STALE = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
 _PG_EXPECT_FUNCTION = f"""
 CREATE FUNCTION {_PG_EXPECT_NAME}(accounts json, settling json) RETURNS void LANGUAGE plpgsql AS $check$
 BEGIN
-    PERFORM 1 FROM api_keys k JOIN users u ON u.id = k.user_id
-    WHERE k.id IN (SELECT (a->>'key_id')::int FROM json_array_elements(accounts) AS a)
-    ORDER BY u.id, k.id FOR UPDATE;
-    PERFORM 1 FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE;
-    IF (SELECT count(*) FROM json_to_recordset(accounts) AS e(user_id int, key_id int, balance bigint, room bigint)
+    IF (SELECT count(*) FROM (
+            SELECT e.user_id = u.id AND (e.balance IS NULL OR u.balance >= e.balance)
+                AND (e.room IS NULL OR k.limit_nanos IS NULL OR k.limit_nanos - k.used_nanos - k.held_nanos >= e.room) AS enough
+            FROM json_to_recordset(accounts) AS e(user_id int, key_id int, balance bigint, room bigint)
             JOIN api_keys k ON k.id = e.key_id JOIN users u ON u.id = k.user_id
-            WHERE u.id = e.user_id AND (e.balance IS NULL OR u.balance >= e.balance)
-                AND (e.room IS NULL OR k.limit_nanos IS NULL OR k.limit_nanos - k.used_nanos - k.held_nanos >= e.room))
-            <> json_array_length(accounts)
-       OR (SELECT count(*) FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) AND state = 'held')
-            <> json_array_length(settling) THEN
+            ORDER BY u.id, k.id FOR UPDATE OF k, u) AS locked WHERE enough) <> json_array_length(accounts) THEN
+        RAISE EXCEPTION 'the ledger figures this process expected leave too little room' USING ERRCODE = '{_PG_STALE}';
+    END IF;
+    IF (SELECT count(*) FROM (
+            SELECT state FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE
+            ) AS locked WHERE state = 'held') <> json_array_length(settling) THEN
         RAISE EXCEPTION 'the ledger figures this process expected leave too little room' USING ERRCODE = '{_PG_STALE}';
     END IF;
 END
