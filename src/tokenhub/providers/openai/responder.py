@@ -90,8 +90,14 @@ class OpenAIBytePipe:
             if raw_usage is None:
                 obj["model"] = self._client_model
                 return frame(orjson.dumps(obj))
-        if raw_usage is None:
-            return frame(self._with_client_model(event.data))
+        if raw_usage is None:  # most chunks: the payload as it came, but for the model's name
+            data = event.data
+            field = self._upstream_field
+            if field is not None:  # (bytes.replace hands back the payload itself when the field is not in it)
+                renamed = data.replace(field, self._model_json, 1)
+                if renamed is not data:
+                    return b"data: " + renamed + b"\n\n"
+            return frame(self._with_client_model(data))
         choices = obj.get("choices")
         usage = read_usage(raw_usage)
         if usage is not None and self._include_usage:

@@ -31,28 +31,33 @@ class OpenAIStreamReader:
             obj = orjson.loads(event.data)
         except orjson.JSONDecodeError:
             raise MalformedChunk("the upstream sent a malformed stream chunk") from None
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             raise MalformedChunk("the upstream sent a malformed stream chunk")
-        if obj.get("error"):
-            err = obj["error"]
-            meter.error = err if isinstance(err, dict) else {"message": str(err)}
+        err = obj.get("error")
+        if err:
+            meter.error = err if type(err) is dict else {"message": str(err)}
             return None
-        for choice in obj.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                if delta.keys() <= _CONTENT_ONLY:  # most chunks: the text and nothing else
+        choices = obj.get("choices")
+        if type(choices) is list:  # (checks by type, not isinstance: JSON makes no subclasses; this runs per event)
+            for choice in choices:
+                if type(choice) is not dict:
+                    continue
+                delta = choice.get("delta")
+                if type(delta) is dict:
                     content = delta.get("content")
-                    if isinstance(content, str):
+                    if type(content) is str and len(delta) == 1:  # most chunks: the text and nothing else
                         meter.pieces.append(content)
-                else:
-                    collect_text(delta, meter.pieces)
-            elif isinstance(choice.get("text"), str):  # a legacy text completion's chunk
-                meter.pieces.append(choice["text"])
-            if choice.get("finish_reason"):
-                meter.finish_reason = str(choice["finish_reason"])
-                meter.finished = True
+                    elif delta.keys() <= _CONTENT_ONLY:  # the text and a role
+                        if type(content) is str:
+                            meter.pieces.append(content)
+                    else:
+                        collect_text(delta, meter.pieces)
+                elif type(text := choice.get("text")) is str:  # a legacy text completion's chunk
+                    meter.pieces.append(text)
+                finish = choice.get("finish_reason")
+                if finish:
+                    meter.finish_reason = str(finish)
+                    meter.finished = True
         raw_usage = obj.get("usage")
         if raw_usage is not None:
             meter.usage = read_usage(raw_usage) or meter.usage  # malformed: as if absent (the relay estimates)
