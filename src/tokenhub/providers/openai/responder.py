@@ -91,13 +91,7 @@ class OpenAIBytePipe:
                 obj["model"] = self._client_model
                 return frame(orjson.dumps(obj))
         if raw_usage is None:  # most chunks: the payload as it came, but for the model's name
-            data = event.data
-            field = self._upstream_field
-            if field is not None:  # (bytes.replace hands back the payload itself when the field is not in it)
-                renamed = data.replace(field, self._model_json, 1)
-                if renamed is not data:
-                    return b"data: " + renamed + b"\n\n"
-            return frame(self._with_client_model(data))
+            return b"data: " + self._with_client_model(event.data) + b"\n\n"
         choices = obj.get("choices")
         usage = read_usage(raw_usage)
         if usage is not None and self._include_usage:
@@ -115,8 +109,10 @@ class OpenAIBytePipe:
         chunk, so once its field is known it is replaced as bytes (a JSON string cannot hold those
         bytes unescaped, so they can only be the field itself); a chunk without it takes the pattern."""
         field = self._upstream_field
-        if field is not None and field in data:
-            return data.replace(field, self._model_json, 1)
+        if field is not None:
+            renamed = data.replace(field, self._model_json, 1)
+            if renamed is not data:  # bytes.replace hands back the payload itself when the field is not in it
+                return renamed
         match = MODEL_FIELD.search(data)
         if match is None:
             return data
