@@ -498,6 +498,65 @@ def test_ledger_check_finds_an_entry_whose_balance_after_is_not_the_sum_up_to_it
     run(scenario())
 
 
+def test_a_hold_on_a_key_or_account_that_does_not_exist_is_refused_and_writes_nothing(database_url: str):
+    """The ledger's tables have no foreign keys (tables.py): the writer itself refuses a hold whose key is
+    gone, or whose key is not its account's, and writes no row for it; the group's other holds go on."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        async with engine.begin() as conn:
+            other = await create_user(conn, "other@example.com")
+            await add_credits(conn, other["id"], 1_000_000)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        results = await asyncio.gather(
+            ledger.hold(Hold("gen-nokey", uid, kid + 1000, 1_000, "m")),
+            ledger.hold(Hold("gen-notyours", other["id"], kid, 1_000, "m")),
+            ledger.hold(Hold("gen-fine", uid, kid, 1_000, "m")),
+            return_exceptions=True,
+        )
+        await ledger.close()
+        assert [getattr(r, "code", r) for r in results] == ["account_missing", "account_missing", None], results
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(requests.c.id))).scalars().all() == ["gen-fine"]
+            assert (await conn.execute(select(ledger_entries.c.request_id).where(ledger_entries.c.kind == "hold"))).scalars().all() == ["gen-fine"]
+            assert await conn.scalar(select(users.c.balance).where(users.c.id == other["id"])) == 1_000_000
+            assert (await check_ledger(conn)).ok
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_ledger_check_finds_rows_whose_user_or_key_does_not_exist(database_url: str):
+    """What no foreign key guards, the check does: an entry of a user that does not exist, a request whose
+    key does not exist or belongs to another user."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        async with engine.begin() as conn:
+            other = await create_user(conn, "other@example.com")
+            _, other_key = await create_key(conn, other["id"])
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        for rid in ("gen-a", "gen-b"):
+            await ledger.hold(Hold(rid, uid, kid, 1_000, "m"))
+            ledger.settle(Settlement(rid, uid, kid, 1_000, 300, "ok"))
+        await ledger.close()
+        async with engine.begin() as conn:
+            assert (await check_ledger(conn)).ok
+            await conn.execute(insert(ledger_entries).values(user_id=uid + 1000, kind="adjustment", amount=5, balance_after=5, created_at=utc_now()))
+            await conn.execute(update(requests).where(requests.c.id == "gen-a").values(key_id=kid + 1000))
+            await conn.execute(update(requests).where(requests.c.id == "gen-b").values(key_id=other_key["id"]))
+        async with engine.connect() as conn:
+            problems = (await check_ledger(conn)).problems
+        assert f"ledger entries of user {uid + 1000}, which does not exist: 0.000000005 in all" in problems, problems
+        assert f"request gen-a: key {kid + 1000} does not exist or is not a key of user {uid}" in problems, problems
+        assert f"request gen-b: key {other_key['id']} does not exist or is not a key of user {uid}" in problems, problems
+        await engine.dispose()
+
+    run(scenario())
+
+
 async def _read(engine: Any, request_id: str, uid: int, kid: int) -> tuple[Any, int, Any, Any]:
     async with engine.connect() as conn:
         row = (await conn.execute(select(requests).where(requests.c.id == request_id))).one()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import command
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from tokenhub.accounts.service import create_key, create_user
 from tokenhub.billing.service import add_credits, check_ledger, credits_summary
 from tokenhub.config import normalize_database_url
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine
-from tokenhub.storage.tables import api_keys, console_sessions, ledger_entries, users
+from tokenhub.storage.tables import api_keys, console_sessions, ledger_entries, requests, users
 
 
 def test_upgrade_from_the_first_revision_keeps_data(database_url: str):
@@ -55,10 +56,27 @@ def test_upgrade_with_referencing_rows(database_url: str):
                                     "VALUES (7, 'k', 'h', 'th-x', 0, 0, CURRENT_TIMESTAMP)"))
             await conn.execute(text("INSERT INTO ledger_entries (user_id, kind, amount, balance_after, created_at) "
                                     "VALUES (7, 'adjustment', 100, 100, CURRENT_TIMESTAMP)"))
+            await conn.execute(text(
+                "INSERT INTO requests (id, user_id, key_id, model, endpoint, stream, state, hold_nanos, cost_nanos, prompt_tokens, "
+                "completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, estimated, instance_id, created_at) "
+                "VALUES ('gen-old', 7, (SELECT id FROM api_keys), 'm', 'chat', false, 'held', 0, 0, 0, 0, 0, 0, 0, false, 'i', "
+                "CURRENT_TIMESTAMP)"))
         await migrate.upgrade(engine)
         async with engine.connect() as conn:
             assert await conn.scalar(select(users.c.balance).where(users.c.id == 7)) == 100
+            assert await conn.scalar(select(requests.c.state).where(requests.c.id == "gen-old")) == "held"
             assert (await check_ledger(conn)).ok
+
+            def shape(sync: Any) -> dict[str, Any]:
+                found = inspect(sync)
+                return {table: (found.get_foreign_keys(table), sorted(ix["name"] for ix in found.get_indexes(table)))
+                        for table in ("requests", "ledger_entries")}
+
+            # 0011: the ledger's tables lose their foreign keys (SQLite rebuilds them) and keep their indexes
+            assert await conn.run_sync(shape) == {
+                "requests": ([], ["ix_requests_held", "ix_requests_key_created", "ix_requests_user_created"]),
+                "ledger_entries": ([], ["ix_ledger_user_id_id"]),
+            }
         await engine.dispose()
 
     asyncio.run(scenario())

@@ -151,6 +151,7 @@ def plan_group(
     settling: dict[str, tuple[Any, bool]],
     spent: dict[SpendKey, int] | None = None,
     starts: dict[str, Any] | None = None,
+    owners: dict[int, int] | None = None,
 ) -> GroupPlan:
     """Decide a group: holds in arrival order against the locked figures; each settlement once.
 
@@ -159,7 +160,9 @@ def plan_group(
     sweeper had already released the hold. ``spent`` is what each (scope, id, period) of the
     budgets involved has spent so far (open holds at their amount, settled requests at their cost),
     read under the same locks; ``starts`` maps each period to its first instant (None for "total"),
-    comparable with the creation times.
+    comparable with the creation times. ``owners`` maps each key id to its account's id, as locked: a hold
+    whose key is not its account's is refused (with no figures for either). Without it (a group planned
+    on figures this process knows), the check that locks them compares each key's account instead.
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
@@ -173,6 +176,8 @@ def plan_group(
         key = keys.get(op.key_id)
         if isinstance(op, Hold):
             limit_state = None if key is None else (key[0], key[1] + delta[0], key[2] + delta[1])
+            if owners is not None and owners.get(op.key_id) != op.user_id:
+                limit_state = None  # (the ledger's tables have no foreign keys: the locked rows are the check)
             refusal = _refuse(op, balance.get(op.user_id), limit_state) or _over_budget(op, spent)
             plan.outcomes.append(refusal)
             if refusal is not None:

@@ -387,12 +387,13 @@ class SqliteLedgerStore:
                 raise
         try:
             balances = dict(db.execute(f"SELECT id, balance FROM users WHERE id IN ({_marks(user_ids)})", user_ids).fetchall())
-            keys = {
-                row[0]: (row[1], row[2], row[3])
-                for row in db.execute(
-                    f"SELECT id, limit_nanos, used_nanos, held_nanos FROM api_keys WHERE id IN ({_marks(key_ids)})", key_ids
-                )
-            }
+            keys: dict[int, KeyFigures] = {}
+            owners: dict[int, int] = {}
+            for row in db.execute(
+                f"SELECT id, limit_nanos, used_nanos, held_nanos, user_id FROM api_keys WHERE id IN ({_marks(key_ids)})", key_ids
+            ):
+                keys[row[0]] = (row[1], row[2], row[3])
+                owners[row[0]] = row[4]
             scopes = spend_scopes(batch)
             starts = _period_starts(scopes, now, _sqlite_time)
             spent: dict[SpendKey, int] = {}
@@ -405,7 +406,7 @@ class SqliteLedgerStore:
             settling: dict[str, tuple[Any, bool]] = {}
             if settle_ids:
                 settling = _resolvable(db.execute(_SQLITE_SETTLING.format(_marks(settle_ids)), settle_ids), late_ids)
-            plan = plan_group(batch, balances, keys, settling, spent, starts)
+            plan = plan_group(batch, balances, keys, settling, spent, starts, owners)
             stamp = _sqlite_time(now)
             if plan.new_requests:
                 db.executemany(_SQLITE_INSERT_REQUEST, [_request_values(op, self._instance_id, stamp) for op in plan.new_requests])
@@ -545,10 +546,12 @@ class PostgresLedgerStore:
                 in_order = False
                 balances: dict[int, int] = {}
                 keys: dict[int, KeyFigures] = {}
+                owners: dict[int, int] = {}
                 for r in rows:
                     if r[0] is not None:  # a user and one of its keys
                         balances[r[0]] = r[1]
                         keys[r[2]] = (r[3], r[4], r[5])
+                        owners[r[2]] = r[0]
                 settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
                 scopes = spend_scopes(batch)
                 starts = _period_starts(scopes, now, lambda start: start)
@@ -559,7 +562,7 @@ class PostgresLedgerStore:
                     args[args.index(None)] = ident
                     row = await conn.fetchrow(sql, *args)
                     spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-                plan = plan_group(batch, balances, keys, settling, spent, starts)
+                plan = plan_group(batch, balances, keys, settling, spent, starts, owners)
                 await conn.execute(self._write(plan, now))
             finally:
                 known.unsure(user_ids, key_ids, -1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 
 from tokenhub.accounts.service import get_user
 from tokenhub.errors import InvalidRequest
@@ -111,8 +111,9 @@ class LedgerReport:
 
 async def check_ledger(conn: AsyncConnection) -> LedgerReport:
     """Every balance equals the sum of its entries and is not negative; every entry's balance_after is the sum
-    of its user's entries up to it; every key's counters equal its requests' and stay within its limit;
-    every finished request has its hold, release and charge."""
+    of its user's entries up to it, and its user exists; every request's key exists and is its user's; every
+    key's counters equal its requests' and stay within its limit; every finished request has its hold,
+    release and charge."""
     problems: list[str] = []
     entry_sums = dict(
         (await conn.execute(select(ledger_entries.c.user_id, func.sum(ledger_entries.c.amount)).group_by(ledger_entries.c.user_id))).all()
@@ -126,6 +127,9 @@ async def check_ledger(conn: AsyncConnection) -> LedgerReport:
             )
         if user.balance < 0:
             problems.append(f"user {user.email}: balance {format_usd(user.balance)} is below zero")
+    known_users = {user.id for user in all_users}
+    for user_id in sorted(set(entry_sums) - known_users):  # (no foreign key guards these: tables.py)
+        problems.append(f"ledger entries of user {user_id}, which does not exist: {format_usd(int(entry_sums[user_id]))} in all")
     running = func.sum(ledger_entries.c.amount).over(partition_by=ledger_entries.c.user_id, order_by=ledger_entries.c.id)
     chain = select(ledger_entries.c.id, ledger_entries.c.user_id, ledger_entries.c.balance_after, running.label("running")).subquery()
     for entry in await conn.execute(select(chain).where(chain.c.balance_after != chain.c.running).order_by(chain.c.id).limit(10)):
@@ -156,6 +160,12 @@ async def check_ledger(conn: AsyncConnection) -> LedgerReport:
             problems.append(f"key {key.id}: held {format_usd(key.held_nanos)} != open holds {format_usd(int(open_holds.get(key.id) or 0))}")
         if key.used_nanos != int(charged.get(key.id) or 0):
             problems.append(f"key {key.id}: used {format_usd(key.used_nanos)} != charged requests {format_usd(int(charged.get(key.id) or 0))}")
+    owner = api_keys.alias("owner")
+    strays = select(requests.c.id, requests.c.user_id, requests.c.key_id).select_from(
+        requests.outerjoin(owner, owner.c.id == requests.c.key_id)
+    )
+    for stray in await conn.execute(strays.where(or_(owner.c.id.is_(None), owner.c.user_id != requests.c.user_id)).limit(10)):
+        problems.append(f"request {stray.id}: key {stray.key_id} does not exist or is not a key of user {stray.user_id}")
     per_request = (
         await conn.execute(
             select(requests.c.id, requests.c.state, requests.c.hold_nanos, requests.c.cost_nanos).where(requests.c.state != "held")
