@@ -136,7 +136,7 @@ def test_the_balance_is_read_under_a_lock(database_url: str):
         ]
         assert balance_reads
         if isinstance(store, PostgresLedgerStore):
-            assert all("FOR UPDATE" in s for s in balance_reads)
+            assert all("FOR NO KEY UPDATE" in s for s in balance_reads)
         else:
             assert statements.index("BEGIN IMMEDIATE") < statements.index(balance_reads[0])
 
@@ -175,11 +175,15 @@ def test_postgres_groups_commit_without_waiting_for_the_disk_and_a_barrier_follo
         assert not store.unconfirmed  # holds need no barrier
         ledger.settle(Settlement("gen-s", uid, kid, 1_000, 600, "ok"))
         await ledger.flush()
-        writes = [s for s in statements if "EXECUTE tokenhub_ledger_write(" in s]
+        writes = [s for s in statements if "EXECUTE tokenhub_ledger_money(" in s]
         assert len(writes) == 2 and all(w.endswith("; COMMIT; BEGIN") for w in writes)
-        assert "SET LOCAL synchronous_commit TO off; EXECUTE" in writes[0]
-        assert writes[1].startswith("SELECT pg_temp.tokenhub_ledger_expect(")  # checked, not read
-        assert "SET LOCAL synchronous_commit TO off; EXECUTE" in writes[1]  # the settlement too
+        assert writes[0].startswith("SET LOCAL synchronous_commit TO off; EXECUTE tokenhub_ledger_requests(")
+        # checked, not read: the request to settle still held before the request rows are written, the
+        # account's room just before the money (so its rows are locked for the money's writes alone)
+        assert writes[1].startswith("SET LOCAL synchronous_commit TO off; SELECT pg_temp.tokenhub_ledger_settling('[\"gen-s\"]'); "
+                                    "EXECUTE tokenhub_ledger_requests("), writes[1]
+        assert "; SELECT pg_temp.tokenhub_ledger_room('[{" in writes[1].split("EXECUTE tokenhub_ledger_requests(")[1].split(
+            "EXECUTE tokenhub_ledger_money(")[0], writes[1]
         assert store.unconfirmed and not [s for s in statements if "txid_current" in s]
         for _ in range(100):  # the barrier, BARRIER_AFTER later
             if not store.unconfirmed:
@@ -188,7 +192,7 @@ def test_postgres_groups_commit_without_waiting_for_the_disk_and_a_barrier_follo
         barriers = [s for s in statements if "txid_current" in s]
         assert barriers == ["SELECT txid_current(); COMMIT; BEGIN"] and not store.unconfirmed
         assert statements.index(barriers[0]) > statements.index(writes[1])
-        assert len([s for s in statements if "FOR UPDATE" in s]) == 1  # the first group's locking read only
+        assert len([s for s in statements if s.lstrip().startswith("WITH settled")]) == 1  # the first group's locking read only
         assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN"]  # the first group's, alone
         assert conn.is_in_transaction()  # the next group's, already begun
         assert await conn.fetchval("SHOW synchronous_commit") == "on"  # what the barrier's commit waits with
@@ -291,7 +295,7 @@ def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_agai
         known = ledger._store.known
 
         def locking_reads() -> int:
-            return len([s for s in statements if s.lstrip().startswith("WITH accounts")])
+            return len([s for s in statements if s.lstrip().startswith("WITH settled")])
 
         await ledger.hold(Hold("gen-1", uid, kid, 100_000, "m"))  # unknown figures: locked and read
         assert (locking_reads(), known.hits, known.misses) == (1, 0, 0)
@@ -304,7 +308,7 @@ def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_agai
         with pytest.raises(InsufficientCredits, match="Insufficient credits"):  # 60,000 left, not 860,000
             await ledger.hold(Hold("gen-3", uid, kid, 100_000, "m"))
         assert (locking_reads(), known.hits, known.misses) == (2, 1, 1)
-        assert any("tokenhub_ledger_expect" in s and "gen-3" in s for s in statements)  # tried, refused by the check
+        assert any("tokenhub_ledger_room" in s and "gen-3" in s for s in statements)  # tried, refused by the check
         await ledger.hold(Hold("gen-4", uid, kid, 50_000, "m"))  # the next group after a miss reads too
         assert (locking_reads(), known.hits, known.misses) == (3, 1, 1)
         await ledger.hold(Hold("gen-5", uid, kid, 1_000, "m"))  # then the figures are expected again
@@ -362,7 +366,7 @@ def test_postgres_processes_sharing_an_account_each_commit_in_one_round_trip_whi
                 await writer.hold(Hold(rid, uid, kid, 100_000, "m"))
                 writer.settle(Settlement(rid, uid, kid, 100_000, 10_000 + i, "ok"))
                 await writer.flush()
-        reads = [s for s in statements if s.lstrip().startswith("WITH accounts")]
+        reads = [s for s in statements if s.lstrip().startswith("WITH settled")]
         assert len(reads) == 1 and (known.hits, known.misses) == (7, 0)  # only this writer's first group read
         assert (other._store.known.hits, other._store.known.misses) == (7, 0)
         assert known.balances[uid] != 1_000_000 - 2 * (4 * 10_000 + 6)  # its own view: it never saw the other's charges
@@ -899,8 +903,8 @@ def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(
             await conn.execute("SET plan_cache_mode = force_generic_plan")
             statements = {
                 "lock": (ledger_store._PG_LOCK, "int[], text[]", "ARRAY[1], ARRAY['gen-a']"),
-                "write": (ledger_store._PG_WRITE, "timestamptz, json, json, json, json, json",
-                          "now(), '[]', '[{\"id\": \"gen-a\"}]', '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
+                "requests": (ledger_store._PG_REQUESTS, "timestamptz, json, json", "now(), '[]', '[{\"id\": \"gen-a\"}]'"),
+                "money": (ledger_store._PG_MONEY, "timestamptz, json, json, json", "now(), '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
             }
             for name, (sql, types, values) in statements.items():
                 await conn.execute(f"PREPARE {name}({types}) AS {sql}")

@@ -118,7 +118,7 @@ class GroupPlan:
     keys: dict[int, KeyFigures]  # key id -> (limit, used, held) as locked, before the deltas
     # What the decisions rest on: the least balance each account must start from, and the least room
     # (limit - used - held) each key must have, for every hold to be admitted and every charge made whole
-    # (PostgreSQL's one-round-trip check asks for them: ledger_store._PG_EXPECT_FUNCTION).
+    # (PostgreSQL's one-round-trip check asks for them: ledger_store._PG_ROOM_NAME).
     need_balances: dict[int, int] = field(default_factory=dict)
     need_rooms: dict[int, int] = field(default_factory=dict)
     limited: bool = False  # a hold was refused or a charge cut short: the decisions rest on the figures themselves

@@ -181,8 +181,8 @@ class KnownFigures:
 
     On PostgreSQL a group whose accounts and keys are all known here, and which needs no spend by
     period, commits in **one** round trip: planned on these figures and, when that admits every hold and
-    makes every charge whole, sent with a check (_PG_EXPECT_FUNCTION) that locks the same rows in the
-    same order as the locking read and finds the room those decisions need. Other processes' commits
+    makes every charge whole, sent with checks (_PG_EXPECT_FUNCTIONS) that lock the same rows in the
+    same order as the locking read and find the room those decisions need. Other processes' commits
     to a shared account change its figures without failing the check while the room is there: what is
     known here is then this process's view, which its own commits move and a locking read corrects (the
     margin ``covers`` keeps is for what it does not see). Without the room (an account or key near its
@@ -492,9 +492,10 @@ class PostgresLedgerStore:
             # its prepared statements' plans while the table grows: never scan, join by nested index lookups.
             conn = await self._pg.connect(self._dsn, server_settings=_PG_SETTINGS)
             self._open.add(conn)
-            await conn.execute(f"PREPARE {_PG_WRITE_NAME} ({_PG_WRITE_TYPES}) AS {_PG_WRITE}")
+            for name, (types, statement) in _PG_PREPARED.items():
+                await conn.execute(f"PREPARE {name} ({types}) AS {statement}")
             try:
-                await conn.execute(_PG_EXPECT_FUNCTION)
+                await conn.execute(_PG_EXPECT_FUNCTIONS)
             except self._pg.PostgresError as exc:  # no right to create temporary objects: every group locks and reads
                 if self.expecting:
                     log.warning("ledger: PostgreSQL refused the one-round-trip check (%s); every group will lock and read first", exc)
@@ -527,7 +528,7 @@ class PostgresLedgerStore:
                 plan = plan_group(batch, balances, keys, dict.fromkeys(settle_ids, (None, False)))
                 if not plan.limited:  # (a refusal or a charge cut short is decided on the figures as locked, below)
                     try:
-                        await conn.execute(self._write(plan, now, _expectation(batch, plan, settle_ids)))
+                        await conn.execute(self._write(plan, now, settle_ids, _expectation(batch, plan)))
                     except self._pg.PostgresError as exc:
                         if exc.sqlstate != _PG_STALE:
                             raise
@@ -637,24 +638,28 @@ class PostgresLedgerStore:
             return
         self._idle.append(conn)
 
-    def _write(self, plan: GroupPlan, now: datetime, expected: str | None = None) -> str:
-        """The group's write, its COMMIT and the next group's BEGIN, in one simple query (one round trip),
-        its arguments as literals, the commit setting first (_PG_ASYNC_COMMIT); for a
-        group planned on the figures this process expects, their check first (``expected``, _PG_EXPECT_FUNCTION)."""
-        arguments = ", ".join(_literal(a) for a in self._write_arguments(plan, now))
-        check = f"SELECT {_PG_EXPECT_NAME}({expected}); " if expected is not None else ""
-        return f"{check}{_PG_ASYNC_COMMIT}EXECUTE {_PG_WRITE_NAME}({arguments}); COMMIT; BEGIN"
+    def _write(self, plan: GroupPlan, now: datetime, settle_ids: list[str] | None = None, room: str | None = None) -> str:
+        """The group's writes, its COMMIT and the next group's BEGIN, in one simple query (one round trip),
+        their arguments as literals, the commit setting first (_PG_ASYNC_COMMIT). For a group planned on the
+        figures this process expects, their checks (_PG_EXPECT_FUNCTIONS): that the requests it settles
+        (``settle_ids``) are still held, before the request rows; that its accounts and keys have the
+        ``room`` it needs, before the money."""
+        now_ = _literal(now.isoformat())
+        holds, settled, entries, balances, counters = (_literal(orjson.dumps(rows).decode()) for rows in self._write_rows(plan))
+        settling = f"SELECT {_PG_SETTLING_NAME}({_literal(orjson.dumps(sorted(set(settle_ids))).decode())}); " if settle_ids else ""
+        check = f"SELECT {_PG_ROOM_NAME}({room}); " if room is not None else ""
+        return (f"{_PG_ASYNC_COMMIT}{settling}EXECUTE tokenhub_ledger_requests({now_}, {holds}, {settled}); "
+                f"{check}EXECUTE tokenhub_ledger_money({now_}, {entries}, {balances}, {counters}); COMMIT; BEGIN")
 
-    def _write_arguments(self, plan: GroupPlan, now: datetime) -> list[str]:
-        """``now`` and the group's rows as JSON, one document per table: a handful of parameters however
-        large the group (encoding dozens of typed arrays element by element cost more CPU than the rest
-        of the commit)."""
+    def _write_rows(self, plan: GroupPlan) -> tuple[list[dict[str, Any]], ...]:
+        """The group's rows, one list per document: a handful of parameters however large the group
+        (encoding dozens of typed arrays element by element cost more CPU than the rest of the commit)."""
         holds = [dict(zip(_REQUEST_COLUMNS, _request_values(op, self._instance_id, None))) for op in plan.new_requests]
         settled = [dict(zip(_SETTLE_COLUMNS, _settle_values(c)), id=c.op.request_id) for c in plan.settled]
         opening = plan.opening
         balances = [{"id": uid, "opening": opening[uid], "closing": closing} for uid, closing in plan.balances.items()]
         counters = [{"id": kid, "used_nanos": d[0], "held_nanos": d[1]} for kid, d in plan.key_deltas.items() if d[0] or d[1]]
-        return [now.isoformat(), *(orjson.dumps(rows).decode() for rows in (holds, settled, plan.entries, balances, counters))]
+        return holds, settled, plan.entries, balances, counters
 
     def start(self) -> None:
         pass
@@ -696,59 +701,69 @@ _PG_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off; "
 # unless the operator turned it off for the whole server) waits for.
 _PG_BARRIER = "SELECT txid_current(); COMMIT; BEGIN"
 
-# Lock every user and key of the group, in id order (the same order everywhere, so groups and
-# processes sharing the database never deadlock), and read the figures admission needs; then lock the
-# requests the group settles and read their state (no other transaction can change them before this
-# one's write, which sets their state).
-# One statement, one round trip: UNION ALL runs its branches in order, so users and keys lock first.
+# Lock the requests the group settles and read their state (no other transaction can change them before
+# this one's write, which sets their state); then every user and key of the group, in id order, and read
+# the figures admission needs. Every ledger transaction locks in this order (requests by id, then users
+# and keys by id), so groups and processes sharing the database never deadlock; and an account's rows,
+# the ones groups of different processes contend for, are locked last (and the write's request rows
+# come before its money: _PG_REQUESTS, _PG_MONEY), so a group holds them for as short a time as it can.
+# One statement, one round trip: UNION ALL runs its branches in order.
 _PG_LOCK = """
-WITH accounts AS (
+WITH settled AS (
+    SELECT id, created_at, state, status FROM requests WHERE id = ANY($2::text[]) ORDER BY id FOR UPDATE
+), accounts AS (
     SELECT u.id AS user_id, u.balance, k.id AS key_id, k.limit_nanos, k.used_nanos, k.held_nanos
     FROM api_keys k JOIN users u ON u.id = k.user_id
     WHERE k.id = ANY($1::int[])
     ORDER BY u.id, k.id
-    FOR UPDATE
-), settled AS (
-    SELECT id, created_at, state, status FROM requests WHERE id = ANY($2::text[]) ORDER BY id FOR UPDATE
+    FOR NO KEY UPDATE
 )
-SELECT user_id, balance, key_id, limit_nanos, used_nanos, held_nanos,
-    NULL::text AS id, NULL::timestamptz AS created_at, NULL::text AS state, NULL::text AS status
-FROM accounts
+SELECT NULL::int AS user_id, NULL::bigint AS balance, NULL::int AS key_id, NULL::bigint AS limit_nanos,
+    NULL::bigint AS used_nanos, NULL::bigint AS held_nanos, id, created_at, state, status
+FROM settled
 UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, id, created_at, state, status FROM settled
+SELECT user_id, balance, key_id, limit_nanos, used_nanos, held_nanos, NULL, NULL, NULL, NULL FROM accounts
 """
 
 
-# A group planned on the figures this process knows (KnownFigures) sends, before its write, a check
-# that locks the rows the locking read would lock, in the same order (users and keys, then the
-# requests to settle), and compares them as locked (a row locked after a wait is read as the
-# transaction that held it left it) with what the group's decisions rest on: every key
-# with its account, each account's balance at least the least the group needs (``GroupPlan.need_balances``),
-# each key with no limit or at least the room it needs (``need_rooms``), every request to settle still
-# `held`. Figures another process changed meanwhile pass as long as they leave that much room: every
-# hold is then admitted and every charge made whole, as the plan says, and the write applies the
-# group's changes to the figures as locked (_PG_WRITE), so several processes sharing an account commit
-# in one round trip each. Otherwise it raises _PG_STALE, and PostgreSQL runs nothing more of the query:
-# the group is rolled back and locks and reads as usual. A temporary function (each connection creates
-# its own: no schema object, nothing for a migration), in PL/pgSQL because only a function can stop the
-# query; each of its statements sees what was committed before it (READ COMMITTED), so the comparison
-# reads the rows as locked.
-_PG_EXPECT_NAME = "pg_temp.tokenhub_ledger_expect"
+# A group planned on the figures this process knows (KnownFigures) sends, in its write's round trip,
+# checks that lock the rows the locking read would lock, in the same order, and compare them as locked
+# (a row locked after a wait is read as the transaction that held it left it) with what the group's
+# decisions rest on: first every request to settle still `held` (_PG_SETTLING_NAME, before the request
+# rows are written); then, just before the money is written, every key with its account, each
+# account's balance at least the least the group needs (``GroupPlan.need_balances``), each key with no
+# limit or at least the room it needs (``need_rooms``) (_PG_ROOM_NAME). Figures another process changed
+# meanwhile pass as long as they leave that much room: every hold is then admitted and every charge made
+# whole, as the plan says, and the write applies the group's changes to the figures as locked
+# (_PG_MONEY), so several processes sharing an account commit in one round trip each. Otherwise a
+# check raises _PG_STALE, and PostgreSQL runs nothing more of the query: the group is rolled back and
+# locks and reads as usual. Temporary functions (each connection creates its own: no schema object,
+# nothing for a migration), in PL/pgSQL because only a function can stop the query; each of their
+# statements sees what was committed before it (READ COMMITTED), so the comparison reads the rows as
+# locked. The users' and keys' rows are locked FOR NO KEY UPDATE, as the UPDATE that follows would lock
+# them anyway: it excludes every other writer of the row and lets a foreign key elsewhere (a session's,
+# a payment's) check that the user exists without waiting for the group.
+_PG_SETTLING_NAME = "pg_temp.tokenhub_ledger_settling"
+_PG_ROOM_NAME = "pg_temp.tokenhub_ledger_room"
 _PG_STALE = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
-_PG_EXPECT_FUNCTION = f"""
-CREATE FUNCTION {_PG_EXPECT_NAME}(accounts json, settling json) RETURNS void LANGUAGE plpgsql AS $check$
+_PG_EXPECT_FUNCTIONS = f"""
+CREATE FUNCTION {_PG_SETTLING_NAME}(settling json) RETURNS void LANGUAGE plpgsql AS $check$
+BEGIN
+    IF (SELECT count(*) FROM (
+            SELECT state FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE
+            ) AS locked WHERE state = 'held') <> json_array_length(settling) THEN
+        RAISE EXCEPTION 'a request this process expected to settle is no longer held' USING ERRCODE = '{_PG_STALE}';
+    END IF;
+END
+$check$;
+CREATE FUNCTION {_PG_ROOM_NAME}(accounts json) RETURNS void LANGUAGE plpgsql AS $check$
 BEGIN
     IF (SELECT count(*) FROM (
             SELECT e.user_id = u.id AND (e.balance IS NULL OR u.balance >= e.balance)
                 AND (e.room IS NULL OR k.limit_nanos IS NULL OR k.limit_nanos - k.used_nanos - k.held_nanos >= e.room) AS enough
             FROM json_to_recordset(accounts) AS e(user_id int, key_id int, balance bigint, room bigint)
             JOIN api_keys k ON k.id = e.key_id JOIN users u ON u.id = k.user_id
-            ORDER BY u.id, k.id FOR UPDATE OF k, u) AS locked WHERE enough) <> json_array_length(accounts) THEN
-        RAISE EXCEPTION 'the ledger figures this process expected leave too little room' USING ERRCODE = '{_PG_STALE}';
-    END IF;
-    IF (SELECT count(*) FROM (
-            SELECT state FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE
-            ) AS locked WHERE state = 'held') <> json_array_length(settling) THEN
+            ORDER BY u.id, k.id FOR NO KEY UPDATE OF k, u) AS locked WHERE enough) <> json_array_length(accounts) THEN
         RAISE EXCEPTION 'the ledger figures this process expected leave too little room' USING ERRCODE = '{_PG_STALE}';
     END IF;
 END
@@ -756,14 +771,13 @@ $check$
 """
 
 
-def _expectation(batch: list[Op], plan: GroupPlan, settle_ids: list[str]) -> str:
-    """The arguments of the check (_PG_EXPECT_FUNCTION): each key of the group with its account and the least
-    balance and room the group needs (none: it needs nothing of them), and the requests it settles (each
-    once), as JSON literals."""
+def _expectation(batch: list[Op], plan: GroupPlan) -> str:
+    """The argument of the room check (_PG_ROOM_NAME): each key of the group with its account and the least
+    balance and room the group needs (none: it needs nothing of them), as a JSON literal."""
     pairs = sorted({(op.user_id, op.key_id) for op in batch})
     needs, rooms = plan.need_balances, plan.need_rooms
     accounts = [{"user_id": u, "key_id": k, "balance": needs.get(u), "room": rooms.get(k)} for u, k in pairs]
-    return f"{_literal(orjson.dumps(accounts).decode())}, {_literal(orjson.dumps(sorted(set(settle_ids))).decode())}"
+    return _literal(orjson.dumps(accounts).decode())
 
 
 def _literal(text: str) -> str:
@@ -773,40 +787,44 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# Every write of the group in one statement, prepared once per connection (_PG_WRITE_NAME) and executed
-# with the COMMIT in one simple query; its rows read from JSON documents typed by the tables
-# themselves (json_populate_recordset with the table's row type): $1 now, $2 the new requests, $3 the
-# settlements, $4 the ledger entries, $5 each account's balance before and after the group as planned,
-# $6 the key counters' increments. It moves the figures as locked rather than setting them: each
-# balance, and each entry's balance_after, by how far the locked balance is from the one the group was
-# planned on (nothing, when it was planned on the figures as locked); each key's counters by their
-# increments. So a group planned on figures another process has changed since (a check found they leave
-# enough room) writes what the same decisions make of the figures as they are.
+# The group's writes in two statements, each prepared once per connection and executed with the COMMIT in
+# one simple query; their rows read from JSON documents typed by the tables themselves
+# (json_populate_recordset with the table's row type). First the request rows (_PG_REQUESTS: $1 now, $2
+# the new requests, $3 the settlements), which no other process's group touches, then the money
+# (_PG_MONEY: $1 now, $2 the ledger entries, $3 each account's balance before and after the group as
+# planned, $4 the key counters' increments), after the room check has locked the account's rows. The
+# money moves the figures as locked rather than setting them: each balance, and each entry's
+# balance_after, by how far the locked balance is from the one the group was planned on (nothing, when
+# it was planned on the figures as locked); each key's counters by their increments. So a group planned
+# on figures another process has changed since (a check found they leave enough room) writes what the
+# same decisions make of the figures as they are.
 _PG_HOLD_COLUMNS = ", ".join(f"t.{c}" for c in _REQUEST_COLUMNS if c != "created_at")
-_PG_WRITE = f"""
+_PG_REQUESTS = f"""
 WITH new_requests AS (
     INSERT INTO requests ({", ".join(_REQUEST_COLUMNS)})
     SELECT {_PG_HOLD_COLUMNS}, $1 FROM json_populate_recordset(NULL::requests, $2::json) AS t
-), settled AS (
-    UPDATE requests r SET {_settle_set("s.{}", "r.{}")}, settled_at = $1
-    FROM json_populate_recordset(NULL::requests, $3::json) AS s WHERE r.id = s.id
-), moved AS (
+)
+UPDATE requests r SET {_settle_set("s.{}", "r.{}")}, settled_at = $1
+FROM json_populate_recordset(NULL::requests, $3::json) AS s WHERE r.id = s.id
+"""
+_PG_MONEY = """
+WITH moved AS (
     SELECT u.id, u.balance - b.opening AS offset_, b.closing
-    FROM json_to_recordset($5::json) AS b(id int, opening bigint, closing bigint) JOIN users u ON u.id = b.id
+    FROM json_to_recordset($3::json) AS b(id int, opening bigint, closing bigint) JOIN users u ON u.id = b.id
 ), entries AS (
     INSERT INTO ledger_entries (user_id, kind, amount, balance_after, request_id, created_at)
     SELECT e.user_id, e.kind, e.amount, e.balance_after + m.offset_, e.request_id, $1
-    FROM json_populate_recordset(NULL::ledger_entries, $4::json) AS e JOIN moved m ON m.id = e.user_id
-), balances AS (
-    UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
+    FROM json_populate_recordset(NULL::ledger_entries, $2::json) AS e JOIN moved m ON m.id = e.user_id
 ), key_counters AS (
     UPDATE api_keys k SET used_nanos = k.used_nanos + d.used_nanos, held_nanos = k.held_nanos + d.held_nanos
-    FROM json_populate_recordset(NULL::api_keys, $6::json) AS d WHERE k.id = d.id
+    FROM json_populate_recordset(NULL::api_keys, $4::json) AS d WHERE k.id = d.id
 )
-SELECT 1
+UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
 """
-_PG_WRITE_NAME = "tokenhub_ledger_write"
-_PG_WRITE_TYPES = "timestamptz, json, json, json, json, json"
+_PG_PREPARED = {  # name: (parameter types, statement)
+    "tokenhub_ledger_requests": ("timestamptz, json, json", _PG_REQUESTS),
+    "tokenhub_ledger_money": ("timestamptz, json, json, json", _PG_MONEY),
+}
 
 
 def store_for(engine: AsyncEngine, instance_id: str) -> SqliteLedgerStore | PostgresLedgerStore:
