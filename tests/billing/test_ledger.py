@@ -903,7 +903,7 @@ def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(
             await conn.execute("SET plan_cache_mode = force_generic_plan")
             statements = {
                 "lock": (ledger_store._PG_LOCK, "int[], text[]", "ARRAY[1], ARRAY['gen-a']"),
-                "requests": (ledger_store._PG_REQUESTS, "timestamptz, json, json", "now(), '[]', '[{\"id\": \"gen-a\"}]'"),
+                "requests": (ledger_store._PG_REQUESTS, "timestamptz, json, json, text", "now(), '[]', '[{\"id\": \"gen-a\"}]', 'i'"),
                 "money": (ledger_store._PG_MONEY, "timestamptz, json, json, json", "now(), '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
             }
             for name, (sql, types, values) in statements.items():

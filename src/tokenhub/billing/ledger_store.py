@@ -55,12 +55,14 @@ if TYPE_CHECKING:  # the driver loads only for a PostgreSQL store
 
 log = logging.getLogger("tokenhub.ledger")
 
-# A new request row: what a hold writes.
-_REQUEST_COLUMNS = (
-    "id", "user_id", "key_id", "model", "channel_id", "upstream_model", "endpoint", "stream", "state", "hold_nanos",
-    "cost_nanos", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
-    "estimated", "instance_id", "created_at",
-)  # fmt: skip
+# A new request row: what a hold writes. Its own values (_HOLD_COLUMNS), what every hold starts with
+# (_HELD), the process that holds it and when.
+_HOLD_COLUMNS = ("id", "user_id", "key_id", "model", "channel_id", "upstream_model", "endpoint", "stream", "hold_nanos")
+_HELD = {
+    "state": "held", "cost_nanos": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
+    "cache_write_tokens": 0, "reasoning_tokens": 0, "estimated": False,
+}  # fmt: skip
+_REQUEST_COLUMNS = (*_HOLD_COLUMNS, *_HELD, "instance_id", "created_at")
 # What a settlement writes on its request row (and settled_at). It keeps what the request recorded
 # where it knows nothing better (_KEPT: the sweeper's release does not know the channel).
 _SETTLE_COLUMNS = (
@@ -85,11 +87,13 @@ _SQLITE_INSERT_REQUEST = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) 
 _SQLITE_SETTLE = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
 
 
+def _hold_values(op: Hold) -> tuple[Any, ...]:
+    """The values of ``_HOLD_COLUMNS``, in their order."""
+    return op.request_id, op.user_id, op.key_id, op.model, op.channel_id, op.upstream_model, op.endpoint, op.stream, op.amount
+
+
 def _request_values(op: Hold, instance_id: str, created_at: Any) -> tuple[Any, ...]:
-    return (
-        op.request_id, op.user_id, op.key_id, op.model, op.channel_id, op.upstream_model, op.endpoint, op.stream,
-        "held", op.amount, 0, 0, 0, 0, 0, 0, False, instance_id, created_at,
-    )  # fmt: skip
+    return (*_hold_values(op), *_HELD.values(), instance_id, created_at)
 
 
 def _settle_values(charge: Charge) -> tuple[Any, ...]:
@@ -467,6 +471,7 @@ class PostgresLedgerStore:
         self._pg = asyncpg
         self._dsn = dsn
         self._instance_id = instance_id
+        self._instance_literal = _literal(instance_id)
         self._idle: list[asyncpg.Connection] = []  # connections not committing a group right now
         self._in_order = asyncio.Lock()  # held from a group's start until its rows are locked
         self._open: set[asyncpg.Connection] = set()
@@ -648,13 +653,13 @@ class PostgresLedgerStore:
         holds, settled, entries, balances, counters = (_literal(orjson.dumps(rows).decode()) for rows in self._write_rows(plan))
         settling = f"SELECT {_PG_SETTLING_NAME}({_literal(orjson.dumps(sorted(set(settle_ids))).decode())}); " if settle_ids else ""
         check = f"SELECT {_PG_ROOM_NAME}({room}); " if room is not None else ""
-        return (f"{_PG_ASYNC_COMMIT}{settling}EXECUTE tokenhub_ledger_requests({now_}, {holds}, {settled}); "
-                f"{check}EXECUTE tokenhub_ledger_money({now_}, {entries}, {balances}, {counters}); COMMIT; BEGIN")
+        return (f"{_PG_ASYNC_COMMIT}{settling}EXECUTE {_PG_REQUESTS_NAME}({now_}, {holds}, {settled}, {self._instance_literal}); "
+                f"{check}EXECUTE {_PG_MONEY_NAME}({now_}, {entries}, {balances}, {counters}); COMMIT; BEGIN")
 
     def _write_rows(self, plan: GroupPlan) -> tuple[list[dict[str, Any]], ...]:
         """The group's rows, one list per document: a handful of parameters however large the group
         (encoding dozens of typed arrays element by element cost more CPU than the rest of the commit)."""
-        holds = [dict(zip(_REQUEST_COLUMNS, _request_values(op, self._instance_id, None))) for op in plan.new_requests]
+        holds = [dict(zip(_HOLD_COLUMNS, _hold_values(op))) for op in plan.new_requests]
         settled = [dict(zip(_SETTLE_COLUMNS, _settle_values(c)), id=c.op.request_id) for c in plan.settled]
         opening = plan.opening
         balances = [{"id": uid, "opening": opening[uid], "closing": closing} for uid, closing in plan.balances.items()]
@@ -790,7 +795,8 @@ def _literal(text: str) -> str:
 # The group's writes in two statements, each prepared once per connection and executed with the COMMIT in
 # one simple query; their rows read from JSON documents typed by the tables themselves
 # (json_populate_recordset with the table's row type). First the request rows (_PG_REQUESTS: $1 now, $2
-# the new requests, $3 the settlements), which no other process's group touches, then the money
+# the new requests, each with its own values only, $3 the settlements, $4 this process's instance id),
+# which no other process's group touches, then the money
 # (_PG_MONEY: $1 now, $2 the ledger entries, $3 each account's balance before and after the group as
 # planned, $4 the key counters' increments), after the room check has locked the account's rows. The
 # money moves the figures as locked rather than setting them: each balance, and each entry's
@@ -798,11 +804,12 @@ def _literal(text: str) -> str:
 # it was planned on the figures as locked); each key's counters by their increments. So a group planned
 # on figures another process has changed since (a check found they leave enough room) writes what the
 # same decisions make of the figures as they are.
-_PG_HOLD_COLUMNS = ", ".join(f"t.{c}" for c in _REQUEST_COLUMNS if c != "created_at")
+_PG_HELD = ", ".join(f"'{v}'" if isinstance(v, str) else str(v).lower() for v in _HELD.values())  # 'held', 0, ..., false
 _PG_REQUESTS = f"""
 WITH new_requests AS (
     INSERT INTO requests ({", ".join(_REQUEST_COLUMNS)})
-    SELECT {_PG_HOLD_COLUMNS}, $1 FROM json_populate_recordset(NULL::requests, $2::json) AS t
+    SELECT {", ".join(f"t.{c}" for c in _HOLD_COLUMNS)}, {_PG_HELD}, $4, $1
+    FROM json_populate_recordset(NULL::requests, $2::json) AS t
 )
 UPDATE requests r SET {_settle_set("s.{}", "r.{}")}, settled_at = $1
 FROM json_populate_recordset(NULL::requests, $3::json) AS s WHERE r.id = s.id
@@ -821,9 +828,11 @@ WITH moved AS (
 )
 UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
 """
+_PG_REQUESTS_NAME = "tokenhub_ledger_requests"
+_PG_MONEY_NAME = "tokenhub_ledger_money"
 _PG_PREPARED = {  # name: (parameter types, statement)
-    "tokenhub_ledger_requests": ("timestamptz, json, json", _PG_REQUESTS),
-    "tokenhub_ledger_money": ("timestamptz, json, json, json", _PG_MONEY),
+    _PG_REQUESTS_NAME: ("timestamptz, json, json, text", _PG_REQUESTS),
+    _PG_MONEY_NAME: ("timestamptz, json, json, json", _PG_MONEY),
 }
 
 
