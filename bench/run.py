@@ -493,7 +493,10 @@ def soak(url: str, key: str, pid: int, load: Load, args: argparse.Namespace, wal
                        "errors": r["errors"], "cpu_us_per_req": round(r["cpu_s"][str(pid)] / max(r["requests"], 1) * 1e6, 1),
                        "rss_mb": rss_mb(pid), "wal_mb": round(wal.stat().st_size / 1e6, 1) if wal.exists() else None})
     first, last = slices[0], slices[-1]
+    third = max(len(slices) // 3, 1)  # the drift: the last third of the slices against the first, median to median
+    early, late = (statistics.median(s["p50_ms"] for s in part) for part in (slices[:third], slices[-third:]))
     return {"slices": slices, "requests": done, "errors": sum(s["errors"] for s in slices),
+            "p50_drift_pct": round(100 * (late - early) / early, 1),
             "rss_change_pct": round(100 * (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"], 1),
             "p50_change_pct": round(100 * (last["p50_ms"] - first["p50_ms"]) / first["p50_ms"], 1),
             "rps_change_pct": round(100 * (last["rps"] - first["rps"]) / first["rps"], 1)}
@@ -642,7 +645,8 @@ def report(result: dict) -> str:
             lines.append(f"{sl['requests']:>10,}{fmt(sl['rps'], 0):>9}{fmt(sl['p50_ms']):>9}{fmt(sl['p99_ms']):>9}"
                          f"{fmt(sl['cpu_us_per_req'], 0):>12}{fmt(sl['rss_mb'], 1):>9}{fmt(sl.get('wal_mb'), 1):>9}")
         lines.append(f"first to last slice: RSS {soaked['rss_change_pct']:+.1f} %, p50 {soaked['p50_change_pct']:+.1f} %, "
-                     f"req/s {soaked['rps_change_pct']:+.1f} %")
+                     f"req/s {soaked['rps_change_pct']:+.1f} %; p50 drift (median of the last third of the slices "
+                     f"against the first third's) {soaked['p50_drift_pct']:+.1f} %")
     workers = result["targets"].get("workers")
     if workers:
         lines.append(f"\n`serve --workers N` ({workers.get('database')}; every process on the gateway's core), c=16")
@@ -720,6 +724,8 @@ def derive(targets: dict, args: argparse.Namespace) -> dict:
          lambda v: v <= 70),
         ("soak_rss_change_pct", "gateway RSS change over the soak", lambda: get("gateway", "soak", "rss_change_pct"),
          " %", "within +-10 %", lambda v: abs(v) <= 10),
+        ("soak_p50_drift_pct", "gateway p50 drift over the soak (last third of the slices vs the first, medians)",
+         lambda: get("gateway", "soak", "p50_drift_pct"), " %", "within +-10 %", lambda v: abs(v) <= 10),
         ("workers_cpu_change_pct", "CPU per request, the most workers vs 1 (the larger of requests, streams)", workers_cpu_change, " %", "within +-10 %",
          lambda v: abs(v) <= 10),
     ]
