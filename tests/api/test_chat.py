@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.harness import Harness
 from tests.support.scenarios import MODEL, cost_nanos, customer, priced_model
+from tokenhub import __version__
 from tokenhub.money import format_usd
 from tokenhub.simulator.openai import FakeOpenAIState
 
@@ -42,6 +43,7 @@ def test_completion_is_relayed_and_charged_exactly(setup, fake_openai: FakeOpenA
     assert sent.json["model"] == UPSTREAM_MODEL
     assert sent.json["temperature"] == 0.3 and sent.json["max_tokens"] == 50
     assert sent.headers["authorization"] == "Bearer sk-upstream"
+    assert sent.headers["user-agent"] == f"TokenHub/{__version__}"  # neither the client's SDK nor aiohttp's default
 
     gw.flush()
     assert gw.credits(cust.email)["balance_nanos"] == 10_000_000_000 - expected
