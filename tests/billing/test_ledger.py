@@ -903,8 +903,13 @@ def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(
             await conn.execute("SET plan_cache_mode = force_generic_plan")
             statements = {
                 "lock": (ledger_store._PG_LOCK, "int[], text[]", "ARRAY[1], ARRAY['gen-a']"),
-                "requests": (ledger_store._PG_REQUESTS, "timestamptz, json, json, text", "now(), '[]', '[{\"id\": \"gen-a\"}]', 'i'"),
-                "money": (ledger_store._PG_MONEY, "timestamptz, json, json, json", "now(), '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
+                **{  # the write's two statements, as each connection prepares them
+                    name: (sql, types, values)
+                    for (name, (types, sql)), values in zip(
+                        ledger_store._PG_PREPARED.items(),
+                        ("now(), '[]', '[{\"id\": \"gen-a\"}]', 'i'", "now(), '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
+                    )
+                },
             }
             for name, (sql, types, values) in statements.items():
                 await conn.execute(f"PREPARE {name}({types}) AS {sql}")

@@ -794,16 +794,15 @@ def _literal(text: str) -> str:
 
 # The group's writes in two statements, each prepared once per connection and executed with the COMMIT in
 # one simple query; their rows read from JSON documents typed by the tables themselves
-# (json_populate_recordset with the table's row type). First the request rows (_PG_REQUESTS: $1 now, $2
-# the new requests, each with its own values only, $3 the settlements, $4 this process's instance id),
-# which no other process's group touches, then the money
-# (_PG_MONEY: $1 now, $2 the ledger entries, $3 each account's balance before and after the group as
-# planned, $4 the key counters' increments), after the room check has locked the account's rows. The
-# money moves the figures as locked rather than setting them: each balance, and each entry's
-# balance_after, by how far the locked balance is from the one the group was planned on (nothing, when
-# it was planned on the figures as locked); each key's counters by their increments. So a group planned
-# on figures another process has changed since (a check found they leave enough room) writes what the
-# same decisions make of the figures as they are.
+# (json_populate_recordset with the table's row type). First the request rows, which no other process's
+# group touches (_PG_REQUESTS: $1 now, $2 the new requests, each with its own values only, $3 the
+# settlements, $4 this process's instance id); then, after the room check has locked the account's rows,
+# the money (_PG_MONEY: $1 now, $2 the ledger entries, $3 each account's balance before and after the
+# group as planned, $4 the key counters' increments). The money moves the figures as locked rather than
+# setting them: each balance, and each entry's balance_after, by how far the locked balance is from the
+# one the group was planned on (nothing, when it was planned on the figures as locked); each key's
+# counters by their increments. So a group planned on figures another process has changed since (a check
+# found they leave enough room) writes what the same decisions make of the figures as they are.
 _PG_HELD = ", ".join(f"'{v}'" if isinstance(v, str) else str(v).lower() for v in _HELD.values())  # 'held', 0, ..., false
 _PG_REQUESTS = f"""
 WITH new_requests AS (
