@@ -94,12 +94,12 @@ class Bill:
             task.cancel()
 
     @property
-    def refused(self) -> Exception | None:
+    def refused(self) -> BaseException | None:
         """Why the hold was refused, once it was (an early hold may be); None while it is pending or held."""
         future = self._future
         return future.exception() if future.done() and not future.cancelled() else None
 
-    async def refusal(self) -> Exception | None:
+    async def refusal(self) -> BaseException | None:
         """Once the hold has committed: None, or why it was refused (an early hold may be)."""
         future = self._future
         if not future.done():

@@ -179,7 +179,7 @@ def upstream_error(status: int, detail: str, channel: Channel, retry_after: str 
             code="upstream_auth_failed",
         )
     if status == 429:
-        headers = {"Retry-After": retry_after} if whole_number(retry_after, 9) is not None else {}
+        headers = {"Retry-After": retry_after} if retry_after is not None and whole_number(retry_after, 9) is not None else {}
         return RateLimited(f"The upstream provider is rate limiting: {detail}", code="upstream_rate_limited", headers=headers)
     if status in (400, 409, 413, 422):
         return InvalidRequest(f"The upstream provider rejected the request: {detail}", code="upstream_bad_request", status=status)

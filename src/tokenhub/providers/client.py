@@ -64,14 +64,14 @@ class Responder:
     sse_headers: ClassVar[dict[str, str]] = SSE_HEADERS
     endpoint: ClassVar[str]  # for metrics and usage records: chat | messages | ...
     passthrough: ClassVar[Mapping[type, PipeFactory]] = {}
-    translating: ClassVar[PipeFactory]
+    translating: ClassVar[Callable[..., Pipe]]  # a PipeFactory (a callable attribute typed as one reads as a method)
     client_model: str
 
     def completion(self, body: dict[str, Any], usage: Usage, cost_text: str) -> web.Response:
         raise NotImplementedError
 
     @classmethod
-    def relays(cls, adapter: ChatAdapter) -> bool:
+    def relays(cls, adapter: object) -> bool:
         """Whether this client protocol takes ``adapter``'s upstream as it is (pass-through)."""
         return type(adapter) in cls.passthrough
 

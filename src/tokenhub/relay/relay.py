@@ -194,9 +194,9 @@ class Relay:
                 raise
             # The drain's deadline came before the first byte: answer 503, charge nothing.
             uncancel()
-            err = shutting_down()
-            bill.status, bill.error, bill.http_status = "interrupted", err.message, err.status
-            raise err from None
+            down = shutting_down()
+            bill.status, bill.error, bill.http_status = "interrupted", down.message, down.status
+            raise down from None
 
     async def _attempt(self, job: Job, route: Route, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
         adapter = _adapter(job, route)
@@ -370,11 +370,10 @@ class Relay:
             if client.response is None:
                 bill.cost = 0  # nothing reached the client
             return client.response if client.response is not None else web.Response(status=499)
-        if client.response is None:  # a complete answer the pipe holds until its ending (a Gemini client's function calls)
-            await client.open()
-        assert client.response is not None
-        await self._end_stream(job.request, client.response, pipe, meter, ended, bill)
-        return client.response
+        # (no response yet: a complete answer the pipe holds until its ending, a Gemini client's function calls)
+        response = client.response if client.response is not None else await client.open()
+        await self._end_stream(job.request, response, pipe, meter, ended, bill)
+        return response
 
     async def _relay_events(
         self, upstream_resp: aiohttp.ClientResponse, clock: UpstreamClock, pipe: Pipe, meter: StreamMeter, client: Client
@@ -495,19 +494,21 @@ class Client:
         self._bill = bill
         self.response: web.StreamResponse | None = None
 
-    async def open(self) -> None:
+    async def open(self) -> web.StreamResponse:
         await self._bill.confirmed()  # nothing reaches the client before its hold is committed
-        self.response = _EventStream(headers=self._job.responder.sse_headers)
+        self.response = response = _EventStream(headers=self._job.responder.sse_headers)
         self._job.streaming = True
-        await self.response.prepare(self._job.request)
+        await response.prepare(self._job.request)
         self._bill.ttfb = time.monotonic()
+        return response
 
     async def send(self, data: bytes) -> None:
         if not data:
             return
-        if self.response is None:
-            await self.open()
-        await self.response.write(data)
+        response = self.response
+        if response is None:
+            response = await self.open()
+        await response.write(data)
 
 
 def _refuse_before_first_byte(meter: StreamMeter, failure: GatewayError | None, channel: Channel) -> None:
