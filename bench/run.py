@@ -12,6 +12,8 @@ the end, also on Ctrl-C or failure.
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import json
 import os
 import platform
@@ -606,7 +608,8 @@ def report(result: dict) -> str:
     code = result.get("code", {})
     loaded = {name: t for name, t in result["targets"].items() if "nonstream" in t}
     lines.append(f"TokenHub benchmark  {result['date']}  commit {code.get('commit')}"
-                 f"{' + uncommitted changes in src/' if code.get('src_dirty') else ''}  ({result['machine']['cpus']} CPUs, "
+                 f"{' + uncommitted changes in src/' if code.get('src_dirty') else ''}"
+                 f"{', compiled modules (mypyc)' if code.get('compiled') else ', pure Python'}  ({result['machine']['cpus']} CPUs, "
                  f"{result['machine']['cpu_model']}; loadgen: {a['loadgen']} non-stream, python stream; "
                  f"{a['repeats']} x {a['duration_s']} s per point, medians; pinning: {a['pinning']})")
     lines.append("")
@@ -792,7 +795,13 @@ def git_state() -> dict:
         r = subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=30)
         return r.stdout.strip() if r.returncode == 0 else ""
     return {"commit": git("rev-parse", "--short=12", "HEAD") or "unknown",
-            "src_dirty": bool(git("status", "--porcelain", "--", "src"))}
+            "src_dirty": bool(git("status", "--porcelain", "--", "src")), "compiled": compiled()}
+
+
+def compiled() -> bool:
+    """Whether the tokenhub the gateway imports runs its mypyc-compiled modules (a wheel's: setup.py)."""
+    spec = importlib.util.find_spec("tokenhub.sse")
+    return spec is not None and (spec.origin or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
 def machine() -> dict:

@@ -1,0 +1,63 @@
+"""The compiled part of a wheel (everything else about the package is in pyproject.toml).
+
+A wheel compiles the request path's own Python — the relay, the bill, the OpenAI protocol's modules, and
+the SSE decoder, meter and cost arithmetic every streamed event runs through — with mypyc: the same
+modules, as C extensions beside their sources (bench/README.md, session 20, for what it saves and why these).
+The build backend (build_support/tokenhub_build.py) asks for it for wheels only; without a C compiler or
+Python's headers the wheel is pure Python, as an editable install always is.
+
+mypyc type-checks what it compiles (a type error fails the build) and enforces the annotations at run
+time; a compiled class cannot be subclassed by Python code (so a subclass is compiled with its base:
+providers/openai/legacy.py) nor patched; async generators are not compiled (relay/upstream_clock.py and
+relay/admission.py stay Python).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+from pathlib import Path
+
+from setuptools import setup
+
+COMPILED = [
+    "src/tokenhub/sse.py",
+    "src/tokenhub/billing/bill.py",
+    "src/tokenhub/billing/cost.py",
+    "src/tokenhub/providers/openai/adapter.py",
+    "src/tokenhub/providers/openai/legacy.py",
+    "src/tokenhub/providers/openai/request.py",
+    "src/tokenhub/providers/openai/responder.py",
+    "src/tokenhub/providers/openai/stream.py",
+    "src/tokenhub/providers/openai/wire.py",
+    "src/tokenhub/relay/call.py",
+    "src/tokenhub/relay/extensions.py",
+    "src/tokenhub/relay/health.py",
+    "src/tokenhub/relay/inflight.py",
+    "src/tokenhub/relay/meter.py",
+    "src/tokenhub/relay/relay.py",
+    "src/tokenhub/relay/routing.py",
+    "src/tokenhub/relay/serve.py",
+]
+
+
+def can_compile() -> bool:
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    if shutil.which(compiler) and headers.exists():
+        return True
+    print(f"tokenhub: no C compiler ({compiler}) or no Python headers ({headers}): building pure Python")
+    return False
+
+
+def ext_modules() -> list:
+    if os.environ.get("TOKENHUB_MYPYC") != "1" or not can_compile():
+        return []
+    from mypyc.build import mypycify
+
+    # Imports outside the list are read for their types, not checked (the build has no third-party packages).
+    return mypycify(["--ignore-missing-imports", "--follow-imports=silent", *COMPILED], opt_level="3")
+
+
+setup(ext_modules=ext_modules())
