@@ -675,6 +675,8 @@ def report(result: dict) -> str:
         for c, kind, p in profiles:
             lines.append(f"\n{name} py-spy profile at c={c}{kind} ({p['samples']} GIL samples, "
                          f"{p['rps_while_profiled']:,.0f} req/s while profiled): share of the GIL-holding time")
+            if code.get("compiled"):  # py-spy sees no frames in C: a compiled module's time is its Python caller's
+                lines.append("  (compiled: the relay's and adapters' time counts for the route that called them)")
             for k, v in p["buckets_pct"].items():
                 lines.append(f"  {v:5.1f} %  {k}")
     d = result.get("derived", {})
