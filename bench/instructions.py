@@ -17,6 +17,9 @@ work (system calls, the network) is not counted at all. Compare two commits with
 
 Run: ``python bench/instructions.py [--target gateway|bare-proxy] [--requests 1000] [--concurrency 1]
 [--stream]``; for an A/B, alternate ``PYTHONPATH=/path/to/worktree/src python bench/instructions.py ...``.
+That runs the worktree's sources as Python; to count its compiled request path (a wheel's), build it in place
+first, with mypy installed: ``cd /path/to/worktree/src && mypyc --ignore-missing-imports --follow-imports=silent``
+and setup.py's ``COMPILED`` modules (without their ``src/``), which puts the extensions beside the sources.
 Needs valgrind (``apt-get install -y valgrind``).
 """
 
