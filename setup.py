@@ -8,8 +8,9 @@ Python's headers the wheel is pure Python, as an editable install always is.
 
 mypyc type-checks what it compiles (a type error fails the build) and enforces the annotations at run
 time; a compiled class cannot be subclassed by Python code (so a subclass is compiled with its base:
-providers/openai/legacy.py) nor patched; async generators are not compiled (relay/upstream_clock.py and
-relay/admission.py stay Python).
+providers/openai/legacy.py) nor patched; a class extending a third-party class stays in a module that is
+not compiled (relay/event_stream.py: compiled, its instances' layout breaks; tests/test_compiled.py checks);
+async generators are not compiled (relay/upstream_clock.py and relay/admission.py stay Python).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def ext_modules() -> list:
         return []
     from mypyc.build import mypycify
 
-    # Imports outside the list are read for their types, not checked (the build has no third-party packages).
+    # Imports outside the list are read for their types, not checked (aiohttp and orjson are in the build for theirs).
     return mypycify(["--ignore-missing-imports", "--follow-imports=silent", *COMPILED], opt_level="3")
 
 

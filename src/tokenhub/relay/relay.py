@@ -45,6 +45,7 @@ from tokenhub.providers.registry import RESPONSES, chat_adapter_for, speaks_resp
 from tokenhub.providers.upstream_http import NETWORK_FAILURES, mapped_failures, upstream_failure
 from tokenhub.relay.admission import admit
 from tokenhub.relay.call import ChatCall
+from tokenhub.relay.event_stream import EventStream
 from tokenhub.relay.health import ChannelHealth
 from tokenhub.relay.inflight import shutting_down, uncancel
 from tokenhub.relay.meter import StreamMeter, completion_charge
@@ -479,13 +480,6 @@ class Ending:
     cut: bool = False  # the drain's deadline ended it
 
 
-class _EventStream(web.StreamResponse):
-    """A stream response whose headers leave with its first bytes (aiohttp's plain ``Response`` does this;
-    a ``StreamResponse`` writes its headers on their own at ``prepare``, a socket write per stream more)."""
-
-    _send_headers_immediately = False
-
-
 class Client:
     """The client's side of a stream: the response's headers go out with the first bytes worth sending."""
 
@@ -496,7 +490,7 @@ class Client:
 
     async def open(self) -> web.StreamResponse:
         await self._bill.confirmed()  # nothing reaches the client before its hold is committed
-        self.response = response = _EventStream(headers=self._job.responder.sse_headers)
+        self.response = response = EventStream(headers=self._job.responder.sse_headers)
         self._job.streaming = True
         await response.prepare(self._job.request)
         self._bill.ttfb = time.monotonic()
