@@ -10,7 +10,9 @@ mypyc type-checks what it compiles (a type error fails the build) and enforces t
 time; a compiled class cannot be subclassed by Python code (so a subclass is compiled with its base:
 providers/openai/legacy.py) nor patched; a class extending a third-party class stays in a module that is
 not compiled (relay/event_stream.py: compiled, its instances' layout breaks; tests/test_compiled.py checks);
-async generators are not compiled (relay/upstream_clock.py and relay/admission.py stay Python).
+async generators are not compiled (relay/admission.py stays Python; relay/upstream_clock.py is its own
+async iterator for this); no compiled coroutine awaits inside an ``except`` or ``finally`` block (the relay
+once did, and re-raised a freed exception: tests/test_compiled.py checks the sources).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ COMPILED = [
     "src/tokenhub/relay/relay.py",
     "src/tokenhub/relay/routing.py",
     "src/tokenhub/relay/serve.py",
+    "src/tokenhub/relay/upstream_clock.py",
 ]
 
 

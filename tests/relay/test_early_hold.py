@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.harness import Harness
+from tests.support.processes import free_port
 from tests.support.scenarios import MODEL, Customer, customer, priced_model
 from tokenhub.billing.ledger import Hold, LedgerWriter, Settlement
 from tokenhub.simulator.openai import FakeOpenAIState
@@ -210,6 +211,52 @@ def test_an_early_hold_refused_after_all_answers_402_and_charges_nothing(
     other.settle()
     assert gw.credits(c.email)["balance_nanos"] == other.before  # nothing charged
     assert gw.request_row().id == "gen-elsewhere"  # the refused request left no row
+    assert gw.ledger_report().ok
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("failure", ["an error answer", "a refused connection"])
+def test_an_upstream_that_fails_before_the_hold_commits_is_answered_once_it_has(
+    seen: tuple[Harness, Customer, openai.OpenAI], database_url: str, failure: str, stream: bool
+) -> None:
+    """The upstream fails while the hold's commit waits: the relay waits for the commit (a refusal would be
+    the answer instead), answers the upstream's error, and the hold is released, nothing charged. In a
+    compiled wheel this wait once ran inside an exception handler and raised a freed exception later (a
+    crash): tests/test_compiled.py keeps awaits out of compiled handlers."""
+    gw, c, client = seen
+    user_id, _ = gw.read(_ids)
+    before = gw.credits(c.email)["balance_nanos"]
+    if failure == "a refused connection":
+        gw.channel("openai-compatible", f"http://127.0.0.1:{free_port()}/v1", models=[MODEL], name="down")  # nothing listens there
+        options: dict = {"messages": MSG, "extra_body": {"provider": {"only": ["down"]}}}
+    else:
+        options = {"messages": [{"role": "user", "content": "hello #fake:status=500"}]}
+    blocker = _Blocker(gw, database_url, user_id)  # the hold's commit waits for it
+    answers: list[openai.APIStatusError] = []
+
+    def call() -> None:
+        with pytest.raises(openai.APIStatusError) as refused:
+            if stream:
+                list(client.chat.completions.create(model=MODEL, stream=True, **options))
+            else:
+                client.chat.completions.create(model=MODEL, **options)
+        answers.append(refused.value)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        time.sleep(0.3)  # the upstream has failed by now: the answer waits for the hold's commit
+        assert answers == [] and caller.is_alive()
+    finally:
+        blocker.release()
+    caller.join(10)
+    code = "upstream_unreachable" if failure == "a refused connection" else "upstream_error"
+    assert answers and answers[0].status_code == 502 and answers[0].body["code"] == code
+    row = gw.request_row()
+    assert (row.state, row.status, row.cost_nanos) == ("released", "error", 0)  # released: nothing charged
+    assert gw.credits(c.email)["balance_nanos"] == before
+    for _ in range(3):  # and the process goes on serving
+        assert client.chat.completions.create(model=MODEL, messages=MSG).choices[0].message.content
     assert gw.ledger_report().ok
 
 

@@ -80,8 +80,10 @@ class LedgerStore(Protocol):
     parallel: int  # groups it may commit side by side
     remote: bool  # its commits wait on a server's round trips (which an early hold's upstream call overlaps)
     known: KnownFigures  # what its commits left (``covers`` reads it)
-    unconfirmed: bool  # settlements committed but not known durable yet: a barrier is due
     lost: list[Settlement]  # settlements committed that may have been lost since (to settle again)
+
+    @property
+    def unconfirmed(self) -> bool: ...  # settlements committed but not known durable yet: a barrier is due
 
     def start(self) -> None: ...
 

@@ -227,9 +227,10 @@ def _room(op: Settlement, balance: int, key: KeyFigures | None, delta: list[int]
     """The most ``op`` may charge: what the account can pay, within its key's total limit and the
     spend limits by period it names (its own hold already released from all of them)."""
     room = balance
-    if key is not None and key[0] is not None:
-        limit, used, held = key
-        room = min(room, limit - (used + delta[0]) - (held + delta[1]))
+    if key is not None:
+        key_limit, used, held = key
+        if key_limit is not None:
+            room = min(room, key_limit - (used + delta[0]) - (held + delta[1]))
     for scope, ident, period, limit in op.budgets:
         tracked = spent.get((scope, ident, period))
         if tracked is not None:

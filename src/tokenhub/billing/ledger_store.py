@@ -272,7 +272,7 @@ class SqliteLedgerStore:
     def __init__(self, path: str, instance_id: str) -> None:
         self._path = path
         self._instance_id = instance_id
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sqlite")
         self._db: sqlite3.Connection | None = None
         self._commits_since_checkpoint = 0
         self._catch_up = False  # a checkpoint ran beside the commits: the next group finishes it first
@@ -298,12 +298,12 @@ class SqliteLedgerStore:
         (a CLI command, another process) holds it, or after a checkpoint (``checkpoint``)."""
         if self._catch_up:
             self._catch_up = False
-            plan = await asyncio.get_running_loop().run_in_executor(self._thread, self._caught_up_transaction, batch)
+            plan = await asyncio.get_running_loop().run_in_executor(self._executor, self._caught_up_transaction, batch)
         else:
             try:
                 plan = self._transaction(batch, wait=False)
             except _LockBusy:
-                plan = await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, batch, True)
+                plan = await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, batch, True)
         self.known.saw(plan)
         return plan
 
@@ -329,7 +329,7 @@ class SqliteLedgerStore:
         itself (no commit runs beside the copy)."""
         if self._commits_since_checkpoint:
             self._commits_since_checkpoint = 0
-            log_bytes = await asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint_now)
+            log_bytes = await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_now)
             self._catch_up = log_bytes >= self.catch_up_bytes
 
     def _checkpoint_now(self) -> int:
@@ -369,8 +369,8 @@ class SqliteLedgerStore:
             if self._commits_since_checkpoint:
                 self._checkpoint_now()
 
-        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
-        self._thread.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)
 
     def _transaction(self, batch: list[Op], wait: bool) -> GroupPlan:
         db = self._connect()
@@ -529,8 +529,8 @@ class PostgresLedgerStore:
                 await conn.execute("BEGIN")
             expected = known.expected(batch, user_ids, key_ids) if self.expecting else None
             if expected is not None:
-                balances, keys = expected
-                plan = plan_group(batch, balances, keys, dict.fromkeys(settle_ids, (None, False)))
+                known_balances, known_keys = expected
+                plan = plan_group(batch, known_balances, known_keys, dict.fromkeys(settle_ids, (None, False)))
                 if not plan.limited:  # (a refusal or a charge cut short is decided on the figures as locked, below)
                     try:
                         await conn.execute(self._write(plan, now, settle_ids, _expectation(batch, plan)))

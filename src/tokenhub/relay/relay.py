@@ -168,21 +168,19 @@ class Relay:
                     response = await self._attempt(job, route, upstream, bill)
                     await bill.confirmed()  # an answer leaves only once its hold is committed
                 except GatewayError as err:
-                    if (refused := await bill.refusal()) is not None:  # not the channel's fault, nor worth another
-                        health.release(route.channel.id)
-                        raise refused from None
-                    if not self._retry(err, route, bill, last=number == len(attempts) - 1):
-                        raise
-                    continue  # nothing reached the client yet: the next channel may answer
-                self._verdict(route, bill)
-                return response
+                    failed = err  # what follows awaits: outside the handler (tests/test_compiled.py says why)
+                else:
+                    self._verdict(route, bill)
+                    return response
+                if (refused := await bill.refusal()) is not None:  # not the channel's fault, nor worth another
+                    health.release(route.channel.id)
+                    raise refused from None
+                if not self._retry(failed, route, bill, last=number == len(attempts) - 1):
+                    raise failed
+                # nothing reached the client yet: the next channel may answer
             raise ServiceUnavailable("no channel could take the request", code="no_channel")  # pragma: no cover
         except GatewayError as err:
-            if (refused := await bill.refusal()) is not None:
-                raise refused from None  # the hold was refused: nothing to record, whatever else went wrong
-            bill.error = err.message
-            bill.http_status = bill.http_status or err.status
-            raise
+            failure = err
         except asyncio.CancelledError:
             health.release(route.channel.id)
             if job.streaming:
@@ -198,6 +196,11 @@ class Relay:
             down = shutting_down()
             bill.status, bill.error, bill.http_status = "interrupted", down.message, down.status
             raise down from None
+        if (refused := await bill.refusal()) is not None:
+            raise refused from None  # the hold was refused: nothing to record, whatever else went wrong
+        bill.error = failure.message
+        bill.http_status = bill.http_status or failure.status
+        raise failure
 
     async def _attempt(self, job: Job, route: Route, upstream: UpstreamRequest, bill: Bill) -> web.StreamResponse:
         adapter = _adapter(job, route)

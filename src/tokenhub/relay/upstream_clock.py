@@ -17,7 +17,7 @@ apart, as it does for ``asyncio.timeout``. While the body is awaited the read it
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, TypeVar
+from typing import Awaitable, TypeVar
 
 import aiohttp
 
@@ -25,8 +25,6 @@ T = TypeVar("T")
 
 
 class UpstreamClock:
-    __slots__ = ("_loop", "_task", "_cancelling", "_deadline", "_idle", "_body", "_timer", "_timer_at", "_fired")
-
     def __init__(self, first_byte: float, idle: float) -> None:
         loop = self._loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -62,19 +60,32 @@ class UpstreamClock:
         finally:
             self.stop()
 
-    async def chunks(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The body as it arrives, each wait on it within ``idle`` (the time the caller spends on a chunk
-        does not count)."""
+    def chunks(self, resp: aiohttp.ClientResponse) -> UpstreamClock:
+        """The body as it arrives (``async for``), each wait on it within ``idle`` (the time the caller spends
+        on a chunk does not count). The clock is its own iterator, so that it compiles (mypyc compiles no
+        async generator); its end stops it, and a caller that leaves early stops it itself."""
         self._body = resp.content
-        loop = self._loop
+        self._wait_until(self._loop.time() + self._idle)
+        return self
+
+    def __aiter__(self) -> UpstreamClock:
+        return self
+
+    async def __anext__(self) -> bytes:
+        body = self._body
+        assert body is not None, "chunks() first"
+        if self._deadline is None:  # the first wait's was set by chunks()
+            self._deadline = self._loop.time() + self._idle
         try:
-            self._wait_until(loop.time() + self._idle)
-            async for chunk in resp.content.iter_any():
-                self._deadline = None
-                yield chunk
-                self._deadline = loop.time() + self._idle
+            chunk = await body.readany()
+        except aiohttp.EofStream:
+            chunk = b""
         finally:
+            self._deadline = None
+        if not chunk:
             self.stop()
+            raise StopAsyncIteration
+        return chunk
 
     def stop(self) -> None:
         """The exchange is over: the timer goes."""
