@@ -1,8 +1,9 @@
 """The compiled part of a wheel (everything else about the package is in pyproject.toml).
 
-A wheel compiles the request path's own Python — the relay, the bill, the OpenAI protocol's modules, and
-the SSE decoder, meter and cost arithmetic every streamed event runs through — with mypyc: the same
-modules, as C extensions beside their sources (bench/README.md, session 20, for what it saves and why these).
+A wheel compiles the request path's own Python — the relay, the bill and the ledger writer, the OpenAI
+protocol's modules, and the SSE decoder, meter and cost arithmetic every streamed event runs through —
+with mypyc: the same modules, as C extensions beside their sources (bench/README.md, sessions 20 to 22,
+for what it saves and why these).
 The build backend (build_support/tokenhub_build.py) asks for it for wheels only; without a C compiler or
 Python's headers the wheel is pure Python, as an editable install always is.
 
@@ -28,6 +29,9 @@ COMPILED = [
     "src/tokenhub/sse.py",
     "src/tokenhub/billing/bill.py",
     "src/tokenhub/billing/cost.py",
+    "src/tokenhub/billing/ledger.py",
+    "src/tokenhub/billing/ledger_plan.py",
+    "src/tokenhub/billing/ledger_store.py",
     "src/tokenhub/providers/openai/adapter.py",
     "src/tokenhub/providers/openai/legacy.py",
     "src/tokenhub/providers/openai/request.py",

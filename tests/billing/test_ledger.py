@@ -698,6 +698,112 @@ def test_ledger_check_fails_on_a_negative_balance_and_a_key_past_its_limit(datab
     run(scenario())
 
 
+def test_postgres_an_outage_fails_holds_and_keeps_settlements_until_the_database_is_back(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """The connection to PostgreSQL drops (here a TCP proxy cuts it, as a failover or a network fault
+    does) while the writer runs. A hold fails at once with ``storage_unavailable`` (its request is never
+    served unbilled); a settlement queued meanwhile is kept and retried until the database is back, then
+    charged once. A barrier caught by the outage fails too; the settlements it was to make durable are
+    settled again, and change nothing, since they were committed. These are the writer's failure paths
+    that a compiled wheel runs too (.ci/run runs tests/billing on it)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a connection to PostgreSQL cut under a running writer")
+    from tests.support.tcp_proxy import TcpProxy
+    from tokenhub.errors import ServiceUnavailable
+
+    monkeypatch.setattr("tokenhub.billing.ledger.BARRIER_AFTER", 0.3)  # time to cut the connection before it
+    proxy = TcpProxy("127.0.0.1", 5432)
+
+    async def settled_then_back(ledger: LedgerWriter, settlement: Settlement) -> None:
+        ledger.settle(settlement)
+        await asyncio.sleep(0.2)  # its group has failed (and been queued again) by now
+        proxy.restore()
+        await asyncio.wait_for(ledger.flush(), 15)
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url.replace(":5432/", f":{proxy.port}/"))
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        store = ledger._store
+        await ledger.hold(Hold("gen-a", uid, kid, 300_000, "m"))
+        await ledger.hold(Hold("gen-b", uid, kid, 300_000, "m"))
+
+        proxy.sever()  # a hold: refused at once
+        with pytest.raises(ServiceUnavailable) as refused:
+            await asyncio.wait_for(ledger.hold(Hold("gen-c", uid, kid, 1_000, "m")), 10)
+        assert refused.value.code == "storage_unavailable"
+        await settled_then_back(ledger, Settlement("gen-a", uid, kid, 300_000, 100_000, "ok", Usage(10, 20)))
+        assert "ledger commit failed" in caplog.text
+
+        ledger.settle(Settlement("gen-b", uid, kid, 300_000, 50_000, "ok", Usage(5, 5)))  # committed, not yet durable
+        await ledger.flush()
+        assert store.unconfirmed
+        proxy.sever()  # the barrier fails
+        for _ in range(200):
+            if "barrier that makes settlements durable failed" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        proxy.restore()
+        for _ in range(500):  # settled again, then made durable by the next barrier
+            if not store.unconfirmed and "settled again" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(ledger.flush(), 15)
+        await asyncio.wait_for(ledger.hold(Hold("gen-d", uid, kid, 1_000, "m")), 10)  # the writer goes on
+        async with engine.connect() as conn:
+            states = dict((await conn.execute(select(requests.c.id, requests.c.state))).all())
+            charges = (await conn.execute(select(ledger_entries.c.request_id, ledger_entries.c.amount)
+                                          .where(ledger_entries.c.kind == "charge").order_by(ledger_entries.c.id))).all()
+            balance = await conn.scalar(select(users.c.balance).where(users.c.id == uid))
+            report = await check_ledger(conn)
+        await ledger.close()
+        await engine.dispose()
+        assert "barrier that makes settlements durable failed" in caplog.text and "settled again" in caplog.text
+        assert states == {"gen-a": "settled", "gen-b": "settled", "gen-d": "held"}  # gen-c: never held
+        assert [tuple(c) for c in charges] == [("gen-a", -100_000), ("gen-b", -50_000)]  # once each
+        assert balance == 1_000_000 - 100_000 - 50_000 - 1_000
+        assert report.ok, report.problems
+
+    try:
+        run(scenario())
+    finally:
+        proxy.close()
+
+
+def test_postgres_a_hold_the_server_refuses_fails_alone(database_url: str, caplog: pytest.LogCaptureFixture):
+    """A value PostgreSQL itself refuses (a model name longer than its column: class 22, raised by the
+    server, not the driver) rolls the group back on its connection, which serves on (no new one is opened); the group is
+    committed one operation at a time, and only the refused hold fails."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's own refusal")
+    from tokenhub.errors import ServiceUnavailable
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-first", uid, kid, 1_000, "m"))  # figures known: the next group checks them
+        connections = set(ledger._store._open)
+        beside = asyncio.create_task(ledger.hold(Hold("gen-ok", uid, kid, 1_000, "m")))
+        with pytest.raises(ServiceUnavailable) as refused:
+            await asyncio.wait_for(ledger.hold(Hold("gen-long", uid, kid, 1_000, "m" * 201)), 10)
+        await asyncio.wait_for(beside, 10)
+        assert refused.value.code == "storage_refused"
+        await asyncio.wait_for(ledger.hold(Hold("gen-next", uid, kid, 1_000, "m")), 10)
+        assert ledger._store._open == connections  # the refusing connection, rolled back, serves on
+        async with engine.connect() as conn:
+            states = dict((await conn.execute(select(requests.c.id, requests.c.state))).all())
+            report = await check_ledger(conn)
+        await ledger.close()
+        await engine.dispose()
+        assert states == {"gen-first": "held", "gen-ok": "held", "gen-next": "held"}
+        assert "refused a group" in caplog.text and "StringDataRightTruncation" in caplog.text
+        assert report.ok, report.problems
+
+    run(scenario())
+
+
 def test_close_stops_even_when_the_database_is_gone(database_url: str, monkeypatch: pytest.MonkeyPatch):
     """A settlement the database refuses for good (it was dropped) is retried until CLOSE_DEADLINE, then
     left held, as after a crash: stopping never hangs."""

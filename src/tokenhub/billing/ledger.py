@@ -273,15 +273,11 @@ class LedgerWriter:
     async def _group(self, batch: list[Op], slots: asyncio.Semaphore) -> None:
         """Commit one group; on storage trouble fail its holds and queue its settlements again."""
         try:
-            try:
-                await self._commit(batch)
-            except Exception as exc:
-                if not self._store.is_refusal(exc):
-                    raise
-                await self._isolate(batch, exc)  # one operation's data, not the storage: the rest goes on
-            self._backoff = 0.05
-        except Exception as exc:  # storage trouble: fail holds, keep settlements
-            log.error("ledger commit failed (%s); %d operations affected", type(exc).__name__, len(batch))
+            trouble = await self._commit_group(batch)
+            if trouble is None:
+                self._backoff = 0.05
+                return
+            log.error("ledger commit failed (%s); %d operations affected", type(trouble).__name__, len(batch))
             retry: list[Op] = []
             for op in batch:
                 if isinstance(op, Hold):
@@ -298,6 +294,26 @@ class LedgerWriter:
         finally:
             slots.release()
             self._done()
+
+    async def _commit_group(self, batch: list[Op]) -> Exception | None:
+        """Commit one group: None once it is committed, or the storage trouble that stopped it. A group
+        the database refuses for one operation's data is committed one by one (``_isolate``).
+
+        (No await inside an ``except`` block, here or anywhere in this module: compiled, one re-raised
+        a freed exception; tests/test_compiled.py.)"""
+        refused: Exception | None = None
+        try:
+            await self._commit(batch)
+            return None
+        except Exception as exc:
+            if not self._store.is_refusal(exc):
+                return exc
+            refused = exc  # one operation's data, not the storage: the rest goes on
+        try:
+            await self._isolate(batch, refused)
+        except Exception as exc:
+            return exc
+        return None
 
     def _done(self) -> None:
         """A group or a barrier ended: settle again what may have been lost, and see that a barrier follows
@@ -326,12 +342,16 @@ class LedgerWriter:
 
     async def _barrier(self) -> None:
         try:
-            async with self._slots:
-                await self._store.barrier()
-        except Exception as exc:  # the next barrier tries again; a broken connection's settlements are settled again
-            log.error("ledger: the barrier that makes settlements durable failed (%s)", type(exc).__name__)
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, 2.0)
+            failed = False
+            try:
+                async with self._slots:
+                    await self._store.barrier()
+            except Exception as exc:  # the next barrier tries again; a broken connection's settlements are settled again
+                log.error("ledger: the barrier that makes settlements durable failed (%s)", type(exc).__name__)
+                failed = True
+            if failed:
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, 2.0)
         finally:
             self._done()
 
@@ -371,10 +391,9 @@ class LedgerWriter:
                 plan = await self._store.commit(batch)
                 break
             except Exception as exc:
-                if attempt < 4 and self._store.is_retryable(exc):
-                    await asyncio.sleep(0.01 * (attempt + 1))
-                    continue
-                raise
+                if attempt == 4 or not self._store.is_retryable(exc):
+                    raise
+            await asyncio.sleep(0.01 * (attempt + 1))
         for op, outcome in zip(batch, plan.outcomes):
             if isinstance(op, Hold) and op.future is not None and not op.future.done():
                 if outcome is None:

@@ -296,6 +296,7 @@ class SqliteLedgerStore:
         """Inline on the event loop when the write lock is free (a group takes ~0.1 ms, less than
         a thread hand-off); in the worker thread, waiting for the lock, when another connection
         (a CLI command, another process) holds it, or after a checkpoint (``checkpoint``)."""
+        plan: GroupPlan | None = None
         if self._catch_up:
             self._catch_up = False
             plan = await asyncio.get_running_loop().run_in_executor(self._executor, self._caught_up_transaction, batch)
@@ -303,6 +304,8 @@ class SqliteLedgerStore:
             try:
                 plan = self._transaction(batch, wait=False)
             except _LockBusy:
+                pass  # (awaited below: no await inside an except block in this module, tests/test_compiled.py)
+            if plan is None:
                 plan = await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, batch, True)
         self.known.saw(plan)
         return plan
@@ -523,69 +526,76 @@ class PostgresLedgerStore:
         await self._in_order.acquire()
         in_order = True
         known = self.known
+        refused: Exception | None = None  # the server refused a statement: the connection is sound once rolled back
         try:
-            conn = await self._connect()
-            if not conn.is_in_transaction():  # a new connection, or one whose last group failed
-                await conn.execute("BEGIN")
-            expected = known.expected(batch, user_ids, key_ids) if self.expecting else None
-            if expected is not None:
-                known_balances, known_keys = expected
-                plan = plan_group(batch, known_balances, known_keys, dict.fromkeys(settle_ids, (None, False)))
-                if not plan.limited:  # (a refusal or a charge cut short is decided on the figures as locked, below)
-                    try:
-                        await conn.execute(self._write(plan, now, settle_ids, _expectation(batch, plan)))
-                    except self._pg.PostgresError as exc:
-                        if exc.sqlstate != _PG_STALE:
-                            raise
-                        await conn.execute("ROLLBACK; BEGIN")  # not enough room after all: lock and read below
-                        known.missed(user_ids)
-                    else:
-                        known.hit(user_ids, plan)
-                        self._in_order.release()
-                        in_order = False
-                        self._committed(conn, batch)
-                        return plan
-            known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
             try:
-                rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
-                self._in_order.release()
-                in_order = False
-                balances: dict[int, int] = {}
-                keys: dict[int, KeyFigures] = {}
-                owners: dict[int, int] = {}
-                for r in rows:
-                    if r[0] is not None:  # a user and one of its keys
-                        balances[r[0]] = r[1]
-                        keys[r[2]] = (r[3], r[4], r[5])
-                        owners[r[2]] = r[0]
-                settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
-                scopes = spend_scopes(batch)
-                starts = _period_starts(scopes, now, lambda start: start)
-                spent: dict[SpendKey, int] = {}
-                for (scope, ident), periods in scopes.items():
-                    ordered = sorted(periods)
-                    sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
-                    args[args.index(None)] = ident
-                    row = await conn.fetchrow(sql, *args)
-                    spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-                plan = plan_group(batch, balances, keys, settling, spent, starts, owners)
-                await conn.execute(self._write(plan, now))
-            finally:
-                known.unsure(user_ids, key_ids, -1)
-            known.saw(plan)
-        except self._pg.PostgresError:  # the server refused: the connection is sound once rolled back
-            if conn is not None:
+                conn = await self._connect()
+                if not conn.is_in_transaction():  # a new connection, or one whose last group failed
+                    await conn.execute("BEGIN")
+                expected = known.expected(batch, user_ids, key_ids) if self.expecting else None
+                if expected is not None:
+                    known_balances, known_keys = expected
+                    plan = plan_group(batch, known_balances, known_keys, dict.fromkeys(settle_ids, (None, False)))
+                    if not plan.limited:  # (a refusal or a charge cut short is decided on the figures as locked, below)
+                        stale = False
+                        try:
+                            await conn.execute(self._write(plan, now, settle_ids, _expectation(batch, plan)))
+                        except self._pg.PostgresError as exc:
+                            if exc.sqlstate != _PG_STALE:
+                                raise
+                            stale = True
+                        if stale:
+                            await conn.execute("ROLLBACK; BEGIN")  # not enough room after all: lock and read below
+                            known.missed(user_ids)
+                        else:
+                            known.hit(user_ids, plan)
+                            self._in_order.release()
+                            in_order = False
+                            self._committed(conn, batch)
+                            return plan
+                known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
+                try:
+                    rows = await conn.fetch(_PG_LOCK, key_ids, settle_ids)
+                    self._in_order.release()
+                    in_order = False
+                    balances: dict[int, int] = {}
+                    keys: dict[int, KeyFigures] = {}
+                    owners: dict[int, int] = {}
+                    for r in rows:
+                        if r[0] is not None:  # a user and one of its keys
+                            balances[r[0]] = r[1]
+                            keys[r[2]] = (r[3], r[4], r[5])
+                            owners[r[2]] = r[0]
+                    settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
+                    scopes = spend_scopes(batch)
+                    starts = _period_starts(scopes, now, lambda start: start)
+                    spent: dict[SpendKey, int] = {}
+                    for (scope, ident), periods in scopes.items():
+                        ordered = sorted(periods)
+                        sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
+                        args[args.index(None)] = ident
+                        row = await conn.fetchrow(sql, *args)
+                        spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
+                    plan = plan_group(batch, balances, keys, settling, spent, starts, owners)
+                    await conn.execute(self._write(plan, now))
+                finally:
+                    known.unsure(user_ids, key_ids, -1)
+                known.saw(plan)
+            except self._pg.PostgresError as exc:
+                refused = exc
+            except BaseException:  # the connection broke, or the group was cancelled mid-statement: never reuse it
+                if conn is not None:
+                    self._open.discard(conn)
+                    conn.terminate()
+                self._lose_unconfirmed()
+                raise
+            if refused is not None and conn is not None:  # (awaited here: never inside an except block, tests/test_compiled.py)
                 await self._roll_back(conn)
-            raise
-        except BaseException:  # the connection broke, or the group was cancelled mid-statement: never reuse it
-            if conn is not None:
-                self._open.discard(conn)
-                conn.terminate()
-            self._lose_unconfirmed()
-            raise
         finally:
             if in_order:
                 self._in_order.release()
+        if refused is not None:
+            raise refused
         self._committed(conn, batch)
         return plan
 
@@ -607,19 +617,22 @@ class PostgresLedgerStore:
         if not self._unconfirmed:
             return
         conn = await self._connect()
+        refused: Exception | None = None  # the server refused: try again at the next barrier
         try:
             if not conn.is_in_transaction():
                 await conn.execute("BEGIN")
             before = self._commits  # every commit acknowledged so far precedes the barrier's in the log
             await conn.execute(_PG_BARRIER)
-        except self._pg.PostgresError:  # the server refused: try again at the next barrier
-            await self._roll_back(conn)
-            raise
+        except self._pg.PostgresError as exc:
+            refused = exc
         except BaseException:
             self._open.discard(conn)
             conn.terminate()
             self._lose_unconfirmed()
             raise
+        if refused is not None:
+            await self._roll_back(conn)
+            raise refused
         self._idle.append(conn)
         cut = next((i for i, entry in enumerate(self._unconfirmed) if entry[0] > before), len(self._unconfirmed))
         confirmed, self._unconfirmed = self._unconfirmed[:cut], self._unconfirmed[cut:]
