@@ -16,7 +16,7 @@ every second, the disconnect sweep) weighs ~50 times more per request than at fu
 work (system calls, the network) is not counted at all. Compare two commits with it, not with wall time.
 
 Run: ``python bench/instructions.py [--target gateway|bare-proxy] [--requests 1000] [--concurrency 1]
-[--stream]``; for an A/B, alternate ``PYTHONPATH=/path/to/worktree/src python bench/instructions.py ...``.
+[--stream] [--keep callgrind.out]``; for an A/B, alternate ``PYTHONPATH=/path/to/worktree/src python bench/instructions.py ...``.
 That runs the worktree's sources as Python; to count its compiled request path (a wheel's), build it in place
 first, with mypy installed: ``cd /path/to/worktree/src && mypyc --ignore-missing-imports --follow-imports=silent``
 and setup.py's ``COMPILED`` modules (without their ``src/``), which puts the extensions beside the sources.
@@ -80,6 +80,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=200, help="requests before counting starts")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--stream", action="store_true", help="streamed chat completions instead of whole ones")
+    ap.add_argument("--keep", metavar="PATH", type=Path,
+                    help="keep callgrind's counts there, for callgrind_annotate by function (a compiled module's as CPyDef_...)")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if shutil.which(tool) is None:
@@ -118,6 +120,8 @@ def main() -> int:
               f"({args.requests} {kind} at c={args.concurrency}, {seconds:.0f} s under valgrind)")  # fmt: skip
         for name, count in by_object(out)[:8]:
             print(f"  {count / args.requests:>12,.0f}  {name}")
+        if args.keep is not None:
+            shutil.copyfile(out, args.keep)
     finally:
         procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -70,6 +70,9 @@ class Gateway:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout),
             auto_decompress=True,
+            # One session serves every customer: a cookie an upstream (its CDN) sets on one call must never go
+            # out with another's, nor pile up in a jar every call filters.
+            cookie_jar=aiohttp.DummyCookieJar(),
             # Upstreams see who calls, not aiohttp's default agent (naming it here rather than skipping it:
             # a skipped header costs aiohttp a copy of every request's headers).
             headers={"User-Agent": f"TokenHub/{__version__}"},
