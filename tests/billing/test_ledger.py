@@ -991,6 +991,36 @@ def test_an_upstream_text_is_stored_as_it_came_whatever_its_quotes(database_url:
     run(scenario())
 
 
+def test_flags_and_absent_values_are_stored_as_the_database_types_them(database_url: str):
+    """A hold's ``stream`` and a settlement's ``estimated`` are booleans, its error and tool uses absent: read
+    back as booleans and NULL (on SQLite, where the store registers sqlite3 adapters for them, as the integers
+    and NULLs sqlite3 binds without adapters)."""
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        await ledger.hold(Hold("gen-flags", uid, kid, 300_000, "m", stream=True))
+        await ledger.hold(Hold("gen-plain", uid, kid, 300_000, "m"))
+        ledger.settle(Settlement("gen-flags", uid, kid, 300_000, 1_000, "ok", Usage(1, 1, estimated=True)))
+        ledger.settle(Settlement("gen-plain", uid, kid, 300_000, 1_000, "ok", Usage(1, 1)))
+        await asyncio.wait_for(ledger.flush(), 5)
+        columns = (requests.c.id, requests.c.stream, requests.c.estimated, requests.c.error, requests.c.tool_uses)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(*columns).order_by(requests.c.id))).all()
+            if engine.dialect.name == "sqlite":
+                raw = (await conn.exec_driver_sql(
+                    "SELECT typeof(stream), stream, typeof(estimated), estimated, typeof(error), typeof(tool_uses)"
+                    " FROM requests ORDER BY id")).all()  # fmt: skip
+                assert [tuple(r) for r in raw] == [("integer", 1, "integer", 1, "null", "null"),
+                                                   ("integer", 0, "integer", 0, "null", "null")]
+        assert [tuple(r) for r in rows] == [("gen-flags", True, True, None, None), ("gen-plain", False, False, None, None)]
+        await ledger.close()
+        await engine.dispose()
+
+    run(scenario())
+
+
 def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(database_url: str):
     """asyncpg keeps a prepared statement's generic plan while the tables grow. Made on a new, empty
     database, a plan that scans a table (or joins a whole index by hashing it) gets slower with every
