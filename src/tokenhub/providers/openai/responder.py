@@ -19,6 +19,7 @@ from tokenhub.errors import GatewayError
 from tokenhub.providers.base import MODEL_FIELD, Meter, StreamReader
 from tokenhub.providers.client import CostText, Responder
 from tokenhub.providers.openai.adapter import OpenAIAdapter
+from tokenhub.providers.openai.stream import OpenAIStreamReader
 from tokenhub.providers.openai.wire import error_event, read_usage, usage_object, with_cost
 from tokenhub.sse import DONE, Event, frame
 from tokenhub.tokens import Usage
@@ -65,7 +66,9 @@ class OpenAIBytePipe:
     only the usage event is re-serialised (it gains ``cost``)."""
 
     def __init__(self, responder: OpenAIResponder, reader: StreamReader, meter: Meter, cost_text: CostText, channel: Channel) -> None:
-        self._reader = reader
+        if not isinstance(reader, OpenAIStreamReader):  # ``passthrough`` pairs this pipe with OpenAIAdapter alone
+            raise TypeError(f"OpenAIBytePipe reads an OpenAI stream, not {type(reader).__name__}")
+        self._reader = reader  # its own type: compiled, reading an event is a native call returning a dict
         self._cost_text = cost_text
         self._channel = channel
         self._client_model = responder.client_model
