@@ -36,6 +36,7 @@ def fake_openai_server() -> Iterator[ServerThread]:
 def fake_openai(fake_openai_server: ServerThread) -> FakeOpenAIState:
     state: FakeOpenAIState = fake_openai_server.app["state"]
     state.reset()
+    state.token_delay = 0.0  # as the server was made: a test's slow streams end with it
     return state
 
 
