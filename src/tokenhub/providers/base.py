@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 
@@ -64,6 +64,7 @@ class Meter(Protocol):
     error: dict[str, Any] | None  # an error the upstream sent inside the stream: {"message", "type", "code"}
     finished: bool  # the upstream's terminal signal arrived ([DONE], message_stop, a finish reason)
     pieces: list[str]  # the generated text so far (content, reasoning, tool arguments), for an estimate
+    text_later: Callable[[], None] | None  # a reader's text kept undecoded: put in ``pieces`` before they count
 
     def tool_use(self, kind: str) -> None:
         """One server-tool use delivered (e.g. a web search result), billed even if usage never comes."""

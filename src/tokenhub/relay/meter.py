@@ -24,7 +24,7 @@ from tokenhub.tokens import Usage, estimate_tokens
 class StreamMeter:
     """What one upstream stream has said so far (see ``providers.base.Meter``)."""
 
-    __slots__ = ("usage", "finish_reason", "error", "finished", "pieces", "tool_uses")
+    __slots__ = ("usage", "finish_reason", "error", "finished", "pieces", "text_later", "tool_uses")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -32,13 +32,22 @@ class StreamMeter:
         self.error: dict[str, Any] | None = None
         self.finished = False
         self.pieces: list[str] = []
+        self.text_later: Callable[[], None] | None = None
         self.tool_uses: dict[str, int] = {}
 
     def tool_use(self, kind: str) -> None:
         self.tool_uses[kind] = self.tool_uses.get(kind, 0) + 1
 
+    def delivered_text(self) -> str:
+        """All the text generated so far, to count (what a reader decoded late comes last)."""
+        later = self.text_later
+        if later is not None:
+            self.text_later = None
+            later()
+        return "".join(self.pieces)
+
     def delivered_tokens(self) -> int:
-        return estimate_tokens("".join(self.pieces))
+        return estimate_tokens(self.delivered_text())
 
     @property
     def done(self) -> bool:

@@ -77,24 +77,27 @@ class OpenAIBytePipe:
         self._exclude_reasoning = responder.exclude_reasoning
         self._usage_sent = False
         self._upstream_field: bytes | None = None  # the upstream's `"model": "..."`, as its chunks spell it
-        self._chunk_id: Any = None
-        self._created: Any = None
+        self._first: bytes | None = None  # the first payload: its id and time name a usage chunk the gateway writes
 
     def feed(self, event: Event) -> bytes:
+        data = event.data
+        if self._first is None:
+            self._first = data
+        reasoning = self._exclude_reasoning and data.find(b'"reasoning') >= 0
+        if not reasoning and self._reader.skim(data):  # most chunks: as they came, but for the model's name
+            return b"data: " + self._with_client_model(data) + b"\n\n"
         obj = self._reader.read(event)
         if obj is None:  # [DONE] (the ending sends it) or an error (the relay ends the stream)
             return b""
-        if self._chunk_id is None:
-            self._chunk_id, self._created = obj.get("id"), obj.get("created")
         raw_usage = obj.get("usage")
-        if self._exclude_reasoning and b'"reasoning' in event.data:
+        if reasoning:
             if not without_reasoning(obj, "delta"):
                 return b""
             if raw_usage is None:
                 obj["model"] = self._client_model
                 return frame(orjson.dumps(obj))
-        if raw_usage is None:  # most chunks: the payload as it came, but for the model's name
-            return b"data: " + self._with_client_model(event.data) + b"\n\n"
+        if raw_usage is None:  # the payload as it came, but for the model's name
+            return b"data: " + self._with_client_model(data) + b"\n\n"
         choices = obj.get("choices")
         usage = read_usage(raw_usage)
         if usage is not None and self._include_usage:
@@ -127,11 +130,20 @@ class OpenAIBytePipe:
 
     def ending(self, usage: Usage, cost_text: str) -> bytes:
         if self._include_usage and not self._usage_sent:  # the upstream sent none: the estimate, with its cost
-            return usage_chunk(self._chunk_id, self._created, self._client_model, usage, cost_text) + DONE
+            first = _object(self._first)
+            return usage_chunk(first.get("id"), first.get("created"), self._client_model, usage, cost_text) + DONE
         return DONE
 
     def error_tail(self, err: GatewayError | dict[str, Any]) -> bytes:
         return error_event(err, self._channel)
+
+
+def _object(data: bytes | None) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        obj = None
+    return obj if type(obj) is dict else {}
 
 
 REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")

@@ -2,6 +2,13 @@
 (text, finish reason, usage, an error, ``[DONE]``) goes to the meter; the chunk itself is already in
 the gateway's canonical shape, so translating it is only hiding its usage (the responder writes the
 usage chunk, with the cost) and naming the client's model.
+
+The pass-through pipe, which forwards each payload's bytes, first asks ``skim``: a text delta (its one
+finish reason null, its usage null or absent, no error) tells the meter nothing now but its text, which
+counts only if the upstream never reports usage. Such a chunk, most of a stream, is kept undecoded and
+decoded only if its text is counted (``Meter.text_later``): decoding each was 12 % of a relayed stream's
+instructions. A payload that ends as a text delta does but is not JSON is forwarded as it came, as a proxy
+would, and its text not counted; any other malformed payload ends the stream.
 """
 
 from __future__ import annotations
@@ -15,12 +22,50 @@ from tokenhub.providers.openai.wire import read_usage
 from tokenhub.sse import Event
 
 _CONTENT_ONLY = frozenset(("role", "content"))
+# How an OpenAI text delta ends: its one choice's null finish reason, then the null usage of a stream that
+# asked for usage (the gateway always asks), or nothing.
+_TEXT_DELTA_END = b'"finish_reason":null}],"usage":null}'
+_TEXT_DELTA_END_NO_USAGE = b'"finish_reason":null}]}'
 
 
 class OpenAIStreamReader:
     def __init__(self, client_model: str, meter: Meter) -> None:
         self._model = client_model
         self._meter = meter
+        self._skimmed: list[bytes] = []  # payloads forwarded undecoded, their text not yet in the meter
+
+    def skim(self, data: bytes) -> bool:
+        """True for a payload that tells the meter nothing now but its text, kept to decode when the text
+        counts: a text delta as OpenAI spells it, ending in a null finish reason (and, when asked for, a null
+        usage), with no other finish reason and no error anywhere in it. Keys are found as bytes (a quote
+        inside a JSON string is escaped, so ``"error":`` can only be a key); two searches of the payload
+        where decoding it cost ~9 k instructions."""
+        if data.endswith(_TEXT_DELTA_END):
+            end = len(data) - len(_TEXT_DELTA_END)
+        elif data.endswith(_TEXT_DELTA_END_NO_USAGE) and data.find(b'"usage":') < 0:
+            end = len(data) - len(_TEXT_DELTA_END_NO_USAGE)
+        else:
+            return False
+        if data.find(b'"finish_reason":') != end or data.find(b'"error":') >= 0 or not data.startswith(b'{"'):
+            return False
+        if not self._skimmed:
+            self._meter.text_later = self._decode_skimmed
+        self._skimmed.append(data)
+        return True
+
+    def _decode_skimmed(self) -> None:
+        pieces = self._meter.pieces
+        for data in self._skimmed:
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue  # forwarded as it came; it has no text to count
+            choices = obj.get("choices") if type(obj) is dict else None
+            if type(choices) is list:
+                for choice in choices:
+                    if type(choice) is dict:
+                        _choice_text(choice, pieces)
+        self._skimmed.clear()
 
     def read(self, event: Event) -> dict[str, Any] | None:
         meter = self._meter
@@ -42,18 +87,7 @@ class OpenAIStreamReader:
             for choice in choices:
                 if type(choice) is not dict:
                     continue
-                delta = choice.get("delta")
-                if type(delta) is dict:
-                    content = delta.get("content")
-                    if type(content) is str and len(delta) == 1:  # most chunks: the text and nothing else
-                        meter.pieces.append(content)
-                    elif delta.keys() <= _CONTENT_ONLY:  # the text and a role
-                        if type(content) is str:
-                            meter.pieces.append(content)
-                    else:
-                        collect_text(delta, meter.pieces)
-                elif type(text := choice.get("text")) is str:  # a legacy text completion's chunk
-                    meter.pieces.append(text)
+                _choice_text(choice, meter.pieces)
                 finish = choice.get("finish_reason")
                 if finish:
                     meter.finish_reason = str(finish)
@@ -74,3 +108,19 @@ class OpenAIStreamReader:
 
     def close(self) -> list[dict[str, Any]]:
         return []
+
+
+def _choice_text(choice: dict[str, Any], pieces: list[str]) -> None:
+    """A chunk's choice's generated text, into ``pieces``."""
+    delta = choice.get("delta")
+    if type(delta) is dict:
+        content = delta.get("content")
+        if type(content) is str and len(delta) == 1:  # most chunks: the text and nothing else
+            pieces.append(content)
+        elif delta.keys() <= _CONTENT_ONLY:  # the text and a role
+            if type(content) is str:
+                pieces.append(content)
+        else:
+            collect_text(delta, pieces)
+    elif type(text := choice.get("text")) is str:  # a legacy text completion's chunk
+        pieces.append(text)
