@@ -9,9 +9,12 @@ POST /v1/chat/completions (any path ending in /chat/completions, in fact):
 
 Every byte is precomputed at start; a request costs one orjson.loads of the body.  With
 ``--chunk-delay 0`` (the default) the whole stream goes out in one write; with a delay each
-chunk is written and flushed separately, ``--chunk-delay`` seconds apart.
+chunk is written and flushed separately, ``--chunk-delay`` seconds apart.  ``--obfuscation``
+ends every chunk with OpenAI's own padding (``"obfuscation": "..."``, which api.openai.com sends
+since 2025 unless ``stream_options.include_obfuscation`` is false; other OpenAI-protocol providers
+send none, nor does this fake by default).
 
-Run: ``python bench/fake_upstream.py --port 9001 [--chunk-delay 0.01]``
+Run: ``python bench/fake_upstream.py --port 9001 [--chunk-delay 0.01] [--obfuscation]``
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def _word(i: int) -> str:
     return w if i == CONTENT_CHUNKS - 1 else w + " "
 
 
-def _build() -> tuple[bytes, list[bytes], list[bytes]]:
+def _build(obfuscation: bool = False) -> tuple[bytes, list[bytes], list[bytes]]:
     text = "".join(_word(i) for i in range(CONTENT_CHUNKS))
     usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": CONTENT_CHUNKS,
              "total_tokens": PROMPT_TOKENS + CONTENT_CHUNKS,
@@ -59,6 +62,9 @@ def _build() -> tuple[bytes, list[bytes], list[bytes]]:
                 c["usage"] = None
             return c
 
+        def padded(c: dict, seq: int) -> dict:
+            return {**c, "obfuscation": "Zq8xWv3kLm2Np"[: 1 + seq % 12]} if obfuscation else c
+
         out = [chunk({"role": "assistant", "content": "", "refusal": None})]
         out += [chunk({"content": _word(i)}) for i in range(CONTENT_CHUNKS)]
         out.append(chunk({}, "stop"))
@@ -66,7 +72,7 @@ def _build() -> tuple[bytes, list[bytes], list[bytes]]:
             out.append({"id": "chatcmpl-bench0001", "object": "chat.completion.chunk", "created": CREATED,
                         "model": MODEL, "service_tier": "default", "system_fingerprint": "fp_bench",
                         "choices": [], "usage": usage})
-        lines = [b"data: " + orjson.dumps(c) + b"\n\n" for c in out]
+        lines = [b"data: " + orjson.dumps(padded(c, seq)) + b"\n\n" for seq, c in enumerate(out)]
         lines.append(b"data: [DONE]\n\n")
         return lines
 
@@ -81,7 +87,10 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contro
                "x-request-id": "req_bench"}
 
 
-def make_app(chunk_delay: float) -> web.Application:
+def make_app(chunk_delay: float, obfuscation: bool = False) -> web.Application:
+    stream_plain, stream_usage = (_build(True)[1:] if obfuscation else (STREAM_PLAIN, STREAM_USAGE))
+    plain_joined, usage_joined = b"".join(stream_plain), b"".join(stream_usage)
+
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
@@ -95,9 +104,9 @@ def make_app(chunk_delay: float) -> web.Application:
         resp = web.StreamResponse(headers=SSE_HEADERS)
         await resp.prepare(request)
         if chunk_delay <= 0:
-            await resp.write(STREAM_USAGE_JOINED if include_usage else STREAM_PLAIN_JOINED)
+            await resp.write(usage_joined if include_usage else plain_joined)
         else:
-            for line in STREAM_USAGE if include_usage else STREAM_PLAIN:
+            for line in stream_usage if include_usage else stream_plain:
                 await resp.write(line)
                 await asyncio.sleep(chunk_delay)
         await resp.write_eof()
@@ -114,9 +123,10 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9001)
     ap.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream chunks (default 0)")
+    ap.add_argument("--obfuscation", action="store_true", help="OpenAI's padding in every chunk")
     args = ap.parse_args()
     uvloop.install()
-    web.run_app(make_app(args.chunk_delay), host=args.host, port=args.port, access_log=None, print=None,
+    web.run_app(make_app(args.chunk_delay, args.obfuscation), host=args.host, port=args.port, access_log=None, print=None,
                 backlog=1024)
 
 

@@ -16,7 +16,7 @@ every second, the disconnect sweep) weighs ~50 times more per request than at fu
 work (system calls, the network) is not counted at all. Compare two commits with it, not with wall time.
 
 Run: ``python bench/instructions.py [--target gateway|bare-proxy] [--requests 1000] [--concurrency 1]
-[--stream] [--keep callgrind.out]``; for an A/B, alternate ``PYTHONPATH=/path/to/worktree/src python bench/instructions.py ...``.
+[--stream] [--obfuscation] [--keep callgrind.out]``; for an A/B, alternate ``PYTHONPATH=/path/to/worktree/src python bench/instructions.py ...``.
 That runs the worktree's sources as Python; to count its compiled request path (a wheel's), build it in place
 first, with mypy installed: ``cd /path/to/worktree/src && mypyc --ignore-missing-imports --follow-imports=silent``
 and setup.py's ``COMPILED`` modules (without their ``src/``), which puts the extensions beside the sources.
@@ -80,6 +80,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=200, help="requests before counting starts")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--stream", action="store_true", help="streamed chat completions instead of whole ones")
+    ap.add_argument("--obfuscation", action="store_true", help="the fake upstream pads every chunk as api.openai.com does")
     ap.add_argument("--keep", metavar="PATH", type=Path,
                     help="keep callgrind's counts there, for callgrind_annotate by function (a compiled module's as CPyDef_...)")
     args = ap.parse_args()
@@ -91,7 +92,8 @@ def main() -> int:
     out = workdir / "callgrind.out"
     try:
         up_port = free_port()
-        up = procs.start("upstream", [PY, str(BENCH / "fake_upstream.py"), "--port", str(up_port)], cpus="0")
+        padding = ["--obfuscation"] if args.obfuscation else []
+        up = procs.start("upstream", [PY, str(BENCH / "fake_upstream.py"), "--port", str(up_port), *padding], cpus="0")
         wait_http(f"http://127.0.0.1:{up_port}/", up, procs, "upstream")
         port = free_port()
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]

@@ -53,7 +53,10 @@ PAYLOADS = [
     # a usage deeper down is not the chunk's (undecoded too); a spelling with spaces: decoded at once, as before
     HEAD + b'"choices":[{"index":0,"delta":{"content":"deep","usage":{"completion_tokens":3}},"finish_reason":null}],"usage":null}',
     b'{"id": "chatcmpl-1", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"content": "spaced"}, "finish_reason": null}], "usage": null}',
-    HEAD + b'"choices":[{"index":0,"delta":{"content":"end"},"logprobs":null,"finish_reason":"length"}],"usage":null}',
+    # OpenAI's padding last: a text delta still; one whose padding holds an escaped quote is decoded at once
+    HEAD + b'"choices":[{"index":0,"delta":{"content":"padded"},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"x7Yq"}',
+    HEAD + b'"choices":[{"index":0,"delta":{"content":"quoted"},"finish_reason":null}],"usage":null,"obfuscation":"a\\"b"}',
+    HEAD + b'"choices":[{"index":0,"delta":{"content":"end"},"logprobs":null,"finish_reason":"length"}],"usage":null,"obfuscation":"Q"}',
     HEAD + b'"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}',
     b"[DONE]",
 ]
@@ -72,14 +75,14 @@ def test_the_pipe_tells_the_meter_what_decoding_every_chunk_tells_it():
     meter = StreamMeter()
     pipe = _pipe(meter, include_usage=True)
     out = b"".join(pipe.feed(Event(b"", payload)) for payload in PAYLOADS)
-    assert meter.pieces == ["spaced", "end"], "the text deltas wait, undecoded, until their text is counted"
+    assert meter.pieces == ["spaced", "quoted", "end"], "the text deltas wait, undecoded, until their text is counted"
     assert _meter_state(meter) == _meter_state(eager)
     assert meter.usage == Usage(5, 7) and meter.finish_reason == "length"
     assert "legacy text" in meter.delivered_text() and '"usage":{"total_tokens":9}' in meter.delivered_text() and '{"a":1}' in meter.delivered_text()
     forwarded = [orjson.loads(event.data) for event in SSEDecoder().feed(out)]
-    assert [chunk["model"] for chunk in forwarded] == ["openai/gpt-4.1"] * 9
-    assert [orjson.loads(p) | {"model": "openai/gpt-4.1"} for p in PAYLOADS[:8]] == forwarded[:8]
-    assert forwarded[8]["usage"]["cost"] == 0
+    assert [chunk["model"] for chunk in forwarded] == ["openai/gpt-4.1"] * 11
+    assert [orjson.loads(p) | {"model": "openai/gpt-4.1"} for p in PAYLOADS[:10]] == forwarded[:10]
+    assert forwarded[10]["usage"]["cost"] == 0
 
 
 def test_an_error_or_a_malformed_chunk_is_caught_however_it_is_spelt():
@@ -109,7 +112,7 @@ def test_the_usage_chunk_the_gateway_writes_takes_the_first_chunks_id_even_undec
     meter = StreamMeter()
     pipe = _pipe(meter, include_usage=True)
     pipe.feed(Event(b"", PAYLOADS[0]))
-    pipe.feed(Event(b"", PAYLOADS[7]))
+    pipe.feed(Event(b"", PAYLOADS[9]))
     assert meter.pieces == ["end"]  # the finish chunk is decoded at once; the role chunk waits
     tail = pipe.ending(Usage(4, 1, estimated=True), "0.000001")
     usage_chunk = orjson.loads(SSEDecoder().feed(tail)[0].data)

@@ -23,9 +23,12 @@ from tokenhub.sse import Event
 
 _CONTENT_ONLY = frozenset(("role", "content"))
 # How an OpenAI text delta ends: its one choice's null finish reason, then the null usage of a stream that
-# asked for usage (the gateway always asks), or nothing.
+# asked for usage (the gateway always asks) and OpenAI's own padding (``obfuscation``, a short alphanumeric
+# string, unless the client turned it off), or neither.
 _TEXT_DELTA_END = b'"finish_reason":null}],"usage":null}'
 _TEXT_DELTA_END_NO_USAGE = b'"finish_reason":null}]}'
+_PADDING = b',"obfuscation":"'
+_BEFORE_PADDING = b'"finish_reason":null}],"usage":null'
 
 
 class OpenAIStreamReader:
@@ -37,11 +40,16 @@ class OpenAIStreamReader:
     def skim(self, data: bytes) -> bool:
         """True for a payload that tells the meter nothing now but its text, kept to decode when the text
         counts: a text delta as OpenAI spells it, ending in a null finish reason (and, when asked for, a null
-        usage), with no other finish reason and no error anywhere in it. Keys are found as bytes (a quote
-        inside a JSON string is escaped, so ``"error":`` can only be a key); two searches of the payload
-        where decoding it cost ~9 k instructions."""
+        usage, then perhaps OpenAI's padding), with no other finish reason and no error anywhere in it. Keys
+        are found as bytes (a quote inside a JSON string is escaped, so ``"error":`` can only be a key): a few
+        searches of the payload where decoding it cost ~9 k instructions."""
         if data.endswith(_TEXT_DELTA_END):
             end = len(data) - len(_TEXT_DELTA_END)
+        elif data.endswith(b'"}'):  # the padding last: a string with no quote in it, then the payload's end
+            padding = data.rfind(_PADDING)
+            end = padding - len(_BEFORE_PADDING)
+            if padding < len(_BEFORE_PADDING) or data.find(b'"', padding + len(_PADDING)) != len(data) - 2 or not data.startswith(_BEFORE_PADDING, end):
+                return False
         elif data.endswith(_TEXT_DELTA_END_NO_USAGE) and data.find(b'"usage":') < 0:
             end = len(data) - len(_TEXT_DELTA_END_NO_USAGE)
         else:
