@@ -11,6 +11,7 @@ import pytest
 from tokenhub.providers.base import MalformedChunk
 from tokenhub.providers.openai.adapter import OpenAIAdapter
 from tokenhub.providers.openai.responder import OpenAIResponder
+from tokenhub.providers.openai.stream import SKIM_LIMIT
 from tokenhub.relay.meter import StreamMeter
 from tokenhub.sse import Event, SSEDecoder
 from tokenhub.tokens import Usage
@@ -117,3 +118,16 @@ def test_the_usage_chunk_the_gateway_writes_takes_the_first_chunks_id_even_undec
     tail = pipe.ending(Usage(4, 1, estimated=True), "0.000001")
     usage_chunk = orjson.loads(SSEDecoder().feed(tail)[0].data)
     assert (usage_chunk["id"], usage_chunk["created"], usage_chunk["usage"]["cost"]) == ("chatcmpl-1", 1700000000, 0.000001)
+
+
+def test_a_long_stream_keeps_a_bounded_size_undecoded():
+    meter = StreamMeter()
+    pipe = _pipe(meter)
+    delta = PAYLOADS[1]
+    count = SKIM_LIMIT // len(delta) + 1  # one past the limit
+    for _ in range(count):
+        assert pipe.feed(Event(b"", delta)).startswith(b"data: {")
+    assert len(meter.pieces) == count  # decoded into the meter's text once the limit was passed
+    pipe.feed(Event(b"", delta))
+    assert len(meter.pieces) == count  # and keeping again
+    assert len(meter.delivered_text()) == (count + 1) * len(orjson.loads(delta)["choices"][0]["delta"]["content"])

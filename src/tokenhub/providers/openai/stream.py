@@ -7,8 +7,9 @@ The pass-through pipe, which forwards each payload's bytes, first asks ``skim``:
 finish reason null, its usage null or absent, no error) tells the meter nothing now but its text, which
 counts only if the upstream never reports usage. Such a chunk, most of a stream, is kept undecoded and
 decoded only if its text is counted (``Meter.text_later``): decoding each was 12 % of a relayed stream's
-instructions. A payload that ends as a text delta does but is not JSON is forwarded as it came, as a proxy
-would, and its text not counted; any other malformed payload ends the stream.
+instructions (at most ``SKIM_LIMIT`` bytes are kept undecoded). A payload that ends as a text delta does but
+is not JSON is forwarded as it came, as a proxy would, and its text not counted; any other malformed payload
+ends the stream.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ _TEXT_DELTA_END = b'"finish_reason":null}],"usage":null}'
 _TEXT_DELTA_END_NO_USAGE = b'"finish_reason":null}]}'
 _PADDING = b',"obfuscation":"'
 _BEFORE_PADDING = b'"finish_reason":null}],"usage":null'
+# The most a stream keeps undecoded: past it, what was kept is decoded into the meter's text (as every
+# chunk once was), so a long stream holds no more than this besides its text (~800 chunks of OpenAI's).
+SKIM_LIMIT = 256 * 1024
 
 
 class OpenAIStreamReader:
@@ -36,6 +40,7 @@ class OpenAIStreamReader:
         self._model = client_model
         self._meter = meter
         self._skimmed: list[bytes] = []  # payloads forwarded undecoded, their text not yet in the meter
+        self._skimmed_size = 0
 
     def skim(self, data: bytes) -> bool:
         """True for a payload that tells the meter nothing now but its text, kept to decode when the text
@@ -59,6 +64,9 @@ class OpenAIStreamReader:
         if not self._skimmed:
             self._meter.text_later = self._decode_skimmed
         self._skimmed.append(data)
+        self._skimmed_size += len(data)
+        if self._skimmed_size > SKIM_LIMIT:
+            self._decode_skimmed()
         return True
 
     def _decode_skimmed(self) -> None:
@@ -74,6 +82,7 @@ class OpenAIStreamReader:
                     if type(choice) is dict:
                         _choice_text(choice, pieces)
         self._skimmed.clear()
+        self._skimmed_size = 0
 
     def read(self, event: Event) -> dict[str, Any] | None:
         meter = self._meter
