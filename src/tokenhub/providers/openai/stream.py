@@ -26,10 +26,10 @@ _CONTENT_ONLY = frozenset(("role", "content"))
 # How an OpenAI text delta ends: its one choice's null finish reason, then the null usage of a stream that
 # asked for usage (the gateway always asks) and OpenAI's own padding (``obfuscation``, a short alphanumeric
 # string, unless the client turned it off), or neither.
-_TEXT_DELTA_END = b'"finish_reason":null}],"usage":null}'
+_BEFORE_PADDING = b'"finish_reason":null}],"usage":null'
+_TEXT_DELTA_END = _BEFORE_PADDING + b"}"
 _TEXT_DELTA_END_NO_USAGE = b'"finish_reason":null}]}'
 _PADDING = b',"obfuscation":"'
-_BEFORE_PADDING = b'"finish_reason":null}],"usage":null'
 # The most a stream keeps undecoded: past it, what was kept is decoded into the meter's text (as every
 # chunk once was), so a long stream holds no more than this besides its text (~800 chunks of OpenAI's).
 SKIM_LIMIT = 256 * 1024
