@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 from aiohttp import web
 
-from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, body_deadline_middleware, error_middleware
+from tokenhub.api.errors import HTML_NOT_FOUND, MAX_BODY, request_middleware
 from tokenhub.api.gemini import GeminiAPI
 from tokenhub.api.messages import MessagesAPI
 from tokenhub.api.ops import OpsAPI
@@ -15,7 +15,6 @@ from tokenhub.api.routes import PublicAPI
 from tokenhub.api.stripe_webhook import StripeWebhookAPI
 from tokenhub.config import Settings
 from tokenhub.gateway import Gateway
-from tokenhub.relay.inflight import Handler
 from tokenhub.surface import GATEWAY, DeferredRoutes, echo_request_id
 from tokenhub.tasks.poller import TaskPoller
 
@@ -40,24 +39,14 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     await gateway.stop()
 
 
-@web.middleware
-async def in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request is known to the gateway while it runs (relay/inflight.py: drain, client disconnects)."""
-    gateway = request.app.get(GATEWAY)
-    if gateway is None:
-        return await handler(request)
-    return await gateway.inflight.serve(request, handler)
-
-
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware(), body_deadline_middleware(settings.body_timeout, settings.body_min_rate)],
+        middlewares=[request_middleware(settings.body_timeout, settings.body_min_rate)],
         # A connection that has not sent a complete request head this long after it opened (or after its
         # last response) is closed: aiohttp's keep-alive timer closes any connection still waiting for one.
         handler_args={"keepalive_timeout": settings.header_timeout},
     )
-    app.middlewares.append(in_flight)
     app[SETTINGS] = settings
     app[MAX_BODY] = settings.max_body_bytes
     app.cleanup_ctx.append(_lifespan)

@@ -1,4 +1,5 @@
-"""Render every failure once, in the OpenAI error format; never a stack trace."""
+"""The one middleware every request passes through, and every failure rendered once, in the route's error
+format (OpenAI's, Anthropic's or Google's); never a stack trace."""
 
 from __future__ import annotations
 
@@ -35,36 +36,6 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> Gatewa
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return InvalidRequest(f"{request.method} is not allowed on {request.path}", code="method_not_allowed", status=405)
     return GatewayError(exc.reason or "error", status=exc.status, code=None)
-
-
-def error_middleware() -> Any:
-    """Mint the request id, and render every failure once."""
-    new_request_id = RequestIds()
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        request_id = request[REQUEST_ID] = new_request_id()
-        REQUEST_ID_VAR.set(request_id)  # every log line of this request carries it (tokenhub.logs)
-        try:
-            return await handler(request)
-        except GatewayError as err:
-            if isinstance(err, LimitReached):
-                gateway = request.app.get(GATEWAY)
-                if gateway is not None:
-                    gateway.metrics.limited.labels(err.scope, err.limit).inc()
-            return _in_route_format(request, err)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            html_page = request.app.get(HTML_NOT_FOUND)
-            if exc.status == 404 and html_page is not None and not request.path.startswith(API_PREFIXES):
-                return await html_page(request)
-            return _in_route_format(request, _from_http_exception(exc, request))
-        except Exception:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return error_response(GatewayError("internal error; the request id helps the operator find it"))
-
-    return middleware
 
 
 def _in_route_format(request: web.Request, err: GatewayError) -> web.Response:
@@ -105,28 +76,63 @@ async def _read_body_in_time(request: web.Request, timeout: float, min_rate: int
             reading.cancel()
 
 
-def body_deadline_middleware(timeout: float, min_rate: int) -> Any:
-    """Hold every request body to a deadline (TOKENHUB_BODY_TIMEOUT and TOKENHUB_BODY_MIN_RATE): a client
-    that trickles its body gets a 408 and its connection closed. Headers have their own deadline
-    (TOKENHUB_HEADER_TIMEOUT, the server's keep-alive timeout: see app.py)."""
+def request_middleware(body_timeout: float, body_min_rate: int) -> Any:
+    """The one middleware every request passes through (one layer: each coroutine a request awaits
+    through is resumed at each of its waits):
+
+    * its request id, minted here, on every log line and response of the request;
+    * its body held to a deadline (TOKENHUB_BODY_TIMEOUT and TOKENHUB_BODY_MIN_RATE): a client that
+      trickles its body gets a 408 and its connection closed. Headers have their own deadline
+      (TOKENHUB_HEADER_TIMEOUT, the server's keep-alive timeout: see app.py);
+    * registered with the gateway while it runs (relay/inflight.py: the drain, clients that leave);
+    * every failure rendered once, in the route's error format; never a stack trace."""
+    new_request_id = RequestIds()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not request.body_exists:
-            return await handler(request)
+        request_id = request[REQUEST_ID] = new_request_id()
+        REQUEST_ID_VAR.set(request_id)  # every log line of this request carries it (tokenhub.logs)
+        gateway = request.app.get(GATEWAY)
         try:
-            in_time = await _read_body_in_time(request, timeout, min_rate)
-        except web.HTTPRequestEntityTooLarge:
-            return _in_route_format(request, PayloadTooLarge(f"the request body is larger than {request.app[MAX_BODY]} bytes"))
-        if not in_time:
-            late = RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)")
-            response = _in_route_format(request, late)
-            response.force_close()
-            await response.prepare(request)
-            await response.write_eof()
-            if request.transport is not None:
-                request.transport.close()  # the rest of a trickled body is not worth waiting for
-            return response
-        return await handler(request)
+            if request.body_exists:
+                late = await _body_late(request, body_timeout, body_min_rate)
+                if late is not None:
+                    return late
+            if gateway is None:
+                return await handler(request)
+            return await gateway.inflight.serve(request, handler)
+        except GatewayError as err:
+            if isinstance(err, LimitReached) and gateway is not None:
+                gateway.metrics.limited.labels(err.scope, err.limit).inc()
+            return _in_route_format(request, err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            html_page = request.app.get(HTML_NOT_FOUND)
+            if exc.status == 404 and html_page is not None and not request.path.startswith(API_PREFIXES):
+                return await html_page(request)
+            return _in_route_format(request, _from_http_exception(exc, request))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(GatewayError("internal error; the request id helps the operator find it"))
 
     return middleware
+
+
+async def _body_late(request: web.Request, timeout: float, min_rate: int) -> web.StreamResponse | None:
+    """Read the body in time: nothing, or the answer to a body too large or too late (sent, and the
+    connection closed, for one too late)."""
+    try:
+        in_time = await _read_body_in_time(request, timeout, min_rate)
+    except web.HTTPRequestEntityTooLarge:
+        return _in_route_format(request, PayloadTooLarge(f"the request body is larger than {request.app[MAX_BODY]} bytes"))
+    if in_time:
+        return None
+    late = RequestTimeout(f"the request body did not arrive within the time allowed ({timeout:g} s)")
+    response = _in_route_format(request, late)
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # the rest of a trickled body is not worth waiting for
+    return response
