@@ -1,7 +1,8 @@
 """The compiled part of a wheel (everything else about the package is in pyproject.toml).
 
 A wheel compiles the request path's own Python — the relay, the bill and the ledger writer, the OpenAI
-protocol's modules, and the SSE decoder, meter and cost arithmetic every streamed event runs through —
+protocol's modules, the SSE decoder, meter and cost arithmetic every streamed event runs through, and the
+body parsing, field cleaning and token bounds every request passes —
 with mypyc: the same modules, as C extensions beside their sources (bench/README.md, sessions 20 to 22,
 for what it saves and why these).
 The build backend (build_support/tokenhub_build.py) asks for it for wheels only; without a C compiler or
@@ -27,11 +28,14 @@ from setuptools import setup
 
 COMPILED = [
     "src/tokenhub/sse.py",
+    "src/tokenhub/json_body.py",
+    "src/tokenhub/tokens.py",
     "src/tokenhub/billing/bill.py",
     "src/tokenhub/billing/cost.py",
     "src/tokenhub/billing/ledger.py",
     "src/tokenhub/billing/ledger_plan.py",
     "src/tokenhub/billing/ledger_store.py",
+    "src/tokenhub/providers/client_fields.py",
     "src/tokenhub/providers/openai/adapter.py",
     "src/tokenhub/providers/openai/legacy.py",
     "src/tokenhub/providers/openai/request.py",
