@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from tokenhub.errors import InvalidRequest
 
-MAX_JSON_DEPTH = 128
+MAX_JSON_DEPTH: Final = 128
 
 
 def too_deep(value: Any, limit: int = MAX_JSON_DEPTH, depth: int = 1) -> bool:

@@ -96,4 +96,4 @@ def frame(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-DONE = b"data: [DONE]\n\n"
+DONE: Final = b"data: [DONE]\n\n"

@@ -30,7 +30,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -58,20 +58,20 @@ log = logging.getLogger("tokenhub.ledger")
 
 # A new request row: what a hold writes. Its own values (_HOLD_COLUMNS), what every hold starts with
 # (_HELD), the process that holds it and when.
-_HOLD_COLUMNS = ("id", "user_id", "key_id", "model", "channel_id", "upstream_model", "endpoint", "stream", "hold_nanos")
-_HELD = {
+_HOLD_COLUMNS: Final = ("id", "user_id", "key_id", "model", "channel_id", "upstream_model", "endpoint", "stream", "hold_nanos")
+_HELD: Final = {
     "state": "held", "cost_nanos": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
     "cache_write_tokens": 0, "reasoning_tokens": 0, "estimated": False,
 }  # fmt: skip
-_REQUEST_COLUMNS = (*_HOLD_COLUMNS, *_HELD, "instance_id", "created_at")
+_REQUEST_COLUMNS: Final = (*_HOLD_COLUMNS, *_HELD, "instance_id", "created_at")
 # What a settlement writes on its request row (and settled_at). It keeps what the request recorded
 # where it knows nothing better (_KEPT: the sweeper's release does not know the channel).
-_SETTLE_COLUMNS = (
+_SETTLE_COLUMNS: Final = (
     "state", "status", "http_status", "cost_nanos", "overage_nanos", "prompt_tokens", "completion_tokens",
     "cached_tokens", "cache_write_tokens", "reasoning_tokens", "estimated", "finish_reason", "latency_ms", "ttfb_ms",
     "error", "prices", "channel_id", "upstream_model", "model", "tool_uses",
 )  # fmt: skip
-_KEPT = frozenset(("prices", "channel_id", "upstream_model", "model"))
+_KEPT: Final = frozenset(("prices", "channel_id", "upstream_model", "model"))
 
 
 def _null(value: None) -> None:
@@ -96,9 +96,9 @@ def _settle_set(new: str, old: str) -> str:
 
 # The state of the requests a group settles, read under the lock (SQLite's write lock, held from BEGIN
 # IMMEDIATE; PostgreSQL's row locks, _PG_LOCK): no other transaction can resolve them before this one's write.
-_SQLITE_SETTLING = "SELECT id, created_at, state, status FROM requests WHERE id IN ({})"
-_SQLITE_INSERT_REQUEST = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
-_SQLITE_SETTLE = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
+_SQLITE_SETTLING: Final = "SELECT id, created_at, state, status FROM requests WHERE id IN ({})"
+_SQLITE_INSERT_REQUEST: Final = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
+_SQLITE_SETTLE: Final = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
 
 
 def _hold_values(op: Hold) -> tuple[Any, ...]:
@@ -189,8 +189,8 @@ def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
     return user_ids, key_ids, settle_ids, late_ids
 
 
-KNOWN_SIZE = 100_000  # accounts and keys whose figures a store keeps (KnownFigures)
-DOUBT_MAX = 1024  # groups an account whose check keeps failing waits, at most, before it is expected again
+KNOWN_SIZE: Final = 100_000  # accounts and keys whose figures a store keeps (KnownFigures)
+DOUBT_MAX: Final = 1024  # groups an account whose check keeps failing waits, at most, before it is expected again
 
 
 class KnownFigures:
@@ -273,9 +273,9 @@ class KnownFigures:
         self.keys.update(keys)
 
 
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the write-ahead log file keeps once it starts over
-CATCH_UP_WAIT_MS = 200  # the longest the group after a checkpoint waits for others to let the log start over
-CHECKPOINT_TRIES = 5  # a passive checkpoint that met a commit mid-way through its header tries again, so often
+WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the write-ahead log file keeps once it starts over
+CATCH_UP_WAIT_MS: Final = 200  # the longest the group after a checkpoint waits for others to let the log start over
+CHECKPOINT_TRIES: Final = 5  # a passive checkpoint that met a commit mid-way through its header tries again, so often
 
 
 class SqliteLedgerStore:
@@ -476,7 +476,7 @@ def _sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-_PG_SETTINGS = {
+_PG_SETTINGS: Final = {
     "enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off",
     # Plan each statement once per connection: PostgreSQL otherwise plans the locking read anew at every
     # execution (a custom plan for its arrays: 0.19 ms of the server's time per group, on the hold's path).
@@ -740,10 +740,10 @@ class PostgresLedgerStore:
 # restarted without it; one that was stored finds its request no longer held, and does nothing). Holds
 # need no barrier: a hold a crash of the database took leaves its request unrecorded and uncharged, as
 # when the gateway's own process dies (docs/billing.md); no settlement, and no balance, depends on it.
-_PG_ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off; "
+_PG_ASYNC_COMMIT: Final = "SET LOCAL synchronous_commit TO off; "
 # A transaction id makes the COMMIT a record in the log, which the session's synchronous_commit (on
 # unless the operator turned it off for the whole server) waits for.
-_PG_BARRIER = "SELECT txid_current(); COMMIT; BEGIN"
+_PG_BARRIER: Final = "SELECT txid_current(); COMMIT; BEGIN"
 
 # Lock the requests the group settles and read their state (no other transaction can change them before
 # this one's write, which sets their state); then every user and key of the group, in id order, and read
@@ -752,7 +752,7 @@ _PG_BARRIER = "SELECT txid_current(); COMMIT; BEGIN"
 # the ones groups of different processes contend for, are locked last (and the write's request rows
 # come before its money: _PG_REQUESTS, _PG_MONEY), so a group holds them for as short a time as it can.
 # One statement, one round trip: UNION ALL runs its branches in order.
-_PG_LOCK = """
+_PG_LOCK: Final = """
 WITH settled AS (
     SELECT id, created_at, state, status FROM requests WHERE id = ANY($2::text[]) ORDER BY id FOR UPDATE
 ), accounts AS (
@@ -787,10 +787,10 @@ SELECT user_id, balance, key_id, limit_nanos, used_nanos, held_nanos, NULL, NULL
 # locked. The users' and keys' rows are locked FOR NO KEY UPDATE, as the UPDATE that follows would lock
 # them anyway: it excludes every other writer of the row and lets a foreign key elsewhere (a session's,
 # a payment's) check that the user exists without waiting for the group.
-_PG_SETTLING_NAME = "pg_temp.tokenhub_ledger_settling"
-_PG_ROOM_NAME = "pg_temp.tokenhub_ledger_room"
-_PG_STALE = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
-_PG_EXPECT_FUNCTIONS = f"""
+_PG_SETTLING_NAME: Final = "pg_temp.tokenhub_ledger_settling"
+_PG_ROOM_NAME: Final = "pg_temp.tokenhub_ledger_room"
+_PG_STALE: Final = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
+_PG_EXPECT_FUNCTIONS: Final = f"""
 CREATE FUNCTION {_PG_SETTLING_NAME}(settling json) RETURNS void LANGUAGE plpgsql AS $check$
 BEGIN
     IF (SELECT count(*) FROM (
@@ -842,8 +842,8 @@ def _literal(text: str) -> str:
 # one the group was planned on (nothing, when it was planned on the figures as locked); each key's
 # counters by their increments. So a group planned on figures another process has changed since (a check
 # found they leave enough room) writes what the same decisions make of the figures as they are.
-_PG_HELD = ", ".join(f"'{v}'" if isinstance(v, str) else str(v).lower() for v in _HELD.values())  # 'held', 0, ..., false
-_PG_REQUESTS = f"""
+_PG_HELD: Final = ", ".join(f"'{v}'" if isinstance(v, str) else str(v).lower() for v in _HELD.values())  # 'held', 0, ..., false
+_PG_REQUESTS: Final = f"""
 WITH new_requests AS (
     INSERT INTO requests ({", ".join(_REQUEST_COLUMNS)})
     SELECT {", ".join(f"t.{c}" for c in _HOLD_COLUMNS)}, {_PG_HELD}, $4, $1
@@ -852,7 +852,7 @@ WITH new_requests AS (
 UPDATE requests r SET {_settle_set("s.{}", "r.{}")}, settled_at = $1
 FROM json_populate_recordset(NULL::requests, $3::json) AS s WHERE r.id = s.id
 """
-_PG_MONEY = """
+_PG_MONEY: Final = """
 WITH moved AS (
     SELECT u.id, u.balance - b.opening AS offset_, b.closing
     FROM json_to_recordset($3::json) AS b(id int, opening bigint, closing bigint) JOIN users u ON u.id = b.id
@@ -866,9 +866,9 @@ WITH moved AS (
 )
 UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
 """
-_PG_REQUESTS_NAME = "tokenhub_ledger_requests"
-_PG_MONEY_NAME = "tokenhub_ledger_money"
-_PG_PREPARED = {  # name: (parameter types, statement)
+_PG_REQUESTS_NAME: Final = "tokenhub_ledger_requests"
+_PG_MONEY_NAME: Final = "tokenhub_ledger_money"
+_PG_PREPARED: Final = {  # name: (parameter types, statement)
     _PG_REQUESTS_NAME: ("timestamptz, json, json, text", _PG_REQUESTS),
     _PG_MONEY_NAME: ("timestamptz, json, json, json", _PG_MONEY),
 }

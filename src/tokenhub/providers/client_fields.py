@@ -10,12 +10,12 @@ a JSON Schema's property maps (``properties`` and the like, e.g. a tool paramete
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-UPSTREAM_FIELDS = frozenset({"api_base", "base_url", "api_key", "user_config"})
-SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"})  # keys are names, not options
+UPSTREAM_FIELDS: Final = frozenset({"api_base", "base_url", "api_key", "user_config"})
+SCHEMA_MAPS: Final = frozenset({"properties", "patternProperties", "$defs", "definitions"})  # keys are names, not options
 
-_UNCHANGED: Any = object()
+_UNCHANGED: Final[Any] = object()
 
 
 def _clean(value: Any, names: bool) -> Any:

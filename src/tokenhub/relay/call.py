@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from tokenhub.errors import InvalidRequest
 from tokenhub.providers.client_fields import without_upstream_fields
 from tokenhub.relay.extensions import NONE, Extensions, take_extensions
 
-MAX_N = 128
+MAX_N: Final = 128
 
 
 @dataclass

@@ -23,15 +23,15 @@ become the gateway's own controls:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from tokenhub.errors import InvalidRequest
 
-DROPPED = ("transforms", "route", "preset")
-EXTENSION_FIELDS = ("models", "provider", "reasoning", "usage", *DROPPED)
-MAX_MODELS = 8
-SORTS = ("price", "latency", "throughput")
-EFFORT_BY_BUDGET = ((2048, "low"), (12288, "medium"))
+DROPPED: Final = ("transforms", "route", "preset")
+EXTENSION_FIELDS: Final = ("models", "provider", "reasoning", "usage", *DROPPED)
+MAX_MODELS: Final = 8
+SORTS: Final = ("price", "latency", "throughput")
+EFFORT_BY_BUDGET: Final = ((2048, "low"), (12288, "medium"))
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Extensions:
     exclude_reasoning: bool = False
 
 
-NONE = Extensions()
+NONE: Final = Extensions()
 
 
 def take_extensions(payload: dict[str, Any]) -> tuple[dict[str, Any], Extensions]:

@@ -27,7 +27,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from itertools import groupby
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from aiohttp import web
@@ -59,11 +59,11 @@ from tokenhub.upstream import Channel, Route
 if TYPE_CHECKING:  # the gateway wires the relay in: a type only, never an import cycle
     from tokenhub.gateway import Gateway
 
-DEFAULT_MAX_OUTPUT = 16_384
-MAX_REMOTE_IMAGES = 16
-MAX_ATTEMPTS = 3  # channels tried for one request, at most
-FAILOVER_DEADLINE = 120.0  # seconds after which a failure is answered instead of tried elsewhere
-CUT_TAIL_TIMEOUT = 1.0  # seconds a stream cut at the drain's deadline may take to send its error event
+DEFAULT_MAX_OUTPUT: Final = 16_384
+MAX_REMOTE_IMAGES: Final = 16
+MAX_ATTEMPTS: Final = 3  # channels tried for one request, at most
+FAILOVER_DEADLINE: Final = 120.0  # seconds after which a failure is answered instead of tried elsewhere
+CUT_TAIL_TIMEOUT: Final = 1.0  # seconds a stream cut at the drain's deadline may take to send its error event
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Container
 from itertools import groupby
+from typing import Final
 
 from tokenhub.catalog.model import Model
 from tokenhub.digits import whole_number
@@ -21,8 +22,8 @@ from tokenhub.relay.health import ChannelHealth
 from tokenhub.upstream import Route
 
 # Upstream failures after which another channel may answer (before any byte reached the client).
-RETRYABLE = (UpstreamError, ServiceUnavailable, UpstreamTimeout, RateLimited)
-MISCONFIGURED = ("upstream_auth_failed",)
+RETRYABLE: Final = (UpstreamError, ServiceUnavailable, UpstreamTimeout, RateLimited)
+MISCONFIGURED: Final = ("upstream_auth_failed",)
 
 
 def candidates(routes: list[Route], model: Model, protocols: Container[str] = CHAT_ADAPTERS) -> list[Route]:

@@ -6,7 +6,7 @@ id, the output bound the hold covers, the usage request of a stream, tool-call i
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -21,10 +21,10 @@ from tokenhub.vendors import PROVIDERS
 # enable_search, xAI's live search, OpenRouter's web plugin, GLM's and Kimi's search tools). Chat
 # Completions usage does not report how many calls were made, so the gateway cannot charge them:
 # they are refused (400 naming the field), never relayed free.
-UNMETERED_FIELDS = ("web_search_options", "enable_search", "search_parameters", "plugins")
+UNMETERED_FIELDS: Final = ("web_search_options", "enable_search", "search_parameters", "plugins")
 
 
-CLIENT_TOOL_TYPES = frozenset({"function", "custom"})
+CLIENT_TOOL_TYPES: Final = frozenset({"function", "custom"})
 
 
 def refuse_server_tools(payload: dict[str, Any]) -> None:
@@ -53,8 +53,8 @@ def refuse_server_tools(payload: dict[str, Any]) -> None:
             )
 
 
-OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
-MAX_TOOL_CALL_ID = 40  # OpenAI refuses longer ids ("string_above_max_length"); Gemini-made ones run to ~100
+OUTPUT_LIMIT_FIELDS: Final = ("max_completion_tokens", "max_tokens")
+MAX_TOOL_CALL_ID: Final = 40  # OpenAI refuses longer ids ("string_above_max_length"); Gemini-made ones run to ~100
 
 
 def short_tool_call_id(value: str) -> str:

@@ -10,7 +10,7 @@ Two pipes:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -146,7 +146,7 @@ def _object(data: bytes | None) -> dict[str, Any]:
     return obj if type(obj) is dict else {}
 
 
-REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")
+REASONING_FIELDS: Final = ("reasoning_content", "reasoning", "reasoning_details")
 
 
 def without_reasoning(obj: dict[str, Any], part: str) -> bool:

@@ -14,7 +14,7 @@ ends the stream.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -22,17 +22,17 @@ from tokenhub.providers.base import MalformedChunk, Meter, collect_text
 from tokenhub.providers.openai.wire import read_usage
 from tokenhub.sse import Event
 
-_CONTENT_ONLY = frozenset(("role", "content"))
+_CONTENT_ONLY: Final = frozenset(("role", "content"))
 # How an OpenAI text delta ends: its one choice's null finish reason, then the null usage of a stream that
 # asked for usage (the gateway always asks) and OpenAI's own padding (``obfuscation``, a short alphanumeric
 # string, unless the client turned it off), or neither.
-_BEFORE_PADDING = b'"finish_reason":null}],"usage":null'
-_TEXT_DELTA_END = _BEFORE_PADDING + b"}"
-_TEXT_DELTA_END_NO_USAGE = b'"finish_reason":null}]}'
-_PADDING = b',"obfuscation":"'
+_BEFORE_PADDING: Final = b'"finish_reason":null}],"usage":null'
+_TEXT_DELTA_END: Final = _BEFORE_PADDING + b"}"
+_TEXT_DELTA_END_NO_USAGE: Final = b'"finish_reason":null}]}'
+_PADDING: Final = b',"obfuscation":"'
 # The most a stream keeps undecoded: past it, what was kept is decoded into the meter's text (as every
 # chunk once was), so a long stream holds no more than this besides its text (~800 chunks of OpenAI's).
-SKIM_LIMIT = 256 * 1024
+SKIM_LIMIT: Final = 256 * 1024
 
 
 class OpenAIStreamReader:
