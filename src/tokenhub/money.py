@@ -65,7 +65,9 @@ def usd_number(nanos: int) -> orjson.Fragment:
 
 def tokens_cost(parts: Iterable[tuple[int, int]]) -> int:
     """Cost in nanos of ``(tokens, nanos per 1M tokens)`` pairs, rounded once, half up."""
-    exact = sum(tokens * price for tokens, price in parts)
+    exact = 0
+    for tokens, price in parts:  # (a loop: a generator's frame cost more than the sum, twice a request)
+        exact += tokens * price
     return (exact + TOKENS_PER_PRICE_UNIT // 2) // TOKENS_PER_PRICE_UNIT
 
 

@@ -17,11 +17,11 @@ Estimates answer two different questions, with two functions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-MEDIA_PART_ALLOWANCE = 6_000  # tokens held per image part
-MESSAGE_OVERHEAD = 8  # framing tokens per message
-TEXT_PARTS = frozenset({None, "text", "refusal"})
+MEDIA_PART_ALLOWANCE: Final = 6_000  # tokens held per image part
+MESSAGE_OVERHEAD: Final = 8  # framing tokens per message
+TEXT_PARTS: Final = frozenset({None, "text", "refusal"})
 
 
 @dataclass
@@ -37,6 +37,29 @@ class Usage:
     reasoning_tokens: int = 0
     estimated: bool = False
     tool_uses: dict[str, int] = field(default_factory=dict)
+
+
+class MalformedUsage(Exception):
+    """A usage block with a count that is not a non-negative integer (negative, float, string, ...).
+
+    Usage readers catch it and answer None: the relay then charges its estimate, flagged
+    ``estimated``, as for missing usage — never 0 for a count it could not read."""
+
+
+MAX_USAGE_COUNT: Final = 500_000_000
+"""The most tokens (or uses) one count of one request's usage may say: far beyond any model's context and
+output, and low enough that the sums a protocol makes of its counts (Anthropic's prompt is three of them)
+stay within the 32-bit token columns. A higher count is an upstream's garbage: charged as if malformed."""
+
+
+def usage_count(value: Any) -> int:
+    """A token or use count from an upstream's usage: absent/null is 0; anything but a
+    non-negative integer up to ``MAX_USAGE_COUNT`` raises ``MalformedUsage``."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_USAGE_COUNT:
+        return value
+    raise MalformedUsage
 
 
 def estimate_tokens(text: str) -> int:

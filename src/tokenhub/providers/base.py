@@ -143,29 +143,6 @@ class MalformedChunk(UpstreamError):
     code = "upstream_malformed_chunk"
 
 
-class MalformedUsage(Exception):
-    """A usage block with a count that is not a non-negative integer (negative, float, string, ...).
-
-    Usage readers catch it and answer None: the relay then charges its estimate, flagged
-    ``estimated``, as for missing usage — never 0 for a count it could not read."""
-
-
-MAX_USAGE_COUNT = 500_000_000
-"""The most tokens (or uses) one count of one request's usage may say: far beyond any model's context and
-output, and low enough that the sums a protocol makes of its counts (Anthropic's prompt is three of them)
-stay within the 32-bit token columns. A higher count is an upstream's garbage: charged as if malformed."""
-
-
-def usage_count(value: Any) -> int:
-    """A token or use count from an upstream's usage: absent/null is 0; anything but a
-    non-negative integer up to ``MAX_USAGE_COUNT`` raises ``MalformedUsage``."""
-    if value is None:
-        return 0
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_USAGE_COUNT:
-        return value
-    raise MalformedUsage
-
-
 def upstream_error(status: int, detail: str, channel: Channel, retry_after: str | None = None) -> GatewayError:
     """An upstream's HTTP error in our terms, without its secrets or address.
 

@@ -10,12 +10,8 @@ from typing import Any
 
 import orjson
 
-from tokenhub.providers.base import (
-    MalformedUsage,
-    error_message,
-    usage_count,
-)
-from tokenhub.tokens import Usage
+from tokenhub.providers.base import error_message
+from tokenhub.tokens import MalformedUsage, Usage, usage_count
 
 ANTHROPIC_VERSION = "2026-10-21"  # current; the first version without temperature/top_p/top_k
 

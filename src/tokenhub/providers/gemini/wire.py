@@ -10,11 +10,7 @@ from typing import Any
 
 import orjson
 
-from tokenhub.providers.base import (
-    MalformedUsage,
-    usage_count,
-)
-from tokenhub.tokens import Usage
+from tokenhub.tokens import MalformedUsage, Usage, usage_count
 
 THOUGHT_SEPARATOR = "__thought__"
 

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 
 from tokenhub.errors import UpstreamError
-from tokenhub.providers.base import AdapterDefaults, MalformedUsage, UpstreamRequest, usage_count
+from tokenhub.providers.base import AdapterDefaults, UpstreamRequest
 from tokenhub.providers.embeddings import Embedded, Input
+from tokenhub.tokens import MalformedUsage, usage_count
 from tokenhub.upstream import Channel
 
 

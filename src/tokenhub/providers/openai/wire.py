@@ -9,13 +9,9 @@ from typing import Any
 import orjson
 
 from tokenhub.errors import GatewayError
-from tokenhub.providers.base import (
-    MalformedUsage,
-    error_message,
-    usage_count,
-)
+from tokenhub.providers.base import error_message
 from tokenhub.sse import frame
-from tokenhub.tokens import Usage
+from tokenhub.tokens import MalformedUsage, Usage, usage_count
 from tokenhub.upstream import Channel
 
 

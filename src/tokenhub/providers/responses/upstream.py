@@ -30,10 +30,9 @@ from tokenhub.providers.base import (
     UpstreamRequest,
     new_chunk,
     now,
-    usage_count,
 )
 from tokenhub.sse import Event
-from tokenhub.tokens import Usage
+from tokenhub.tokens import Usage, usage_count
 from tokenhub.upstream import Channel
 
 
