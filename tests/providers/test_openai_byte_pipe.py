@@ -17,8 +17,9 @@ from tokenhub.sse import Event, SSEDecoder
 from tokenhub.tokens import Usage
 
 
-def _chunk(model_field: bytes, text: str) -> bytes:
-    return b'data: {"id":"c1","object":"chat.completion.chunk",' + model_field + b',"choices":[{"index":0,"delta":{"content":' + orjson.dumps(text) + b"}}]}\n\n"
+def _chunk(model_field: bytes, text: str, chunk_id: bytes = b"c1") -> bytes:
+    head = b'data: {"id":"' + chunk_id + b'","object":"chat.completion.chunk",'
+    return head + model_field + b',"choices":[{"index":0,"delta":{"content":' + orjson.dumps(text) + b"}}]}\n\n"
 
 
 def test_every_chunk_gets_the_client_model_even_when_the_upstream_changes_its_spelling():
@@ -27,14 +28,17 @@ def test_every_chunk_gets_the_client_model_even_when_the_upstream_changes_its_sp
         + _chunk(b'"model":"gpt-4.1"', "again")
         + _chunk(b'"model" : "gpt-4.1-2025-04-14"', "dated")
         + _chunk(b'"model":"gpt-4.1"', "back")
+        + _chunk(b'"model":"gpt-4.1"', "moved", chunk_id=b"c1-longer")  # the field further in
+        + _chunk(b'"model":"gpt-4.1"', "first", chunk_id=b"c")  # and nearer the start
     )
     meter = StreamMeter()
     pipe = OpenAIResponder("openai/gpt-4.1", include_usage=False).pipe(OpenAIAdapter.__new__(OpenAIAdapter), meter, lambda u: "0", None)
     out = b"".join(pipe.feed(event) for event in SSEDecoder().feed(stream))
     chunks = [orjson.loads(event.data) for event in SSEDecoder().feed(out)]
-    assert [c["model"] for c in chunks] == ["openai/gpt-4.1"] * 4
-    assert [c["choices"][0]["delta"]["content"] for c in chunks] == ['say "model":"gpt-4.1"', "again", "dated", "back"]
-    assert meter.delivered_text() == 'say "model":"gpt-4.1"againdatedback'
+    assert [c["model"] for c in chunks] == ["openai/gpt-4.1"] * 6
+    assert [c["choices"][0]["delta"]["content"] for c in chunks] == ['say "model":"gpt-4.1"', "again", "dated", "back", "moved", "first"]
+    assert [c["id"] for c in chunks] == ["c1"] * 4 + ["c1-longer", "c"]
+    assert meter.delivered_text() == 'say "model":"gpt-4.1"againdatedbackmovedfirst'
 
 
 def _pipe(meter: StreamMeter, include_usage: bool = False) -> Any:

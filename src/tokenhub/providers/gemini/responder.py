@@ -147,7 +147,7 @@ class GeminiBytePipe:
         if self._meter.error is not None:
             return b""  # the relay ends the stream with the error
         data = event.data
-        if b'"finishReason"' in data and self._meter.usage is not None:
+        if data.find(b'"finishReason"') >= 0 and self._meter.usage is not None:  # (``in`` tries a bytes needle as an int first: a TypeError made and dropped)
             obj = orjson.loads(data)
             if isinstance(obj.get("usageMetadata"), dict):
                 obj["usageMetadata"]["cost"] = orjson.Fragment(self._cost_text(self._meter.usage).encode())

@@ -77,6 +77,7 @@ class OpenAIBytePipe:
         self._exclude_reasoning = responder.exclude_reasoning
         self._usage_sent = False
         self._upstream_field: bytes | None = None  # the upstream's `"model": "..."`, as its chunks spell it
+        self._field_at = 0  # where in them
         self._first: bytes | None = None  # the first payload: its id and time name a usage chunk the gateway writes
 
     def feed(self, event: Event) -> bytes:
@@ -85,7 +86,7 @@ class OpenAIBytePipe:
             self._first = data
         reasoning = self._exclude_reasoning and data.find(b'"reasoning') >= 0
         if not reasoning and self._reader.skim(data):  # most chunks: as they came, but for the model's name
-            return b"data: " + self._with_client_model(data) + b"\n\n"
+            return self._as_it_came(data)
         obj = self._reader.read(event)
         if obj is None:  # [DONE] (the ending sends it) or an error (the relay ends the stream)
             return b""
@@ -97,7 +98,7 @@ class OpenAIBytePipe:
                 obj["model"] = self._client_model
                 return frame(orjson.dumps(obj))
         if raw_usage is None:  # the payload as it came, but for the model's name
-            return b"data: " + self._with_client_model(data) + b"\n\n"
+            return self._as_it_came(data)
         choices = obj.get("choices")
         usage = read_usage(raw_usage)
         if usage is not None and self._include_usage:
@@ -110,20 +111,20 @@ class OpenAIBytePipe:
         obj["model"] = self._client_model
         return frame(orjson.dumps(obj))
 
-    def _with_client_model(self, data: bytes) -> bytes:
-        """The payload with the client's model id. An upstream names its model the same way in every
-        chunk, so once its field is known it is replaced as bytes (a JSON string cannot hold those
-        bytes unescaped, so they can only be the field itself); a chunk without it takes the pattern."""
+    def _as_it_came(self, data: bytes) -> bytes:
+        """The payload framed as it came, but for the client's model id. An upstream names its model the same
+        way in every chunk, and at the same offset (what comes before it, the chunk's id and time, is the same
+        in each), so once its field is known it is looked for there and replaced as bytes (a JSON string cannot
+        hold those bytes unescaped, so they can only be the field itself); any other chunk takes the pattern."""
         field = self._upstream_field
-        if field is not None:
-            renamed = data.replace(field, self._model_json, 1)
-            if renamed is not data:  # bytes.replace hands back the payload itself when the field is not in it
-                return renamed
-        match = MODEL_FIELD.search(data)
-        if match is None:
-            return data
-        self._upstream_field = match.group(0)
-        return data[: match.start()] + self._model_json + data[match.end() :]
+        at = self._field_at
+        if field is None or data[at : at + len(field)] != field:
+            match = MODEL_FIELD.search(data)
+            if match is None:
+                return b"data: " + data + b"\n\n"
+            field = self._upstream_field = match.group(0)
+            at = self._field_at = match.start()
+        return b"".join((b"data: ", data[:at], self._model_json, data[at + len(field) :], b"\n\n"))
 
     def close(self) -> bytes:
         return b""
