@@ -1058,6 +1058,35 @@ def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(
     run(scenario())
 
 
+def test_the_postgres_check_of_a_groups_settlements_reads_only_them_however_many_holds_are_open(database_url: str):
+    """A group planned on the figures this process knows checks that the requests it settles are still
+    held. With thousands of streams open, a plan that reaches them through the index of open holds reads
+    every one of them, in every group: the check must read its own requests by primary key."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's planner")
+    import asyncpg
+
+    from tokenhub.billing import ledger_store
+
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url, balance=10**12)
+        store = ledger_store.store_for(engine, "proc-open-holds")
+        await store.commit([Hold(f"gen-open-{i:05d}", uid, kid, 10, "m") for i in range(3000)])  # streams in flight
+        await store.close()
+        await engine.dispose()
+        conn = await asyncpg.connect(database_url, server_settings=ledger_store._PG_SETTINGS)  # as plpgsql plans it: generic
+        try:
+            await conn.execute(f"PREPARE still_held(json) AS {ledger_store._PG_STILL_HELD}")
+            async with conn.transaction():
+                assert await conn.fetchval("""EXECUTE still_held('["gen-open-00007", "gen-open-02999", "gen-none"]')""") == 2
+                plan = "\n".join(r[0] for r in await conn.fetch("""EXPLAIN (ANALYZE, BUFFERS) EXECUTE still_held('["gen-open-00007"]')"""))
+            assert "requests_pkey" in plan and "ix_requests_held" not in plan, plan
+        finally:
+            await conn.close()
+
+    run(scenario())
+
+
 def test_a_settlement_the_database_refuses_does_not_stop_the_others(database_url: str, caplog: pytest.LogCaptureFixture):
     """Values no column can hold (an integer beyond 64 bits): the group is committed one operation at a
     time, the refused settlement is stored with its money alone, or as a release charging nothing, and

@@ -790,12 +790,17 @@ SELECT user_id, balance, key_id, limit_nanos, used_nanos, held_nanos, NULL, NULL
 _PG_SETTLING_NAME: Final = "pg_temp.tokenhub_ledger_settling"
 _PG_ROOM_NAME: Final = "pg_temp.tokenhub_ledger_room"
 _PG_STALE: Final = "THL01"  # a SQLSTATE of the class no PostgreSQL error uses
+# How many of the requests named by $1 (a JSON array of ids) are still held, each locked. Counted by the
+# aggregate, not filtered by a WHERE on their state: a condition on the state let the planner reach them
+# through ix_requests_held, reading every open hold of every process (1.4 ms of the server's time a group
+# with 5,000 holds open, and growing with them); this reads the group's own requests by primary key.
+_PG_STILL_HELD: Final = """SELECT count(*) FILTER (WHERE state = 'held') FROM (
+    SELECT state FROM requests WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1))) ORDER BY id FOR UPDATE
+) AS locked"""
 _PG_EXPECT_FUNCTIONS: Final = f"""
 CREATE FUNCTION {_PG_SETTLING_NAME}(settling json) RETURNS void LANGUAGE plpgsql AS $check$
 BEGIN
-    IF (SELECT count(*) FROM (
-            SELECT state FROM requests WHERE id IN (SELECT json_array_elements_text(settling)) ORDER BY id FOR UPDATE
-            ) AS locked WHERE state = 'held') <> json_array_length(settling) THEN
+    IF ({_PG_STILL_HELD}) <> json_array_length(settling) THEN
         RAISE EXCEPTION 'a request this process expected to settle is no longer held' USING ERRCODE = '{_PG_STALE}';
     END IF;
 END
