@@ -19,7 +19,7 @@ from tokenhub.config import normalize_database_url
 from tokenhub.errors import InsufficientCredits
 from tokenhub.storage import migrate
 from tokenhub.storage.engine import create_engine, utc_now
-from tokenhub.storage.tables import api_keys, instances, ledger_entries, requests, users
+from tokenhub.storage.tables import api_keys, instances, ledger_entries, requests, spend_by_period, users
 from tokenhub.tokens import Usage
 
 
@@ -35,6 +35,12 @@ async def _setup(url: str, balance: int = 1_000_000):
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def _bills(hold: Hold, cost: int, status: str = "ok") -> Settlement:
+    """The settlement a request's bill makes of its committed hold: it knows the day its request was created."""
+    assert hold.held_on is not None
+    return Settlement(hold.request_id, hold.user_id, hold.key_id, hold.amount, cost, status, held_on=hold.held_on)
 
 
 def test_hold_charge_and_release_are_entries_summing_to_the_balance(database_url: str):
@@ -171,9 +177,10 @@ def test_postgres_groups_commit_without_waiting_for_the_disk_and_a_barrier_follo
     async def scenario() -> None:
         engine, uid, kid, ledger, conn, statements = await _logged_postgres_writer(database_url)
         store = ledger._store
-        await ledger.hold(Hold("gen-s", uid, kid, 1_000, "m"))
+        hold = Hold("gen-s", uid, kid, 1_000, "m")
+        await ledger.hold(hold)
         assert not store.unconfirmed  # holds need no barrier
-        ledger.settle(Settlement("gen-s", uid, kid, 1_000, 600, "ok"))
+        ledger.settle(_bills(hold, 600))
         await ledger.flush()
         writes = [s for s in statements if "EXECUTE tokenhub_ledger_money(" in s]
         assert len(writes) == 2 and all(w.endswith("; COMMIT; BEGIN") for w in writes)
@@ -228,11 +235,13 @@ def test_postgres_settlements_not_yet_durable_are_settled_again_when_their_conne
                 key = (await c.execute(select(api_keys.c.used_nanos, api_keys.c.held_nanos).where(api_keys.c.id == kid))).one()
                 entries = (await c.execute(select(ledger_entries.c.kind, ledger_entries.c.amount).order_by(ledger_entries.c.id))).all()
                 row = (await c.execute(select(requests.c.state, requests.c.cost_nanos).where(requests.c.id == "gen-c"))).one()
-            return balance, tuple(key), [tuple(e) for e in entries], tuple(row)
+                spend = (await c.execute(select(spend_by_period).order_by(*spend_by_period.primary_key))).all()
+            return balance, tuple(key), [tuple(e) for e in entries], tuple(row), [tuple(r) for r in spend]
 
-        await ledger.hold(Hold("gen-c", uid, kid, 1_000, "m"))
+        hold = Hold("gen-c", uid, kid, 1_000, "m")
+        await ledger.hold(hold)
         before = await figures()
-        ledger.settle(Settlement("gen-c", uid, kid, 1_000, 600, "ok"))
+        ledger.settle(_bills(hold, 600))
         await ledger.flush()
         settled = await figures()
         assert settled[0] == 1_000_000 - 600 and settled[3] == ("settled", 600) and store.unconfirmed
@@ -242,13 +251,16 @@ def test_postgres_settlements_not_yet_durable_are_settled_again_when_their_conne
             await c.execute(update(api_keys).where(api_keys.c.id == kid).values(used_nanos=before[1][0], held_nanos=before[1][1]))
             await c.execute(ledger_entries.delete().where(ledger_entries.c.request_id == "gen-c", ledger_entries.c.kind != "hold"))
             await c.execute(update(requests).where(requests.c.id == "gen-c").values(state="held", status=None, cost_nanos=0))
+            await c.execute(spend_by_period.delete())
+            await c.execute(insert(spend_by_period), [dict(zip(("scope", "ident", "period", "start", "amount"), r)) for r in before[4]])
             await c.execute(select(func.pg_terminate_backend(conn.get_server_pid())))
         assert await figures() == before
         for _ in range(200):
             if conn.is_closed():
                 break
             await asyncio.sleep(0.01)
-        await ledger.hold(Hold("gen-d", uid, kid, 1_000, "m"))  # the next group finds the connection gone
+        hold_d = Hold("gen-d", uid, kid, 1_000, "m")
+        await ledger.hold(hold_d)  # the next group finds the connection gone
         await ledger.flush()
         again = await figures()
         assert again[0] == 1_000_000 - 600 - 1_000 and again[3] == ("settled", 600)
@@ -256,7 +268,7 @@ def test_postgres_settlements_not_yet_durable_are_settled_again_when_their_conne
         assert "settled again" in caplog.text
 
         caplog.clear()  # the same once more, nothing lost: settling again changes nothing
-        ledger.settle(Settlement("gen-d", uid, kid, 1_000, 250, "ok"))
+        ledger.settle(_bills(hold_d, 250))
         await ledger.flush()
         done = await figures()
         victims = list(store._idle)
@@ -297,9 +309,10 @@ def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_agai
         def locking_reads() -> int:
             return len([s for s in statements if s.lstrip().startswith("WITH settled")])
 
-        await ledger.hold(Hold("gen-1", uid, kid, 100_000, "m"))  # unknown figures: locked and read
+        first = Hold("gen-1", uid, kid, 100_000, "m")
+        await ledger.hold(first)  # unknown figures: locked and read
         assert (locking_reads(), known.hits, known.misses) == (1, 0, 0)
-        ledger.settle(Settlement("gen-1", uid, kid, 100_000, 40_000, "ok"))
+        ledger.settle(_bills(first, 40_000))
         await ledger.hold(Hold("gen-2", uid, kid, 100_000, "m"))  # known: checked and written at once
         assert (locking_reads(), known.hits, known.misses) == (1, 1, 0)
 
@@ -320,12 +333,13 @@ def test_postgres_groups_on_known_figures_commit_in_one_round_trip_and_read_agai
             await ledger.hold(Hold("gen-6", uid, kid, 5_000, "m"))
         assert known.misses == 2
 
-        await ledger.hold(Hold("gen-7", uid, kid, 0, "m"))  # (read: the group after a miss)
+        seventh = Hold("gen-7", uid, kid, 0, "m")
+        await ledger.hold(seventh)  # (read: the group after a miss)
         other = LedgerWriter(engine, "other-instance")  # another process resolves it: no figure changes, its state does
         other.start()
         other.settle(Settlement("gen-7", uid, kid, 0, 0, "ok"))
         await other.flush()
-        ledger.settle(Settlement("gen-7", uid, kid, 0, 1_000, "ok"))  # resolved already: never a second time
+        ledger.settle(_bills(seventh, 1_000))  # resolved already: never a second time
         await ledger.flush()
         assert (known.hits, known.misses) == (2, 3)
 
@@ -363,8 +377,9 @@ def test_postgres_processes_sharing_an_account_each_commit_in_one_round_trip_whi
         for i in range(4):  # each writer's second and later groups are planned on figures the other changed
             for writer, name in ((ledger, "a"), (other, "b")):
                 rid = f"gen-{name}{i}"
-                await writer.hold(Hold(rid, uid, kid, 100_000, "m"))
-                writer.settle(Settlement(rid, uid, kid, 100_000, 10_000 + i, "ok"))
+                hold = Hold(rid, uid, kid, 100_000, "m")
+                await writer.hold(hold)
+                writer.settle(_bills(hold, 10_000 + i))
                 await writer.flush()
         reads = [s for s in statements if s.lstrip().startswith("WITH settled")]
         assert len(reads) == 1 and (known.hits, known.misses) == (7, 0)  # only this writer's first group read
@@ -402,7 +417,7 @@ def test_an_account_whose_figures_keep_changing_elsewhere_is_expected_ever_more_
     """A miss costs a round trip: after one, an account's next group locks and reads; after the next
     miss, its next 2, then 4 … up to DOUBT_MAX; a hit halves the wait again."""
     known = KnownFigures()
-    plan = plan_group([Hold("gen-k", 7, 70, 1, "m")], {7: 100}, {70: (None, 0, 0)}, {})
+    plan = plan_group([Hold("gen-k", 7, 70, 1, "m")], {7: 100}, {70: (None, 0, 0)}, {}, utc_now().date())
     known.saw(plan)
     batch = [Hold("gen-next", 7, 70, 1, "m")]
 
@@ -443,11 +458,10 @@ def test_sweeper_releases_holds_of_a_dead_process_once(database_url: str):
                 insert(instances).values(id="dead-instance", host="elsewhere", pid=1, started_at=utc_now(), heartbeat_at=utc_now())
             )
             await conn.execute(update(instances).where(instances.c.id == "dead-instance").values(heartbeat_at=utc_now().replace(year=2020)))
-            await conn.execute(update(requests).where(requests.c.id == "gen-orphan").values(created_at=utc_now().replace(year=2020)))
 
         live = LedgerWriter(engine, "live-instance")
         live.start()
-        sweeper = Sweeper(engine, live, "live-instance", stale_after=30)
+        sweeper = Sweeper(engine, live, "live-instance", stale_after=0)  # every hold of a silent process is old enough
         await sweeper.register()
         assert await sweeper.sweep() == 1
         assert await sweeper.sweep() == 0
@@ -472,6 +486,26 @@ def test_ledger_check_finds_a_tampered_balance(database_url: str):
         async with engine.connect() as conn:
             report = await check_ledger(conn)
         assert not report.ok and "l@example.com" in report.problems[0]
+        await engine.dispose()
+
+    run(scenario())
+
+
+def test_ledger_check_finds_a_spend_by_period_that_is_not_the_sum_of_its_requests(database_url: str):
+    async def scenario() -> None:
+        engine, uid, kid = await _setup(database_url)
+        ledger = LedgerWriter(engine, "test-instance")
+        ledger.start()
+        hold = Hold("gen-a", uid, kid, 1_000, "m")
+        await ledger.hold(hold)
+        ledger.settle(_bills(hold, 300))
+        await ledger.close()
+        async with engine.begin() as conn:
+            assert (await check_ledger(conn)).ok
+            await conn.execute(update(spend_by_period).where(spend_by_period.c.scope == "key", spend_by_period.c.period == "week")
+                               .values(amount=spend_by_period.c.amount - 1))  # fmt: skip
+            report = await check_ledger(conn)
+        assert len(report.problems) == 1 and report.problems[0].startswith(f"key {kid}: spend this week"), report.problems
         await engine.dispose()
 
     run(scenario())
@@ -636,11 +670,9 @@ def test_a_settlement_after_the_sweeper_released_its_hold_still_charges_and_keep
         paused = LedgerWriter(engine, "paused-instance")
         paused.start()
         await paused.hold(Hold("gen-late", uid, kid, 300_000, "m", channel_id=None, upstream_model="up-model"))
-        async with engine.begin() as conn:
-            await conn.execute(update(requests).where(requests.c.id == "gen-late").values(created_at=utc_now().replace(year=2020)))
         other = LedgerWriter(engine, "other-instance")
         other.start()
-        sweeper = Sweeper(engine, other, "other-instance", stale_after=30)
+        sweeper = Sweeper(engine, other, "other-instance", stale_after=0)  # every hold of a silent process is old enough
         await sweeper.register()
         assert await sweeper.sweep() == 1  # the paused process has no row: declared dead
         row, balance, _, _ = await _read(engine, "gen-late", uid, kid)
@@ -1039,11 +1071,14 @@ def test_the_postgres_ledger_plans_reach_rows_by_index_however_small_the_tables(
             await conn.execute("SET plan_cache_mode = force_generic_plan")
             statements = {
                 "lock": (ledger_store._PG_LOCK, "int[], text[]", "ARRAY[1], ARRAY['gen-a']"),
+                "spent": (ledger_store._PG_SPENT, "text[], int[], text[], text[]", "ARRAY['key'], ARRAY[1], ARRAY['day'], ARRAY['2026-12-07']"),
                 **{  # the write's two statements, as each connection prepares them
                     name: (sql, types, values)
                     for (name, (types, sql)), values in zip(
                         ledger_store._PG_PREPARED.items(),
-                        ("now(), '[]', '[{\"id\": \"gen-a\"}]', 'i'", "now(), '[]', '[{\"id\": 1}]', '[{\"id\": 1}]'"),
+                        ("now(), '[]', '[{\"id\": \"gen-a\"}]', 'i'",
+                         "now(), '[]', '[{\"id\": 1}]', '[{\"id\": 1}]', '[{\"scope\": \"key\", \"ident\": 1, \"period\": \"day\", "
+                         "\"start\": \"2026-12-07\", \"amount\": 1}]'"),
                     )
                 },
             }

@@ -115,8 +115,9 @@ class Money(RuleBasedStateMachine):
         return Hold(f"gen-p{next(self.world.ids)}", self.uid, key, amount, "m", budgets=budgets)
 
     def _settlement(self, hold: Hold, cost: int, *, release_only: bool = False) -> Settlement:
+        # As a request's bill makes it (it knows the day its hold was committed), or the sweeper (which does not).
         return Settlement(hold.request_id, self.uid, hold.key_id, hold.amount, cost, "ok" if cost else "interrupted",
-                          release_only=release_only, budgets=hold.budgets)
+                          release_only=release_only, budgets=hold.budgets, held_on=None if release_only else hold.held_on)
 
     async def _try_hold(self, writer: LedgerWriter, hold: Hold) -> Hold | None:
         try:

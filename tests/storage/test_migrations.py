@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import func, inspect, select, text
 
@@ -143,3 +144,54 @@ def test_sqlalchemys_asyncio_package_is_whole_when_asked_for():
         "print('whole')\n"
     )
     assert python_output(probe).strip() == "whole"
+
+
+def test_the_spend_by_period_starts_from_the_requests_stored(database_url: str):
+    """0012: the current day's, week's and month's spend of each key and account (and each account's in
+    total) are filled from the requests already stored, so a spend limit counts what was spent before the
+    upgrade: open holds at their amount, the rest at their cost."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from tokenhub.billing.ledger import Hold, LedgerWriter
+    from tokenhub.errors import LimitReached
+    from tokenhub.storage.engine import utc_now
+    from tokenhub.storage.tables import spend_by_period
+
+    async def scenario() -> None:
+        engine = create_engine(normalize_database_url(database_url))
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(migrate.alembic_config(sync), "0011"))
+        async with engine.begin() as conn:
+            user = await create_user(conn, "spender@example.com")
+            await add_credits(conn, user["id"], 10**9)
+            _, key = await create_key(conn, user["id"])
+            now = utc_now()
+            row = dict(user_id=user["id"], key_id=key["id"], model="m", endpoint="chat", stream=False, prompt_tokens=0,
+                       completion_tokens=0, cached_tokens=0, cache_write_tokens=0, reasoning_tokens=0, estimated=False,
+                       instance_id="old")  # fmt: skip
+            await conn.execute(insert(requests), [
+                {**row, "id": "gen-today", "state": "settled", "hold_nanos": 900, "cost_nanos": 300, "created_at": now},
+                {**row, "id": "gen-open", "state": "held", "hold_nanos": 1_000, "cost_nanos": 0, "created_at": now},
+                {**row, "id": "gen-old", "state": "settled", "hold_nanos": 9_000, "cost_nanos": 5_000, "created_at": now - timedelta(days=800)},
+            ])  # fmt: skip
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            kept = {(r.scope, r.period): r.amount for r in await conn.execute(select(spend_by_period))}
+        assert kept == {**{(scope, period): 1_300 for scope in ("key", "user") for period in ("day", "week", "month")},
+                        ("user", "total"): 6_300}  # fmt: skip
+
+        ledger = LedgerWriter(engine, "new")
+        ledger.start()
+        budget = (("key", key["id"], "day", 2_000),)
+        with pytest.raises(LimitReached):  # 1,300 spent today before the upgrade
+            await ledger.hold(Hold("gen-over", user["id"], key["id"], 701, "m", budgets=budget))
+        await ledger.hold(Hold("gen-fits", user["id"], key["id"], 700, "m", budgets=budget))
+        await ledger.close()
+        async with engine.connect() as conn:
+            kept = {(r.scope, r.period): r.amount for r in await conn.execute(select(spend_by_period))}
+        assert kept[("key", "day")] == 2_000 and kept[("user", "total")] == 7_000
+        await engine.dispose()
+
+    asyncio.run(scenario())

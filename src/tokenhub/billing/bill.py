@@ -146,6 +146,7 @@ class Bill:
             upstream_model=self.upstream_model,
             model=self.model,
             budgets=hold.budgets,
+            held_on=hold.held_on,
         )
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date, datetime, timezone
+from typing import Any, Final
 
 from tokenhub.errors import InsufficientCredits, LimitReached
-from tokenhub.limits.policy import period_end
+from tokenhub.limits.policy import period_end, period_start
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import utc_now
 from tokenhub.tokens import Usage
@@ -23,6 +24,22 @@ from tokenhub.tokens import Usage
 Budget = tuple[str, int, str, int]  # scope ("key" | "user"), its id, period (day|week|month|total), limit
 SpendKey = tuple[str, int, str]  # scope, id, period
 KeyFigures = tuple[int | None, int, int]  # a key's limit (None: none), used and held
+SpendRow = tuple[str, int, str, str]  # a row of spend_by_period: scope, its id, period, the period's first day (ISO)
+
+# The periods spend_by_period keeps for each scope: a key's total is its own counters (api_keys).
+SCOPE_PERIODS: Final = {"key": ("day", "week", "month"), "user": ("day", "week", "month", "total")}
+TOTAL_START: Final = "1970-01-01"  # the first day of the one period "total"
+
+
+def first_days(day: date) -> dict[str, str]:
+    """The first day (ISO) of the day, ISO week and month ``day`` falls in, and of the total."""
+    moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    out = {"total": TOTAL_START}
+    for period in ("day", "week", "month"):
+        start = period_start(period, moment)
+        assert start is not None
+        out[period] = start.date().isoformat()
+    return out
 
 
 @dataclass
@@ -42,6 +59,7 @@ class Hold:
     # The key's total limit is not here: the key's own counters enforce it (api_keys.limit_nanos).
     budgets: tuple[Budget, ...] = ()
     future: asyncio.Future[None] | None = None
+    held_on: date | None = None  # the UTC day of its request row's created_at: set once its group commits
 
 
 @dataclass
@@ -71,6 +89,9 @@ class Settlement:
     release_only: bool = False
     # The spend limits by period a cost above the hold must still fit in (as Hold.budgets).
     budgets: tuple[Budget, ...] = ()
+    # The UTC day its hold was committed (Hold.held_on), where the settling process knows it: the periods
+    # whose spend the settlement moves. Without it the group reads it with the request, under its lock.
+    held_on: date | None = None
 
 
 Op = Hold | Settlement
@@ -122,6 +143,7 @@ class GroupPlan:
     need_balances: dict[int, int] = field(default_factory=dict)
     need_rooms: dict[int, int] = field(default_factory=dict)
     limited: bool = False  # a hold was refused or a charge cut short: the decisions rest on the figures themselves
+    spend: dict[SpendRow, int] = field(default_factory=dict)  # what the group adds to each row of spend_by_period
 
 
 def figures_after(plan: GroupPlan) -> tuple[dict[int, int], dict[int, KeyFigures]]:
@@ -148,21 +170,21 @@ def plan_group(
     batch: list[Op],
     balances: dict[int, int],
     keys: dict[int, KeyFigures],
-    settling: dict[str, tuple[Any, bool]],
+    settling: dict[str, tuple[date | None, bool]],
+    today: date,
     spent: dict[SpendKey, int] | None = None,
-    starts: dict[str, Any] | None = None,
     owners: dict[int, int] | None = None,
 ) -> GroupPlan:
     """Decide a group: holds in arrival order against the locked figures; each settlement once.
 
     ``keys`` maps key id -> (limit, used, held) as locked; ``settling`` maps the request ids this
-    transaction may resolve (read under its lock) to (creation time, late): late when the
-    sweeper had already released the hold. ``spent`` is what each (scope, id, period) of the
-    budgets involved has spent so far (open holds at their amount, settled requests at their cost),
-    read under the same locks; ``starts`` maps each period to its first instant (None for "total"),
-    comparable with the creation times. ``owners`` maps each key id to its account's id, as locked: a hold
-    whose key is not its account's is refused (with no figures for either). Without it (a group planned
-    on figures this process knows), the check that locks them compares each key's account instead.
+    transaction may resolve (read under its lock) to (the UTC day the request was created, late): late
+    when the sweeper had already released the hold (the day None where not read: the settlement's own
+    ``held_on`` says it). ``today`` is the group's UTC day (its holds' created_at). ``spent`` is what
+    each (scope, id, period) of the budgets involved has spent in the current period (spend_by_period),
+    read under the same locks. ``owners`` maps each key id to its account's id, as locked: a hold whose
+    key is not its account's is refused (with no figures for either). Without it (a group planned on
+    figures this process knows), the check that locks them compares each key's account instead.
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
@@ -170,7 +192,8 @@ def plan_group(
     need_balances, need_rooms = plan.need_balances, plan.need_rooms
     settling = dict(settling)
     spent = dict(spent or {})
-    starts = starts or {}
+    current = first_days(today)
+    by_day: dict[tuple[int, int, date], int] = {}  # (key, account, the day its requests were created) -> spend moved
     for op in batch:
         delta = deltas.setdefault(op.key_id, [0, 0])
         key = keys.get(op.key_id)
@@ -187,7 +210,7 @@ def plan_group(
             _need(need_rooms, op.key_id, op.amount + delta[0] + delta[1])
             balance[op.user_id] -= op.amount
             delta[1] += op.amount
-            _add_spend(spent, op.key_id, op.user_id, op.amount, None, starts)
+            _add_spend(by_day, spent, op, op.amount, today, current, current)
             if op.amount:
                 plan.entries.append(_entry(op.user_id, "hold", -op.amount, balance[op.user_id], op.request_id))
             plan.new_requests.append(op)
@@ -195,13 +218,16 @@ def plan_group(
             plan.outcomes.append(None)
             if op.request_id not in settling:
                 continue  # already resolved (by another party, or earlier in this group): never twice
-            created_at, late = settling.pop(op.request_id)
+            created_on, late = settling.pop(op.request_id)
+            created_on = created_on or op.held_on
+            assert created_on is not None, "a settlement's request day is read with it, or known to its process"
+            created = current if created_on == today else first_days(created_on)
             released = 0 if late else op.hold  # a late settlement's hold was released by the sweeper
             balance[op.user_id] += released
             if released:
                 plan.entries.append(_entry(op.user_id, "release", released, balance[op.user_id], op.request_id))
             delta[1] -= released
-            _add_spend(spent, op.key_id, op.user_id, -released, created_at, starts)
+            _add_spend(by_day, spent, op, -released, created_on, created, current)
             room = _room(op, balance[op.user_id], key, delta, spent)
             charged = max(0, min(op.cost, room))
             if charged < op.cost:
@@ -213,8 +239,16 @@ def plan_group(
             if charged:
                 plan.entries.append(_entry(op.user_id, "charge", -charged, balance[op.user_id], op.request_id))
             delta[0] += charged
-            _add_spend(spent, op.key_id, op.user_id, charged, created_at, starts)
+            _add_spend(by_day, spent, op, charged, created_on, created, current)
             plan.settled.append(Charge(op, charged, op.cost - charged, late))
+    for (key_id, user_id, day), amount in by_day.items():
+        if amount:
+            starts = current if day == today else first_days(day)
+            for scope, ident in (("key", key_id), ("user", user_id)):
+                for period in SCOPE_PERIODS[scope]:
+                    row = (scope, ident, period, starts[period])
+                    plan.spend[row] = plan.spend.get(row, 0) + amount
+    plan.spend = {row: amount for row, amount in plan.spend.items() if amount}
     return plan
 
 
@@ -257,15 +291,20 @@ def _refuse(op: Hold, balance: int | None, key: KeyFigures | None) -> Exception 
     return None
 
 
-def _add_spend(spent: dict[SpendKey, int], key_id: int, user_id: int, amount: int, created_at: Any, starts: dict[str, Any]) -> None:
-    """Count ``amount`` in every tracked period of the key and the account that contains ``created_at`` (None: now)."""
-    if not spent or not amount:
+def _add_spend(
+    by_day: dict[tuple[int, int, date], int], spent: dict[SpendKey, int], op: Op, amount: int, day: date,
+    starts: dict[str, str], current: dict[str, str],
+) -> None:
+    """Move what ``op``'s request (created on ``day``, in the periods starting ``starts``) counts as spent:
+    in spend_by_period, and in each tracked budget of its key and account whose current period it is in."""
+    if not amount:
         return
+    index = (op.key_id, op.user_id, day)
+    by_day[index] = by_day.get(index, 0) + amount
     for tracked in spent:
         scope, ident, period = tracked
-        if (scope == "key" and ident == key_id) or (scope == "user" and ident == user_id):
-            start = starts.get(period)
-            if created_at is None or start is None or created_at >= start:
+        if (scope == "key" and ident == op.key_id) or (scope == "user" and ident == op.user_id):
+            if starts[period] == current[period]:
                 spent[tracked] += amount
 
 

@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -42,11 +42,12 @@ from tokenhub.billing.ledger_plan import (
     Op,
     Settlement,
     SpendKey,
+    SpendRow,
     figures_after,
+    first_days,
     plan_group,
     spend_scopes,
 )
-from tokenhub.limits.policy import period_start
 from tokenhub.periodic import Periodic
 from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import utc_now
@@ -99,6 +100,11 @@ def _settle_set(new: str, old: str) -> str:
 _SQLITE_SETTLING: Final = "SELECT id, created_at, state, status FROM requests WHERE id IN ({})"
 _SQLITE_INSERT_REQUEST: Final = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
 _SQLITE_SETTLE: Final = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
+_SQLITE_SPENT: Final = "SELECT amount FROM spend_by_period WHERE scope = ? AND ident = ? AND period = ? AND start = ?"
+_SQLITE_SPEND: Final = (
+    "INSERT INTO spend_by_period (scope, ident, period, start, amount) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, ident, period, start) DO UPDATE SET amount = amount + excluded.amount"
+)
 
 
 def _hold_values(op: Hold) -> tuple[Any, ...]:
@@ -131,53 +137,38 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
     return value[:limit] if value and limit and len(value) > limit else value
 
 
-def _resolvable(rows: Any, late_ids: list[str]) -> dict[str, tuple[Any, bool]]:
+def _resolvable(rows: Any, late_ids: list[str]) -> dict[str, tuple[date | None, bool]]:
     """Of the requests to settle, read as (id, created_at, state, status) under the lock, those a settlement
-    may resolve, with their creation time and whether the settlement is late: a hold still open, or (for
-    settlements that may be late) one the sweeper released. A hold resolves exactly once."""
-    out: dict[str, tuple[Any, bool]] = {}
+    may resolve, with the UTC day they were created and whether the settlement is late: a hold still open,
+    or (for settlements that may be late) one the sweeper released. A hold resolves exactly once."""
+    out: dict[str, tuple[date | None, bool]] = {}
     for rid, created_at, state, status in rows:
         if state == "held":
-            out[rid] = (created_at, False)
+            out[rid] = (_day(created_at), False)
         elif state == "released" and status == "interrupted" and rid in late_ids:
-            out[rid] = (created_at, True)
+            out[rid] = (_day(created_at), True)
     return out
 
 
-def _spend_query(scope: str, periods: list[str], starts: dict[str, Any], mark: Any) -> tuple[str, list[Any]]:
-    """What one key or account has spent in each period: open holds at their amount, the rest at their cost.
-
-    ``mark(n)`` is the driver's n-th placeholder. Uses ix_requests_key_created / ix_requests_user_created.
-    """
-    args: list[Any] = []
-    sums = []
-    for period in periods:
-        if starts[period] is None:
-            sums.append("COALESCE(SUM(a), 0)")
-        else:
-            args.append(starts[period])
-            sums.append(f"COALESCE(SUM(CASE WHEN created_at >= {mark(len(args))} THEN a ELSE 0 END), 0)")
-    column = "key_id" if scope == "key" else "user_id"
-    args.append(None)  # the id, filled in by the caller
-    where = f"{column} = {mark(len(args))}"
-    bounded = [starts[p] for p in periods]
-    if all(start is not None for start in bounded):
-        args.append(min(bounded))
-        where += f" AND created_at >= {mark(len(args))}"
-    sql = (
-        f"SELECT {', '.join(sums)} FROM (SELECT created_at, CASE WHEN state = 'held' THEN hold_nanos "
-        f"ELSE cost_nanos END AS a FROM requests WHERE {where}) AS r"
-    )
-    return sql, args
+def _day(created_at: Any) -> date:
+    """The UTC day of a created_at as the driver reads it: SQLite's text (naive UTC), asyncpg's datetime (UTC)."""
+    if isinstance(created_at, str):
+        return date.fromisoformat(created_at[:10])
+    return created_at.date()
 
 
-def _period_starts(scopes: dict[tuple[str, int], set[str]], now: datetime, convert: Any) -> dict[str, Any]:
-    periods = set().union(*scopes.values())
-    out = {}
-    for period in periods:
-        start = period_start(period, now)
-        out[period] = None if start is None else convert(start)
-    return out
+def _spend_rows(scopes: dict[tuple[str, int], set[str]], today: date) -> list[tuple[SpendKey, SpendRow]]:
+    """The rows of spend_by_period the budgets involved are checked against: each (scope, id, period)
+    with its row for the period ``today`` is in."""
+    starts = first_days(today)
+    return [((scope, ident, period), (scope, ident, period, starts[period])) for (scope, ident), periods in scopes.items()
+            for period in sorted(periods)]  # fmt: skip
+
+
+def _held_on(plan: GroupPlan, today: date) -> None:
+    """Its holds committed: each knows the day its request was created, for its settlement (Settlement.held_on)."""
+    for op in plan.new_requests:
+        op.held_on = today
 
 
 def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
@@ -219,7 +210,9 @@ class KnownFigures:
 
     def expected(self, batch: list[Op], user_ids: list[int], key_ids: list[int]) -> tuple[dict[int, int], dict[int, KeyFigures]] | None:
         """The figures to plan ``batch`` on, or None: it locks and reads them."""
-        if spend_scopes(batch):  # spend by period is a query at commit
+        if spend_scopes(batch):  # spend by period is read at commit
+            return None
+        if any(isinstance(op, Settlement) and op.held_on is None for op in batch):  # its request's day is read with it
             return None
         if any(u in self._unsure_users for u in user_ids) or any(k in self._unsure_keys for k in key_ids):
             return None
@@ -427,19 +420,15 @@ class SqliteLedgerStore:
             ):
                 keys[row[0]] = (row[1], row[2], row[3])
                 owners[row[0]] = row[4]
-            scopes = spend_scopes(batch)
-            starts = _period_starts(scopes, now, _sqlite_time)
+            today = now.date()
             spent: dict[SpendKey, int] = {}
-            for (scope, ident), periods in scopes.items():
-                ordered = sorted(periods)
-                sql, args = _spend_query(scope, ordered, starts, lambda n: "?")
-                args[args.index(None)] = ident
-                row = db.execute(sql, args).fetchone()
-                spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-            settling: dict[str, tuple[Any, bool]] = {}
+            for tracked, row_key in _spend_rows(spend_scopes(batch), today):
+                row = db.execute(_SQLITE_SPENT, row_key).fetchone()
+                spent[tracked] = row[0] if row is not None else 0
+            settling: dict[str, tuple[date | None, bool]] = {}
             if settle_ids:
                 settling = _resolvable(db.execute(_SQLITE_SETTLING.format(_marks(settle_ids)), settle_ids), late_ids)
-            plan = plan_group(batch, balances, keys, settling, spent, starts, owners)
+            plan = plan_group(batch, balances, keys, settling, today, spent, owners)
             stamp = _sqlite_time(now)
             if plan.new_requests:
                 db.executemany(_SQLITE_INSERT_REQUEST, [_request_values(op, self._instance_id, stamp) for op in plan.new_requests])
@@ -455,11 +444,14 @@ class SqliteLedgerStore:
                 "UPDATE api_keys SET used_nanos = used_nanos + ?, held_nanos = held_nanos + ? WHERE id = ?",
                 [(d[0], d[1], kid) for kid, d in plan.key_deltas.items() if d[0] or d[1]],
             )
+            if plan.spend:
+                db.executemany(_SQLITE_SPEND, [(*row, amount) for row, amount in plan.spend.items()])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         self._commits_since_checkpoint += 1
+        _held_on(plan, today)
         return plan
 
 
@@ -548,6 +540,7 @@ class PostgresLedgerStore:
         hold of its own)."""
         user_ids, key_ids, settle_ids, late_ids = _ids(batch)
         now = utc_now()
+        today = now.date()
         conn: asyncpg.Connection | None = None
         await self._in_order.acquire()
         in_order = True
@@ -561,7 +554,7 @@ class PostgresLedgerStore:
                 expected = known.expected(batch, user_ids, key_ids) if self.expecting else None
                 if expected is not None:
                     known_balances, known_keys = expected
-                    plan = plan_group(batch, known_balances, known_keys, dict.fromkeys(settle_ids, (None, False)))
+                    plan = plan_group(batch, known_balances, known_keys, dict.fromkeys(settle_ids, (None, False)), today)
                     if not plan.limited:  # (a refusal or a charge cut short is decided on the figures as locked, below)
                         stale = False
                         try:
@@ -578,6 +571,7 @@ class PostgresLedgerStore:
                             self._in_order.release()
                             in_order = False
                             self._committed(conn, batch)
+                            _held_on(plan, today)
                             return plan
                 known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
                 try:
@@ -593,16 +587,12 @@ class PostgresLedgerStore:
                             keys[r[2]] = (r[3], r[4], r[5])
                             owners[r[2]] = r[0]
                     settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
-                    scopes = spend_scopes(batch)
-                    starts = _period_starts(scopes, now, lambda start: start)
                     spent: dict[SpendKey, int] = {}
-                    for (scope, ident), periods in scopes.items():
-                        ordered = sorted(periods)
-                        sql, args = _spend_query(scope, ordered, starts, lambda n: f"${n}")
-                        args[args.index(None)] = ident
-                        row = await conn.fetchrow(sql, *args)
-                        spent.update({(scope, ident, period): int(value) for period, value in zip(ordered, row)})
-                    plan = plan_group(batch, balances, keys, settling, spent, starts, owners)
+                    tracked = _spend_rows(spend_scopes(batch), today)
+                    if tracked:  # (their rows are written only by groups that have locked their key or account, as this one has)
+                        amounts = {tuple(r[:4]): r[4] for r in await conn.fetch(_PG_SPENT, *(list(column) for column in zip(*(row for _, row in tracked))))}
+                        spent = {key: amounts.get(row, 0) for key, row in tracked}
+                    plan = plan_group(batch, balances, keys, settling, today, spent, owners)
                     await conn.execute(self._write(plan, now))
                 finally:
                     known.unsure(user_ids, key_ids, -1)
@@ -623,6 +613,7 @@ class PostgresLedgerStore:
         if refused is not None:
             raise refused
         self._committed(conn, batch)
+        _held_on(plan, today)
         return plan
 
     def _committed(self, conn: asyncpg.Connection, batch: list[Op]) -> None:
@@ -689,11 +680,11 @@ class PostgresLedgerStore:
         (``settle_ids``) are still held, before the request rows; that its accounts and keys have the
         ``room`` it needs, before the money."""
         now_ = _literal(now.isoformat())
-        holds, settled, entries, balances, counters = (_literal(orjson.dumps(rows).decode()) for rows in self._write_rows(plan))
+        holds, settled, entries, balances, counters, spend = (_literal(orjson.dumps(rows).decode()) for rows in self._write_rows(plan))
         settling = f"SELECT {_PG_SETTLING_NAME}({_literal(orjson.dumps(sorted(set(settle_ids))).decode())}); " if settle_ids else ""
         check = f"SELECT {_PG_ROOM_NAME}({room}); " if room is not None else ""
         return (f"{_PG_ASYNC_COMMIT}{settling}EXECUTE {_PG_REQUESTS_NAME}({now_}, {holds}, {settled}, {self._instance_literal}); "
-                f"{check}EXECUTE {_PG_MONEY_NAME}({now_}, {entries}, {balances}, {counters}); COMMIT; BEGIN")
+                f"{check}EXECUTE {_PG_MONEY_NAME}({now_}, {entries}, {balances}, {counters}, {spend}); COMMIT; BEGIN")
 
     def _write_rows(self, plan: GroupPlan) -> tuple[list[dict[str, Any]], ...]:
         """The group's rows, one list per document: a handful of parameters however large the group
@@ -703,7 +694,8 @@ class PostgresLedgerStore:
         opening = plan.opening
         balances = [{"id": uid, "opening": opening[uid], "closing": closing} for uid, closing in plan.balances.items()]
         counters = [{"id": kid, "used_nanos": d[0], "held_nanos": d[1]} for kid, d in plan.key_deltas.items() if d[0] or d[1]]
-        return holds, settled, plan.entries, balances, counters
+        spend = [{"scope": row[0], "ident": row[1], "period": row[2], "start": row[3], "amount": amount} for row, amount in plan.spend.items()]
+        return holds, settled, plan.entries, balances, counters, spend
 
     def start(self) -> None:
         pass
@@ -868,14 +860,24 @@ WITH moved AS (
 ), key_counters AS (
     UPDATE api_keys k SET used_nanos = k.used_nanos + d.used_nanos, held_nanos = k.held_nanos + d.held_nanos
     FROM json_populate_recordset(NULL::api_keys, $4::json) AS d WHERE k.id = d.id
+), spend AS (
+    INSERT INTO spend_by_period AS p (scope, ident, period, start, amount)
+    SELECT d.scope, d.ident, d.period, d.start, d.amount FROM json_populate_recordset(NULL::spend_by_period, $5::json) AS d
+    ON CONFLICT (scope, ident, period, start) DO UPDATE SET amount = p.amount + excluded.amount
 )
 UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
+"""
+# The rows of spend_by_period a group's budgets are checked against: $1..$4 their scopes, ids, periods, first days.
+_PG_SPENT: Final = """
+SELECT p.scope, p.ident, p.period, p.start, p.amount FROM spend_by_period p
+JOIN unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS w(scope, ident, period, start)
+    ON p.scope = w.scope AND p.ident = w.ident AND p.period = w.period AND p.start = w.start
 """
 _PG_REQUESTS_NAME: Final = "tokenhub_ledger_requests"
 _PG_MONEY_NAME: Final = "tokenhub_ledger_money"
 _PG_PREPARED: Final = {  # name: (parameter types, statement)
     _PG_REQUESTS_NAME: ("timestamptz, json, json, text", _PG_REQUESTS),
-    _PG_MONEY_NAME: ("timestamptz, json, json, json", _PG_MONEY),
+    _PG_MONEY_NAME: ("timestamptz, json, json, json, json", _PG_MONEY),
 }
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import case, func, insert, or_, select, update
 
 from tokenhub.accounts.service import get_user
+from tokenhub.billing.ledger_plan import SCOPE_PERIODS, first_days
 from tokenhub.errors import InvalidRequest
 from tokenhub.money import format_usd
 from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
-from tokenhub.storage.tables import api_keys, ledger_entries, requests, users
+from tokenhub.storage.tables import api_keys, ledger_entries, requests, spend_by_period, users
 
 REQUEST_KINDS = ("hold", "release", "charge")
 MAX_NOTE = 500
@@ -181,4 +183,36 @@ async def check_ledger(conn: AsyncConnection) -> LedgerReport:
         got = entries_by_request.get(req.id, {})
         if got.get("hold", 0) != -req.hold_nanos or got.get("release", 0) != req.hold_nanos or got.get("charge", 0) != -req.cost_nanos:
             problems.append(f"request {req.id}: ledger entries {got} do not match hold {req.hold_nanos} and cost {req.cost_nanos}")
+    await _check_spend(conn, problems)
     return LedgerReport(users_checked=len(all_users), keys_checked=len(all_keys), problems=problems)
+
+
+async def _check_spend(conn: AsyncConnection, problems: list[str]) -> None:
+    """Each key's and account's spend in the current day, week and month (and each account's in total), as
+    spend_by_period keeps it for the spend limits, equals the sum over the period's requests: open holds
+    at their amount, the rest at their cost."""
+    today = utc_now().date()
+    starts = first_days(today)
+    amount = func.sum(case((requests.c.state == "held", requests.c.hold_nanos), else_=requests.c.cost_nanos))
+    for scope, column in (("key", requests.c.key_id), ("user", requests.c.user_id)):
+        for period in SCOPE_PERIODS[scope]:
+            query = select(column, amount).group_by(column)
+            if period != "total":
+                day = date.fromisoformat(starts[period])
+                query = query.where(requests.c.created_at >= datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+            sums = {ident: int(total) for ident, total in await conn.execute(query) if total}
+            kept = dict(
+                (
+                    await conn.execute(
+                        select(spend_by_period.c.ident, spend_by_period.c.amount).where(
+                            spend_by_period.c.scope == scope, spend_by_period.c.period == period, spend_by_period.c.start == starts[period]
+                        )
+                    )
+                ).all()
+            )
+            for ident in sorted(set(sums) | set(kept)):
+                if sums.get(ident, 0) != kept.get(ident, 0):
+                    problems.append(
+                        f"{scope} {ident}: spend this {period} (from {starts[period]}) kept as {format_usd(kept.get(ident, 0))} "
+                        f"!= the sum of its requests {format_usd(sums.get(ident, 0))}"
+                    )

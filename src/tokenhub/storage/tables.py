@@ -150,6 +150,22 @@ requests = Table(
     ),
 )
 
+# What each key and each account has spent in each UTC day, ISO week and month (and each account in
+# total): open holds at their amount, the rest at their cost, of the requests created in the period.
+# Every ledger group adds its requests' changes in the transaction that writes them (ledger_plan's
+# ``SpendDelta``), so a spend limit is checked against one row, not a sum over the period's requests;
+# `tokenhub ledger check` compares the rows of the current periods with those sums.
+spend_by_period = Table(
+    "spend_by_period",
+    metadata,
+    Column("scope", String(8), primary_key=True),  # key | user
+    Column("ident", Integer, primary_key=True),  # api_keys.id | users.id
+    Column("period", String(8), primary_key=True),  # day | week | month | total (accounts only)
+    Column("start", String(10), primary_key=True),  # the period's first day, ISO (total: 1970-01-01)
+    Column("amount", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Asynchronous media jobs (video). The hold is the ``requests`` row with the same id; the poller
 # resolves it when the task ends, exactly once (see tasks/poller.py).
 tasks = Table(
