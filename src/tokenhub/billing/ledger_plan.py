@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any, Final
 
 from tokenhub.errors import InsufficientCredits, LimitReached
-from tokenhub.limits.policy import period_end, period_start
+from tokenhub.limits.policy import first_day, period_end
 from tokenhub.money import format_usd
 from tokenhub.storage.engine import utc_now
 from tokenhub.tokens import Usage
@@ -24,21 +24,28 @@ from tokenhub.tokens import Usage
 Budget = tuple[str, int, str, int]  # scope ("key" | "user"), its id, period (day|week|month|total), limit
 SpendKey = tuple[str, int, str]  # scope, id, period
 KeyFigures = tuple[int | None, int, int]  # a key's limit (None: none), used and held
-SpendRow = tuple[str, int, str, str]  # a row of spend_by_period: scope, its id, period, the period's first day (ISO)
-
-# The periods spend_by_period keeps for each scope: a key's total is its own counters (api_keys).
-SCOPE_PERIODS: Final = {"key": ("day", "week", "month"), "user": ("day", "week", "month", "total")}
+SpendRow = tuple[str, int, str, str]  # a row of spend_by_period: scope, its id, "day" | "total", its first day (ISO)
 TOTAL_START: Final = "1970-01-01"  # the first day of the one period "total"
 
 
-def first_days(day: date) -> dict[str, str]:
-    """The first day (ISO) of the day, ISO week and month ``day`` falls in, and of the total."""
-    moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    out = {"total": TOTAL_START}
-    for period in ("day", "week", "month"):
-        start = period_start(period, moment)
-        assert start is not None
-        out[period] = start.date().isoformat()
+def spend_rows(key_id: int, user_id: int, day: date) -> tuple[SpendRow, SpendRow, SpendRow]:
+    """The rows of spend_by_period a request created on ``day`` counts in: its key's day, its account's day,
+    its account's total (a key's total is its own counters, api_keys.used_nanos and held_nanos)."""
+    iso = day.isoformat()
+    return ("key", key_id, "day", iso), ("user", user_id, "day", iso), ("user", user_id, "total", TOTAL_START)
+
+
+def spent_in_periods(periods: set[str], rows: list[tuple[str, str, int]], today: date) -> dict[str, int]:
+    """What one key or account spent in each of ``periods`` (day | week | month | total) that ``today`` is in,
+    from its rows of spend_by_period (period, first day, amount): the total's row, or its days in the period."""
+    out = {}
+    for period in periods:
+        start = first_day(period, today)
+        if start is None:
+            out[period] = sum(amount for kind, _, amount in rows if kind == "total")
+        else:
+            first = start.isoformat()
+            out[period] = sum(amount for kind, day, amount in rows if kind == "day" and day >= first)
     return out
 
 
@@ -181,8 +188,8 @@ def plan_group(
     transaction may resolve (read under its lock) to (the UTC day the request was created, late): late
     when the sweeper had already released the hold (the day None where not read: the settlement's own
     ``held_on`` says it). ``today`` is the group's UTC day (its holds' created_at). ``spent`` is what
-    each (scope, id, period) of the budgets involved has spent in the current period (spend_by_period),
-    read under the same locks. ``owners`` maps each key id to its account's id, as locked: a hold whose
+    each (scope, id, period) of the budgets involved has spent in the period ``today`` is in
+    (spend_by_period: ``spent_in_periods``), read under the same locks. ``owners`` maps each key id to its account's id, as locked: a hold whose
     key is not its account's is refused (with no figures for either). Without it (a group planned on
     figures this process knows), the check that locks them compares each key's account instead.
     """
@@ -192,7 +199,7 @@ def plan_group(
     need_balances, need_rooms = plan.need_balances, plan.need_rooms
     settling = dict(settling)
     spent = dict(spent or {})
-    current = first_days(today)
+    starts = {period: first_day(period, today) for _, _, period in spent}  # the current periods of the budgets tracked
     by_day: dict[tuple[int, int, date], int] = {}  # (key, account, the day its requests were created) -> spend moved
     for op in batch:
         delta = deltas.setdefault(op.key_id, [0, 0])
@@ -210,7 +217,7 @@ def plan_group(
             _need(need_rooms, op.key_id, op.amount + delta[0] + delta[1])
             balance[op.user_id] -= op.amount
             delta[1] += op.amount
-            _add_spend(by_day, spent, op, op.amount, today, current, current)
+            _add_spend(by_day, spent, starts, op, op.amount, today)
             if op.amount:
                 plan.entries.append(_entry(op.user_id, "hold", -op.amount, balance[op.user_id], op.request_id))
             plan.new_requests.append(op)
@@ -221,13 +228,12 @@ def plan_group(
             created_on, late = settling.pop(op.request_id)
             created_on = created_on or op.held_on
             assert created_on is not None, "a settlement's request day is read with it, or known to its process"
-            created = current if created_on == today else first_days(created_on)
             released = 0 if late else op.hold  # a late settlement's hold was released by the sweeper
             balance[op.user_id] += released
             if released:
                 plan.entries.append(_entry(op.user_id, "release", released, balance[op.user_id], op.request_id))
             delta[1] -= released
-            _add_spend(by_day, spent, op, -released, created_on, created, current)
+            _add_spend(by_day, spent, starts, op, -released, created_on)
             room = _room(op, balance[op.user_id], key, delta, spent)
             charged = max(0, min(op.cost, room))
             if charged < op.cost:
@@ -239,15 +245,12 @@ def plan_group(
             if charged:
                 plan.entries.append(_entry(op.user_id, "charge", -charged, balance[op.user_id], op.request_id))
             delta[0] += charged
-            _add_spend(by_day, spent, op, charged, created_on, created, current)
+            _add_spend(by_day, spent, starts, op, charged, created_on)
             plan.settled.append(Charge(op, charged, op.cost - charged, late))
     for (key_id, user_id, day), amount in by_day.items():
         if amount:
-            starts = current if day == today else first_days(day)
-            for scope, ident in (("key", key_id), ("user", user_id)):
-                for period in SCOPE_PERIODS[scope]:
-                    row = (scope, ident, period, starts[period])
-                    plan.spend[row] = plan.spend.get(row, 0) + amount
+            for row in spend_rows(key_id, user_id, day):
+                plan.spend[row] = plan.spend.get(row, 0) + amount
     plan.spend = {row: amount for row, amount in plan.spend.items() if amount}
     return plan
 
@@ -292,11 +295,11 @@ def _refuse(op: Hold, balance: int | None, key: KeyFigures | None) -> Exception 
 
 
 def _add_spend(
-    by_day: dict[tuple[int, int, date], int], spent: dict[SpendKey, int], op: Op, amount: int, day: date,
-    starts: dict[str, str], current: dict[str, str],
+    by_day: dict[tuple[int, int, date], int], spent: dict[SpendKey, int], starts: dict[str, date | None], op: Op, amount: int,
+    day: date,
 ) -> None:
-    """Move what ``op``'s request (created on ``day``, in the periods starting ``starts``) counts as spent:
-    in spend_by_period, and in each tracked budget of its key and account whose current period it is in."""
+    """Move what ``op``'s request (created on ``day``) counts as spent: in spend_by_period, and in each tracked
+    budget of its key and account whose current period (first day in ``starts``) it is in."""
     if not amount:
         return
     index = (op.key_id, op.user_id, day)
@@ -304,7 +307,8 @@ def _add_spend(
     for tracked in spent:
         scope, ident, period = tracked
         if (scope == "key" and ident == op.key_id) or (scope == "user" and ident == op.user_id):
-            if starts[period] == current[period]:
+            start = starts[period]
+            if start is None or day >= start:
                 spent[tracked] += amount
 
 

@@ -42,12 +42,12 @@ from tokenhub.billing.ledger_plan import (
     Op,
     Settlement,
     SpendKey,
-    SpendRow,
     figures_after,
-    first_days,
     plan_group,
     spend_scopes,
+    spent_in_periods,
 )
+from tokenhub.limits.policy import first_day
 from tokenhub.periodic import Periodic
 from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import utc_now
@@ -100,7 +100,13 @@ def _settle_set(new: str, old: str) -> str:
 _SQLITE_SETTLING: Final = "SELECT id, created_at, state, status FROM requests WHERE id IN ({})"
 _SQLITE_INSERT_REQUEST: Final = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) VALUES ({', '.join('?' for _ in _REQUEST_COLUMNS)})"
 _SQLITE_SETTLE: Final = f"UPDATE requests SET {_settle_set('?', '{}')}, settled_at = ? WHERE id = ?"
-_SQLITE_SPENT: Final = "SELECT amount FROM spend_by_period WHERE scope = ? AND ident = ? AND period = ? AND start = ?"
+# A key's or account's rows of spend_by_period that its budgets are checked against: its days since the
+# first of the earliest period (at most a month and a week of them), and its total.
+_SPENT: Final = """
+SELECT period, start, amount FROM spend_by_period WHERE scope = {0} AND ident = {1} AND period = 'day' AND start >= {2}
+UNION ALL SELECT period, start, amount FROM spend_by_period WHERE scope = {3} AND ident = {4} AND period = 'total'
+"""
+_SQLITE_SPENT: Final = _SPENT.format("?", "?", "?", "?", "?")
 _SQLITE_SPEND: Final = (
     "INSERT INTO spend_by_period (scope, ident, period, start, amount) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (scope, ident, period, start) DO UPDATE SET amount = amount + excluded.amount"
@@ -157,12 +163,10 @@ def _day(created_at: Any) -> date:
     return created_at.date()
 
 
-def _spend_rows(scopes: dict[tuple[str, int], set[str]], today: date) -> list[tuple[SpendKey, SpendRow]]:
-    """The rows of spend_by_period the budgets involved are checked against: each (scope, id, period)
-    with its row for the period ``today`` is in."""
-    starts = first_days(today)
-    return [((scope, ident, period), (scope, ident, period, starts[period])) for (scope, ident), periods in scopes.items()
-            for period in sorted(periods)]  # fmt: skip
+def _spend_since(periods: set[str], today: date) -> str:
+    """The first day (ISO) from which a key's or account's days in spend_by_period make up ``periods``."""
+    firsts = [first_day(period, today) for period in periods]
+    return min((first for first in firsts if first is not None), default=today).isoformat()
 
 
 def _held_on(plan: GroupPlan, today: date) -> None:
@@ -422,9 +426,10 @@ class SqliteLedgerStore:
                 owners[row[0]] = row[4]
             today = now.date()
             spent: dict[SpendKey, int] = {}
-            for tracked, row_key in _spend_rows(spend_scopes(batch), today):
-                row = db.execute(_SQLITE_SPENT, row_key).fetchone()
-                spent[tracked] = row[0] if row is not None else 0
+            for (scope, ident), periods in spend_scopes(batch).items():
+                rows = db.execute(_SQLITE_SPENT, (scope, ident, _spend_since(periods, today), scope, ident)).fetchall()
+                for period, amount in spent_in_periods(periods, rows, today).items():
+                    spent[(scope, ident, period)] = amount
             settling: dict[str, tuple[date | None, bool]] = {}
             if settle_ids:
                 settling = _resolvable(db.execute(_SQLITE_SETTLING.format(_marks(settle_ids)), settle_ids), late_ids)
@@ -588,10 +593,11 @@ class PostgresLedgerStore:
                             owners[r[2]] = r[0]
                     settling = _resolvable((r[6:] for r in rows if r[0] is None), late_ids)  # the requests to settle, locked
                     spent: dict[SpendKey, int] = {}
-                    tracked = _spend_rows(spend_scopes(batch), today)
-                    if tracked:  # (their rows are written only by groups that have locked their key or account, as this one has)
-                        amounts = {tuple(r[:4]): r[4] for r in await conn.fetch(_PG_SPENT, *(list(column) for column in zip(*(row for _, row in tracked))))}
-                        spent = {key: amounts.get(row, 0) for key, row in tracked}
+                    # (rows written only by groups that have locked their key or account first, as this one has)
+                    for (scope, ident), periods in spend_scopes(batch).items():
+                        rows = await conn.fetch(_PG_SPENT, scope, ident, _spend_since(periods, today))
+                        for period, amount in spent_in_periods(periods, [tuple(r) for r in rows], today).items():
+                            spent[(scope, ident, period)] = amount
                     plan = plan_group(batch, balances, keys, settling, today, spent, owners)
                     await conn.execute(self._write(plan, now))
                 finally:
@@ -867,12 +873,7 @@ WITH moved AS (
 )
 UPDATE users u SET balance = m.closing + m.offset_ FROM moved m WHERE u.id = m.id
 """
-# The rows of spend_by_period a group's budgets are checked against: $1..$4 their scopes, ids, periods, first days.
-_PG_SPENT: Final = """
-SELECT p.scope, p.ident, p.period, p.start, p.amount FROM spend_by_period p
-JOIN unnest($1::text[], $2::int[], $3::text[], $4::text[]) AS w(scope, ident, period, start)
-    ON p.scope = w.scope AND p.ident = w.ident AND p.period = w.period AND p.start = w.start
-"""
+_PG_SPENT: Final = _SPENT.format("$1", "$2::int", "$3", "$1", "$2::int")
 _PG_REQUESTS_NAME: Final = "tokenhub_ledger_requests"
 _PG_MONEY_NAME: Final = "tokenhub_ledger_money"
 _PG_PREPARED: Final = {  # name: (parameter types, statement)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import case, func, insert, or_, select, update
 
 from tokenhub.accounts.service import get_user
-from tokenhub.billing.ledger_plan import SCOPE_PERIODS, first_days
+from tokenhub.billing.ledger_plan import spent_in_periods
 from tokenhub.errors import InvalidRequest
+from tokenhub.limits.policy import first_day
 from tokenhub.money import format_usd
 from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
@@ -192,27 +193,23 @@ async def _check_spend(conn: AsyncConnection, problems: list[str]) -> None:
     spend_by_period keeps it for the spend limits, equals the sum over the period's requests: open holds
     at their amount, the rest at their cost."""
     today = utc_now().date()
-    starts = first_days(today)
     amount = func.sum(case((requests.c.state == "held", requests.c.hold_nanos), else_=requests.c.cost_nanos))
+    since = min(first for first in (first_day(p, today) for p in ("day", "week", "month")) if first is not None)
+    kept_rows: dict[tuple[str, int], list[tuple[str, str, int]]] = {}
+    rows = select(spend_by_period).where(or_(spend_by_period.c.start >= since.isoformat(), spend_by_period.c.period == "total"))
+    for row in await conn.execute(rows):
+        kept_rows.setdefault((row.scope, row.ident), []).append((row.period, row.start, row.amount))
     for scope, column in (("key", requests.c.key_id), ("user", requests.c.user_id)):
-        for period in SCOPE_PERIODS[scope]:
+        for period in ("day", "week", "month") if scope == "key" else ("day", "week", "month", "total"):
+            first = first_day(period, today)
             query = select(column, amount).group_by(column)
-            if period != "total":
-                day = date.fromisoformat(starts[period])
-                query = query.where(requests.c.created_at >= datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+            if first is not None:
+                query = query.where(requests.c.created_at >= datetime(first.year, first.month, first.day, tzinfo=timezone.utc))
             sums = {ident: int(total) for ident, total in await conn.execute(query) if total}
-            kept = dict(
-                (
-                    await conn.execute(
-                        select(spend_by_period.c.ident, spend_by_period.c.amount).where(
-                            spend_by_period.c.scope == scope, spend_by_period.c.period == period, spend_by_period.c.start == starts[period]
-                        )
-                    )
-                ).all()
-            )
-            for ident in sorted(set(sums) | set(kept)):
+            kept = {ident: spent_in_periods({period}, found, today)[period] for (kind, ident), found in kept_rows.items() if kind == scope}
+            for ident in sorted(set(sums) | {i for i, k in kept.items() if k}):
                 if sums.get(ident, 0) != kept.get(ident, 0):
                     problems.append(
-                        f"{scope} {ident}: spend this {period} (from {starts[period]}) kept as {format_usd(kept.get(ident, 0))} "
+                        f"{scope} {ident}: spend this {period} kept as {format_usd(kept.get(ident, 0))} "
                         f"!= the sum of its requests {format_usd(sums.get(ident, 0))}"
                     )

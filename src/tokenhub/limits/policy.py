@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from tokenhub.errors import InvalidRequest
@@ -49,9 +49,8 @@ class Limits:
 
 
 
-def period_start(period: str, now: datetime) -> datetime | None:
-    """The start of the UTC calendar period containing ``now`` (ISO weeks start on Monday)."""
-    day = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+def first_day(period: str, day: date) -> date | None:
+    """The first day of the UTC calendar period containing ``day`` (ISO weeks start on Monday); None for total."""
     if period == "day":
         return day
     if period == "week":
@@ -59,6 +58,12 @@ def period_start(period: str, now: datetime) -> datetime | None:
     if period == "month":
         return day.replace(day=1)
     return None  # total
+
+
+def period_start(period: str, now: datetime) -> datetime | None:
+    """The start of the UTC calendar period containing ``now`` (a UTC time)."""
+    first = first_day(period, date(now.year, now.month, now.day))
+    return None if first is None else datetime(first.year, first.month, first.day, tzinfo=timezone.utc)
 
 
 def period_end(period: str, now: datetime) -> datetime | None:

@@ -150,18 +150,18 @@ requests = Table(
     ),
 )
 
-# What each key and each account has spent in each UTC day, ISO week and month (and each account in
-# total): open holds at their amount, the rest at their cost, of the requests created in the period.
-# Every ledger group adds its requests' changes in the transaction that writes them (ledger_plan's
-# ``SpendDelta``), so a spend limit is checked against one row, not a sum over the period's requests;
-# `tokenhub ledger check` compares the rows of the current periods with those sums.
+# What each key and each account has spent in each UTC day (and each account in total): open holds at
+# their amount, the rest at their cost, of the requests created that day. Every ledger group adds its
+# requests' changes in the transaction that writes them (``GroupPlan.spend``), so a spend limit by period
+# is checked against a few rows (a week's or a month's days), not a sum over the period's requests;
+# `tokenhub ledger check` compares the current periods with those sums.
 spend_by_period = Table(
     "spend_by_period",
     metadata,
     Column("scope", String(8), primary_key=True),  # key | user
     Column("ident", Integer, primary_key=True),  # api_keys.id | users.id
-    Column("period", String(8), primary_key=True),  # day | week | month | total (accounts only)
-    Column("start", String(10), primary_key=True),  # the period's first day, ISO (total: 1970-01-01)
+    Column("period", String(8), primary_key=True),  # day | total (accounts only: a key's is api_keys.used_nanos)
+    Column("start", String(10), primary_key=True),  # the day, ISO (total: 1970-01-01)
     Column("amount", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )

@@ -6,9 +6,10 @@ Create Date: 2026-12-07 20:30:00
 
 A spend limit by period was checked against a sum over the requests of the period, in every ledger
 group that had a hold of a limited key or account: 60–80 ms a group once a key had 200,000 requests
-in its month, and growing with them. The ledger now keeps the sums in this table, moved in the
-transaction that writes each hold and settlement. The upgrade fills the current periods' rows from
-the requests stored; rows of past periods are never read.
+in its month, and growing with them. The ledger now keeps each key's and account's spend by day (and
+each account's in total) in this table, moved in the transaction that writes each hold and
+settlement; a week or a month is the sum of its days. The upgrade fills the current week's and
+month's days and every account's total from the requests stored.
 
 Every process must run the new code once the table exists: a process of an earlier version would
 write requests without moving their period's row (`tokenhub ledger check` reports the difference).
@@ -42,27 +43,34 @@ def upgrade() -> None:
         sa.column('hold_nanos', sa.BigInteger()), sa.column('cost_nanos', sa.BigInteger()),
         sa.column('created_at', sa.DateTime(timezone=True)),
     )
-    spent = sa.func.sum(sa.case((requests.c.state == 'held', requests.c.hold_nanos), else_=requests.c.cost_nanos))
+    spent = sa.case((requests.c.state == 'held', requests.c.hold_nanos), else_=requests.c.cost_nanos)
     today = datetime.now(timezone.utc).date()
-    starts = {'day': today, 'week': today - timedelta(days=today.weekday()), 'month': today.replace(day=1), 'total': None}
+    since = min(today - timedelta(days=today.weekday()), today.replace(day=1))  # the current week's and month's days
     bind = op.get_bind()
-    rows = []
-    for scope, column in (('key', requests.c.key_id), ('user', requests.c.user_id)):
-        for period, start in starts.items():
-            if start is None and scope == 'key':
-                continue  # a key's total is its own counters (api_keys.used_nanos, held_nanos)
-            query = sa.select(column, spent).group_by(column)
-            if start is not None:
-                query = query.where(requests.c.created_at >= _midnight(start))
-            label = TOTAL_START if start is None else start.isoformat()
-            rows += [{'scope': scope, 'ident': ident, 'period': period, 'start': label, 'amount': int(amount)}
-                     for ident, amount in bind.execute(query) if amount]
+    amounts: dict[tuple[str, int, str, str], int] = {}
+    recent = sa.select(requests.c.key_id, requests.c.user_id, requests.c.created_at, spent).where(requests.c.created_at >= _midnight(since))
+    for key_id, user_id, created_at, amount in bind.execute(recent):
+        day = _day(created_at)
+        for row in (('key', key_id, 'day', day), ('user', user_id, 'day', day)):
+            amounts[row] = amounts.get(row, 0) + int(amount)
+    for user_id, amount in bind.execute(sa.select(requests.c.user_id, sa.func.sum(spent)).group_by(requests.c.user_id)):
+        amounts[('user', user_id, 'total', TOTAL_START)] = int(amount or 0)
+    rows = [dict(zip(('scope', 'ident', 'period', 'start'), row), amount=amount) for row, amount in amounts.items() if amount]
     if rows:
         op.bulk_insert(spend, rows)
 
 
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def _day(created_at: datetime | str) -> str:
+    """The UTC day (ISO) of a stored created_at: SQLite's text (naive UTC) or PostgreSQL's datetime."""
+    if isinstance(created_at, str):
+        return created_at[:10]
+    if created_at.tzinfo is not None:
+        created_at = created_at.astimezone(timezone.utc)
+    return created_at.date().isoformat()
 
 
 def downgrade() -> None:
