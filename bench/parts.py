@@ -57,9 +57,11 @@ async def _account(url: str) -> tuple[object, int, int]:
     return engine, user["id"], key["id"]
 
 
-def _settlement(rid: str, uid: int, kid: int) -> Settlement:
-    return Settlement(rid, uid, kid, HOLD, COST, "ok", Usage(512, 128), http_status=200, finish_reason="stop",
-                      latency_ms=3, ttfb_ms=1, prices="in=1,out=2", channel_id=1, upstream_model="gpt-bench")
+def _settlement(hold: Hold) -> Settlement:
+    """As a request's bill settles its committed hold (it knows the day its request was created)."""
+    return Settlement(hold.request_id, hold.user_id, hold.key_id, HOLD, COST, "ok", Usage(512, 128), http_status=200,
+                      finish_reason="stop", latency_ms=3, ttfb_ms=1, prices="in=1,out=2", channel_id=1,
+                      upstream_model="gpt-bench", held_on=hold.held_on)  # fmt: skip
 
 
 async def ledger(url: str, groups: int, per_group: int) -> dict[str, float]:
@@ -67,25 +69,30 @@ async def ledger(url: str, groups: int, per_group: int) -> dict[str, float]:
     store = store_for(engine, "bench-ledger")  # type: ignore[arg-type]
     store.start()
     serial = 0
-    open_holds: list[str] = []
+    open_holds: list[Hold] = []
 
     def batch() -> list:
         nonlocal serial
-        ops: list = [_settlement(rid, uid, kid) for rid in open_holds]
+        ops: list = [_settlement(hold) for hold in open_holds]
         open_holds.clear()
         for _ in range(per_group):
             serial += 1
-            rid = f"gen-bench-{serial:012d}"
-            open_holds.append(rid)
-            ops.append(Hold(rid, uid, kid, HOLD, "bench-model", stream=True, channel_id=1, upstream_model="gpt-bench"))
+            hold = Hold(f"gen-bench-{serial:012d}", uid, kid, HOLD, "bench-model", stream=True, channel_id=1, upstream_model="gpt-bench")
+            open_holds.append(hold)
+            ops.append(hold)
         return ops
 
-    for _ in range(50):  # warm the connections, the prepared statements and the caches
-        await store.commit(batch())
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for _ in range(groups):
+    async def commit() -> None:
         plan = await store.commit(batch())
         assert all(outcome is None for outcome in plan.outcomes), plan.outcomes
+        for hold in plan.new_requests:
+            hold.held_on = plan.today  # as the writer does once a group commits
+
+    for _ in range(50):  # warm the connections, the prepared statements and the caches
+        await commit()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(groups):
+        await commit()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     await store.close()
     await engine.dispose()  # type: ignore[attr-defined]

@@ -394,6 +394,8 @@ class LedgerWriter:
                 if attempt == 4 or not self._store.is_retryable(exc):
                     raise
             await asyncio.sleep(0.01 * (attempt + 1))
+        for hold in plan.new_requests:
+            hold.held_on = plan.today  # the day its settlement moves (Settlement.held_on)
         for op, outcome in zip(batch, plan.outcomes):
             if isinstance(op, Hold) and op.future is not None and not op.future.done():
                 if outcome is None:

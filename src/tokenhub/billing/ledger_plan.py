@@ -35,6 +35,12 @@ def spend_rows(key_id: int, user_id: int, day: date) -> tuple[SpendRow, SpendRow
     return ("key", key_id, "day", iso), ("user", user_id, "day", iso), ("user", user_id, "total", TOTAL_START)
 
 
+def spend_since(periods: set[str], today: date) -> str:
+    """The first day (ISO) from which a key's or account's days in spend_by_period make up ``periods``."""
+    firsts = [first_day(period, today) for period in periods]
+    return min((first for first in firsts if first is not None), default=today).isoformat()
+
+
 def spent_in_periods(periods: set[str], rows: list[tuple[str, str, int]], today: date) -> dict[str, int]:
     """What one key or account spent in each of ``periods`` (day | week | month | total) that ``today`` is in,
     from its rows of spend_by_period (period, first day, amount): the total's row, or its days in the period."""
@@ -66,7 +72,7 @@ class Hold:
     # The key's total limit is not here: the key's own counters enforce it (api_keys.limit_nanos).
     budgets: tuple[Budget, ...] = ()
     future: asyncio.Future[None] | None = None
-    held_on: date | None = None  # the UTC day of its request row's created_at: set once its group commits
+    held_on: date | None = None  # the UTC day of its request row's created_at: set by the writer once its group commits
 
 
 @dataclass
@@ -144,6 +150,7 @@ class GroupPlan:
     opening: dict[int, int]  # user id -> the balance the group was decided on (as locked, or as expected)
     key_deltas: dict[int, list[int]]  # key id -> [used delta, held delta]
     keys: dict[int, KeyFigures]  # key id -> (limit, used, held) as locked, before the deltas
+    today: date  # the group's UTC day: its new requests' created_at, the day their settlements move (Hold.held_on)
     # What the decisions rest on: the least balance each account must start from, and the least room
     # (limit - used - held) each key must have, for every hold to be admitted and every charge made whole
     # (PostgreSQL's one-round-trip check asks for them: ledger_store._PG_ROOM_NAME).
@@ -195,7 +202,7 @@ def plan_group(
     """
     balance = dict(balances)
     deltas: dict[int, list[int]] = {}
-    plan = GroupPlan([], [], [], [], balance, balances, deltas, keys)
+    plan = GroupPlan([], [], [], [], balance, balances, deltas, keys, today)
     need_balances, need_rooms = plan.need_balances, plan.need_rooms
     settling = dict(settling)
     spent = dict(spent or {})
@@ -247,11 +254,11 @@ def plan_group(
             delta[0] += charged
             _add_spend(by_day, spent, starts, op, charged, created_on)
             plan.settled.append(Charge(op, charged, op.cost - charged, late))
+    spend: dict[SpendRow, int] = {}
     for (key_id, user_id, day), amount in by_day.items():
-        if amount:
-            for row in spend_rows(key_id, user_id, day):
-                plan.spend[row] = plan.spend.get(row, 0) + amount
-    plan.spend = {row: amount for row, amount in plan.spend.items() if amount}
+        for row in spend_rows(key_id, user_id, day):
+            spend[row] = spend.get(row, 0) + amount
+    plan.spend = {row: amount for row, amount in spend.items() if amount}
     return plan
 
 

@@ -45,9 +45,9 @@ from tokenhub.billing.ledger_plan import (
     figures_after,
     plan_group,
     spend_scopes,
+    spend_since,
     spent_in_periods,
 )
-from tokenhub.limits.policy import first_day
 from tokenhub.periodic import Periodic
 from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import utc_now
@@ -161,18 +161,6 @@ def _day(created_at: Any) -> date:
     if isinstance(created_at, str):
         return date.fromisoformat(created_at[:10])
     return created_at.date()
-
-
-def _spend_since(periods: set[str], today: date) -> str:
-    """The first day (ISO) from which a key's or account's days in spend_by_period make up ``periods``."""
-    firsts = [first_day(period, today) for period in periods]
-    return min((first for first in firsts if first is not None), default=today).isoformat()
-
-
-def _held_on(plan: GroupPlan, today: date) -> None:
-    """Its holds committed: each knows the day its request was created, for its settlement (Settlement.held_on)."""
-    for op in plan.new_requests:
-        op.held_on = today
 
 
 def _ids(batch: list[Op]) -> tuple[list[int], list[int], list[str], list[str]]:
@@ -427,7 +415,7 @@ class SqliteLedgerStore:
             today = now.date()
             spent: dict[SpendKey, int] = {}
             for (scope, ident), periods in spend_scopes(batch).items():
-                rows = db.execute(_SQLITE_SPENT, (scope, ident, _spend_since(periods, today), scope, ident)).fetchall()
+                rows = db.execute(_SQLITE_SPENT, (scope, ident, spend_since(periods, today), scope, ident)).fetchall()
                 for period, amount in spent_in_periods(periods, rows, today).items():
                     spent[(scope, ident, period)] = amount
             settling: dict[str, tuple[date | None, bool]] = {}
@@ -456,7 +444,6 @@ class SqliteLedgerStore:
             db.execute("ROLLBACK")
             raise
         self._commits_since_checkpoint += 1
-        _held_on(plan, today)
         return plan
 
 
@@ -576,7 +563,6 @@ class PostgresLedgerStore:
                             self._in_order.release()
                             in_order = False
                             self._committed(conn, batch)
-                            _held_on(plan, today)
                             return plan
                 known.unsure(user_ids, key_ids, +1)  # until this group commits, the next ones touching it lock and read too
                 try:
@@ -595,7 +581,7 @@ class PostgresLedgerStore:
                     spent: dict[SpendKey, int] = {}
                     # (rows written only by groups that have locked their key or account first, as this one has)
                     for (scope, ident), periods in spend_scopes(batch).items():
-                        rows = await conn.fetch(_PG_SPENT, scope, ident, _spend_since(periods, today))
+                        rows = await conn.fetch(_PG_SPENT, scope, ident, spend_since(periods, today))
                         for period, amount in spent_in_periods(periods, [tuple(r) for r in rows], today).items():
                             spent[(scope, ident, period)] = amount
                     plan = plan_group(batch, balances, keys, settling, today, spent, owners)
@@ -619,7 +605,6 @@ class PostgresLedgerStore:
         if refused is not None:
             raise refused
         self._committed(conn, batch)
-        _held_on(plan, today)
         return plan
 
     def _committed(self, conn: asyncpg.Connection, batch: list[Op]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, func, insert, or_, select, update
 
 from tokenhub.accounts.service import get_user
-from tokenhub.billing.ledger_plan import spent_in_periods
+from tokenhub.billing.ledger_plan import spend_since, spent_in_periods
 from tokenhub.errors import InvalidRequest
 from tokenhub.limits.policy import first_day
 from tokenhub.money import format_usd
@@ -194,9 +194,9 @@ async def _check_spend(conn: AsyncConnection, problems: list[str]) -> None:
     at their amount, the rest at their cost."""
     today = utc_now().date()
     amount = func.sum(case((requests.c.state == "held", requests.c.hold_nanos), else_=requests.c.cost_nanos))
-    since = min(first for first in (first_day(p, today) for p in ("day", "week", "month")) if first is not None)
+    since = spend_since({"week", "month"}, today)
     kept_rows: dict[tuple[str, int], list[tuple[str, str, int]]] = {}
-    rows = select(spend_by_period).where(or_(spend_by_period.c.start >= since.isoformat(), spend_by_period.c.period == "total"))
+    rows = select(spend_by_period).where(or_(spend_by_period.c.start >= since, spend_by_period.c.period == "total"))
     for row in await conn.execute(rows):
         kept_rows.setdefault((row.scope, row.ident), []).append((row.period, row.start, row.amount))
     for scope, column in (("key", requests.c.key_id), ("user", requests.c.user_id)):
