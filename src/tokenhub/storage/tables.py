@@ -5,6 +5,8 @@ Money columns are BIGINT nano-dollars (see ``tokenhub.money``). Times are timezo
 
 from __future__ import annotations
 
+from typing import Final
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -168,6 +170,14 @@ spend_by_period = Table(
 
 # Asynchronous media jobs (video). The hold is the ``requests`` row with the same id; the poller
 # resolves it when the task ends, exactly once (see tasks/poller.py).
+#
+# Every process's poller looks each second for the open tasks and the callbacks that are due: two
+# partial indexes hold only those rows, however many finished tasks the table keeps. A query reaches
+# one only if it states the index's predicate itself, as written here: SQLite uses a partial index
+# when the query's WHERE contains that term, and neither database can prove it from bound parameters
+# (``status IN (?, ?)``, or a generic plan's ``$1``).
+TASKS_OPEN: Final = "status IN ('queued', 'running')"
+TASKS_CALLBACK_DUE: Final = "callback_state = 'pending'"
 tasks = Table(
     "tasks",
     metadata,
@@ -199,8 +209,13 @@ tasks = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
     Index("ix_tasks_user_created", "user_id", "created_at"),
-    Index("ix_tasks_open", "next_poll_at", sqlite_where=text("status IN ('queued', 'running')"),
-          postgresql_where=text("status IN ('queued', 'running')")),
+    Index("ix_tasks_open", "next_poll_at", sqlite_where=text(TASKS_OPEN), postgresql_where=text(TASKS_OPEN)),
+    Index(
+        "ix_tasks_callback_due",
+        "next_callback_at",
+        sqlite_where=text(TASKS_CALLBACK_DUE),
+        postgresql_where=text(TASKS_CALLBACK_DUE),
+    ),
 )
 
 channels = Table(

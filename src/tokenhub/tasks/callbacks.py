@@ -18,11 +18,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from tokenhub.errors import GatewayError
 from tokenhub.storage.engine import utc_now
-from tokenhub.storage.tables import tasks, users
+from tokenhub.storage.tables import TASKS_CALLBACK_DUE, tasks, users
 from tokenhub.tasks.service import task_view  # the same object GET answers
 
 if TYPE_CHECKING:  # the gateway wires the tasks in: a type only
@@ -47,7 +47,7 @@ async def deliver_due_callbacks(gw: Gateway) -> None:
             await conn.execute(
                 select(tasks, users.c.webhook_secret)
                 .join(users, users.c.id == tasks.c.user_id)
-                .where(tasks.c.callback_state == "pending", tasks.c.next_callback_at <= now)
+                .where(text(TASKS_CALLBACK_DUE), tasks.c.next_callback_at <= now)
                 .limit(20)
             )
         ).all()

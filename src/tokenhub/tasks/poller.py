@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 
 from tokenhub.billing.ledger import Settlement
 from tokenhub.errors import GatewayError, RateLimited
@@ -37,7 +37,7 @@ from tokenhub.providers.media.base import TERMINAL_STATES, TaskUpdate, VideoJob
 from tokenhub.providers.registry import video_adapters
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import utc_now
-from tokenhub.storage.tables import tasks
+from tokenhub.storage.tables import TASKS_OPEN, tasks
 from tokenhub.tasks.callbacks import deliver_due_callbacks
 from tokenhub.tasks.service import cost_of
 from tokenhub.tokens import Usage
@@ -51,7 +51,6 @@ log = logging.getLogger("tokenhub.tasks")
 LEASE = timedelta(seconds=60)
 BATCH = 20
 MAX_BACKOFF = 30.0
-OPEN = ("queued", "running")
 
 
 def backoff(attempts: int, base: float) -> float:
@@ -88,7 +87,7 @@ class TaskPoller:
         due = (
             select(tasks.c.id)
             .where(
-                tasks.c.status.in_(OPEN),
+                text(TASKS_OPEN),
                 tasks.c.upstream_task_id.is_not(None),
                 tasks.c.next_poll_at <= now,
                 or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
@@ -189,7 +188,7 @@ class TaskPoller:
         async with self.gw.engine.begin() as conn:
             await conn.execute(
                 update(tasks)
-                .where(tasks.c.id == row.id, tasks.c.status.in_(OPEN))
+                .where(tasks.c.id == row.id, text(TASKS_OPEN))
                 .values(
                     status=result.state,
                     cost_nanos=cost,
@@ -223,7 +222,7 @@ class TaskPoller:
             rows = (
                 await conn.execute(
                     select(tasks).where(
-                        tasks.c.status.in_(OPEN),
+                        text(TASKS_OPEN),
                         or_(
                             tasks.c.created_at < now - self.timeout,
                             and_(tasks.c.upstream_task_id.is_(None), tasks.c.created_at < now - timedelta(minutes=5)),
