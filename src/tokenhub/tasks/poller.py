@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, exists, or_, select, text, update
 
 from tokenhub.billing.ledger import Settlement
 from tokenhub.errors import GatewayError, RateLimited
@@ -37,7 +37,7 @@ from tokenhub.providers.media.base import TERMINAL_STATES, TaskUpdate, VideoJob
 from tokenhub.providers.registry import video_adapters
 from tokenhub.providers.upstream_http import fetch
 from tokenhub.storage.engine import utc_now
-from tokenhub.storage.tables import TASKS_OPEN, tasks
+from tokenhub.storage.tables import TASKS_CALLBACK_DUE, TASKS_OPEN, tasks
 from tokenhub.tasks.callbacks import deliver_due_callbacks
 from tokenhub.tasks.service import cost_of
 from tokenhub.tokens import Usage
@@ -71,14 +71,28 @@ class TaskPoller:
         await self._periodic.stop()
 
     async def run_once(self) -> None:
-        await self.time_out()
-        for row in await self.lease():
-            try:
-                await self.poll(row)
-            except Exception as exc:  # one task's trouble never stops the others
-                log.warning("polling task %s failed: %s", row.id, type(exc).__name__)
-                await self._reschedule(row, backoff(row.poll_attempts, self.base))
-        await deliver_due_callbacks(self.gw)
+        open_tasks, callbacks = await self.pending()
+        if open_tasks:
+            await self.time_out()
+            for row in await self.lease():
+                try:
+                    await self.poll(row)
+                except Exception as exc:  # one task's trouble never stops the others
+                    log.warning("polling task %s failed: %s", row.id, type(exc).__name__)
+                    await self._reschedule(row, backoff(row.poll_attempts, self.base))
+        if callbacks:
+            await deliver_due_callbacks(self.gw)
+
+    async def pending(self) -> tuple[bool, bool]:
+        """Whether any task is open, and any callback waiting: one read of the two partial indexes, so
+        that a process with nothing to poll (most of them, most of the time) asks one question a round."""
+        query = select(
+            exists().where(text(TASKS_OPEN)).select_from(tasks),
+            exists().where(text(TASKS_CALLBACK_DUE)).select_from(tasks),
+        )
+        async with self.gw.engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return bool(row[0]), bool(row[1])
 
     # -- leasing -------------------------------------------------------------------------------
 
