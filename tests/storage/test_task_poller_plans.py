@@ -32,7 +32,7 @@ ALLOWED = ("ix_tasks_open", "ix_tasks_callback_due")
 
 async def _history(gw: Gateway) -> None:
     """An account with thousands of finished tasks (half with a delivered callback), one task still running
-    and due a poll, one callback due."""
+    and one callback waiting, neither due yet: the round asks every question and finds nothing to do."""
     now = utc_now()
     async with gw.engine.begin() as conn:
         user = await create_user(conn, "poller-plans@example.com")
