@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import case, func, insert, or_, select, update
@@ -11,7 +10,7 @@ from sqlalchemy import case, func, insert, or_, select, update
 from tokenhub.accounts.service import get_user
 from tokenhub.billing.ledger_plan import spend_since, spent_in_periods
 from tokenhub.errors import InvalidRequest
-from tokenhub.limits.policy import first_day
+from tokenhub.limits.policy import period_start
 from tokenhub.money import format_usd
 from tokenhub.storage import AsyncConnection
 from tokenhub.storage.engine import as_utc, utc_now
@@ -192,7 +191,8 @@ async def _check_spend(conn: AsyncConnection, problems: list[str]) -> None:
     """Each key's and account's spend in the current day, week and month (and each account's in total), as
     spend_by_period keeps it for the spend limits, equals the sum over the period's requests: open holds
     at their amount, the rest at their cost."""
-    today = utc_now().date()
+    now = utc_now()
+    today = now.date()
     amount = func.sum(case((requests.c.state == "held", requests.c.hold_nanos), else_=requests.c.cost_nanos))
     since = spend_since({"week", "month"}, today)
     kept_rows: dict[tuple[str, int], list[tuple[str, str, int]]] = {}
@@ -201,10 +201,10 @@ async def _check_spend(conn: AsyncConnection, problems: list[str]) -> None:
         kept_rows.setdefault((row.scope, row.ident), []).append((row.period, row.start, row.amount))
     for scope, column in (("key", requests.c.key_id), ("user", requests.c.user_id)):
         for period in ("day", "week", "month") if scope == "key" else ("day", "week", "month", "total"):
-            first = first_day(period, today)
+            start = period_start(period, now)
             query = select(column, amount).group_by(column)
-            if first is not None:
-                query = query.where(requests.c.created_at >= datetime(first.year, first.month, first.day, tzinfo=timezone.utc))
+            if start is not None:
+                query = query.where(requests.c.created_at >= start)
             sums = {ident: int(total) for ident, total in await conn.execute(query) if total}
             kept = {ident: spent_in_periods({period}, found, today)[period] for (kind, ident), found in kept_rows.items() if kind == scope}
             for ident in sorted(set(sums) | {i for i, k in kept.items() if k}):
