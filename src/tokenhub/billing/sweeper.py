@@ -10,6 +10,10 @@ sweep interval is left alone unless its process is known dead on this host: a pr
 paused or cut off from the database comes back, finds its row gone at its next heartbeat and
 registers again at once, and whatever it settles of a hold released meanwhile is charged late (see
 ``ledger.py``): a pause never makes service free.
+
+Once a day (and at each start) it also deletes the rows of ``spend_by_period`` of days that no spend
+limit reads any more (``limits.policy.spend_kept_from``: before the previous month), so that table keeps
+a few weeks of days whatever the history.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ import logging
 import os
 import secrets
 import socket
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 
 from tokenhub.billing.ledger import LedgerWriter, Settlement
+from tokenhub.limits.policy import spend_kept_from
 from tokenhub.periodic import Periodic
 from tokenhub.storage import AsyncEngine
 from tokenhub.storage.engine import as_utc, utc_now
-from tokenhub.storage.tables import instances, requests
+from tokenhub.storage.tables import instances, requests, spend_by_period
 
 log = logging.getLogger("tokenhub.sweeper")
 
@@ -53,6 +58,7 @@ class Sweeper:
         self._stale_after = stale_after
         self._host = socket.gethostname()[:255]
         self._periodic = Periodic("hold sweep", max(stale_after / 3, 0.2), self._beat_and_sweep)
+        self._pruned_on: date | None = None  # the day this process last pruned spend_by_period
 
     async def register(self) -> None:
         now = utc_now()
@@ -74,6 +80,28 @@ class Sweeper:
     async def _beat_and_sweep(self) -> None:
         await self.heartbeat()
         await self.sweep()
+        today = utc_now().date()
+        if today != self._pruned_on:
+            await self.prune_spend(today)
+            self._pruned_on = today
+
+    async def prune_spend(self, today: date) -> int:
+        """Delete the rows of spend_by_period of days before ``spend_kept_from(today)``; returns how many.
+        One transaction per day pruned, so that a first prune of a long history never holds the write
+        lock the ledger's commits need for long (every process prunes: the others then find nothing)."""
+        day_rows = spend_by_period.c.period == "day"
+        cutoff = spend_kept_from(today).isoformat()
+        async with self._engine.connect() as conn:
+            query = select(spend_by_period.c.start).where(day_rows, spend_by_period.c.start < cutoff).distinct()
+            days = sorted(row[0] for row in await conn.execute(query))
+        pruned = 0
+        for day in days:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(delete(spend_by_period).where(day_rows, spend_by_period.c.start == day))
+                pruned += result.rowcount
+        if pruned:
+            log.info("pruned %d rows of spend by period, of %d days before %s", pruned, len(days), cutoff)
+        return pruned
 
     async def heartbeat(self) -> None:
         """Refresh this process's row; re-create it if another process declared this one dead."""

@@ -60,6 +60,14 @@ def first_day(period: str, day: date) -> date | None:
     return None  # total
 
 
+def spend_kept_from(today: date) -> date:
+    """The first day whose spend_by_period rows are kept: the previous month's first. Every period a limit or
+    `tokenhub ledger check` reads (this day, week or month) starts after it, and a settlement arriving late
+    moves its request's day within it: older days are never read again and may be pruned."""
+    last_month = today.replace(day=1) - timedelta(days=1)
+    return last_month.replace(day=1)
+
+
 def period_start(period: str, now: datetime) -> datetime | None:
     """The start of the UTC calendar period containing ``now`` (a UTC time)."""
     first = first_day(period, date(now.year, now.month, now.day))

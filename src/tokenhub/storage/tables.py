@@ -156,7 +156,8 @@ requests = Table(
 # their amount, the rest at their cost, of the requests created that day. Every ledger group adds its
 # requests' changes in the transaction that writes them (``GroupPlan.spend``), so a spend limit by period
 # is checked against a few rows (a week's or a month's days), not a sum over the period's requests;
-# `tokenhub ledger check` compares the current periods with those sums.
+# `tokenhub ledger check` compares the current periods with those sums. Days no period reads any more
+# (before the previous month) are pruned once a day (billing/sweeper.py).
 spend_by_period = Table(
     "spend_by_period",
     metadata,
@@ -165,6 +166,7 @@ spend_by_period = Table(
     Column("period", String(8), primary_key=True),  # day | total (accounts only: a key's is api_keys.used_nanos)
     Column("start", String(10), primary_key=True),  # the day, ISO (total: 1970-01-01)
     Column("amount", BigInteger, nullable=False),
+    Index("ix_spend_by_period_day", "period", "start"),  # the days the sweeper prunes (limits.policy.spend_kept_from)
     sqlite_with_rowid=False,
 )
 
