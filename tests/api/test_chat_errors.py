@@ -254,4 +254,5 @@ def test_unknown_route_and_method_use_the_error_format(gateway: Harness):
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 404
+    assert exc.value.headers["X-Request-Id"].startswith("gen-")  # every answer names its request, a router's too
     assert_openai_error(json.loads(exc.value.read()), "route_not_found")

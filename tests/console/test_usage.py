@@ -148,6 +148,7 @@ def test_usage_filters_pages_and_exports(console, new_page, upstream_url):
     # The CSV export: the filtered set, exact costs, formulas defused, nobody else's rows.
     status, headers, exported = csv_rows(page)
     assert status == 200 and headers["content-type"].startswith("text/csv")
+    assert headers["x-request-id"].startswith("gen-")  # a response the page prepares itself names its request too
     assert "attachment" in headers["content-disposition"]
     assert [row["request_id"] for row in exported] == [request_id, *reversed(seeded), *failed]
     first = exported[0]

@@ -37,6 +37,21 @@ async def _rows(conn):
     return (await conn.execute(select(requests_table).order_by(requests_table.c.created_at))).all()
 
 
+def test_a_stream_says_what_the_limits_leave_in_its_headers(gateway: Harness, upstream_url: str):
+    """A stream's response is prepared by the relay, before its first bytes: the rate headers and the request
+    id go out with it as with a whole answer."""
+    priced_model(gateway, upstream_url)
+    cust = customer(gateway, limits={"rpm": 5})
+    client = gateway.client(cust.key)
+    with client.chat.completions.with_streaming_response.create(model=MODEL, messages=HELLO, max_tokens=20, stream=True) as raw:
+        assert raw.headers["x-ratelimit-limit-requests"] == "5"
+        assert raw.headers["x-ratelimit-remaining-requests"] == "4"
+        request_id = raw.headers["x-request-id"]
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
+    gateway.flush()
+    assert [row.id for row in request_rows(gateway)] == [request_id]
+
+
 def test_rpm_on_a_key_answers_429_with_headers_and_charges_nothing(gateway: Harness, upstream_url: str):
     priced_model(gateway, upstream_url)
     cust = customer(gateway, limits={"rpm": 3})
