@@ -50,6 +50,15 @@ def _rows(key_id: int, user_id: int, days: list[date], amount: int = 100) -> lis
     return rows
 
 
+async def _customer(gw: Gateway, email: str) -> tuple[int, int]:
+    """An account with credits and a key: (account id, key id)."""
+    async with gw.engine.begin() as conn:
+        user = await create_user(conn, email)
+        await add_credits(conn, user["id"], 10**9)
+        _, key = await create_key(conn, user["id"])
+    return user["id"], key["id"]
+
+
 async def _stored(gw: Gateway) -> set[tuple[str, str, str]]:
     async with gw.engine.connect() as conn:
         return {(r.scope, r.period, r.start) for r in await conn.execute(sa.select(spend_by_period))}
@@ -59,17 +68,14 @@ def test_the_sweeper_prunes_the_days_no_limit_reads(database_url: str, tmp_path:
     async def scenario() -> None:
         gw = await Gateway.start(gateway_settings(tmp_path / "home", database_url))
         try:
-            async with gw.engine.begin() as conn:
-                user = await create_user(conn, "pruned@example.com")
-                await add_credits(conn, user["id"], 10**9)
-                _, key = await create_key(conn, user["id"])
+            user_id, key_id = await _customer(gw, "pruned@example.com")
             today = utc_now().date()
             kept_from = spend_kept_from(today)
             old = [kept_from - timedelta(days=n) for n in (1, 2, 40, 400)]
             recent = sorted({kept_from, today.replace(day=1), today - timedelta(days=today.weekday()), today})
             async with gw.engine.begin() as conn:
                 await conn.execute(sa.delete(spend_by_period))
-                await conn.execute(sa.insert(spend_by_period), _rows(key["id"], user["id"], old + recent))
+                await conn.execute(sa.insert(spend_by_period), _rows(key_id, user_id, old + recent))
 
             assert await gw.sweeper.prune_spend(today) == 2 * len(old)
             expected = {("user", "total", "1970-01-01")}
@@ -79,10 +85,10 @@ def test_the_sweeper_prunes_the_days_no_limit_reads(database_url: str, tmp_path:
 
             # A limit by month still counts every day of the month: 100 spent on each of this month's days kept.
             spent = 100 * len({d for d in recent if d >= today.replace(day=1)})
-            budget = (("key", key["id"], "month", spent + 500),)
+            budget = (("key", key_id, "month", spent + 500),)
             with pytest.raises(LimitReached):
-                await gw.ledger.hold(Hold("gen-prune-over", user["id"], key["id"], 501, "m", budgets=budget))
-            await gw.ledger.hold(Hold("gen-prune-fits", user["id"], key["id"], 500, "m", budgets=budget))
+                await gw.ledger.hold(Hold("gen-prune-over", user_id, key_id, 501, "m", budgets=budget))
+            await gw.ledger.hold(Hold("gen-prune-fits", user_id, key_id, 500, "m", budgets=budget))
         finally:
             await gw.stop()
 
@@ -93,16 +99,14 @@ def test_a_process_prunes_at_its_first_round_and_then_once_a_day(database_url: s
     async def scenario() -> None:
         gw = await Gateway.start(gateway_settings(tmp_path / "home", database_url))
         try:
-            async with gw.engine.begin() as conn:
-                user = await create_user(conn, "daily@example.com")
-                _, key = await create_key(conn, user["id"])
+            user_id, key_id = await _customer(gw, "daily@example.com")
             stale = spend_kept_from(utc_now().date()) - timedelta(days=3)
             async with gw.engine.begin() as conn:
-                await conn.execute(sa.insert(spend_by_period), _rows(key["id"], user["id"], [stale])[1:])
+                await conn.execute(sa.insert(spend_by_period), _rows(key_id, user_id, [stale])[1:])
             await gw.sweeper._beat_and_sweep()  # the first round of this process
             assert not [row for row in await _stored(gw) if row[2] == stale.isoformat()]
             async with gw.engine.begin() as conn:
-                await conn.execute(sa.insert(spend_by_period), _rows(key["id"], user["id"], [stale])[1:])
+                await conn.execute(sa.insert(spend_by_period), _rows(key_id, user_id, [stale])[1:])
             await gw.sweeper._beat_and_sweep()  # the same day: a sweep of holds, no prune
             assert len([row for row in await _stored(gw) if row[2] == stale.isoformat()]) == 2
         finally:
@@ -118,13 +122,12 @@ def test_the_old_days_are_found_through_the_index(database_url: str, tmp_path: P
     async def scenario() -> list[tuple[str, Any]]:
         gw = await Gateway.start(gateway_settings(tmp_path / "home", database_url))
         try:
+            user_id, key_id = await _customer(gw, "indexed@example.com")
+            today = utc_now().date()
+            days = [today - timedelta(days=n) for n in range(120)]
+            rows = _rows(key_id, user_id, days)
+            rows += [{**row, "ident": row["ident"] + 1000 + i} for i in range(20) for row in rows[1:]]  # twenty more keys and accounts
             async with gw.engine.begin() as conn:
-                user = await create_user(conn, "indexed@example.com")
-                _, key = await create_key(conn, user["id"])
-                today = utc_now().date()
-                days = [today - timedelta(days=n) for n in range(120)]
-                rows = _rows(key["id"], user["id"], days)
-                rows += [{**row, "ident": row["ident"] + 1000 + i} for i in range(20) for row in rows[1:]]
                 await conn.execute(sa.insert(spend_by_period), rows)
             sent: list[tuple[str, Any]] = []
 
